@@ -1,0 +1,104 @@
+"""Load any supported model by name or path and wrap it in its family adapter.
+
+`load_adapter("sea-tiny-vl")` (built-in), `load_adapter("tiny-random-qwen2_vl")` (random, for tests),
+`load_adapter("/path/to/llava-1.5-7b-hf")` or a hub id (honours HF_HUB_OFFLINE=1)."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .base import BaseAdapter, Features, Item, ModelAdapter, ModelError, MODALITIES
+from .registry import FAMILIES, adapter_class, check_family, model_class
+
+log = logging.getLogger(__name__)
+BUILTIN = ("sea-tiny-vl", "sea-tiny-audio")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+__all__ = ["load_adapter", "BaseAdapter", "Features", "Item", "ModelAdapter", "ModelError", "MODALITIES",
+           "FAMILIES", "BUILTIN"]
+
+
+def load_adapter(spec: str, dtype: str | torch.dtype = "float32", adapter_dir: str | None = None,
+                 modality: str | None = None, trust_remote_code: bool = False) -> BaseAdapter:
+    """Resolve `spec`, load model + tokenizer, wrap in the family adapter; optionally load a PEFT adapter."""
+    dt = DTYPES[dtype] if isinstance(dtype, str) else dtype
+    if spec in BUILTIN or spec.split(":")[0] in BUILTIN:
+        adapter = _load_builtin(spec, dt, modality)
+    elif spec.startswith("tiny-random-"):
+        from .tiny import build_tiny
+        family = spec[len("tiny-random-"):]
+        check_family(family, where=f"--model {spec}: ")
+        model, tok, procs = build_tiny(family, dtype=dt)
+        adapter = adapter_class(family)(model, tok, procs)
+    else:
+        adapter = _load_pretrained(spec, dt, trust_remote_code)
+    if adapter_dir:
+        adapter = attach_peft(adapter, adapter_dir)
+    if modality:
+        adapter.check_modality(modality)
+    adapter.model.eval()
+    adapter.model.requires_grad_(False)
+    return adapter
+
+
+def _load_builtin(spec: str, dt: torch.dtype, modality: str | None) -> BaseAdapter:
+    from .. import organism
+    built = organism.load_builtin(spec, dtype=dt) if _accepts_modality(organism.load_builtin) is False \
+        else organism.load_builtin(spec, dtype=dt, modality=modality)
+    cls = adapter_class(built.family)
+    procs = dict(built.preprocess)
+    adapter = cls(built.model, built.tokenizer, procs)
+    adapter.builtin_info = built.info
+    return adapter
+
+
+def _accepts_modality(fn) -> bool:
+    import inspect
+    return "modality" in inspect.signature(fn).parameters
+
+
+def _load_pretrained(spec: str, dt: torch.dtype, trust_remote_code: bool) -> BaseAdapter:
+    from transformers import AutoConfig, AutoTokenizer
+    try:
+        cfg = AutoConfig.from_pretrained(spec, trust_remote_code=trust_remote_code)
+    except OSError as e:
+        raise ModelError(f"--model {spec}: not a built-in name, a local model directory or a reachable hub id "
+                         f"(built-ins: {', '.join(BUILTIN)}; {str(e).splitlines()[0]})") from None
+    check_family(cfg.model_type, where=f"--model {spec}: ")
+    model = model_class(cfg.model_type).from_pretrained(spec, dtype=dt, trust_remote_code=trust_remote_code)
+    tok = AutoTokenizer.from_pretrained(spec, trust_remote_code=trust_remote_code)
+    procs: dict[str, Any] = {}
+    d = Path(spec)
+    if d.is_dir():
+        _read_chat_template(d, tok)
+        pp = d / "preprocessor_config.json"
+        if pp.is_file():
+            p = json.loads(pp.read_text())
+            for k in ("image_mean", "image_std"):
+                if k in p:
+                    procs[k] = p[k]
+    return adapter_class(cfg.model_type)(model, tok, procs)
+
+
+def _read_chat_template(d: Path, tok: Any) -> None:
+    """Processors keep the chat template beside the tokenizer in recent checkpoints."""
+    if getattr(tok, "chat_template", None):
+        return
+    if (d / "chat_template.jinja").is_file():
+        tok.chat_template = (d / "chat_template.jinja").read_text()
+    elif (d / "chat_template.json").is_file():
+        tok.chat_template = json.loads((d / "chat_template.json").read_text()).get("chat_template")
+
+
+def attach_peft(adapter: BaseAdapter, adapter_dir: str) -> BaseAdapter:
+    from peft import PeftModel
+    if not (Path(adapter_dir) / "adapter_config.json").is_file():
+        raise ModelError(f"--adapter {adapter_dir}: no adapter_config.json there (expected a PEFT adapter directory)")
+    peft_model = PeftModel.from_pretrained(adapter.model, adapter_dir)
+    peft_model.eval()
+    adapter.peft_model = peft_model  # LoRA layers are injected in place: the adapter's modules now use them
+    return adapter

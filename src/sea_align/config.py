@@ -1,0 +1,247 @@
+"""Typed configs: one dataclass per stage, YAML presets, `key=value` overrides.
+
+The dataclasses are the single source of truth: the CLI help, the YAML presets and docs/config.md
+come from these fields. Unknown keys are an error that names the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+from .io import DataError
+
+PRESET_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass
+class PrepareConfig:
+    extractor: str = "rules"  # "rules" (offline) or "openai" (any OpenAI-compatible chat endpoint)
+    openai_base_url: str = "https://api.openai.com/v1"  # key comes from OPENAI_API_KEY only
+    openai_model: str = "gpt-4o-mini"
+    limit: int = 0  # use only the first N harmful rows (0 = all)
+
+
+@dataclass
+class SynthesizeConfig:
+    space: str = "encoder"  # "encoder": E is the tower output (paper default); "llm": E is after the projector
+    max_steps: int = 60  # step cap per sample
+    lr: float = 0.05  # Adam learning rate on E (scaled by the blank embedding's RMS)
+    batch_size: int = 8  # samples optimised together; converged ones leave, waiting ones join
+    stop_loss: float = 0.05  # a sample may stop once its mean target CE is below this ...
+    check_every: int = 5  # ... and a greedy decode of its targets reproduces them (checked every N steps)
+    probe_max_new_tokens: int = 24
+    blank_seconds: float = 2.0  # audio: length of the silent clip, sets the number of slots
+    blank_frames: int = 8  # video: frames of the black clip
+    blank_size: int = 0  # image/video side in pixels for the blank item (0 = the processor's default)
+    seed: int = 0
+
+
+@dataclass
+class AlignConfig:
+    method: str = "auto"  # "sft", "dpo", or "auto" (dpo when every row has `rejected`)
+    text_only: bool = False  # train the textual-alignment baseline (no embeddings) on the same data
+    include_text: bool = True  # add the text-only samples to the SEA mix
+    benign: int = -1  # benign samples with synthetic embeddings (-1 = as many as harmful ones)
+    prefix: str = "The {media} shows a phrase of {article} {ptype}."
+    epochs: int = 3
+    lr: float = 2.0e-4
+    batch_size: int = 4
+    lora_r: int = 8  # higher = more capacity and memory
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    dpo_beta: float = 0.1
+    seed: int = 0
+
+
+@dataclass
+class BenchSpec:
+    name: str = "text"  # a builder: text | mm-safetybench-typo | benign-typo | benign-text
+    source: str = ""  # JSONL (instruction, key_phrase, phrase_type, category) or a VA-SafetyBench questions dir
+    limit: int = 0  # first N items per category (0 = all)
+    seed: int = 0
+
+
+@dataclass
+class EvaluateConfig:
+    bench: list[str] = field(default_factory=list)  # benchmark JSONL files (generic format)
+    build: list[BenchSpec] = field(default_factory=list)  # benchmarks built into DIR/bench/ by `sea run`
+    judge: str = "refusal"
+    max_new_tokens: int = 48
+    batch_size: int = 8
+    limit: int = 0  # evaluate only the first N items of each benchmark (0 = all)
+
+
+@dataclass
+class RunConfig:
+    model: str = "sea-tiny-vl"  # local dir, hub id, or a built-in name (sea-tiny-vl, sea-tiny-audio, tiny-random-*)
+    modality: str = "image"  # image | video | audio
+    data: str = ""  # the text safety set (JSONL: instruction, response, [id, category, rejected])
+    benign_data: str = ""  # optional benign set (JSONL: instruction, response, key_phrase) for benign embeddings
+    dtype: str = "float32"
+    seed: int = 0
+    note: str = ""  # free text copied into the report (e.g. what the evaluation can and cannot show)
+    align_text_baseline: bool = False  # also train + evaluate the text-only alignment baseline (paper's comparison)
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    synthesize: SynthesizeConfig = field(default_factory=SynthesizeConfig)
+    align: AlignConfig = field(default_factory=AlignConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+
+
+def _coerce(value: Any, typ: Any, key: str) -> Any:
+    origin = getattr(typ, "__origin__", None)
+    if is_dataclass(typ):
+        if not isinstance(value, dict):
+            raise DataError(f"config: '{key}' must be a mapping")
+        return from_dict(typ, value, prefix=key + ".")
+    if origin is list and typ.__args__ and is_dataclass(typ.__args__[0]):
+        if not isinstance(value, list):
+            raise DataError(f"config: '{key}' must be a list")
+        return [_coerce(v, typ.__args__[0], f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is list:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            raise DataError(f"config: '{key}' must be a list")
+        return [str(v) for v in value]
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise DataError(f"config: '{key}' must be true or false, got {value!r}")
+    if typ is int:
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise DataError(f"config: '{key}' must be an integer, got {value!r}")
+        try:
+            return int(value)
+        except ValueError:
+            raise DataError(f"config: '{key}' must be an integer, got {value!r}") from None
+    if typ is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise DataError(f"config: '{key}' must be a number, got {value!r}")
+        try:
+            return float(value)
+        except ValueError:
+            raise DataError(f"config: '{key}' must be a number, got {value!r}") from None
+    if typ is str:
+        if isinstance(value, (dict, list)):
+            raise DataError(f"config: '{key}' must be a string")
+        return "" if value is None else str(value)
+    return value
+
+
+def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    hints = get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    for key in data:
+        if key not in names:
+            raise DataError(f"config: unknown key '{prefix}{key}' (known: {', '.join(sorted(names))})")
+    kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `a.b=value` overrides (value parsed as YAML) onto a nested dict."""
+    for item in overrides:
+        if "=" not in item:
+            raise DataError(f"override '{item}': expected key=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        node = data
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise DataError(f"override '{item}': '{p}' is not a section")
+        node[parts[-1]] = value
+    return data
+
+
+def resolve_preset(name_or_path: str) -> Path:
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    for cand in (PRESET_DIR / name_or_path, PRESET_DIR / f"{name_or_path}.yaml"):
+        if cand.is_file():
+            return cand
+    known = ", ".join(sorted(x.stem for x in PRESET_DIR.glob("*.yaml")))
+    raise DataError(f"config: {name_or_path}: no such file or preset (presets: {known})")
+
+
+def load_config(path: str | None, overrides: list[str] = ()) -> RunConfig:
+    data: dict[str, Any] = {}
+    base_dir = None
+    if path:
+        p = resolve_preset(path)
+        try:
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise DataError(f"{p}: invalid YAML ({str(e).splitlines()[0]})") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise DataError(f"{p}: top level must be a mapping")
+        data = loaded
+        base_dir = p.parent
+    data = apply_overrides(data, list(overrides))
+    cfg = from_dict(RunConfig, data)
+    cfg = _expand_paths(cfg, base_dir)
+    _validate(cfg)
+    return cfg
+
+
+def _expand_paths(cfg: RunConfig, base_dir: Path | None) -> RunConfig:
+    """`${SEA_SHARED}` and `${SEA_PKG}` in paths: the shared data dir and the installed package dir."""
+    env = dict(os.environ)
+    env.setdefault("SEA_PKG", str(Path(__file__).parent))
+    env.setdefault("SEA_SHARED", str(default_shared_dir()))
+
+    def expand(s: str) -> str:
+        for k in ("SEA_PKG", "SEA_SHARED"):
+            s = s.replace("${" + k + "}", env[k])
+        return os.path.expanduser(s)
+
+    cfg.data = expand(cfg.data)
+    cfg.benign_data = expand(cfg.benign_data)
+    cfg.evaluate.bench = [expand(b) for b in cfg.evaluate.bench]
+    for spec in cfg.evaluate.build:
+        spec.source = expand(spec.source)
+    return cfg
+
+
+def default_shared_dir() -> Path:
+    """The project's shared data folder: $SEA_SHARED, else ../shared beside the checkout."""
+    if os.environ.get("SEA_SHARED"):
+        return Path(os.environ["SEA_SHARED"])
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent.parent / "shared" / "data").is_dir():
+            return parent.parent / "shared"
+    return Path.cwd().parent / "shared"
+
+
+def _validate(cfg: RunConfig) -> None:
+    if cfg.modality not in ("image", "video", "audio"):
+        raise DataError(f"config: 'modality' must be image, video or audio, got {cfg.modality!r}")
+    if cfg.synthesize.space not in ("encoder", "llm"):
+        raise DataError(f"config: 'synthesize.space' must be encoder or llm, got {cfg.synthesize.space!r}")
+    if cfg.align.method not in ("auto", "sft", "dpo"):
+        raise DataError(f"config: 'align.method' must be auto, sft or dpo, got {cfg.align.method!r}")
+    if cfg.dtype not in ("float32", "bfloat16", "float16"):
+        raise DataError(f"config: 'dtype' must be float32, bfloat16 or float16, got {cfg.dtype!r}")
+    for name in ("max_steps", "batch_size", "check_every"):
+        if getattr(cfg.synthesize, name) < 1:
+            raise DataError(f"config: 'synthesize.{name}' must be >= 1")

@@ -1,0 +1,119 @@
+"""File hand-off helpers: strict JSONL reading, atomic writes.
+
+Every stage writes through `atomic_write*` so that a crash never leaves a half-written file
+under its final name: data go to `<name>.tmp-<pid>` first, then `os.replace` renames it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+
+class DataError(ValueError):
+    """Bad user input. The message is one line and names the file, line or field."""
+
+
+def read_jsonl(path: str | os.PathLike, required: Iterable[str] = (), types: dict[str, type | tuple] | None = None,
+               allow_empty: bool = False) -> list[dict[str, Any]]:
+    """Read a JSONL file strictly: every non-blank line must be a JSON object with `required` keys."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    rows: list[dict[str, Any]] = []
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not valid UTF-8 (byte {e.start})") from None
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+        for key in required:
+            if key not in row or row[key] is None:
+                raise DataError(f"{path}:{lineno}: missing field '{key}'")
+        for key, typ in (types or {}).items():
+            if key in row and row[key] is not None and not isinstance(row[key], typ):
+                want = typ.__name__ if isinstance(typ, type) else "/".join(t.__name__ for t in typ)
+                raise DataError(f"{path}:{lineno}: field '{key}' must be {want}, got {type(row[key]).__name__}")
+        row["_line"] = lineno
+        rows.append(row)
+    if not rows and not allow_empty:
+        raise DataError(f"{path}: empty data set (no JSON lines)")
+    return rows
+
+
+def strip_private(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if not k.startswith("_")}
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=_json_default) + "\n")
+
+
+def atomic_write_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> None:
+    atomic_write_text(path, "".join(json.dumps(strip_private(r), ensure_ascii=False, default=_json_default) + "\n"
+                                    for r in rows))
+
+
+def append_jsonl(path: str | os.PathLike, row: dict[str, Any]) -> None:
+    """Append one row and fsync: used for resumable per-sample logs (a torn last line is dropped on read)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(strip_private(row), ensure_ascii=False, default=_json_default) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_jsonl_tolerant(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Read an append-only log written by `append_jsonl`, dropping a torn final line (crash mid-write)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

@@ -1,0 +1,65 @@
+"""LLaVA-1.5 (`LlavaForConditionalGeneration`): image. Encoder space = the selected tower layer
+(CLS dropped under the "default" strategy), [576, 1024] for LLaVA-1.5-7B; LLM space = after the MLP projector."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from PIL import Image
+
+from ..media import CLIP_MEAN, CLIP_STD, clip_pixels, load_image
+from .base import BaseAdapter, Features
+
+LLAVA15_TEMPLATE = (
+    "{% for m in messages %}{% if m['role'] == 'system' %}{{ m['content'] }} "
+    "{% elif m['role'] == 'user' %}USER: {{ m['content'] }} {% else %}ASSISTANT: {{ m['content'] }}</s>{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}")
+
+
+class LlavaAdapter(BaseAdapter):
+    family = "llava"
+    modalities = ("image",)
+    placeholder = {"image": "<image>"}
+    default_template = LLAVA15_TEMPLATE
+
+    def __init__(self, model: Any, tokenizer: Any, processors: dict[str, Any] | None = None, **kw: Any):
+        super().__init__(model, tokenizer, processors, **kw)
+        cfg = model.config
+        self.feature_layer = cfg.vision_feature_layer
+        self.select = cfg.vision_feature_select_strategy
+        self.image_size = int(getattr(cfg.vision_config, "image_size", 336))
+        self.mean = tuple(self.processors.get("image_mean", CLIP_MEAN))
+        self.std = tuple(self.processors.get("image_std", CLIP_STD))
+
+    @property
+    def core(self):
+        return self.model.model
+
+    def tower(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """[n, 3, H, W] -> selected tower features [n, slots, d_enc]."""
+        out = self.core.vision_tower(pixel_values.to(self.device, self.dtype), output_hidden_states=True,
+                                     return_dict=True)
+        layers = self.feature_layer if isinstance(self.feature_layer, (list, tuple)) else [self.feature_layer]
+        hs = torch.cat([out.hidden_states[i] for i in layers], dim=-1)
+        return hs[:, 1:] if self.select == "default" else hs
+
+    def pixels(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        custom = self.processors.get("image")
+        if callable(custom):  # built-in models bring their own preprocessing
+            return torch.as_tensor(custom(list(images)))
+        return torch.from_numpy(clip_pixels(images, self.image_size, self.mean, self.std))
+
+    def blank(self, modality: str, size: int = 0, **_: Any) -> Features:
+        self.check_modality(modality)
+        s = size or self.image_size
+        return self.encode(modality, [Image.new("RGB", (s, s), "white")])[0]
+
+    @torch.no_grad()
+    def encode(self, modality: str, media: Sequence[Any]) -> list[Features]:
+        self.check_modality(modality)
+        images = [load_image(m) for m in media]
+        hs = self.tower(self.pixels(images))
+        return [Features(h) for h in hs]
+
+    def project(self, modality: str, x: torch.Tensor, meta: dict[str, Any]) -> torch.Tensor:
+        return self.core.multi_modal_projector(x)

@@ -1,0 +1,54 @@
+"""Qwen2-Audio (`Qwen2AudioForConditionalGeneration`): audio. Encoder space = the audio tower's
+output for the clip's valid frames ([25 per second, 1280]); LLM space = after the linear projector.
+The model class has no embedding entry point, so we build `inputs_embeds` ourselves (as for every family)."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..media import load_audio
+from .base import BaseAdapter, Features
+
+
+class Qwen2AudioAdapter(BaseAdapter):
+    family = "qwen2_audio"
+    modalities = ("audio",)
+    placeholder = {"audio": "<|AUDIO|>"}
+
+    def __init__(self, model: Any, tokenizer: Any, processors: dict[str, Any] | None = None, **kw: Any):
+        super().__init__(model, tokenizer, processors, **kw)
+        from transformers import WhisperFeatureExtractor
+        ac = model.config.audio_config
+        self.n_frames = int(ac.max_source_positions) * 2  # mel frames the tower expects (3000 = 30 s)
+        fe = self.processors.get("feature_extractor")
+        self.fe = fe or WhisperFeatureExtractor(feature_size=int(ac.num_mel_bins), sampling_rate=16000,
+                                                hop_length=160, chunk_length=self.n_frames // 100, n_fft=400)
+        self.tower = model.model.audio_tower
+
+    def media_text(self, modality: str) -> str:
+        return "Audio 1: <|audio_bos|>" + self.placeholder[modality] + "<|audio_eos|>\n"
+
+    def blank(self, modality: str, seconds: float = 2.0, **_: Any) -> Features:
+        self.check_modality(modality)
+        return self.encode(modality, [np.zeros(int(16000 * seconds), dtype=np.float32)])[0]
+
+    @torch.no_grad()
+    def encode(self, modality: str, media: Sequence[Any]) -> list[Features]:
+        self.check_modality(modality)
+        out = []
+        max_s = self.n_frames / 100.0
+        for m in media:
+            wav = load_audio(m)[: int(16000 * max_s)]
+            feats = self.fe(wav, sampling_rate=16000, return_tensors="np", padding="max_length",
+                            max_length=self.n_frames * 160, return_attention_mask=True)
+            mel = torch.from_numpy(feats["input_features"]).to(self.device, self.dtype)
+            n_mel = int(feats["attention_mask"].sum())
+            _, n_out = self.tower._get_feat_extract_output_lengths(torch.tensor(n_mel))
+            h = self.tower(mel).last_hidden_state[0, : max(1, int(n_out))]
+            out.append(Features(h, {"seconds": len(wav) / 16000}))
+        return out
+
+    def project(self, modality: str, x: torch.Tensor, meta: dict[str, Any]) -> torch.Tensor:
+        return self.model.model.multi_modal_projector(x)

@@ -1,0 +1,90 @@
+"""Qwen2-VL and Qwen2.5-VL: image and video. The patch merger sits inside the vision tower, so
+encoder space = the tower's last hidden state *before* the merger ([t*h*w, 1280], natural patch
+order); `project` = the merger. Positions are 3-D (M-RoPE) from the model's own `get_rope_index`."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from PIL import Image
+
+from ..media import CLIP_MEAN, CLIP_STD, load_image, load_video, qwen_patches
+from .base import BaseAdapter, Features, Item
+
+OPENAI_CLIP = (CLIP_MEAN, CLIP_STD)
+
+
+class Qwen2VLAdapter(BaseAdapter):
+    family = "qwen2_vl"
+    modalities = ("image", "video")
+    placeholder = {"image": "<|image_pad|>", "video": "<|video_pad|>"}
+
+    def __init__(self, model: Any, tokenizer: Any, processors: dict[str, Any] | None = None,
+                 image_size: int = 224, n_frames: int = 4, **kw: Any):
+        super().__init__(model, tokenizer, processors, **kw)
+        vc = model.config.vision_config
+        self.patch = int(vc.patch_size)
+        self.merge = int(vc.spatial_merge_size)
+        self.temporal = int(getattr(vc, "temporal_patch_size", 2))
+        self.image_size = int(self.processors.get("image_size", image_size))
+        self.n_frames = n_frames
+        self.visual = model.model.visual
+        self.windowed = hasattr(self.visual, "fullatt_block_indexes")  # Qwen2.5-VL window attention
+
+    def media_text(self, modality: str) -> str:
+        return "<|vision_start|>" + self.placeholder[modality] + "<|vision_end|>"
+
+    def blank(self, modality: str, size: int = 0, frames: int = 0, **_: Any) -> Features:
+        self.check_modality(modality)
+        s = size or self.image_size
+        if modality == "image":
+            return self.encode("image", [Image.new("RGB", (s, s), "white")])[0]
+        return self.encode("video", [[Image.new("RGB", (s, s), "black")] * (frames or self.n_frames)])[0]
+
+    @torch.no_grad()
+    def encode(self, modality: str, media: Sequence[Any]) -> list[Features]:
+        self.check_modality(modality)
+        out = []
+        for m in media:
+            if modality == "image":
+                frames = [load_image(m)]
+            else:
+                frames = [load_image(f) for f in m] if isinstance(m, list) else load_video(m, self.n_frames)
+            pv, grid = qwen_patches(frames, self.image_size, self.patch, self.merge, self.temporal)
+            grid_t = torch.tensor([grid])
+            res = self.visual(torch.from_numpy(pv).to(self.device, self.dtype), grid_thw=grid_t)
+            x = res.last_hidden_state
+            if self.windowed:  # undo the window permutation so that E is in natural patch order
+                x = self._unwindow(x, grid_t)
+            out.append(Features(x, {"grid": grid}))
+        return out
+
+    def _unwindow(self, x: torch.Tensor, grid_t: torch.Tensor) -> torch.Tensor:
+        from transformers.vision_utils import get_vision_window_index
+        v = self.visual
+        window_index, _ = get_vision_window_index(grid_t, spatial_merge_size=v.spatial_merge_size,
+                                                  window_size=v.window_size, patch_size=v.patch_size, kwargs={})
+        unit = v.spatial_merge_unit
+        x = x.reshape(x.shape[0] // unit, unit, -1)[torch.argsort(window_index)]
+        return x.reshape(-1, x.shape[-1])
+
+    def project(self, modality: str, x: torch.Tensor, meta: dict[str, Any]) -> torch.Tensor:
+        b, n, d = x.shape
+        y = self.visual.merger(x.reshape(b * n, d))  # groups of merge^2 consecutive patches -> 1 token
+        return y.reshape(b, -1, y.shape[-1])
+
+    def positions(self, ids: torch.Tensor, mask: torch.Tensor, items: Sequence[Item]) -> torch.Tensor:
+        if all(it.modality is None for it in items):
+            pos = (mask.long().cumsum(-1) - 1).clamp(min=0)
+            return pos[None].expand(3, -1, -1)
+        ttype = torch.zeros_like(ids, dtype=torch.int)
+        ttype[ids == self.placeholder_ids.get("image", -1)] = 1
+        ttype[ids == self.placeholder_ids.get("video", -1)] = 2
+        grids = {"image": [], "video": []}
+        for it in items:
+            if it.modality:
+                grids[it.modality].append(list(it.meta["grid"]))
+        g = {k: (torch.tensor(v, device=ids.device) if v else None) for k, v in grids.items()}
+        pos, _ = self.model.model.get_rope_index(ids, ttype, image_grid_thw=g["image"],
+                                                 video_grid_thw=g["video"], attention_mask=mask)
+        return pos

@@ -1,0 +1,140 @@
+"""`sea run`: prepare -> synthesize -> align -> evaluate (base and aligned) -> report, in one run
+directory, resumable: a stage whose output exists is not redone. Writes `config.yaml` (resolved)
+and `manifest.json` (seed, versions, git SHA, decoding, hardware, time per stage)."""
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import RunConfig, to_dict
+from .io import DataError, atomic_write_json, atomic_write_text, read_jsonl
+
+log = logging.getLogger(__name__)
+
+
+def versions() -> dict[str, str]:
+    import importlib.metadata as md
+    out = {"python": platform.python_version()}
+    for pkg in ("sea-align", "torch", "transformers", "peft", "accelerate", "safetensors"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = "missing"
+    return out
+
+
+def git_sha() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                              text=True, timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def hardware() -> dict[str, Any]:
+    import torch
+    hw = {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        hw["gpu"] = torch.cuda.get_device_name(0)
+    return hw
+
+
+class Manifest:
+    def __init__(self, out: Path, cfg: RunConfig):
+        self.path = out / "manifest.json"
+        import json
+        self.data = json.loads(self.path.read_text()) if self.path.is_file() else {"stages": {}}
+        self.data.update({"seed": cfg.seed, "versions": versions(), "git_sha": git_sha(), "hardware": hardware(),
+                          "model": cfg.model, "modality": cfg.modality,
+                          "decoding": {"do_sample": False, "max_new_tokens": cfg.evaluate.max_new_tokens}})
+
+    def stage(self, name: str, seconds: float, **info: Any) -> None:
+        self.data["stages"][name] = {"seconds": round(seconds, 2), **info}
+        self.save()
+
+    def save(self) -> None:
+        atomic_write_json(self.path, self.data)
+
+
+def _load(cfg: RunConfig, adapter_dir: str | None = None):
+    from .models import load_adapter
+    return load_adapter(cfg.model, dtype=cfg.dtype, adapter_dir=adapter_dir, modality=cfg.modality)
+
+
+def run_pipeline(cfg: RunConfig, out: str | Path, progress: bool = True) -> dict[str, Any]:
+    from .align import run_align
+    from .benchdata import build_configured_benches
+    from .evaluate import run_evaluate
+    from .prepare import run_prepare
+    from .report import run_report
+    from .synthesize import run_synthesize
+    import torch
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not cfg.data:
+        raise DataError("config: 'data' (the text safety set) is required")
+    torch.manual_seed(cfg.seed)
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    man = Manifest(out, cfg)
+    man.save()
+    prepared = out / "prepared.jsonl"
+    if not prepared.is_file():
+        t = time.perf_counter()
+        res = run_prepare(cfg.data, prepared, cfg.prepare)
+        man.stage("prepare", time.perf_counter() - t, n=res.n, n_harmful=res.n_harmful, n_benign=res.n_benign)
+    rows = read_jsonl(prepared)
+    benches = build_configured_benches(cfg, out / "bench")
+    adapter = None
+    emb = out / "embeddings"
+    if not (emb / "done.json").is_file():
+        t = time.perf_counter()
+        adapter = _load(cfg)
+        res = run_synthesize(adapter, rows, emb, cfg.modality, cfg.synthesize, model_name=cfg.model,
+                             progress=progress)
+        atomic_write_json(emb / "done.json", {"n": res.n, "verified": res.n_verified, "failed": res.n_failed})
+        man.stage("synthesize", time.perf_counter() - t, n=res.n, verified=res.n_verified, failed=res.n_failed)
+    info = {"seed": cfg.seed, "model": cfg.model, "note": cfg.note}
+    ev = cfg.evaluate
+    for name, adapter_dir in (("base", None), ("aligned", out / "adapter"), ("text_only", out / "adapter_text")):
+        if name == "aligned" and not (out / "adapter" / "adapter_config.json").is_file():
+            t = time.perf_counter()
+            adapter = _load(cfg)
+            res = run_align(adapter, rows, emb, out / "adapter", cfg.align, progress=progress)
+            man.stage("align", time.perf_counter() - t, n_train=res.n_train, method=res.method,
+                      final_loss=res.final_loss)
+            adapter = None
+        if name == "text_only":
+            if not cfg.align_text_baseline:
+                continue
+            if not (adapter_dir / "adapter_config.json").is_file():
+                t = time.perf_counter()
+                from dataclasses import replace
+                res = run_align(_load(cfg), rows, None, adapter_dir, replace(cfg.align, text_only=True),
+                                progress=progress)
+                man.stage("align_text_only", time.perf_counter() - t, n_train=res.n_train, final_loss=res.final_loss)
+        if not benches:
+            continue
+        edir = out / "eval" / name
+        if (edir / "summary.json").is_file():
+            continue
+        t = time.perf_counter()
+        ad = _load(cfg, str(adapter_dir) if adapter_dir else None)
+        res = run_evaluate(ad, benches, edir, judge=ev.judge, max_new_tokens=ev.max_new_tokens,
+                           batch_size=ev.batch_size, limit=ev.limit,
+                           info={**info, "adapter": str(adapter_dir) if adapter_dir else None,
+                                 **({"builtin": getattr(ad, "builtin_info", None)} if hasattr(ad, "builtin_info") else {})},
+                           progress=progress)
+        man.stage(f"evaluate_{name}", time.perf_counter() - t, asr=res.summary["asr"],
+                  over_refusal=res.summary["refusal_rate_harmless"])
+    t = time.perf_counter()
+    run_report(out)
+    man.stage("report", time.perf_counter() - t)
+    return man.data
