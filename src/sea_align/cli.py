@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -9,6 +10,9 @@ import sys
 from pathlib import Path
 
 from . import __version__
+
+# Sub-command plugins: each module defines add_cli(subparsers) and sets `func` on its parsers.
+PLUGINS = ["sea_align.organism.recipe", "sea_align.cli_bench", "sea_align.bench"]
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -74,19 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write report.md for a run directory")
     p.add_argument("dir")
 
-    p = sub.add_parser("bench-data", help="build a benchmark JSONL + media")
-    p.add_argument("name")
-    p.add_argument("--data", "--questions", dest="source", default="")
-    p.add_argument("--out", required=True)
-    p.add_argument("--limit", type=int, default=0)
-    p.add_argument("--seed", type=int, default=0)
-
-    try:
-        from .organism import recipe
-        if hasattr(recipe, "add_cli"):
-            recipe.add_cli(sub)
-    except ImportError:
-        pass
+    for name in PLUGINS:  # modules that add their own sub-commands with add_cli(subparsers)
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+            continue
+        mod.add_cli(sub)
     return ap
 
 
@@ -147,9 +146,6 @@ def dispatch(args: argparse.Namespace) -> int:
     elif args.cmd == "report":
         from .report import run_report
         print(run_report(args.dir))
-    elif args.cmd == "bench-data":
-        from .benchdata import build
-        print(build(args.name, args.out, args.source, args.limit, args.seed))
     elif hasattr(args, "func"):
         return int(args.func(args) or 0)
     return 0
