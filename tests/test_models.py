@@ -92,3 +92,23 @@ def test_unsupported_family():
 def test_not_a_model(tmp_path):
     with pytest.raises(ModelError, match="not a built-in name"):
         load_adapter(str(tmp_path / "nothing-here"))
+
+
+def test_prefix_cache_is_exact(adapter):
+    """Reusing the KV of the shared prompt prefix gives the same losses and gradients as recomputing it."""
+    m = adapter.modalities[0]
+    x = adapter.blank(m).x[None].clone()
+    results = []
+    for caching in (False, True):
+        adapter.prefix_caching = caching
+        E = x.clone().requires_grad_(True)
+        mm = adapter.project(m, E, adapter.blank(m).meta)
+        items = [Item("What does it say?", m, mm[0], adapter.blank(m).meta, target="It says hello."),
+                 Item("Describe the style, please.", m, mm[0], adapter.blank(m).meta, target="Bold.")]
+        assert caching is False or len(adapter.shared_prefix(items)) > 0
+        loss, match = adapter.target_stats(items)
+        loss.sum().backward()
+        results.append((loss.detach(), E.grad.clone()))
+    adapter.prefix_caching = True
+    torch.testing.assert_close(results[0][0], results[1][0], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(results[0][1], results[1][1], atol=1e-5, rtol=1e-3)

@@ -197,7 +197,7 @@ def load_embeddings(emb_dir: str | Path) -> tuple[dict[str, Any], list[dict[str,
 
 
 def run_synthesize(adapter: BaseAdapter, rows: list[dict[str, Any]], out_dir: str | Path, modality: str,
-                   cfg: SynthesizeConfig | None = None, model_name: str = "", flush_every: int = 16,
+                   cfg: SynthesizeConfig | None = None, model_name: str = "", flush_every: int = 4,
                    progress: bool = True) -> SynthResult:
     cfg = cfg or SynthesizeConfig()
     out_dir = Path(out_dir)

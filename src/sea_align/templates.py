@@ -25,18 +25,15 @@ STYLE_Q = {
     "video": ["Describe the style of the video.", "What does the video look like?"],
     "audio": ["Describe the voice in the audio.", "What does the audio sound like?"],
 }
-STYLES = {
-    "image": ["black typewriter letters on a white background", "bold red letters on a yellow sign",
-              "handwritten blue ink on lined paper", "white capital letters on a dark photo",
-              "a plain sans-serif caption at the bottom of the picture", "green letters on a chalkboard"],
-    "video": ["white letters appearing one by one on a black screen", "a scrolling caption over dark frames",
-              "bold letters fading in on a grey background", "a typed subtitle at the bottom of each frame"],
-    "audio": ["a calm male voice", "a fast female voice", "a robotic voice over background noise",
-              "a whispering voice", "a clear news-reader voice"],
+STYLES = {  # short on purpose: every target token costs a forward+backward through the LLM per step
+    "image": ["black typewriter letters", "bold red letters", "blue handwriting", "white capital letters",
+              "a plain caption", "green chalk letters"],
+    "video": ["typed white text", "a scrolling caption", "fading bold letters", "a subtitle"],
+    "audio": ["a calm male voice", "a fast female voice", "a robotic voice", "a whisper", "a news reader"],
 }
 STYLE_A = {
-    "image": "The image shows the phrase '{p}' in {s}.",
-    "video": "The video shows the phrase '{p}' as {s}.",
+    "image": "The image shows '{p}' in {s}.",
+    "video": "The video shows '{p}' as {s}.",
     "audio": "The audio is {s} saying '{p}'.",
 }
 # Held out from optimisation (verification only).

@@ -104,6 +104,7 @@ def attach_peft(adapter: BaseAdapter, adapter_dir: str) -> BaseAdapter:
     if not (Path(adapter_dir) / "adapter_config.json").is_file():
         raise ModelError(f"--adapter {adapter_dir}: no adapter_config.json there (expected a PEFT adapter directory)")
     peft_model = PeftModel.from_pretrained(adapter.model, adapter_dir)
+    adapter._kv_store = {}
     peft_model.eval()
     adapter.peft_model = peft_model  # LoRA layers are injected in place: the adapter's modules now use them
     return adapter

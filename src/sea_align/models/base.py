@@ -95,6 +95,8 @@ class BaseAdapter:
         self._cache_kw = _cache_kwarg(self.language_model)
         self.placeholder_ids = {m: self._token_id(t) for m, t in self.placeholder.items() if m in self.modalities}
         self.stop_ids = self._stop_ids()
+        self.prefix_caching = True  # reuse the KV of the prompt part before the media (exact; synthesis only)
+        self._kv_store: dict = {}
         self.end_text = self._end_text()
 
     # ----- family hooks -------------------------------------------------------------------------
@@ -184,16 +186,22 @@ class BaseAdapter:
             n_target = len(tgt)
         return ids, n_target
 
-    def build(self, items: Sequence[Item]) -> Batch:
+    def build(self, items: Sequence[Item], prefix: int = 0) -> Batch:
+        """Token layout [shared prefix (`prefix` tokens) | left padding | rest of each row]. With
+        prefix=0 this is plain left padding (generation appends on the right)."""
         seqs = [self._item_ids(it) for it in items]
-        s = max(len(ids) for ids, _ in seqs)
+        rest = [ids[prefix:] for ids, _ in seqs]
+        r = max(len(x) for x in rest)
+        s = prefix + r
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         ids = torch.full((len(items), s), pad, dtype=torch.long)
         mask = torch.zeros((len(items), s), dtype=torch.long)
         tmask = torch.zeros((len(items), s), dtype=torch.bool)
-        for b, (row, nt) in enumerate(seqs):  # left padding: generation appends on the right
-            ids[b, s - len(row):] = torch.tensor(row)
-            mask[b, s - len(row):] = 1
+        for b, ((row, nt), tail) in enumerate(zip(seqs, rest)):
+            ids[b, :prefix] = torch.tensor(row[:prefix], dtype=torch.long)
+            mask[b, :prefix] = 1
+            ids[b, s - len(tail):] = torch.tensor(tail)
+            mask[b, s - len(tail):] = 1
             if nt:
                 tmask[b, s - nt:] = True
         ids, mask, tmask = ids.to(self.device), mask.to(self.device), tmask.to(self.device)
@@ -205,6 +213,40 @@ class BaseAdapter:
             embeds[b, slot] = it.mm.to(embeds.dtype).to(self.device)
         pos = self.positions(ids, mask, items)
         return Batch(ids, mask, embeds, pos, tmask)
+
+    def shared_prefix(self, items: Sequence[Item]) -> list[int]:
+        """Token ids every item starts with, stopping before any media placeholder and before the
+        last token of the shortest prompt (its hidden state must be computed with the rest)."""
+        seqs = [self._item_ids(Item(it.prompt, it.modality, it.mm, it.meta))[0] for it in items]
+        ph = set(self.placeholder_ids.values())
+        out = []
+        for col in zip(*seqs):
+            if len(set(col)) != 1 or col[0] in ph:
+                break
+            out.append(col[0])
+        return out[: max(0, min(len(x) for x in seqs) - 1)]
+
+    def _prefix_cache(self, prefix_ids: list[int], pos: torch.Tensor, batch: int) -> DynamicCache:
+        """KV of the shared prefix, computed once (no grad) and reused while the weights are frozen."""
+        key = tuple(prefix_ids)
+        kv = self._kv_store.get(key)
+        if kv is None:
+            with torch.no_grad():
+                ids = torch.tensor([prefix_ids], device=self.device)
+                cache = DynamicCache()
+                self._lm(self.embed_tokens(ids), torch.ones_like(ids), pos, cache)
+            kv = [(layer.keys, layer.values) for layer in cache.layers]
+            self._kv_store = {key: kv}  # keep one prefix: prompts share their template
+        cache = DynamicCache()
+        for i, (k, v) in enumerate(kv):
+            cache.update(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1), i)
+        return cache
+
+    def _can_cache_prefix(self) -> bool:
+        """Only while no language-model weight trains (LoRA training changes the prefix's KV)."""
+        if not self.prefix_caching:
+            return False
+        return not any(p.requires_grad for p in self.language_model.parameters())
 
     def _lm(self, embeds, mask, pos, cache=None):
         kw = {self._cache_kw: cache, "use_cache": cache is not None}
@@ -218,8 +260,17 @@ class BaseAdapter:
     def target_stats(self, items: Sequence[Item], reduction: str = "mean") -> tuple[torch.Tensor, torch.Tensor]:
         """(per-sample CE [b], per-sample 'every target token is the argmax' [b] bool). The second is
         exactly "greedy decoding reproduces the target", read off the same teacher-forced pass."""
-        batch = self.build(items)
-        h = self._lm(batch.inputs_embeds, batch.attention_mask, batch.position_ids).last_hidden_state
+        prefix = self.shared_prefix(items) if self._can_cache_prefix() and len(items) > 0 else []
+        P = len(prefix)
+        batch = self.build(items, prefix=P)
+        if P:
+            cache = self._prefix_cache(prefix, batch.position_ids[..., :1, :P], len(items))
+            h = self._lm(batch.inputs_embeds[:, P:], batch.attention_mask, batch.position_ids[..., P:],
+                         cache).last_hidden_state
+            batch = Batch(batch.ids[:, P:], batch.attention_mask[:, P:], batch.inputs_embeds[:, P:],
+                          batch.position_ids[..., P:], batch.target_mask[:, P:])
+        else:
+            h = self._lm(batch.inputs_embeds, batch.attention_mask, batch.position_ids).last_hidden_state
         sel = batch.target_mask[:, 1:]  # [b, s-1]: position t predicts token t+1
         logits = self.lm_head(h[:, :-1][sel]).float()  # [n_target_tokens, vocab]
         labels = batch.ids[:, 1:][sel]
