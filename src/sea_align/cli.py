@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. synthesize.max_steps=20")
     p.add_argument("--quiet", action="store_true")
 
-    p = sub.add_parser("report", help="write report.md for a run directory")
+    p = sub.add_parser("report", help="write report.md, PNG charts and report.html for a run directory")
     p.add_argument("dir")
 
     for name in PLUGINS:  # modules that add their own sub-commands with add_cli(subparsers)

@@ -52,8 +52,11 @@ def load_adapter(spec: str, dtype: str | torch.dtype = "float32", adapter_dir: s
 
 def _load_builtin(spec: str, dt: torch.dtype, modality: str | None) -> BaseAdapter:
     from .. import organism
-    built = organism.load_builtin(spec, dtype=dt) if _accepts_modality(organism.load_builtin) is False \
-        else organism.load_builtin(spec, dtype=dt, modality=modality)
+    kw = {"modality": modality} if _accepts_modality(organism.load_builtin) else {}
+    try:
+        built = organism.load_builtin(spec, dtype=dt, **kw)
+    except (ValueError, FileNotFoundError) as e:
+        raise ModelError(f"--model {spec}: {e}") from None
     cls = adapter_class(built.family)
     procs = dict(built.preprocess)
     adapter = cls(built.model, built.tokenizer, procs)

@@ -1,0 +1,128 @@
+"""PNG charts for `sea report` (matplotlib, Agg backend; no display needed). Each function writes one
+file and returns its path, or None when the run has nothing to draw for it."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+COLORS = {"base": "#8c8c8c", "text_only": "#e6a23c", "aligned": "#2a7ab9"}
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _bars(ax, groups: list[str], series: dict[str, list[float | None]], labels: dict[str, str]) -> None:
+    """Grouped bars, one colour per arm; a missing value is drawn as a hatched 'n/a' stub."""
+    n = max(1, len(series))
+    w = 0.8 / n
+    x = np.arange(len(groups))
+    for k, (arm, vals) in enumerate(series.items()):
+        pos = x - 0.4 + w * (k + 0.5)
+        ys = [100 * v if v is not None else 0.0 for v in vals]
+        ax.bar(pos, ys, w, label=labels[arm], color=COLORS.get(arm, None))
+        for p, v in zip(pos, vals):
+            if v is None:
+                ax.text(p, 1, "n/a", ha="center", va="bottom", fontsize=6, rotation=90, color="#666")
+    ax.set_xticks(x)
+    ax.set_xticklabels(groups, rotation=30 if len(groups) > 4 else 0, ha="right" if len(groups) > 4 else "center",
+                       fontsize=8)
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("ASR (%)")
+    ax.grid(axis="y", alpha=0.3)
+
+
+def asr_by_attack(path: Path, sums: dict[str, dict], labels: dict[str, str]) -> Path | None:
+    attacks = sorted({a for s in sums.values() for a, d in s.get("per_attack", {}).items() if d.get("asr") is not None})
+    if not attacks:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(7, 1.2 * len(attacks) + 2), 3.6))
+    _bars(ax, attacks, {a: [s.get("per_attack", {}).get(t, {}).get("asr") for t in attacks] for a, s in sums.items()},
+          labels)
+    ax.set_title("ASR per attack type (harmful items, scored only)", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def asr_by_scenario(path: Path, grid: dict[str, dict[str, dict[str, float | None]]], labels: dict[str, str]) -> Path | None:
+    """grid[arm][attack][scenario] = ASR. One panel per attack type, scenarios on x, arms side by side."""
+    attacks = sorted({t for g in grid.values() for t in g})
+    if not attacks:
+        return None
+    cats = sorted({c for g in grid.values() for t in g.values() for c in t})
+    plt = _plt()
+    fig, axes = plt.subplots(len(attacks), 1, figsize=(max(7, 0.9 * len(cats) + 2), 2.6 * len(attacks)),
+                             squeeze=False)
+    for ax, att in zip(axes[:, 0], attacks):
+        _bars(ax, cats, {a: [grid[a].get(att, {}).get(c) for c in cats] for a in grid}, labels)
+        ax.set_title(f"ASR per scenario: {att}", fontsize=10)
+    axes[0, 0].legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.0, 1.12), ncol=3, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def synthesis(path: Path, idx: list[dict[str, Any]]) -> Path | None:
+    curves = [r for r in idx if r.get("loss_curve")]
+    if not idx:
+        return None
+    plt = _plt()
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [3, 1]})
+    for r in curves:
+        ax.plot(r["loss_curve"], color="#2a9d4b" if r.get("verified") else "#c0392b", alpha=0.35, lw=0.8)
+    if curves:
+        n = max(len(r["loss_curve"]) for r in curves)
+        padded = np.array([r["loss_curve"] + [r["loss_curve"][-1]] * (n - len(r["loss_curve"])) for r in curves])
+        ax.plot(np.median(padded, axis=0), color="black", lw=2, label="median (finished curves held flat)")
+        ax.legend(fontsize=8)
+        lo, hi = float(padded.min()), float(padded.max())
+        if lo > 0 and hi / lo > 10:  # log scale only when the curves span a decade
+            ax.set_yscale("log")
+    ax.set_xlabel("optimisation step")
+    ax.set_ylabel("mean CE of the auxiliary targets")
+    ax.set_title(f"Synthesis loss curves ({len(curves)} embeddings; green = verified, red = not)")
+    ax.grid(alpha=0.3)
+    ver = sum(bool(r.get("verified")) for r in idx)
+    failed = sum(bool(r.get("failed")) for r in idx)
+    bx.bar(["verified", "not verified", "failed"], [ver, len(idx) - ver - failed, failed],
+           color=["#2a9d4b", "#c0392b", "#555"])
+    bx.set_title(f"verification rate {100 * ver / len(idx):.1f}%", fontsize=10)
+    bx.tick_params(axis="x", labelsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def asr_vs_refusal(path: Path, sums: dict[str, dict], labels: dict[str, str]) -> Path | None:
+    pts = {a: (s.get("refusal_rate_harmless"), s.get("asr")) for a, s in sums.items()}
+    pts = {a: p for a, p in pts.items() if None not in p}
+    if not pts:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.2, 4.2))
+    for k, (a, (x, y)) in enumerate(pts.items()):
+        ax.scatter([100 * x], [100 * y], s=90 - 25 * k, color=COLORS.get(a), label=labels[a], zorder=3 + k)
+        # labels stacked by arm so coinciding points stay readable
+        ax.annotate(labels[a], (100 * x, 100 * y), textcoords="offset points", xytext=(8, -4 - 11 * k), fontsize=8)
+    ax.set_xlim(-5, 105)
+    ax.set_ylim(-5, 105)
+    ax.set_xlabel("over-refusal on harmless items (%)")
+    ax.set_ylabel("ASR, macro over scenarios (%)")
+    ax.set_title("Safety vs over-refusal (lower-left is better)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
