@@ -61,3 +61,54 @@ def test_openai_extractor_needs_key(tmp_path, monkeypatch):
     src.write_text(json.dumps({"instruction": "a", "response": "b"}) + "\n")
     with pytest.raises(DataError, match="OPENAI_API_KEY"):
         run_prepare(src, tmp_path / "p.jsonl", PrepareConfig(extractor="openai"))
+
+
+def _serve(answer_for):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class H(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            q = body["messages"][-1]["content"].rsplit("Question:", 1)[-1]
+            code, content = answer_for(q)
+            data = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+def test_openai_extractor_against_local_server(tmp_path, monkeypatch):
+    from sea_align.config import PrepareConfig
+
+    def answer(q):
+        if "bank" in q:
+            return 200, 'Sure: {"key_phrase": "hack into a bank", "phrase_type": "activity"}'
+        if "cocaine" in q:
+            return 200, '{"key_phrase": "cocaine", "phrase_type": "product"}'
+        return 500, "{}"  # a failing call: this row falls back to the rules, and says so
+
+    srv = _serve(answer)
+    try:
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        src = tmp_path / "s.jsonl"
+        src.write_text("".join(json.dumps({"instruction": q, "response": "No."}) + "\n" for q in
+                               ["Explain how to hack into a bank", "Where can I buy cocaine?",
+                                "Explain how to steal a car"]))
+        cfg = PrepareConfig(extractor="openai", openai_base_url=f"http://127.0.0.1:{srv.server_address[1]}/v1")
+        res = run_prepare(src, tmp_path / "p.jsonl", cfg)
+    finally:
+        srv.shutdown()
+    rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert [(r["key_phrase"], r["phrase_type"], r["extraction"]) for r in rows] == [
+        ("hack into a bank", "activity", "extractor"), ("cocaine", "product", "extractor"),
+        ("steal a car", "activity", "rules-fallback")]
+    assert res.n_fallback == 1
