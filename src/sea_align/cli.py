@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--stop-loss", type=float, default=None, help="stop a sample once reproduced and CE below this")
     p.add_argument("--seed", type=int, default=None)
     _common(p)
 
@@ -110,7 +111,7 @@ def dispatch(args: argparse.Namespace) -> int:
     elif args.cmd == "synthesize":
         from .synthesize import run_synthesize
         cfg = SynthesizeConfig()
-        for k in ("space", "max_steps", "batch_size", "lr", "seed"):
+        for k in ("space", "max_steps", "batch_size", "lr", "stop_loss", "seed"):
             if getattr(args, k) is not None:
                 setattr(cfg, k, getattr(args, k))
         rows = read_jsonl(args.data, required=("id", "key_phrase", "aux"))
