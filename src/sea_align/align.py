@@ -8,10 +8,16 @@ Training samples (all chat-formatted by the model's adapter):
               (and its text form), so the model does not learn "refuse every image"
 `--text-only` trains the textual-alignment baseline: the text samples alone, same data, same budget.
 SFT by default; DPO when every harmful row has `rejected` (or align.method=dpo).
+Crash safety: training runs in `ADAPTER.partial` with a checkpoint (LoRA weights + AdamW state,
+safetensors) at every epoch end and at most every SEA_ALIGN_CKPT_SECONDS (default 60); a rerun
+resumes from it with the same batch order.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 import random
 import shutil
 import time
@@ -23,13 +29,17 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .checkpoint import load_checkpoint, save_checkpoint
 from .config import AlignConfig
-from .io import DataError, append_jsonl, atomic_write_json
+from .distributed import Dist, dist_state, place
+from .faults import crash_point
+from .io import DataError, append_jsonl, atomic_write_json, atomic_write_jsonl, last_per_key, read_jsonl_tolerant
 from .models.base import BaseAdapter, Item
 from .synthesize import load_embeddings, to_llm
 from .templates import prefix
 
 log = logging.getLogger(__name__)
+CKPT = "checkpoint.safetensors"  # in ADAPTER.partial while training; not part of the finished adapter
 
 
 @dataclass
@@ -111,22 +121,98 @@ def lora_model(adapter: BaseAdapter, cfg: AlignConfig):
     return peft_model
 
 
-def _dpo_loss(adapter, peft_model, batch, beta, ref):
+def _item_losses(adapter, batch, method, beta, ref) -> torch.Tensor:
+    """Per-example loss [k]: mean target CE (SFT) or the DPO loss. DPO scores chosen and rejected in
+    one forward pass (one pass per step also keeps gradient hooks simple under data parallelism)."""
+    if method != "dpo":
+        return adapter.target_loss([b["item"] for b in batch])
     chosen = [b["item"] for b in batch]
     rejected = [Item(b["item"].prompt, b["item"].modality, b["item"].mm, b["item"].meta, target=b["rejected"])
                 for b in batch]
-    pc = adapter.target_loss(chosen, reduction="sum").neg()
-    pr = adapter.target_loss(rejected, reduction="sum").neg()
-    rc = torch.tensor([ref[id(b)][0] for b in batch], device=pc.device)
-    rr = torch.tensor([ref[id(b)][1] for b in batch], device=pc.device)
-    return -F.logsigmoid(beta * ((pc - rc) - (pr - rr))).mean()
+    lp = adapter.target_loss(chosen + rejected, reduction="sum").neg()
+    pc, pr = lp[:len(batch)], lp[len(batch):]
+    rc = torch.tensor([ref[b["_i"]][0] for b in batch], device=pc.device)
+    rr = torch.tensor([ref[b["_i"]][1] for b in batch], device=pc.device)
+    return -F.logsigmoid(beta * ((pc - rc) - (pr - rr)))
+
+
+def _fingerprint(cfg: AlignConfig, method: str, examples: list[dict[str, Any]]) -> str:
+    """What a checkpoint must match to be resumed: the config, the method and the training set."""
+    h = hashlib.sha256(json.dumps([cfg.__dict__, method], sort_keys=True, default=str).encode())
+    for e in examples:
+        it = e["item"]
+        h.update(f"{e['kind']}|{it.prompt}|{it.target}|{e['rejected']}".encode())
+        if it.mm is not None:  # a cheap summary of the projected embedding, not its bytes
+            mm = it.mm.detach().float()
+            h.update(f"{tuple(mm.shape)}|{float(mm.sum()):.4f}|{float(mm.abs().sum()):.4f}".encode())
+    return h.hexdigest()[:16]
+
+
+def _resume(tmp: Path, fp: str, params, opt) -> int:
+    """Steps already done according to `tmp`'s checkpoint (0 = start fresh: `tmp` is emptied)."""
+    ckpt = tmp / CKPT
+    if ckpt.is_file():
+        try:
+            info = load_checkpoint(ckpt, params, opt)
+        except Exception as e:  # damaged or from another version: train from scratch
+            log.warning("align: ignoring checkpoint %s (%s)", ckpt, type(e).__name__)
+            info = {}
+        if info.get("fingerprint") == fp:
+            rows = [r for r in read_jsonl_tolerant(tmp / "metrics.jsonl") if r.get("step", 0) <= info["step"]]
+            atomic_write_jsonl(tmp / "metrics.jsonl", last_per_key(rows, "step"))
+            log.info("align: resuming at step %d from %s", info["step"], ckpt)
+            return int(info["step"])
+        log.warning("align: %s is from another config or data set; starting over", ckpt)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return 0
+
+
+def _ckpt_seconds() -> float:
+    """Seconds between checkpoints (also one at every epoch end). SEA_ALIGN_CKPT_SECONDS overrides."""
+    try:
+        return float(os.environ.get("SEA_ALIGN_CKPT_SECONDS", "60"))
+    except ValueError:
+        raise DataError("SEA_ALIGN_CKPT_SECONDS must be a number of seconds") from None
+
+
+def _sync_grads(dist: Dist, params: list[torch.nn.Parameter]) -> None:
+    """Data parallel: average the LoRA gradients over processes in one flat all-reduce."""
+    if dist.world == 1:
+        return
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = dist.all_sum(torch.cat([g.reshape(-1) for g in grads])) / dist.world
+    i = 0
+    for p, g in zip(params, grads):
+        p.grad = flat[i:i + g.numel()].view_as(g).to(g.dtype)
+        i += g.numel()
+
+
+def read_json_or_none(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _finish(tmp: Path, out_dir: Path) -> None:
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)  # the adapter directory appears whole or not at all
 
 
 def run_align(adapter: BaseAdapter, rows: list[dict[str, Any]], emb_dir: str | Path | None, out_dir: str | Path,
               cfg: AlignConfig | None = None, progress: bool = True) -> AlignResult:
+    """Train the LoRA adapter into `out_dir`.partial (checkpointed: a rerun resumes), then rename.
+
+    Under `accelerate launch` every process runs the same global batch order; each computes the loss of
+    its share of each batch (every world-th example) and the gradients are averaged, so the loss curve
+    is the one-process curve up to floating-point order. Only the main process writes files."""
     cfg = cfg or AlignConfig()
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
+    dist = dist_state()
+    place(adapter, dist)
     examples, counts, modality = build_training_set(rows, emb_dir, adapter, cfg)
     harmful_rej = [e for e in examples if e["kind"] in ("sea", "text")]
     method = cfg.method
@@ -136,9 +222,12 @@ def run_align(adapter: BaseAdapter, rows: list[dict[str, Any]], emb_dir: str | P
         examples = [e for e in examples if e["rejected"]]
         if not examples:
             raise DataError("align: method dpo needs rows with a 'rejected' response")
+    for i, e in enumerate(examples):
+        e["_i"] = i
     torch.manual_seed(cfg.seed)
     peft_model = lora_model(adapter, cfg)
-    params = [p for p in peft_model.parameters() if p.requires_grad]
+    named = {n: p for n, p in peft_model.named_parameters() if p.requires_grad}
+    params = list(named.values())
     ref: dict[int, tuple[float, float]] = {}
     if method == "dpo":  # reference log-probs with the adapter off
         with torch.no_grad(), peft_model.disable_adapter():
@@ -146,46 +235,72 @@ def run_align(adapter: BaseAdapter, rows: list[dict[str, Any]], emb_dir: str | P
                 it = e["item"]
                 rej = Item(it.prompt, it.modality, it.mm, it.meta, target=e["rejected"])
                 lp = adapter.target_loss([it, rej], reduction="sum").neg().tolist()
-                ref[id(e)] = (lp[0], lp[1])
+                ref[e["_i"]] = (lp[0], lp[1])
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
-    rng = random.Random(cfg.seed)
     tmp = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    fp = _fingerprint(cfg, method, examples)
+    summary = read_json_or_none(tmp / "train_summary.json") if (tmp / "adapter_config.json").is_file() else None
+    if summary and summary.get("fingerprint") == fp:  # killed after training, before the rename
+        dist.barrier()
+        if dist.is_main:
+            _finish(tmp, out_dir)
+        dist.barrier()
+        return AlignResult(out_dir, summary["method"], summary["n_train"], summary["counts"],
+                           summary["final_loss"], summary["seconds"])
+    start = _resume(tmp, fp, named, opt) if dist.is_main else 0
+    start = int(dist.all_sum(torch.tensor([start])).item())
+    if dist.world > 1 and not dist.is_main and start:
+        load_checkpoint(tmp / CKPT, named, opt)
     n_batches = (len(examples) + cfg.batch_size - 1) // cfg.batch_size
+    rng = random.Random(cfg.seed)
+    every, last_ckpt = _ckpt_seconds(), time.perf_counter()
     peft_model.train()
     step, loss_val = 0, float("nan")
-    with tqdm(total=cfg.epochs * n_batches, desc=f"align[{method}{'/text-only' if cfg.text_only else ''}]",
-              disable=not progress, unit="step") as bar:
+    with tqdm(total=cfg.epochs * n_batches, initial=start, disable=not progress or not dist.is_main, unit="step",
+              desc=f"align[{method}{'/text-only' if cfg.text_only else ''}]") as bar:
         for epoch in range(cfg.epochs):
             order = list(range(len(examples)))
-            rng.shuffle(order)
+            rng.shuffle(order)  # drawn for every epoch, also skipped ones, so a resume sees the same order
             for b in range(n_batches):
+                if step < start:
+                    step += 1
+                    continue
                 batch = [examples[i] for i in order[b * cfg.batch_size:(b + 1) * cfg.batch_size]]
-                if method == "dpo":
-                    loss = _dpo_loss(adapter, peft_model, batch, cfg.dpo_beta, ref)
-                else:
-                    loss = adapter.target_loss([e["item"] for e in batch]).mean()
+                share = dist.share(batch)
+                # a process with no example this step still runs one, weighted 0, to keep the collectives aligned
+                w = torch.ones(len(share)) if share else torch.zeros(1)
+                losses = _item_losses(adapter, share or batch[:1], method, cfg.dpo_beta, ref)
+                local = (losses * w.to(losses.device)).sum()
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                (local / len(batch) * dist.world).backward()  # / world undone by the gradient average
+                _sync_grads(dist, params)
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 opt.step()
                 step += 1
-                loss_val = float(loss.detach())
-                append_jsonl(tmp / "metrics.jsonl", {"step": step, "epoch": epoch, "loss": round(loss_val, 5),
-                                                     "kinds": sorted({e["kind"] for e in batch})})
+                loss_val = float(dist.all_sum(local.detach().float().cpu()[None])[0]) / len(batch)
+                if dist.is_main:
+                    append_jsonl(tmp / "metrics.jsonl", {"step": step, "epoch": epoch, "loss": round(loss_val, 5),
+                                                         "kinds": sorted({e["kind"] for e in batch})})
+                    crash_point("align.step")
+                    if b == n_batches - 1 or time.perf_counter() - last_ckpt >= every:
+                        save_checkpoint(tmp / CKPT, named, opt, {"step": step, "fingerprint": fp})
+                        last_ckpt = time.perf_counter()
                 bar.set_postfix(loss=f"{loss_val:.3f}")
                 bar.update(1)
     peft_model.eval()
-    peft_model.save_pretrained(str(tmp))
     secs = time.perf_counter() - t0
-    atomic_write_json(tmp / "train_summary.json", {
-        "method": method, "text_only": cfg.text_only, "modality": modality, "counts": counts,
-        "n_train": len(examples), "steps": step, "final_loss": loss_val, "seconds": round(secs, 2),
-        "config": cfg.__dict__})
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)  # the adapter directory appears whole or not at all
+    if dist.is_main:
+        if start and step == start:  # nothing left to train: the loss is the last logged one
+            logged = read_jsonl_tolerant(tmp / "metrics.jsonl")
+            loss_val = logged[-1]["loss"] if logged else loss_val
+        peft_model.save_pretrained(str(tmp))
+        atomic_write_json(tmp / "train_summary.json", {
+            "method": method, "text_only": cfg.text_only, "modality": modality, "counts": counts,
+            "n_train": len(examples), "steps": step, "final_loss": loss_val, "seconds": round(secs, 2),
+            "resumed_at_step": start, "processes": dist.world, "fingerprint": fp, "config": cfg.__dict__})
+        (tmp / CKPT).unlink(missing_ok=True)
+        _finish(tmp, out_dir)
+    dist.barrier()
     adapter.peft_model = peft_model
     log.info("aligned (%s) on %d samples %s in %.1fs -> %s", method, len(examples), counts, secs, out_dir)
     return AlignResult(out_dir, method, len(examples), counts, loss_val, secs)

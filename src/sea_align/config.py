@@ -6,6 +6,7 @@ come from these fields. Unknown keys are an error that names the key.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ class SynthesizeConfig:
     max_steps: int = 100  # step cap per sample
     lr: float = 0.1  # Adam learning rate on E (relative: multiplied by the blank embedding's RMS)
     batch_size: int = 8  # samples optimised together; converged ones leave, waiting ones join
-    stop_loss: float = 0.1  # a sample may stop once its mean target CE is below this ...
+    stop_loss: float = 0.2  # a sample may stop once its mean target CE is below this ...
     check_every: int = 5  # ... and a greedy decode of its targets reproduces them (checked every N steps)
     probe_max_new_tokens: int = 24
     blank_seconds: float = 2.0  # audio: length of the silent clip, sets the number of slots
@@ -114,21 +115,24 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
             return value.lower() in ("true", "1", "yes")
-        raise DataError(f"config: '{key}' must be true or false, got {value!r}")
+        raise DataError(f"config: '{key}' must be true or false, got {_short(value)}")
     if typ is int:
         if isinstance(value, bool) or not isinstance(value, (int, str)):
-            raise DataError(f"config: '{key}' must be an integer, got {value!r}")
+            raise DataError(f"config: '{key}' must be an integer, got {_short(value)}")
         try:
             return int(value)
         except ValueError:
-            raise DataError(f"config: '{key}' must be an integer, got {value!r}") from None
+            raise DataError(f"config: '{key}' must be an integer, got {_short(value)}") from None
     if typ is float:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise DataError(f"config: '{key}' must be a number, got {value!r}")
+            raise DataError(f"config: '{key}' must be a number, got {_short(value)}")
         try:
-            return float(value)
-        except ValueError:
-            raise DataError(f"config: '{key}' must be a number, got {value!r}") from None
+            out = float(value)
+        except (ValueError, OverflowError):
+            raise DataError(f"config: '{key}' must be a number, got {_short(value)}") from None
+        if not math.isfinite(out):
+            raise DataError(f"config: '{key}' must be a finite number, got {_short(value)}")
+        return out
     if typ is str:
         if isinstance(value, (dict, list)):
             raise DataError(f"config: '{key}' must be a string")
@@ -136,13 +140,37 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
     return value
 
 
+def _printable(text: str, limit: int = 60) -> str:
+    """User text shown in an error: control characters escaped (the message stays one line), bounded."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _short(value: Any) -> str:
+    """A one-line, bounded repr for error messages."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long to print
+        text = f"<{type(value).__name__}>"
+    text = text.replace("\n", "\\n")
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     hints = get_type_hints(cls)
     names = {f.name for f in fields(cls)}
     for key in data:
         if key not in names:
-            raise DataError(f"config: unknown key '{prefix}{key}' (known: {', '.join(sorted(names))})")
-    kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in data.items()}
+            shown = _printable(key) if isinstance(key, (str, int, float, bool)) or key is None else type(key).__name__
+            raise DataError(f"config: unknown key '{prefix}{shown}' (known: {', '.join(sorted(names))})")
+    kwargs = {}
+    for k, v in data.items():
+        try:
+            kwargs[k] = _coerce(v, hints[k], prefix + k)
+        except (ValueError, OverflowError, TypeError, RecursionError) as e:  # not already a DataError
+            if isinstance(e, DataError):
+                raise
+            raise DataError(f"config: '{prefix}{k}' has an unusable value ({type(e).__name__})") from None
     return cls(**kwargs)
 
 
@@ -154,18 +182,18 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     """Apply `a.b=value` overrides (value parsed as YAML) onto a nested dict."""
     for item in overrides:
         if "=" not in item:
-            raise DataError(f"override '{item}': expected key=value")
+            raise DataError(f"override '{_printable(item)}': expected key=value")
         key, raw = item.split("=", 1)
         try:
             value = yaml.safe_load(raw) if raw != "" else ""
-        except yaml.YAMLError:
+        except (yaml.YAMLError, ValueError, RecursionError):
             value = raw
         node = data
         parts = key.strip().split(".")
         for p in parts[:-1]:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
-                raise DataError(f"override '{item}': '{p}' is not a section")
+                raise DataError(f"override '{_printable(item)}': '{_printable(p)}' is not a section")
         node[parts[-1]] = value
     return data
 
@@ -188,8 +216,11 @@ def load_config(path: str | None, overrides: list[str] = ()) -> RunConfig:
         p = resolve_preset(path)
         try:
             loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
-            raise DataError(f"{p}: invalid YAML ({str(e).splitlines()[0]})") from None
+        except UnicodeDecodeError as e:
+            raise DataError(f"{p}: not valid UTF-8 (byte {e.start})") from None
+        except (yaml.YAMLError, ValueError, RecursionError) as e:  # ValueError: e.g. a 5000-digit integer
+            first = (str(e).splitlines() or [type(e).__name__])[0][:120]
+            raise DataError(f"{p}: invalid YAML ({first})") from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

@@ -15,8 +15,10 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from .io import DataError, append_jsonl, atomic_write_json, read_jsonl, read_jsonl_tolerant
+from .faults import crash_point
+from .io import DataError, append_jsonl, atomic_write_json, read_jsonl, read_jsonl_tolerant, repair_tail
 from .judges import get_judge
+from .media import check_media
 from .models.base import BaseAdapter, Item
 
 log = logging.getLogger(__name__)
@@ -35,21 +37,31 @@ def load_bench(path: str | Path, limit: int = 0) -> list[dict[str, Any]]:
     seen = set()
     for r in rows:
         where = f"{path}:{r['_line']}"
+        if not isinstance(r["id"], (str, int)) or isinstance(r["id"], bool):
+            raise DataError(f"{where}: field 'id' must be a string or integer, got {type(r['id']).__name__}")
+        if "attack" in r and r["attack"] is not None and not isinstance(r["attack"], str):
+            raise DataError(f"{where}: field 'attack' must be str, got {type(r['attack']).__name__}")
         r["id"] = str(r["id"])
         if r["id"] in seen:
             raise DataError(f"{where}: duplicate id '{r['id']}'")
         seen.add(r["id"])
-        r.setdefault("category", "default")
+        if r.get("category") is None:
+            r["category"] = "default"
         media = r.get("media") or []
         if len(media) > 1:
             raise DataError(f"{where}: field 'media' has {len(media)} items; one per row is supported")
         for m in media:
-            if not isinstance(m, dict) or m.get("type") not in ("image", "video", "audio") or not m.get("path"):
+            if not isinstance(m, dict) or m.get("type") not in ("image", "video", "audio") \
+                    or not isinstance(m.get("path"), str) or not m["path"] or "\0" in m["path"]:
                 raise DataError(f"{where}: field 'media' items need type image|video|audio and a path")
             p = Path(m["path"])
             m["path"] = str(p if p.is_absolute() else (path.parent / p))
-            if not Path(m["path"]).is_file():
-                raise DataError(f"{where}: media file not found: {m['path']}")
+            try:
+                found = Path(m["path"]).is_file()
+            except OSError:  # e.g. a name longer than the file system allows
+                found = False
+            if not found:
+                raise DataError(f"{where}: media file not found: {m['path'][:200]}")
         r["media"] = media
     return rows[:limit] if limit else rows
 
@@ -108,7 +120,6 @@ def run_evaluate(adapter: BaseAdapter, bench: str | Path | list[str], out_dir: s
                  max_new_tokens: int = 48, batch_size: int = 8, limit: int = 0, info: dict[str, Any] | None = None,
                  progress: bool = True) -> EvalResult:
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     benches = [bench] if isinstance(bench, (str, Path)) else list(bench)
     if not benches:
         raise DataError("evaluate: no benchmark file given")
@@ -120,9 +131,12 @@ def run_evaluate(adapter: BaseAdapter, bench: str | Path | list[str], out_dir: s
     for r in rows:
         if r["media"]:
             adapter.check_modality(r["media"][0]["type"])
+            check_media(r["media"][0]["type"], r["media"][0]["path"])
     j = get_judge(judge)
+    out_dir.mkdir(parents=True, exist_ok=True)  # only now: a bad input writes nothing
     samples_path = out_dir / "samples.jsonl"
-    done = {(s["bench"], s["id"]) for s in read_jsonl_tolerant(samples_path)}
+    repair_tail(samples_path)  # a crash mid-append left a torn line: cut it before appending more
+    done = {(s.get("bench"), s.get("id")) for s in read_jsonl_tolerant(samples_path)}
     todo = [r for r in rows if (r["bench"], r["id"]) not in done]
     gen_cfg = {"do_sample": False, "max_new_tokens": max_new_tokens, "batch_size": batch_size, "decoding": "greedy"}
     t0 = time.perf_counter()
@@ -142,10 +156,11 @@ def run_evaluate(adapter: BaseAdapter, bench: str | Path | list[str], out_dir: s
                 for rec, v in zip(recs, j.judge(recs)):
                     rec.update({"refused": v.refused, "unsafe": v.unsafe, "judge": j.name, "judge_raw": v.raw})
                     append_jsonl(samples_path, rec)
+                crash_point("eval.batch")
                 bar.update(len(chunk))
-    samples = read_jsonl_tolerant(samples_path)
     keys = {(r["bench"], r["id"]) for r in rows}
-    samples = [s for s in samples if (s["bench"], s["id"]) in keys]
+    latest = {(s.get("bench"), s.get("id")): s for s in read_jsonl_tolerant(samples_path)}
+    samples = [s for k, s in latest.items() if k in keys]
     extra = {"judge": {"name": j.name, "version": j.version}, "generation": gen_cfg,
              "benchmarks": [str(b) for b in benches], "seconds": round(time.perf_counter() - t0, 2),
              "media": "real files" if any(r["media"] for r in rows) else "absent (text only)"}

@@ -28,13 +28,20 @@ def read_jsonl(path: str | os.PathLike, required: Iterable[str] = (), types: dic
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not valid UTF-8 (byte {e.start})") from None
-    for lineno, line in enumerate(text.splitlines(), 1):
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or type(e).__name__})") from None
+    # split on \n only: str.splitlines() also breaks inside a JSON string at \x1c, \u2028, ...
+    for lineno, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError as e:
             raise DataError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
+        except RecursionError:
+            raise DataError(f"{path}:{lineno}: JSON nested too deeply") from None
+        except ValueError as e:  # e.g. an integer literal longer than Python's 4300-digit limit
+            raise DataError(f"{path}:{lineno}: unreadable JSON value ({str(e).splitlines()[0][:80]})") from None
         if not isinstance(row, dict):
             raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
         for key in required:
@@ -95,16 +102,55 @@ def append_jsonl(path: str | os.PathLike, row: dict[str, Any]) -> None:
         os.fsync(f.fileno())
 
 
+def repair_tail(path: str | os.PathLike) -> None:
+    """Cut a torn last line (a crash mid-append) off an append-only log, so that the next append
+    starts on a fresh line instead of gluing a good row onto the fragment (which would lose both)."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    with open(path, "rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return
+        keep = 0
+        pos = size
+        while pos > 0:  # scan back in blocks for the last newline
+            step = min(65536, pos)
+            pos -= step
+            f.seek(pos)
+            block = f.read(step)
+            i = block.rfind(b"\n")
+            if i >= 0:
+                keep = pos + i + 1
+                break
+        f.truncate(keep)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def last_per_key(rows: Iterable[dict[str, Any]], key: str = "id") -> list[dict[str, Any]]:
+    """One row per `key`, the last one written wins, in order of first appearance."""
+    out: dict[Any, dict[str, Any]] = {}
+    for r in rows:
+        k = r.get(key)
+        if isinstance(k, (str, int)):
+            out[k] = r
+    return list(out.values())
+
+
 def read_jsonl_tolerant(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Read an append-only log written by `append_jsonl`, dropping a torn final line (crash mid-write)."""
     path = Path(path)
     if not path.exists():
         return []
     rows = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    for line in path.read_text(encoding="utf-8", errors="replace").split("\n"):
         try:
             row = json.loads(line)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             continue
         if isinstance(row, dict):
             rows.append(row)

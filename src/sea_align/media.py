@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from .io import DataError
 
@@ -29,7 +29,7 @@ def load_image(src: Any) -> Image.Image:
         with Image.open(path) as im:
             im.load()
             return im.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except Exception as e:  # PIL raises OSError, SyntaxError, struct.error, DecompressionBombError ... on bad files
         raise DataError(f"{path}: not a readable image ({type(e).__name__})") from None
 
 
@@ -61,6 +61,8 @@ def load_audio(src: Any, sr: int = 16000) -> np.ndarray:
         path = Path(src)
         if not path.is_file():
             raise DataError(f"{path}: audio file not found")
+        if path.stat().st_size == 0:
+            raise DataError(f"{path}: audio has zero length (empty file)")
         wav = None
         try:
             import soundfile as sf
@@ -71,6 +73,31 @@ def load_audio(src: Any, sr: int = 16000) -> np.ndarray:
     if wav.size == 0:
         raise DataError(f"{src}: audio has zero length")
     return wav
+
+
+def check_media(kind: str, src: str | Path) -> None:
+    """Cheap up-front check of one media file (before a stage writes anything): DataError if it is
+    missing, empty or undecodable. Images are decoded, audio fully read, videos opened."""
+    path = Path(src)
+    if not path.is_file():
+        raise DataError(f"{path}: {kind} file not found")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: {kind} file has zero length (empty file)")
+    if kind == "image":
+        load_image(path)
+    elif kind == "audio":
+        load_audio(path)
+    elif kind == "video":
+        try:
+            import av
+            with av.open(str(path)) as container:
+                ok = bool(container.streams.video)
+        except Exception as e:
+            raise DataError(f"{path}: not a readable video ({type(e).__name__})") from None
+        if not ok:
+            raise DataError(f"{path}: has no video stream")
+    else:
+        raise DataError(f"{path}: unknown media type {kind!r}")
 
 
 def _decode_av(path: Path, sr: int) -> np.ndarray:

@@ -4,24 +4,36 @@ For every prepared sample, E (the shape of one blank item's encoder output) star
 output and is optimised by Adam on L(E) = mean over the sample's auxiliary pairs of CE(target |
 prompt, project(E)), with the whole model frozen. Samples are optimised in a batch; each one stops on
 its own as soon as greedy decoding reproduces all of its targets (read off the teacher-forced pass) or
-at the step cap, then leaves the batch and a waiting sample takes its place. Finished embeddings are
-verified with held-out probe questions and flushed to a safetensors shard plus `index.jsonl`.
+at the step cap, then leaves the batch and a waiting sample takes its place.
+
+Durability: a finished E is written at once to its own shard (temp file + rename; the shard's
+metadata carries its index row), then a *pending* row (`verified: null`) is appended to the index.
+Verification with held-out probe questions runs in groups and appends the full row again; when the
+index is read, the last row per id wins. A killed run therefore loses at most the samples that were
+mid-optimisation: a rerun verifies pending rows, re-indexes shards whose row never got written, and
+optimises only the rest. Under `accelerate launch` each process takes every world-th sample (ids
+sorted), writes `emb-rR-*.safetensors` and `index.rR.jsonl`, and the main process merges the parts
+into one `index.jsonl` at the end.
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .config import SynthesizeConfig
-from .io import DataError, append_jsonl, atomic_path, atomic_write_json, read_jsonl_tolerant
+from .distributed import Dist, dist_state, place
+from .faults import crash_point
+from .embstore import ShardStore, load_embeddings, load_index, merge_index, read_index, recover_orphans
+from .io import DataError, atomic_write_json
 from .models.base import BaseAdapter, Item
 from .templates import PROBE_Q
 from .textmatch import contains_phrase
@@ -76,12 +88,15 @@ class Synthesizer:
                 x0 = adapter.project(modality, x0[None].to(adapter.dtype), feats.meta)[0].float()
         self.x0 = x0.to(adapter.device)  # [n, d] blank init
         self.scale = float(self.x0.pow(2).mean().sqrt().clamp(min=1e-3))  # Adam step size is relative to E's RMS
-        self.gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
 
-    def _init(self, retry: int) -> torch.Tensor:
+    def _init(self, retry: int, sample_id: Any = "") -> torch.Tensor:
+        """Blank init; a retry after a numerical fault starts from blank + noise seeded by (seed, id,
+        retry), so a sample's result does not depend on which process or batch it ran in."""
         if retry == 0:
             return self.x0.clone()
-        noise = torch.randn(self.x0.shape, generator=self.gen) * 0.01 * self.scale
+        seed = zlib.crc32(f"{self.cfg.seed}:{sample_id}:{retry}".encode())
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        noise = torch.randn(self.x0.shape, generator=gen) * 0.01 * self.scale
         return self.x0 + noise.to(self.x0.device)
 
     def loss_and_match(self, E: torch.Tensor, slots: list[_Slot]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,8 +144,8 @@ class Synthesizer:
                 mhat = m / (1 - b1 ** t)[:, None, None]
                 vhat = v / (1 - b2 ** t)[:, None, None]
                 step = lr * mhat / (vhat.sqrt() + eps)
-                # a sample whose targets are already reproduced keeps its current E (it is leaving)
-                keep = (match & finite)[:, None, None]
+                # a sample that converged at this step keeps the E that was scored (it is leaving)
+                keep = (match & finite & (loss.detach() <= cfg.stop_loss))[:, None, None]
                 E = torch.where(keep, E, E - step)
             dt = (time.perf_counter() - t0) / max(1, len(slots))
             leave = []
@@ -144,7 +159,7 @@ class Synthesizer:
                         s.loss = float("nan")
                         leave.append(i)
                         continue
-                    E[i] = self._init(s.retries)
+                    E[i] = self._init(s.retries, s.row.get("id"))
                     m[i].zero_(), v[i].zero_()
                     t[i] = 0
                     continue
@@ -176,89 +191,112 @@ class Synthesizer:
         return [answers[i * k:(i + 1) * k] for i in range(len(finished))]
 
 
-def load_index(emb_dir: Path) -> list[dict[str, Any]]:
-    """Index rows whose shard exists (a row pointing at a missing shard is dropped: it will be redone)."""
-    rows = read_jsonl_tolerant(emb_dir / "index.jsonl")
-    return [r for r in rows if (emb_dir / r.get("shard", "")).is_file()]
+def _finite(x: float) -> float | None:
+    return round(x, 5) if math.isfinite(x) else None
 
 
-def load_embeddings(emb_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, torch.Tensor]]:
-    """(meta, index rows, {id: E}) of a finished embeddings directory."""
-    emb_dir = Path(emb_dir)
-    if not (emb_dir / "meta.json").is_file():
-        raise DataError(f"{emb_dir}: not an embeddings directory (no meta.json)")
-    import json
-    meta = json.loads((emb_dir / "meta.json").read_text())
-    index = load_index(emb_dir)
-    tensors: dict[str, torch.Tensor] = {}
-    for shard in sorted({r["shard"] for r in index}):
-        tensors.update(load_file(str(emb_dir / shard)))
-    return meta, index, {r["id"]: tensors[r["key"]] for r in index if r["key"] in tensors}
+def _row(s: _Slot) -> dict[str, Any]:
+    failed = not math.isfinite(s.loss)
+    return {"id": s.row["id"], "phrase": s.row["key_phrase"], "harmful": s.row.get("harmful", True),
+            "verified": None, "probe_answers": [], "loss": None if failed else round(s.loss, 5), "steps": s.steps,
+            "seconds": round(s.seconds, 4), "converged": s.converged, "failed": failed, "retries": s.retries,
+            "loss_curve": [_finite(x) for x in s.losses]}
 
 
-def run_synthesize(adapter: BaseAdapter, rows: list[dict[str, Any]], out_dir: str | Path, modality: str,
-                   cfg: SynthesizeConfig | None = None, model_name: str = "", flush_every: int = 4,
-                   progress: bool = True) -> SynthResult:
-    cfg = cfg or SynthesizeConfig()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+def _check_rows(rows: list[dict[str, Any]], modality: str) -> None:
     if not rows:
         raise DataError("synthesize: no prepared samples")
+    seen = set()
     for r in rows:
-        if "aux" not in r or modality not in r["aux"]:
+        if not isinstance(r, dict) or r.get("id") is None:
+            raise DataError("synthesize: every prepared row needs an 'id'")
+        if not isinstance(r.get("aux"), dict) or not isinstance(r["aux"].get(modality), list) \
+                or not r["aux"][modality]:
             raise DataError(f"synthesize: prepared row '{r.get('id')}' has no auxiliary pairs for {modality} "
                             "(re-run `sea prepare`)")
-    synth = Synthesizer(adapter, modality, cfg)
-    meta = {"model": model_name, "family": adapter.family, "modality": modality, "space": cfg.space,
-            "shape": list(synth.x0.shape), "blank_meta": {k: list(v) if isinstance(v, tuple) else v
-                                                          for k, v in synth.meta.items()},
-            "init": "blank", "config": cfg.__dict__}
+        for p in r["aux"][modality]:
+            if not isinstance(p, dict) or not isinstance(p.get("prompt"), str) or not isinstance(p.get("target"), str):
+                raise DataError(f"synthesize: prepared row '{r.get('id')}': aux.{modality} items need string "
+                                "'prompt' and 'target'")
+        if not isinstance(r.get("key_phrase"), str):
+            raise DataError(f"synthesize: prepared row '{r.get('id')}': field 'key_phrase' must be a string")
+        r["id"] = str(r["id"])
+        if r["id"] in seen:
+            raise DataError(f"synthesize: duplicate id '{r['id']}'")
+        seen.add(r["id"])
+
+
+def _write_meta(out_dir: Path, meta: dict[str, Any], dist: Dist) -> None:
     meta_path = out_dir / "meta.json"
     if meta_path.is_file():
-        import json
         old = json.loads(meta_path.read_text())
         for k in ("modality", "space", "shape"):
             if old.get(k) != meta[k]:
                 raise DataError(f"{out_dir}: existing embeddings have {k}={old.get(k)}, this run wants {meta[k]}; "
                                 "use another --out")
-    atomic_write_json(meta_path, meta)
-    done = {r["id"] for r in load_index(out_dir)}
-    todo = [r for r in rows if r["id"] not in done]
-    n_shards = len(list(out_dir.glob("emb-*.safetensors")))
+    if dist.is_main:
+        atomic_write_json(meta_path, meta)
+
+
+def run_synthesize(adapter: BaseAdapter, rows: list[dict[str, Any]], out_dir: str | Path, modality: str,
+                   cfg: SynthesizeConfig | None = None, model_name: str = "", flush_every: int = 4,
+                   progress: bool = True) -> SynthResult:
+    """Optimise one E per row not yet in `out_dir`'s index; `flush_every` = verification group size."""
+    cfg = cfg or SynthesizeConfig()
+    out_dir = Path(out_dir)
+    _check_rows(rows, modality)
+    dist = dist_state()
+    place(adapter, dist)
+    synth = Synthesizer(adapter, modality, cfg)
+    meta = {"model": model_name, "family": adapter.family, "modality": modality, "space": cfg.space,
+            "shape": list(synth.x0.shape), "blank_meta": {k: list(v) if isinstance(v, tuple) else v
+                                                          for k, v in synth.meta.items()},
+            "init": "blank", "config": cfg.__dict__}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_meta(out_dir, meta, dist)
+    store = ShardStore(out_dir, dist, modality, cfg.space)
+    if dist.is_main:
+        recover_orphans(out_dir, store.index, {r["shard"] for r in read_index(out_dir)})
+    dist.barrier()  # everyone sees the recovered rows before choosing work
+    index = {r["id"]: r for r in load_index(out_dir)}
+    mine = dist.share(sorted(rows, key=lambda r: r["id"]))
+    todo = [r for r in mine if r["id"] not in index]
+    pending = [index[r["id"]] for r in mine if r["id"] in index and index[r["id"]].get("verified") is None]
+    n_done_before = sum(r["id"] in index for r in rows)
     t_start = time.perf_counter()
-    finished: list[tuple[_Slot, torch.Tensor]] = []
-    n_ver = n_fail = 0
+    queue: list[tuple[dict[str, Any], torch.Tensor]] = []
+    if pending:  # finished by a killed run, never verified: verify now, do not recompute
+        embs = load_embeddings(out_dir)[2]
+        queue = [(r, embs[r["id"]]) for r in pending]
 
-    def flush():
-        nonlocal n_shards, n_ver, n_fail, finished
-        if not finished:
+    def verify_queue():
+        if not queue:
             return
-        answers = synth.verify(finished, cfg.probe_max_new_tokens)
-        shard = f"emb-{n_shards:05d}.safetensors"
-        n_shards += 1
-        tensors = {f"e{n_shards - 1}_{i}": e.contiguous() for i, (_, e) in enumerate(finished)}
-        with atomic_path(out_dir / shard) as tmp:  # the shard lands whole before its index rows
-            save_file(tensors, str(tmp), metadata={"modality": modality, "space": cfg.space})
-        for i, ((s, _), ans) in enumerate(zip(finished, answers)):
-            failed = not math.isfinite(s.loss)
-            ok = (not failed) and any(contains_phrase(s.row["key_phrase"], a) for a in ans)
-            n_ver += ok
-            n_fail += failed
-            append_jsonl(out_dir / "index.jsonl", {
-                "id": s.row["id"], "phrase": s.row["key_phrase"], "harmful": s.row.get("harmful", True),
-                "verified": ok, "probe_answers": ans, "loss": None if failed else round(s.loss, 5),
-                "steps": s.steps, "seconds": round(s.seconds, 4), "converged": s.converged, "failed": failed,
-                "retries": s.retries, "shard": shard, "key": f"e{n_shards - 1}_{i}", "loss_curve": s.losses})
-        finished = []
+        answers = synth.verify([(None, e) for _, e in queue], cfg.probe_max_new_tokens)
+        for (r, _), ans in zip(queue, answers):
+            ok = (not r["failed"]) and any(contains_phrase(r["phrase"], a) for a in ans)
+            store.commit({**r, "verified": ok, "probe_answers": ans})
+            crash_point("synth.verified")
+        queue.clear()
 
-    with tqdm(total=len(rows), initial=len(rows) - len(todo), desc=f"synthesize[{modality}]",
+    with tqdm(total=len(mine), initial=len(mine) - len(todo), desc=f"synthesize[{modality}]",
               disable=not progress, unit="emb") as bar:
         for slot, E in synth.optimise(todo, bar):
-            finished.append((slot, E))
+            queue.append((store.save(_row(slot), E), E))
+            crash_point("synth.finished")
             bar.update(1)
-            if len(finished) >= flush_every:
-                flush()
-        flush()
+            if len(queue) >= flush_every:
+                verify_queue()
+        verify_queue()
+    dist.barrier()  # every process has written its part
+    if dist.is_main:
+        merge_index(out_dir)
+    dist.barrier()
+    final = {r["id"]: r for r in load_index(out_dir)}
+    mine_ids = {r["id"] for r in rows}
+    n_ver = sum(bool(r.get("verified")) for i, r in final.items() if i in mine_ids)
+    n_fail = sum(bool(r.get("failed")) for i, r in final.items() if i in mine_ids)
     secs = time.perf_counter() - t_start
-    log.info("synthesized %d embeddings (%d verified, %d failed) in %.1fs", len(todo), n_ver, n_fail, secs)
-    return SynthResult(out_dir, len(rows), len(done), n_ver, n_fail, secs)
+    log.info("synthesized %d embeddings on process %d/%d; %d of %d verified, %d failed, in %.1fs", len(todo),
+             dist.rank, dist.world, n_ver, len(rows), n_fail, secs)
+    return SynthResult(out_dir, len(rows), n_done_before, n_ver, n_fail, secs)

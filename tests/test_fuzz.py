@@ -1,0 +1,238 @@
+"""Hostile input: hypothesis fuzzes the JSONL (prepare input), config and benchmark loaders.
+
+Every input either loads or raises a one-line DataError, and a rejected input writes nothing.
+500 examples per loader; the CLI cases check the console side (exit 2, one line, no traceback)."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import wave
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from sea_align.config import RunConfig, load_config
+from sea_align.evaluate import run_evaluate
+from sea_align.io import DataError, read_jsonl
+from sea_align.media import check_media, load_audio, load_image, load_video
+from sea_align.prepare import run_prepare
+
+FUZZ = settings(max_examples=500, deadline=None, suppress_health_check=list(HealthCheck))
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=30))
+values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                       st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+                      max_leaves=12)
+
+
+def _one_line(e: DataError) -> str:
+    msg = str(e)
+    assert msg and "\n" not in msg and "Traceback" not in msg, repr(msg)
+    return msg
+
+
+def _bytes_lines(row_strategy):
+    """File contents: JSON rows (some well formed), garbage, invalid UTF-8, huge or deeply nested lines."""
+    line = st.one_of(
+        row_strategy.map(lambda r: json.dumps(r).encode()),
+        st.binary(max_size=60),
+        st.just(b"\xff\xfe\x00bad"),
+        st.just(b'{"instruction": "' + b"x" * 2_000_000 + b'", "response": "no"}'),  # a 2 MB line
+        st.just(b"[" * 5000 + b"]" * 5000),
+        st.just(b'{"instruction": ' + b"9" * 5000 + b"}"),
+        st.sampled_from([b"", b"   ", b"null", b"[]", b'"str"', b"{", b"NaN"]),
+    )
+    return st.lists(line, max_size=6).map(lambda ls: b"\n".join(ls))
+
+
+prepare_rows = st.fixed_dictionaries(
+    {"instruction": st.one_of(st.text(max_size=40), values), "response": st.one_of(st.text(max_size=20), values)},
+    optional={"id": values, "harmful": values, "rejected": values, "key_phrase": values, "phrase_type": values,
+              "category": values})
+
+
+good_prepare = st.lists(st.fixed_dictionaries({"instruction": st.text(min_size=1, max_size=40),
+                                               "response": st.text(min_size=1, max_size=20)},
+                                              optional={"harmful": st.booleans(), "category": st.text(max_size=5)}),
+                        min_size=1, max_size=4).map(lambda rs: "\n".join(json.dumps(r) for r in rs).encode())
+
+
+@FUZZ
+@given(content=st.one_of(_bytes_lines(prepare_rows), good_prepare))
+def test_fuzz_prepare_input(content):
+    with tempfile.TemporaryDirectory() as d:
+        src, out = Path(d) / "in.jsonl", Path(d) / "out" / "prepared.jsonl"
+        src.write_bytes(content)
+        try:
+            run_prepare(src, out)
+        except DataError as e:
+            msg = _one_line(e)
+            event("rejected")
+            assert "in.jsonl" in msg or "field" in msg or "id" in msg, msg
+            assert not out.parent.exists() or not any(out.parent.iterdir())
+            return
+        event("loaded")
+        rows = read_jsonl(out)  # what the next stage reads (not str.splitlines: U+0085 is a line break there)
+        assert rows and all(isinstance(r["instruction"], str) for r in rows)
+
+
+config_keys = st.sampled_from(["model", "modality", "data", "seed", "dtype", "synthesize", "align", "evaluate",
+                               "prepare", "bogus", "note", "align_text_baseline"])
+sub_keys = st.sampled_from(["max_steps", "lr", "batch_size", "space", "epochs", "lora_targets", "bench", "build",
+                            "judge", "method", "nope", "limit", "text_only"])
+config_docs = st.dictionaries(config_keys, st.one_of(values, st.dictionaries(sub_keys, values, max_size=4)),
+                              max_size=6)
+overrides = st.lists(st.one_of(
+    st.builds(lambda k, s, v: f"{k}.{s}={v}", config_keys, sub_keys, st.text(max_size=12)),
+    st.builds(lambda k, v: f"{k}={v}", config_keys, st.text(max_size=12)),
+    st.text(max_size=20)), max_size=3)
+
+
+def _yaml_text(doc) -> str:
+    import yaml
+    return yaml.safe_dump(doc, allow_unicode=True)
+
+
+good_configs = st.fixed_dictionaries({}, optional={
+    "seed": st.integers(0, 10 ** 6), "modality": st.sampled_from(["image", "video", "audio"]),
+    "synthesize": st.fixed_dictionaries({}, optional={"max_steps": st.integers(1, 100), "lr": st.floats(1e-4, 1.0)}),
+    "align": st.fixed_dictionaries({}, optional={"lora_targets": st.lists(st.text(min_size=1, max_size=6)),
+                                               "epochs": st.integers(0, 5)})})
+config_texts = st.one_of(config_docs.map(_yaml_text), good_configs.map(_yaml_text), st.text(max_size=80),
+                         st.sampled_from(["[", "a: [1, 2", "- 1\n- 2", "x: !!python/object:os.system ls",
+                                          "synthesize:\n  lr: 1e999999", "seed: " + "9" * 5000,
+                                          "&a [*a]", "a: " + "[" * 3000]))
+
+
+@FUZZ
+@given(text=st.one_of(config_texts, st.binary(max_size=40).map(lambda b: b.decode("latin-1"))), ov=overrides,
+       raw=st.booleans())
+def test_fuzz_config_loader(text, ov, raw):
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "c.yaml"
+        if raw:  # invalid UTF-8 too
+            p.write_bytes(text.encode("utf-8", "surrogatepass") + b"\xff")
+        else:
+            p.write_text(text, encoding="utf-8", errors="surrogatepass")
+        try:
+            cfg = load_config(str(p), ov)
+        except DataError as e:
+            _one_line(e)
+            event("rejected")
+            assert os.listdir(d) == ["c.yaml"]
+            return
+        event("loaded")
+        assert isinstance(cfg, RunConfig) and cfg.modality in ("image", "video", "audio")
+
+
+class StubAdapter:
+    """Just enough of a model to let run_evaluate run without one (the loader is what is fuzzed)."""
+    modalities = ("image", "audio")
+
+    def check_modality(self, m):
+        if m not in self.modalities:
+            raise DataError(f"no {m} input")
+
+    def encode(self, kind, paths):
+        class F:
+            meta = {}
+        return [F() for _ in paths]
+
+    def to_llm(self, kind, feats):
+        return None
+
+    def generate(self, items, max_new_tokens):
+        return ["I'm sorry"] * len(items)
+
+
+def _media_dir(d: Path) -> None:
+    from PIL import Image
+    Image.new("RGB", (8, 8), "white").save(d / "ok.png")
+    (d / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00garbage" * 10)
+    (d / "empty.wav").write_bytes(b"")
+    with wave.open(str(d / "silent0.wav"), "wb") as w:  # a valid WAV header with zero frames
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
+    (d / "text.mp4").write_text("not a video")
+
+
+media_items = st.one_of(
+    st.fixed_dictionaries({"type": st.sampled_from(["image", "audio", "video", "smell", 3]),
+                           "path": st.sampled_from(["ok.png", "corrupt.png", "empty.wav", "silent0.wav", "text.mp4",
+                                                    "missing.png", "", "x" * 5000, "a\0b", 7])}),
+    values)
+bench_rows = st.fixed_dictionaries(
+    {"id": st.one_of(st.integers(0, 3), st.text(max_size=3), values), "prompt": st.one_of(st.text(max_size=20), values),
+     "harmful": st.one_of(st.booleans(), values)},
+    optional={"media": st.one_of(st.lists(media_items, max_size=2), values), "category": values, "attack": values})
+
+
+good_bench = st.lists(st.fixed_dictionaries(
+    {"prompt": st.text(max_size=20), "harmful": st.booleans(),
+     "media": st.lists(st.fixed_dictionaries({"type": st.sampled_from(["image", "audio"]),
+                                              "path": st.sampled_from(["ok.png", "corrupt.png", "silent0.wav"])}),
+                       max_size=1)}, optional={"category": st.text(max_size=5)}), min_size=1, max_size=4).map(
+    lambda rs: "\n".join(json.dumps({"id": i, **r}) for i, r in enumerate(rs)).encode())
+
+
+@FUZZ
+@given(content=st.one_of(_bytes_lines(bench_rows), good_bench))
+def test_fuzz_bench_loader(content):
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d)
+        _media_dir(d)
+        (d / "bench.jsonl").write_bytes(content)
+        out = d / "eval"
+        try:
+            res = run_evaluate(StubAdapter(), d / "bench.jsonl", out, max_new_tokens=2, progress=False)
+        except DataError as e:
+            msg = _one_line(e)
+            event("rejected")
+            assert "bench.jsonl" in msg or ".png" in msg or ".wav" in msg or ".mp4" in msg or "no " in msg, msg
+            assert not out.exists()
+            return
+        event("loaded")
+        assert res.summary["n"] == len(read_jsonl(out / "samples.jsonl"))
+
+
+def test_media_loaders_refuse_bad_files(tmp_path):
+    _media_dir(tmp_path)
+    cases = [(load_image, "corrupt.png", "not a readable image"), (load_image, "missing.png", "not found"),
+             (load_audio, "empty.wav", "zero length"), (load_audio, "silent0.wav", "zero length"),
+             (load_video, "text.mp4", "not a readable video")]
+    for fn, name, needle in cases:
+        with pytest.raises(DataError, match=needle):
+            fn(tmp_path / name)
+    for kind, name, needle in [("image", "corrupt.png", "not a readable image"), ("audio", "empty.wav", "zero length"),
+                               ("audio", "silent0.wav", "zero length"), ("video", "text.mp4", "video")]:
+        with pytest.raises(DataError, match=needle):
+            check_media(kind, tmp_path / name)
+    check_media("image", tmp_path / "ok.png")
+
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
+
+
+@pytest.mark.parametrize("case", ["utf8", "corrupt_image"])
+def test_cli_hostile_input_one_line(tmp_path, case):
+    """Through the console: exit 2, one `sea: error:` line, no traceback, nothing written."""
+    if case == "utf8":
+        (tmp_path / "in.jsonl").write_bytes(b'{"instruction": "a", "response": "\xff"}\n')
+        args = ["prepare", "--data", str(tmp_path / "in.jsonl"), "--out", str(tmp_path / "out" / "p.jsonl")]
+        needle = "not valid UTF-8"
+    else:
+        _media_dir(tmp_path)
+        (tmp_path / "b.jsonl").write_text(json.dumps({"id": 1, "prompt": "p", "harmful": True,
+                                                      "media": [{"type": "image", "path": "corrupt.png"}]}) + "\n")
+        args = ["evaluate", "--model", "tiny-random-llava", "--bench", str(tmp_path / "b.jsonl"), "--out",
+                str(tmp_path / "out")]
+        needle = "corrupt.png: not a readable image"
+    r = subprocess.run([sys.executable, "-m", "sea_align.cli", *args], capture_output=True, text=True, env=ENV,
+                       timeout=300)
+    assert r.returncode == 2, r.stderr[-2000:]
+    errs = [line for line in r.stderr.splitlines() if line.startswith("sea: error:")]
+    assert len(errs) == 1 and needle in errs[0], r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "out").exists()
