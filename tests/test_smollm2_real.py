@@ -19,7 +19,7 @@ def test_real_llm_reads_synthetic_embedding(tmp_path):
                              "response": "I can't help with that."}], rules_extract)
     assert rows[0]["key_phrase"] == "smuggle cocaine through an airport"
     before = {k: v.clone() for k, v in a.model.state_dict().items()}
-    run_synthesize(a, rows, tmp_path, "image", SynthesizeConfig(max_steps=120), progress=False)
+    run_synthesize(a, rows, tmp_path, "image", SynthesizeConfig(max_steps=150, stop_loss=0.05), progress=False)
     assert all(torch.equal(before[k], v) for k, v in a.model.state_dict().items())
     _, index, embs = load_embeddings(tmp_path)
     r = index[0]
