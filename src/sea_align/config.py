@@ -33,7 +33,7 @@ class SynthesizeConfig:
     max_steps: int = 100  # step cap per sample
     lr: float = 0.1  # Adam learning rate on E (relative: multiplied by the blank embedding's RMS)
     batch_size: int = 8  # samples optimised together; converged ones leave, waiting ones join
-    stop_loss: float = 0.2  # a sample may stop once its mean target CE is below this ...
+    stop_loss: float = 0.05  # a sample may stop once its mean target CE is below this ...
     check_every: int = 5  # ... and a greedy decode of its targets reproduces them (checked every N steps)
     probe_max_new_tokens: int = 24
     blank_seconds: float = 2.0  # audio: length of the silent clip, sets the number of slots
