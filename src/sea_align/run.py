@@ -8,6 +8,7 @@ import os
 import platform
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -68,11 +69,26 @@ def _load(cfg: RunConfig, adapter_dir: str | None = None):
     return load_adapter(cfg.model, dtype=cfg.dtype, adapter_dir=adapter_dir, modality=cfg.modality)
 
 
+def _evaluate_arm(cfg: RunConfig, name: str, adapter_dir: Path | None, benches: list[str], edir: Path,
+                  man: Manifest, progress: bool) -> None:
+    from .evaluate import run_evaluate
+    ev = cfg.evaluate
+    t = time.perf_counter()
+    ad = _load(cfg, str(adapter_dir) if adapter_dir else None)
+    info = {"seed": cfg.seed, "model": cfg.model, "note": cfg.note,
+            "adapter": str(adapter_dir) if adapter_dir else None}
+    if hasattr(ad, "builtin_info"):
+        info["builtin"] = ad.builtin_info
+    res = run_evaluate(ad, benches, edir, judge=ev.judge, max_new_tokens=ev.max_new_tokens,
+                       batch_size=ev.batch_size, limit=ev.limit, info=info, progress=progress)
+    man.stage(f"evaluate_{name}", time.perf_counter() - t, asr=res.summary["asr"],
+              over_refusal=res.summary["refusal_rate_harmless"])
+
+
 def run_pipeline(cfg: RunConfig, out: str | Path, progress: bool = True) -> dict[str, Any]:
     from .align import run_align
     from .benchdata import build_configured_benches
     from .datasets import NAMED, materialise
-    from .evaluate import run_evaluate
     from .prepare import run_prepare
     from .report import run_report
     from .synthesize import run_synthesize
@@ -98,48 +114,26 @@ def run_pipeline(cfg: RunConfig, out: str | Path, progress: bool = True) -> dict
         man.stage("prepare", time.perf_counter() - t, n=res.n, n_harmful=res.n_harmful, n_benign=res.n_benign,
                   dropped_overlapping_eval=dropped)
     rows = read_jsonl(prepared)
-    adapter = None
     emb = out / "embeddings"
     if not (emb / "done.json").is_file():
         t = time.perf_counter()
-        adapter = _load(cfg)
-        res = run_synthesize(adapter, rows, emb, cfg.modality, cfg.synthesize, model_name=cfg.model,
+        res = run_synthesize(_load(cfg), rows, emb, cfg.modality, cfg.synthesize, model_name=cfg.model,
                              progress=progress)
         atomic_write_json(emb / "done.json", {"n": res.n, "verified": res.n_verified, "failed": res.n_failed})
         man.stage("synthesize", time.perf_counter() - t, n=res.n, verified=res.n_verified, failed=res.n_failed)
-    info = {"seed": cfg.seed, "model": cfg.model, "note": cfg.note}
-    ev = cfg.evaluate
-    for name, adapter_dir in (("base", None), ("aligned", out / "adapter"), ("text_only", out / "adapter_text")):
-        if name == "aligned" and not (out / "adapter" / "adapter_config.json").is_file():
+    # arms, in order: (name, adapter dir, align config, embeddings, manifest stage of its training)
+    arms = [("base", None, None, None, None),
+            ("aligned", out / "adapter", cfg.align, emb, "align")]
+    if cfg.align_text_baseline:
+        arms.append(("text_only", out / "adapter_text", replace(cfg.align, text_only=True), None, "align_text_only"))
+    for name, adapter_dir, align_cfg, arm_emb, stage in arms:
+        if adapter_dir and not (adapter_dir / "adapter_config.json").is_file():
             t = time.perf_counter()
-            adapter = _load(cfg)
-            res = run_align(adapter, rows, emb, out / "adapter", cfg.align, progress=progress)
-            man.stage("align", time.perf_counter() - t, n_train=res.n_train, method=res.method,
+            res = run_align(_load(cfg), rows, arm_emb, adapter_dir, align_cfg, progress=progress)
+            man.stage(stage, time.perf_counter() - t, n_train=res.n_train, method=res.method,
                       final_loss=res.final_loss)
-            adapter = None
-        if name == "text_only":
-            if not cfg.align_text_baseline:
-                continue
-            if not (adapter_dir / "adapter_config.json").is_file():
-                t = time.perf_counter()
-                from dataclasses import replace
-                res = run_align(_load(cfg), rows, None, adapter_dir, replace(cfg.align, text_only=True),
-                                progress=progress)
-                man.stage("align_text_only", time.perf_counter() - t, n_train=res.n_train, final_loss=res.final_loss)
-        if not benches:
-            continue
-        edir = out / "eval" / name
-        if (edir / "summary.json").is_file():
-            continue
-        t = time.perf_counter()
-        ad = _load(cfg, str(adapter_dir) if adapter_dir else None)
-        res = run_evaluate(ad, benches, edir, judge=ev.judge, max_new_tokens=ev.max_new_tokens,
-                           batch_size=ev.batch_size, limit=ev.limit,
-                           info={**info, "adapter": str(adapter_dir) if adapter_dir else None,
-                                 **({"builtin": getattr(ad, "builtin_info", None)} if hasattr(ad, "builtin_info") else {})},
-                           progress=progress)
-        man.stage(f"evaluate_{name}", time.perf_counter() - t, asr=res.summary["asr"],
-                  over_refusal=res.summary["refusal_rate_harmless"])
+        if benches and not (out / "eval" / name / "summary.json").is_file():
+            _evaluate_arm(cfg, name, adapter_dir, benches, out / "eval" / name, man, progress)
     t = time.perf_counter()
     run_report(out)
     man.stage("report", time.perf_counter() - t)
