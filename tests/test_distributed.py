@@ -80,3 +80,66 @@ def test_two_processes_match_one(tmp_path):
         torch.testing.assert_close(w2[k], w1[k], atol=1e-5, rtol=1e-4)
     s2 = json.loads((tmp_path / "ad2" / "train_summary.json").read_text())
     assert s2["processes"] == 2
+
+
+FSDP_YAML = Path(__file__).parents[1] / "src" / "sea_align" / "configs" / "accelerate" / "fsdp.yaml"
+
+
+def test_fsdp_two_processes_match_one(tmp_path):
+    """The shipped fsdp.yaml (FSDP2, 2 gloo processes): every frozen weight is sharded, the LoRA weights
+    are not, and the loss curve and adapter are the 1-process ones; the adapter loads with PEFT."""
+    from peft import PeftModel
+    prepared = tmp_path / "prepared.jsonl"
+    run_prepare(DATA, prepared)
+    rows = read_jsonl(prepared)
+    run_synthesize(load_adapter("tiny-random-llava"), rows, tmp_path / "emb", "image",
+                   SynthesizeConfig(max_steps=2, batch_size=6), progress=False)
+    (tmp_path / "layout").mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(FSDP_YAML),
+                             "--num_processes", "2", "--main_process_port", "29532", str(HERE / "dist_align_worker.py"),
+                             str(prepared), str(tmp_path / "emb"), str(tmp_path / "ad2"), str(tmp_path / "layout")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    dist_align_worker.main(str(prepared), str(tmp_path / "emb"), str(tmp_path / "ad1"))
+    finish(proc)
+
+    lay = [json.loads((tmp_path / "layout" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    for x in lay:
+        assert x["frozen_sharded"] == x["frozen"] > 0 and x["trainable_sharded"] == 0
+        assert x["frozen_local_numel"] < 0.6 * x["frozen_numel"]
+    assert sum(x["frozen_local_numel"] for x in lay) == lay[0]["frozen_numel"], "shards do not add up to the model"
+    m1 = read_jsonl(tmp_path / "ad1" / "metrics.jsonl")
+    m2 = read_jsonl(tmp_path / "ad2" / "metrics.jsonl")
+    assert [m["step"] for m in m1] == [m["step"] for m in m2] and len(m1) == 8  # 10 examples / 3, 2 epochs
+    l1, l2 = torch.tensor([m["loss"] for m in m1]), torch.tensor([m["loss"] for m in m2])
+    assert (l1[0] - l1[-1]).abs() > 0.05, "loss did not move: the comparison would be vacuous"
+    torch.testing.assert_close(l2, l1, atol=2e-4, rtol=0)
+    w1 = load_file(str(tmp_path / "ad1" / "adapter_model.safetensors"))
+    w2 = load_file(str(tmp_path / "ad2" / "adapter_model.safetensors"))
+    assert set(w1) == set(w2)
+    for k in w1:
+        torch.testing.assert_close(w2[k], w1[k], atol=1e-5, rtol=1e-4)
+    assert json.loads((tmp_path / "ad2" / "train_summary.json").read_text())["processes"] == 2
+    loaded = PeftModel.from_pretrained(load_adapter("tiny-random-llava").model, str(tmp_path / "ad2"))
+    lora = {k: v for k, v in loaded.state_dict().items() if "lora_" in k}
+    assert len(lora) == len(w2) > 0
+    for k, v in lora.items():
+        torch.testing.assert_close(v, w2[k.replace(".default", "")], atol=0, rtol=0)
+
+
+def test_refused_launches(monkeypatch):
+    """FSDP1 and DeepSpeed launches stop with a one-line error before joining a process group."""
+    import pytest
+    from sea_align.distributed import dist_state
+    from sea_align.io import DataError
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setenv("FSDP_VERSION", "1")
+    with pytest.raises(DataError, match="fsdp_version: 2"):
+        dist_state()
+    monkeypatch.setenv("FSDP_VERSION", "2")
+    monkeypatch.setenv("FSDP_CPU_RAM_EFFICIENT_LOADING", "true")
+    with pytest.raises(DataError, match="cpu_ram_efficient_loading"):
+        dist_state()
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    with pytest.raises(DataError, match="DeepSpeed"):
+        dist_state()

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import AlignConfig
-from .distributed import Dist, dist_state, place
+from .distributed import Dist, dist_state, place, shard
 from .faults import crash_point
 from .io import DataError, append_jsonl, atomic_write_json, atomic_write_jsonl, last_per_key, read_jsonl_tolerant
 from .models.base import BaseAdapter, Item
@@ -136,6 +136,25 @@ def _item_losses(adapter, batch, method, beta, ref) -> torch.Tensor:
     return -F.logsigmoid(beta * ((pc - rc) - (pr - rr)))
 
 
+class StepLoss(torch.nn.Module):
+    """A training step's per-example losses as ONE module forward (embedding lookup, decoder, lm_head at
+    the target positions, loss). FSDP gathers the weights it shards only inside the forward of a module
+    it wraps, and the adapter calls those three parts separately; sharding this module covers them all.
+    Without FSDP, calling it is calling `_item_losses`."""
+
+    def __init__(self, adapter: BaseAdapter, peft_model: torch.nn.Module, method: str, beta: float,
+                 ref: dict[int, tuple[float, float]]):
+        super().__init__()
+        self.peft_model = peft_model  # the only submodule: the whole (LoRA-injected) model
+        present = {type(m).__name__ for m in peft_model.modules()}  # HF lists classes a model may not have
+        self._no_split_modules = sorted(present & set(getattr(adapter.model, "_no_split_modules", None) or ()))
+        self.__dict__["adapter"] = adapter  # plain attribute, not registered
+        self.method, self.beta, self.ref = method, beta, ref
+
+    def forward(self, batch: list[dict[str, Any]]) -> torch.Tensor:
+        return _item_losses(self.adapter, batch, self.method, self.beta, self.ref)
+
+
 def _fingerprint(cfg: AlignConfig, method: str, examples: list[dict[str, Any]]) -> str:
     """What a checkpoint must match to be resumed: the config, the method and the training set."""
     h = hashlib.sha256(json.dumps([cfg.__dict__, method], sort_keys=True, default=str).encode())
@@ -212,7 +231,8 @@ def run_align(adapter: BaseAdapter, rows: list[dict[str, Any]], emb_dir: str | P
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
     dist = dist_state()
-    place(adapter, dist)
+    if not dist.fsdp:  # under FSDP the model stays where it was loaded; `shard` places each process's part
+        place(adapter, dist)
     examples, counts, modality = build_training_set(rows, emb_dir, adapter, cfg)
     harmful_rej = [e for e in examples if e["kind"] in ("sea", "text")]
     method = cfg.method
@@ -236,7 +256,10 @@ def run_align(adapter: BaseAdapter, rows: list[dict[str, Any]], emb_dir: str | P
                 rej = Item(it.prompt, it.modality, it.mm, it.meta, target=e["rejected"])
                 lp = adapter.target_loss([it, rej], reduction="sum").neg().tolist()
                 ref[e["_i"]] = (lp[0], lp[1])
+    step_loss: torch.nn.Module = StepLoss(adapter, peft_model, method, cfg.dpo_beta, ref)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    if dist.fsdp:
+        step_loss = shard(dist, step_loss, opt)
     tmp = out_dir.with_name(out_dir.name + ".partial")
     fp = _fingerprint(cfg, method, examples)
     summary = read_json_or_none(tmp / "train_summary.json") if (tmp / "adapter_config.json").is_file() else None
@@ -269,7 +292,7 @@ def run_align(adapter: BaseAdapter, rows: list[dict[str, Any]], emb_dir: str | P
                 share = dist.share(batch)
                 # a process with no example this step still runs one, weighted 0, to keep the collectives aligned
                 w = torch.ones(len(share)) if share else torch.zeros(1)
-                losses = _item_losses(adapter, share or batch[:1], method, cfg.dpo_beta, ref)
+                losses = step_loss(share or batch[:1])
                 local = (losses * w.to(losses.device)).sum()
                 opt.zero_grad(set_to_none=True)
                 (local / len(batch) * dist.world).backward()  # / world undone by the gradient average
