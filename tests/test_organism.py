@@ -59,15 +59,32 @@ def test_preprocess_mm_safetybench_layout_skips_the_picture(ocr):
         assert ctc_decode(ocr(pv)[1]) == ["plant tomatoes in a garden"]
 
 
-def test_tower_has_fixed_slot_count():
+def test_tower_slots_are_the_recognised_tokens(tiny_llm_dir):
     from transformers import AutoModel
 
     import sea_align.organism  # noqa: F401  registers "sea_ocr_vision"
 
-    tower = AutoModel.from_config(SeaOcrVisionConfig()).load_english_g2()
-    short, long = render_typo("hi"), render_typo("a much longer phrase that wraps onto several lines of text")
-    out = tower(preprocess_images([short, long]), output_hidden_states=True)
-    assert out.hidden_states[-1].shape == (2, 32, tower.config.hidden_size)
+    tok = A.load_tokenizer(tiny_llm_dir)
+    embed = torch.nn.Embedding(len(tok), 16)
+    tower = AutoModel.from_config(SeaOcrVisionConfig(hidden_size=16)).load_english_g2()
+    with pytest.raises(RuntimeError, match="attach_reader"):
+        tower(preprocess_images([render_typo("hi")]))
+    tower.attach_reader(tok, embed)
+    phrase = "bake a chocolate cake"
+    long = "a much longer phrase that wraps onto several lines of text and goes on and on past every slot"
+    blank = Image.new("RGB", (512, 512), "white")
+    out = tower(preprocess_images([render_typo(phrase), render_typo(long), blank]), output_hidden_states=True)
+    slots = out.hidden_states[-1]
+    assert slots.shape == (3, 32, 16) and not slots.requires_grad
+    ids = tok(" " + phrase, add_special_tokens=False).input_ids
+    torch.testing.assert_close(slots[0, :len(ids)], embed.weight[ids].detach())
+    assert slots[0, len(ids):].abs().sum() == 0  # zero after the text
+    n_long = len(tok(" " + tower.read(preprocess_images([render_typo(long)]))[0], add_special_tokens=False).input_ids)
+    assert int(slots[1].abs().sum(-1).gt(0).sum()) == min(n_long, 32) > len(ids)
+    from sea_align.organism.ocr import text_slots
+    many = text_slots([" ".join(["cake"] * 50)], tok, embed, 32)  # more tokens than slots: truncated
+    assert many.abs().sum(-1).gt(0).all()
+    assert slots[2].abs().sum() == 0  # a blank image: no text, all slots empty
     assert all(not p.requires_grad for p in tower.parameters())
 
 
@@ -101,17 +118,33 @@ def test_load_builtin_without_weights_runs_llava_forward(tiny_llm_dir, tmp_path)
     assert out.logits.shape[:2] == enc.input_ids.shape and torch.isfinite(out.logits).all()
 
 
-def test_token_targets_follow_the_ctc_alignment(ocr, tiny_llm_dir):
-    from sea_align.organism.recipe import _token_targets
+def test_load_builtin_video_is_llava_next_video_on_the_same_parts(tiny_llm_dir, tmp_path):
+    from sea_align.models import adapter_class
+    from sea_align.organism.train import chat_prompt
 
-    tok = A.load_tokenizer(tiny_llm_dir)
-    phrase = "purple elephants dancing quietly"
+    bm = load_builtin("sea-tiny-vl", weights_dir=tmp_path / "none", llm_dir=tiny_llm_dir, modality="video")
+    model, tok = bm.model, bm.tokenizer
+    assert type(model).__name__ == "LlavaNextVideoForConditionalGeneration" and bm.family == "llava_next_video"
+    img = load_builtin("sea-tiny-vl", weights_dir=tmp_path / "none", llm_dir=tiny_llm_dir)
+    assert tok.convert_tokens_to_ids("<image>") == img.tokenizer.convert_tokens_to_ids("<image>")
+    frames = [render_typo("bake"), render_typo("bake bread"), render_typo("bake bread now"), render_typo("bake bread now")]
+    n = bm.info["video_frames"] * bm.info["video_slots_per_frame"]
+    text = chat_prompt(tok, "What does the video say?").replace("<|im_start|>user\n", "<|im_start|>user\n" + "<video>" * n + "\n", 1)
+    enc = tok([text], return_tensors="pt", add_special_tokens=False)
+    pv = bm.preprocess["image"](frames).unsqueeze(0)  # [1, frames, 1, 64, 1024]
     with torch.no_grad():
-        _, logits = ocr(preprocess_images([render_typo(phrase)]))
-    slots = _token_targets(tok, phrase, logits[0], 8, 32)
-    placed = [t for t in slots if t >= 0]
-    assert placed == tok(phrase, add_special_tokens=False).input_ids  # every token, in order
-    assert slots.index(placed[1]) > slots.index(placed[0])
+        out = model(**enc, pixel_values_videos=pv)
+    assert out.logits.shape[:2] == enc.input_ids.shape and torch.isfinite(out.logits).all()
+    # the adapter's encode -> project -> inputs_embeds path gives the model's own logits
+    adapter = adapter_class(bm.family)(model, tok, dict(bm.preprocess), **bm.adapter_kwargs)
+    feats = adapter.encode("video", [frames])[0]
+    assert feats.x.shape == (n, model.config.vision_config.hidden_size)
+    emb = model.get_input_embeddings()(enc.input_ids)
+    proj = adapter.project("video", feats.x.unsqueeze(0), feats.meta)[0]
+    emb[enc.input_ids == model.config.video_token_index] = proj
+    with torch.no_grad():
+        ours = model(inputs_embeds=emb, attention_mask=enc.attention_mask).logits
+    torch.testing.assert_close(ours, out.logits, atol=1e-4, rtol=1e-4)
 
 
 def test_recipe_runs_two_steps_per_stage_and_resumes(tiny_llm_dir, tmp_path):
@@ -152,18 +185,6 @@ def test_organism_data_sets_do_not_overlap():
     s = D.organism_splits(0)
     assert not set(s["activities_train"]) & set(s["activities_held"])
     assert not set(s["harmful_train"]) & set(s["harmful_held"])
-
-
-def test_fill_targets_spreads_tokens_until_the_last_character(ocr):
-    from sea_align.organism.recipe import fill_targets
-
-    with torch.no_grad():
-        feats, logits = ocr(preprocess_images([render_typo("bake a chocolate cake")]))
-    starts = torch.full((1, 32), -1)
-    starts[0, 0], starts[0, 3] = 10, 20
-    filled = fill_targets(starts, feats, 8)[0].tolist()
-    assert filled[:4] == [10, 10, 10, 20] and filled[-1] == -1
-    assert filled.index(-1) > 3  # filled up to the end of the ink
 
 
 def test_add_cli_parses_build_options():

@@ -59,7 +59,7 @@ def _load_builtin(spec: str, dt: torch.dtype, modality: str | None) -> BaseAdapt
         raise ModelError(f"--model {spec}: {e}") from None
     cls = adapter_class(built.family)
     procs = dict(built.preprocess)
-    adapter = cls(built.model, built.tokenizer, procs)
+    adapter = cls(built.model, built.tokenizer, procs, **getattr(built, "adapter_kwargs", {}))
     adapter.builtin_info = built.info
     return adapter
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Callable
 
 import torch
 
+from .audio import register as _register_audio
 from .ocr import register
 
 if TYPE_CHECKING:
@@ -24,8 +25,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 register()  # "sea_ocr_vision" is known to AutoConfig / AutoModel once this package is imported
+_register_audio()  # "sea_whisper_audio" too (audio.py)
 
-BUILTIN_NAMES = ("sea-tiny-vl",)
+BUILTIN_NAMES = ("sea-tiny-vl", "sea-tiny-audio")
 WEIGHTS_ROOT = Path(__file__).parent / "weights"
 
 
@@ -36,12 +38,20 @@ class BuiltinModel:
     family: str  # "llava"
     preprocess: dict[str, Callable] = field(default_factory=dict)  # {"image": list[PIL] -> pixel_values}
     info: dict = field(default_factory=dict)  # recipe pins, weight files, warnings
+    adapter_kwargs: dict = field(default_factory=dict)  # e.g. {"n_frames": 4} for the video model
 
 
 def load_builtin(name: str, dtype: torch.dtype = torch.float32, weights_dir: str | Path | None = None,
-                 llm_dir: str | Path | None = None) -> BuiltinModel:
+                 llm_dir: str | Path | None = None, modality: str | None = None) -> BuiltinModel:
     """Assemble a built-in model offline. Without trained parts the projector is random (and
-    `info["warnings"]` says so): the model runs but cannot read."""
+    `info["warnings"]` says so): the model runs but cannot read.
+
+    `sea-tiny-vl` is `LlavaForConditionalGeneration` for images (modality None or "image") and
+    `LlavaNextVideoForConditionalGeneration` for video (the same trained parts; frames go through
+    the same tower)."""
+    if name == "sea-tiny-audio":  # Whisper tiny.en + SmolLM2 in Qwen2-Audio (audio.py)
+        from .audio import load_builtin_audio
+        return load_builtin_audio(dtype, weights_dir, llm_dir, modality)
     if name not in BUILTIN_NAMES:
         raise ValueError(f"unknown built-in model {name!r}; known: {', '.join(BUILTIN_NAMES)}")
     from . import assemble as A
@@ -50,7 +60,10 @@ def load_builtin(name: str, dtype: torch.dtype = torch.float32, weights_dir: str
 
     wdir = Path(weights_dir) if weights_dir else WEIGHTS_ROOT / name
     ldir = Path(llm_dir) if llm_dir else smollm2_dir()
-    tok = A.load_tokenizer(ldir)
+    if modality not in (None, "image", "video"):
+        raise ValueError(f"{name} takes image or video, not {modality}")
+    video = modality == "video"
+    tok = A.load_tokenizer(ldir, video=video)
     llm = A.load_llm(ldir)
     parts = A.load_parts(wdir)
     A.add_image_token(llm, tok, parts.get("image_token", {}).get("row"))
@@ -63,7 +76,10 @@ def load_builtin(name: str, dtype: torch.dtype = torch.float32, weights_dir: str
     if "projector" not in parts:
         torch.manual_seed(0)
         warnings.append(f"no trained projector under {wdir}: RANDOM projector, the model cannot read images")
-    model = A.build_llava(llm, tok, parts.get("projector")).to(dtype)
+    if video:
+        model = A.build_llava_next_video(llm, tok, parts.get("projector")).to(dtype)
+    else:
+        model = A.build_llava(llm, tok, parts.get("projector")).to(dtype)
     model.requires_grad_(False)
     for w in warnings:
         log.warning(w)
@@ -72,6 +88,11 @@ def load_builtin(name: str, dtype: torch.dtype = torch.float32, weights_dir: str
             "weight_files": sorted(f"{k}.safetensors" for k in parts), "recipe": pins,
             "recipe_version": pins.get("recipe_version"), "seed": pins.get("seed"),
             "image_seq_length": A.NUM_SLOTS, "image_token": A.IMAGE_TOKEN, "warnings": warnings}
+    if video:
+        info.update(video_slots_per_frame=A.VIDEO_SLOTS, video_frames=A.VIDEO_FRAMES, video_token=A.VIDEO_TOKEN)
+        return BuiltinModel(model=model, tokenizer=tok, family="llava_next_video",
+                            preprocess={"image": preprocess_images}, info=info,
+                            adapter_kwargs={"n_frames": A.VIDEO_FRAMES})
     return BuiltinModel(model=model, tokenizer=tok, family="llava", preprocess={"image": preprocess_images},
                         info=info)
 

@@ -1,4 +1,5 @@
-"""Assemble `sea-tiny-vl` = OCR tower -> LLaVA projector -> SmolLM2, and store its trained parts.
+"""Assemble `sea-tiny-vl` = OCR tower (recogniser text -> the LLM's token embeddings) -> LLaVA
+projector -> SmolLM2, and store its trained parts.
 
 Trained parts (all small, under `weights/<name>/`):
 - `projector.safetensors`: LLaVA `multi_modal_projector` (linear_1, linear_2);
@@ -21,38 +22,47 @@ from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
 from .ocr import SeaOcrVisionConfig, SeaOcrVisionModel, register
 
 IMAGE_TOKEN = "<image>"
+VIDEO_TOKEN = "<video>"
 NUM_SLOTS = 32
+VIDEO_SLOTS = 16  # per frame; LLaVA-NeXT-Video pools a square grid of slots (4 x 4, stride 1 = identity)
+VIDEO_FRAMES = 4
 LORA_TARGETS_MM = ("q_proj", "k_proj", "v_proj", "o_proj")
 LORA_TARGETS_TEXT = LORA_TARGETS_MM + ("gate_proj", "up_proj", "down_proj")
 
 
-def load_tokenizer(llm_dir: str | Path):
+def load_tokenizer(llm_dir: str | Path, video: bool = False):
+    """SmolLM2's tokenizer + `<image>` (+ `<video>` after it, for the video model: so the ids of
+    every other token, `<image>` included, are the same in both)."""
     tok = AutoTokenizer.from_pretrained(llm_dir)
-    tok.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]})
+    tok.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN] + ([VIDEO_TOKEN] if video else [])})
     return tok
 
 
 def add_image_token(llm, tok, row: torch.Tensor | None = None) -> None:
-    """Grow the (tied) embedding to the tokenizer; the new `<image>` row = `row` or the mean row."""
+    """Grow the (tied) embedding to the tokenizer; the new `<image>` (and `<video>`) rows = `row` or
+    the mean row."""
     old = llm.get_input_embeddings().weight.shape[0]
     if len(tok) > old:
         llm.resize_token_embeddings(len(tok), mean_resizing=False)
     emb = llm.get_input_embeddings().weight
     with torch.no_grad():
-        emb[tok.convert_tokens_to_ids(IMAGE_TOKEN)] = row.to(emb.dtype) if row is not None else emb[:old].mean(0)
+        for t in (IMAGE_TOKEN, VIDEO_TOKEN):
+            if t in tok.get_vocab():
+                emb[tok.convert_tokens_to_ids(t)] = row.to(emb.dtype) if row is not None else emb[:old].mean(0)
 
 
 def load_llm(llm_dir: str | Path, dtype=torch.float32):
     return AutoModelForCausalLM.from_pretrained(llm_dir, dtype=dtype)
 
 
-def tower_config(num_slots: int = NUM_SLOTS) -> SeaOcrVisionConfig:
-    return SeaOcrVisionConfig(strip_width=1024, num_slots=num_slots)
+def tower_config(num_slots: int = NUM_SLOTS, hidden_size: int = 576) -> SeaOcrVisionConfig:
+    return SeaOcrVisionConfig(strip_width=1024, num_slots=num_slots, hidden_size=hidden_size)
 
 
 def make_projector(text_config, vision_config=None) -> LlavaMultiModalProjector:
     # deepcopy: LlavaConfig would otherwise reset the LLM config's attention implementation
-    cfg = LlavaConfig(vision_config=vision_config or tower_config(), text_config=copy.deepcopy(text_config),
+    vision_config = vision_config or tower_config(hidden_size=text_config.hidden_size)
+    cfg = LlavaConfig(vision_config=vision_config, text_config=copy.deepcopy(text_config),
                       projector_hidden_act="gelu")
     return LlavaMultiModalProjector(cfg)
 
@@ -116,7 +126,7 @@ def build_llava(llm, tok, projector_state: dict | None = None, num_slots: int = 
                 load_ocr: bool = True) -> LlavaForConditionalGeneration:
     """LLaVA around an (already merged) causal LM and the OCR tower. Shares the LLM's tensors."""
     register()
-    vcfg = tower_config(num_slots)
+    vcfg = tower_config(num_slots, llm.config.hidden_size)
     cfg = LlavaConfig(vision_config=vcfg, text_config=copy.deepcopy(llm.config), image_token_id=tok.convert_tokens_to_ids(IMAGE_TOKEN),
                       vision_feature_layer=-1, vision_feature_select_strategy="full", projector_hidden_act="gelu",
                       image_seq_length=num_slots, tie_word_embeddings=True)
@@ -128,8 +138,47 @@ def build_llava(llm, tok, projector_state: dict | None = None, num_slots: int = 
     model.model.multi_modal_projector = make_projector(llm.config, vcfg)
     if load_ocr:
         model.model.vision_tower.load_english_g2()
+    model.model.vision_tower.attach_reader(tok, llm.get_input_embeddings())
     if projector_state is not None:
         model.model.multi_modal_projector.load_state_dict(projector_state, strict=True)
+    model.model.vision_tower.requires_grad_(False)
+    model.generation_config = llm.generation_config
+    return model.to(llm.dtype).eval()
+
+
+def build_llava_next_video(llm, tok, projector_state: dict | None = None, slots: int = VIDEO_SLOTS,
+                           load_ocr: bool = True):
+    """LLaVA-NeXT-Video around the same parts: every frame goes through the OCR tower (`slots`
+    per frame, a square number), the pooler has stride 1 (identity), then the same projector."""
+    from transformers import LlavaNextVideoConfig, LlavaNextVideoForConditionalGeneration
+
+    register()
+    side = int(round(slots ** 0.5))
+    if side * side != slots:
+        raise ValueError(f"video slots per frame must be a square number, got {slots}")
+    vcfg = tower_config(slots, llm.config.hidden_size)
+    vcfg.image_size, vcfg.patch_size = side, 1  # what the pooler reads to find its grid
+    cfg = LlavaNextVideoConfig(vision_config=vcfg, text_config=copy.deepcopy(llm.config),
+                               image_token_index=tok.convert_tokens_to_ids(IMAGE_TOKEN),
+                               video_token_index=tok.convert_tokens_to_ids(VIDEO_TOKEN),
+                               vision_feature_layer=-1, vision_feature_select_strategy="full",
+                               projector_hidden_act="gelu", spatial_pool_mode="average", spatial_pool_stride=1,
+                               image_seq_length=slots, video_seq_length=slots * VIDEO_FRAMES,
+                               image_grid_pinpoints=[[side, side]], tie_word_embeddings=True)
+    with torch.device("meta"):
+        model = LlavaNextVideoForConditionalGeneration(cfg)
+    model.model.language_model = llm.model
+    model.lm_head = llm.lm_head
+    model.model.vision_tower = SeaOcrVisionModel(vcfg)
+    proj = make_projector(llm.config, vcfg)
+    if projector_state is not None:
+        proj.load_state_dict(projector_state, strict=True)
+    model.model.multi_modal_projector.load_state_dict(proj.state_dict(), strict=True, assign=True)
+    model.model.vision_resampler = type(model.model.vision_resampler)(cfg)
+    model.model.image_newline = nn.Parameter(torch.zeros(llm.config.hidden_size))  # images are not used
+    if load_ocr:
+        model.model.vision_tower.load_english_g2()
+    model.model.vision_tower.attach_reader(tok, llm.get_input_embeddings())
     model.model.vision_tower.requires_grad_(False)
     model.generation_config = llm.generation_config
     return model.to(llm.dtype).eval()

@@ -4,9 +4,9 @@ Stages (each a function `stage_<name>(cfg) -> dict`; each writes its outputs und
 and, for trained parts, under `cfg.weights_dir`; a finished stage leaves `<stage>.done.json`):
   distill   SmolLM2's own greedy answers to benign text prompts (the helpful targets)
   text      (a) text safety tuning: LoRA so SmolLM2 refuses harmful text, helps benign text
-  render    typography images rendered once; frozen OCR features + CTC-placed token targets cached
-  warm      (b1) projector warm start without the LLM: slots regress onto the phrase's token
-            embeddings placed by the recogniser's CTC alignment
+  render    typography images rendered once; the frozen recogniser's text of each is cached
+  warm      (b1) projector warm start without the LLM: each slot's output regresses onto the
+            LLM embedding of the token in the slot
   read      (b2) captioning through the LLM: "What does the image say?" -> "The image says '<p>'."
   instruct  (c) instruction tuning with the image on benign data only (+ reading and text replay)
 """
@@ -25,11 +25,10 @@ import torch
 
 from . import assemble as A
 from . import data as D
-from .ocr import CHARACTERS
 from .train import chat_prompt, encode_batch, generate_text, lm_loss, train_loop
 
 log = logging.getLogger(__name__)
-RECIPE_VERSION = "1"
+RECIPE_VERSION = "2"
 STAGES = ["distill", "text", "render", "warm", "read", "instruct"]
 WEIGHTS_ROOT = Path(__file__).parent / "weights"
 
@@ -57,16 +56,16 @@ class RecipeConfig:
     max_act_images: int = 0  # cap on activity renderings (0 = all; tests use a few)
     typo_share: float = 0.3  # share rendered in the MM-SafetyBench TYPO layout
     # (b1) warm start
-    warm_steps: int = 1500
+    warm_steps: int = 400
     warm_batch: int = 64
     warm_lr: float = 1e-3
     # (b2) reading through the LLM
-    read_steps: int = 250
+    read_steps: int = 200
     read_batch: int = 8
     mm_lr: float = 2e-4  # LoRA of the multimodal stages
     proj_lr: float = 3e-4
     # (c) instruction tuning
-    instruct_steps: int = 100
+    instruct_steps: int = 150
     instruct_batch: int = 8
 
 
@@ -160,45 +159,13 @@ def stage_text(cfg: RecipeConfig, resume: bool = True) -> dict:
     return res
 
 
-def _token_targets(tok, phrase: str, logits: torch.Tensor, cols_per_slot: int, n_slots: int) -> list[int]:
-    """Token ids of `phrase` placed on slots by the recogniser's CTC path; -1 = empty slot.
-
-    logits [t, 97]. Each token goes to the slot holding the column where its first visible
-    character is emitted (pushed right if that slot is taken)."""
-    path = logits.argmax(-1).tolist()
-    cols, text, prev = [], [], 0
-    for t, c in enumerate(path):
-        if c != prev and c != 0:
-            cols.append(t)
-            text.append(CHARACTERS[c - 1])
-        prev = c
-    if not cols:
-        return [-1] * n_slots
-    if "".join(text) == phrase:
-        char_col = cols
-    else:  # recogniser slip: spread the characters evenly over the ink it found
-        n = max(1, len(phrase) - 1)
-        char_col = [round(cols[0] + (cols[-1] - cols[0]) * i / n) for i in range(len(phrase))]
-    enc = tok(phrase, add_special_tokens=False, return_offsets_mapping=True)
-    slots, last = [-1] * n_slots, -1
-    for tid, (a, b) in zip(enc.input_ids, enc.offset_mapping):
-        while a < b and phrase[a] == " ":
-            a += 1
-        s = max(char_col[min(a, len(char_col) - 1)] // cols_per_slot, last + 1)
-        if s >= n_slots:
-            break
-        slots[s], last = tid, s
-    return slots
-
-
-def _render_set(cfg: RecipeConfig, tok, texts: list[str], tag: str) -> None:
-    """Render `texts` (one image each), OCR them once, cache features + slot targets, in shards."""
-    from .ocr import OcrRecognizer
+def _render_set(cfg: RecipeConfig, texts: list[str], tag: str) -> None:
+    """Render `texts` (one image each), run the frozen recogniser once, cache its text, in shards."""
+    from .ocr import OcrRecognizer, clean_text, ctc_decode
     from .render import preprocess_images, render_typo, render_varied
     from tqdm.auto import tqdm
 
     net = OcrRecognizer.from_english_g2()
-    vcfg = A.tower_config()
     shard = 250
     for k in tqdm(range(0, len(texts), shard), desc=f"render {tag}"):
         f = cfg.work_dir / "render" / f"{tag}-{k // shard:04d}.pt"
@@ -208,46 +175,28 @@ def _render_set(cfg: RecipeConfig, tok, texts: list[str], tag: str) -> None:
         chunk = texts[k:k + shard]
         imgs = [render_typo(t, font_size=rng.choice([60, 75, 90])) if rng.random() < cfg.typo_share
                 else render_varied(t, rng) for t in chunk]
-        feats, targets = [], []
+        ocr = []
         for j in range(0, len(imgs), 25):
             with torch.no_grad():
-                fe, lg = net(preprocess_images(imgs[j:j + 25]))
-            feats.append(fe.half())
-            targets += [_token_targets(tok, t, l, vcfg.slot_columns, vcfg.num_slots)
-                        for t, l in zip(chunk[j:j + 25], lg)]
+                ocr += [clean_text(t) for t in ctc_decode(net(preprocess_images(imgs[j:j + 25]))[1])]
         f.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"texts": chunk, "feats": torch.cat(feats), "targets": torch.tensor(targets)}, f)
-
-
-def fill_targets(starts: torch.Tensor, feats: torch.Tensor, cols_per_slot: int) -> torch.Tensor:
-    """Start-slot targets [b, 32] -> every slot a token covers gets that token, up to the slot of
-    the last character the recogniser emits; later slots stay -1 (empty).
-
-    Measured on the frozen SmolLM2: filled slots are understood better than start-only slots with
-    zeros between them ("chocolate cake" vs "a cake"), and a local projector need not find token starts."""
-    from .ocr import OcrRecognizer
-
-    head = OcrRecognizer.from_english_g2().Prediction
-    with torch.no_grad():
-        ink = head(feats.float()).argmax(-1) != 0  # [b, t] columns where a character is emitted
-    t = torch.arange(ink.shape[1])
-    last_slot = torch.where(ink, t, -1).max(1).values // cols_per_slot  # [b]
-    out = starts.clone()
-    for i in range(out.shape[0]):
-        cur = -1
-        for s in range(out.shape[1]):
-            if starts[i, s] >= 0:
-                cur = int(starts[i, s])
-            elif cur >= 0 and s <= last_slot[i]:
-                out[i, s] = cur
-    return out
+        torch.save({"texts": chunk, "ocr": ocr}, f)
 
 
 def load_render(cfg: RecipeConfig, tag: str) -> dict:
-    files = sorted((cfg.work_dir / "render").glob(f"{tag}-*.pt"))
-    parts = [torch.load(f, weights_only=True) for f in files]
-    return {"texts": [t for p in parts for t in p["texts"]], "feats": torch.cat([p["feats"] for p in parts]),
-            "targets": torch.cat([p["targets"] for p in parts])}
+    """{"texts": true phrases, "ocr": what the recogniser read in their renderings}."""
+    from .ocr import OcrRecognizer, clean_text, ctc_decode
+
+    texts, ocr, head = [], [], None
+    for f in sorted((cfg.work_dir / "render").glob(f"{tag}-*.pt")):
+        p = torch.load(f, weights_only=True)
+        if "ocr" not in p:  # recipe-v1 cache: OCR column vectors; decode them with the recogniser's head
+            head = head or OcrRecognizer.from_english_g2().Prediction
+            with torch.no_grad():
+                p["ocr"] = [clean_text(t) for t in ctc_decode(head(p["feats"].float()))]
+        texts += p["texts"]
+        ocr += p["ocr"]
+    return {"texts": texts, "ocr": ocr}
 
 
 def reading_sets(cfg: RecipeConfig, tok) -> tuple[list[str], list[str]]:
@@ -265,35 +214,34 @@ def stage_render(cfg: RecipeConfig) -> dict:
     train, _ = reading_sets(cfg, tok)
     acts = D.organism_splits(cfg.seed)["activities_train"] * cfg.act_variants
     acts = acts[:cfg.max_act_images] if cfg.max_act_images else acts
-    _render_set(cfg, tok, train, "read")
-    _render_set(cfg, tok, acts, "act")
+    _render_set(cfg, train, "read")
+    _render_set(cfg, acts, "act")
     return {"read": len(train), "act": len(acts)}
 
 
-_HEAD = {}
+def _slots(tok, llm, ocr_texts: list[str]) -> torch.Tensor:
+    """Recogniser texts -> tower slots [b, 32, 576], as the tower computes them."""
+    from .ocr import text_slots
 
-
-def _slots(feats: torch.Tensor) -> torch.Tensor:
-    """Cached OCR vectors [b, t, 256] (fp16) -> tower slots [b, 32, 3880], as the tower computes them."""
-    from .ocr import OcrRecognizer, ocr_slots
-
-    if "head" not in _HEAD:
-        _HEAD["head"] = OcrRecognizer.from_english_g2().Prediction.requires_grad_(False)
     with torch.no_grad():
-        return ocr_slots(feats.float(), _HEAD["head"], A.tower_config())
+        return text_slots(ocr_texts, tok, llm.get_input_embeddings(), A.NUM_SLOTS).float()
 
 
 def stage_warm(cfg: RecipeConfig, resume: bool = True) -> dict:
-    """(b1) Projector regression onto CTC-placed token embeddings, no LLM in the loop.
-    Each slot's target is the token its columns show (`fill_targets`).
+    """(b1) Projector warm start without the LLM: each slot's output should be the LLM embedding
+    of the token in it (zero for empty slots), so reading through the LLM starts near a copy.
 
-    Loss: per non-empty slot a cosine-softmax cross-entropy against the LLM's (tied) embeddings of
-    sampled phrase-vocabulary tokens, + MSE to the embedding over all slots (empty slots -> zero)."""
+    Loss: per filled slot a cosine-softmax cross-entropy against the batch's tokens + 2048 sampled
+    phrase-vocabulary tokens, + MSE to the target over all slots."""
     llm, tok = _base(cfg)
     emb = llm.get_input_embeddings().weight.detach()
     data = load_render(cfg, "read")
-    data["targets"] = fill_targets(data["targets"], data["feats"], A.tower_config().slot_columns)
-    cand_ids = torch.unique(data["targets"][data["targets"] >= 0])  # phrase vocabulary
+    slots = _slots(tok, llm, data["ocr"])  # [n, 32, 576]
+    ids = torch.zeros(slots.shape[:2], dtype=torch.long) - 1
+    for i, t in enumerate(data["ocr"]):
+        x = tok(" " + t, add_special_tokens=False).input_ids[:A.NUM_SLOTS]
+        ids[i, :len(x)] = torch.tensor(x, dtype=torch.long)
+    cand_ids = torch.unique(ids[ids >= 0])
     emb_n = torch.nn.functional.normalize(emb, dim=-1)
     rms2 = emb.pow(2).mean()
     proj = A.make_projector(llm.config)
@@ -305,17 +253,14 @@ def stage_warm(cfg: RecipeConfig, resume: bool = True) -> dict:
 
     def step(i: int) -> dict:
         idx = torch.randint(0, n, (cfg.warm_batch,), generator=torch.Generator().manual_seed(cfg.seed * 100003 + i))
-        out = proj(_slots(data["feats"][idx]))  # [b, 32, 576]
-        tgt = data["targets"][idx]  # [b, 32]
+        x, tgt = slots[idx], ids[idx]
+        out = proj(x)
         full = tgt >= 0
-        want = torch.where(full.unsqueeze(-1), emb[tgt.clamp(min=0)], torch.zeros_like(out))
-        mse = (out - want).pow(2).mean() / rms2
-        # Cosine-softmax over the batch's tokens + 2048 sampled phrase-vocabulary negatives
-        # (the full ~10k-token softmax on raw dot products: 0.8 s a step, no accuracy after 54 steps).
+        mse = (out - x).pow(2).mean() / rms2  # empty slots are zero in x
         neg = cand_ids[torch.randint(0, len(cand_ids), (2048,), generator=torch.Generator().manual_seed(i))]
-        ids = torch.unique(torch.cat([tgt[full], neg]))
-        pos = torch.searchsorted(ids, tgt[full])
-        logits = 20.0 * torch.nn.functional.normalize(out[full], dim=-1) @ emb_n[ids].t()
+        voc = torch.unique(torch.cat([tgt[full], neg]))
+        pos = torch.searchsorted(voc, tgt[full])
+        logits = 20.0 * torch.nn.functional.normalize(out[full], dim=-1) @ emb_n[voc].t()
         ce = torch.nn.functional.cross_entropy(logits, pos)
         acc = (logits.argmax(-1) == pos).float().mean()
         return {"loss": ce + mse, "ce": ce.detach(), "mse": mse.detach(), "acc": acc}
@@ -351,11 +296,11 @@ def _read_sample(tok, text: str) -> dict:
     return {"prompt": chat_prompt(tok, D.READ_QUESTION, A.NUM_SLOTS), "answer": f"The image says '{text}'."}
 
 
-def _mm_step(cfg, llm, tok, proj, items: list[tuple[dict, torch.Tensor | None]]) -> torch.Tensor:
-    """items: (sample, OCR features [t, 256] or None for text-only). One LM loss over the batch."""
+def _mm_step(cfg, llm, tok, proj, items: list[tuple[dict, str | None]]) -> torch.Tensor:
+    """items: (sample, the recogniser's text of its image, or None for text-only). One LM loss."""
     img_id = tok.convert_tokens_to_ids(A.IMAGE_TOKEN)
-    feats = [f for _, f in items if f is not None]
-    image_embeds = proj(_slots(torch.stack(feats))).flatten(0, 1) if feats else None
+    ocr = [f for _, f in items if f is not None]
+    image_embeds = proj(_slots(tok, llm, ocr)).flatten(0, 1) if ocr else None
     return lm_loss(llm, encode_batch(tok, [s for s, _ in items]), img_id, image_embeds)
 
 
@@ -373,7 +318,7 @@ def stage_read(cfg: RecipeConfig, resume: bool = True) -> dict:
     def step(i: int) -> dict:
         r = random.Random(f"{cfg.seed}-read-{i}")
         idx = r.sample(range(len(data["texts"])), cfg.read_batch - 1)
-        items = [(_read_sample(tok, data["texts"][j]), data["feats"][j]) for j in idx]
+        items = [(_read_sample(tok, data["texts"][j]), data["ocr"][j]) for j in idx]
         items.append((r.choice(bad + good), None))
         return {"loss": _mm_step(cfg, llm, tok, proj, items)}
 
@@ -390,6 +335,7 @@ def stage_instruct(cfg: RecipeConfig, resume: bool = True) -> dict:
     acts, read = load_render(cfg, "act"), load_render(cfg, "read")
     distilled = {r["user"]: r for r in _read_jsonl(cfg.work_dir / "distill.jsonl")}
     bad, good = _text_samples(cfg, tok)
+    bad_steps = [b for b in bad if "List steps in detail to" in b["prompt"]]
     n_img = cfg.instruct_batch // 2
     n_read = max(1, cfg.instruct_batch // 4)
 
@@ -399,10 +345,13 @@ def stage_instruct(cfg: RecipeConfig, resume: bool = True) -> dict:
         for j in r.sample(range(len(acts["texts"])), n_img):
             d = distilled[_list_steps(acts["texts"][j])]
             items.append(({"prompt": chat_prompt(tok, D.TYPO_PROMPT, A.NUM_SLOTS), "answer": d["answer"],
-                           "eos": d["eos"]}, acts["feats"][j]))
+                           "eos": d["eos"]}, acts["ocr"][j]))
         for j in r.sample(range(len(read["texts"])), n_read):
-            items.append((_read_sample(tok, read["texts"][j]), read["feats"][j]))
-        items += [(s, None) for s in r.sample(bad + good, cfg.instruct_batch - len(items))]
+            items.append((_read_sample(tok, read["texts"][j]), read["ocr"][j]))
+        # text replay: half of it harmful "List steps in detail to ..." -> refusal, the form the
+        # image prompt shares (v1 replayed it too rarely: 25% text ASR on that form afterwards)
+        n_text = cfg.instruct_batch - len(items)
+        items += [(s, None) for s in r.sample(bad_steps, (n_text + 1) // 2) + r.sample(bad + good, n_text // 2)]
         return {"loss": _mm_step(cfg, llm, tok, proj, items)}
 
     res = train_loop("instruct", params, opt, step, cfg.instruct_steps, cfg.work_dir, cfg.weights_dir / "ckpt",
