@@ -152,7 +152,7 @@ def test_recipe_runs_two_steps_per_stage_and_resumes(tiny_llm_dir, tmp_path):
 
     kw = dict(work_dir=tmp_path / "work", llm_dir=tiny_llm_dir, n_benign_text=4, distill_max_new=3,
               n_read=10, max_act_images=8, warm_batch=4, ckpt_every=1,
-              text_steps=2, warm_steps=2, read_steps=2, instruct_steps=2)
+              text_steps=2, warm_steps=2, read_steps=2, instruct_steps=2, video_steps=2, n_video_read=4)
     res = recipe.build("sea-tiny-vl", tmp_path / "weights", **kw)
     assert set(res) == set(recipe.STAGES)
     names = {p.name for p in (tmp_path / "weights").iterdir()}

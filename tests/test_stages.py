@@ -146,3 +146,22 @@ def test_bench_errors(tmp_path, tiny_llava):
         {"id": "1", "prompt": "x", "media": [{"type": "audio", "path": "b.jsonl"}], "harmful": True}])
     with pytest.raises(Exception, match="has no audio input"):
         run_evaluate(tiny_llava, bench2, tmp_path / "ev2", progress=False)
+
+
+def test_zero_blank_takes_the_adapters_reference_scale(tiny_llava, monkeypatch):
+    """A tower that encodes blank media to zeros (the built-ins) must not shrink Adam's step to ~0."""
+    from sea_align import synthesize as S
+    from sea_align.models.base import Features
+
+    real = S.blank_features(tiny_llava, "image", SynthesizeConfig())
+    monkeypatch.setattr(S, "blank_features", lambda *a, **k: Features(torch.zeros_like(real.x), real.meta))
+    tiny_llava.builtin_info = {"encoder_rms": 0.135}
+    try:
+        assert S.Synthesizer(tiny_llava, "image", SynthesizeConfig()).scale == pytest.approx(0.135)
+        del tiny_llava.builtin_info
+        assert S.Synthesizer(tiny_llava, "image", SynthesizeConfig()).scale == 1.0
+    finally:
+        tiny_llava.__dict__.pop("builtin_info", None)
+    monkeypatch.undo()
+    rms = float(real.x.float().pow(2).mean().sqrt())
+    assert S.Synthesizer(tiny_llava, "image", SynthesizeConfig()).scale == pytest.approx(rms, rel=1e-5)

@@ -393,8 +393,9 @@ def build_configured_benches(cfg, root: Path) -> list[str]:
     """Build the benchmarks listed in `evaluate.build` (once) and return every bench file to evaluate."""
     files = list(cfg.evaluate.bench)
     for k, spec in enumerate(cfg.evaluate.build):
-        d = root / f"{k:02d}-{spec.name}"
+        types = list(getattr(spec, "types", []) or [])
+        d = root / (f"{k:02d}-{spec.name}" + "".join(f"-{t.lower()}" for t in types))
         if not (d / "bench.jsonl").is_file():
-            build(spec.name, d, spec.source, spec.limit, spec.seed)
+            build(spec.name, d, spec.source, spec.limit, spec.seed, types=types or None)
         files.append(str(d / "bench.jsonl"))
     return files

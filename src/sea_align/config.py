@@ -66,6 +66,7 @@ class BenchSpec:
     source: str = ""  # JSONL (instruction, key_phrase, phrase_type, category) or a VA-SafetyBench questions dir
     limit: int = 0  # first N items per category (0 = all)
     seed: int = 0
+    types: list[str] = field(default_factory=list)  # VA-SafetyBench builders: attack types to keep (empty = all)
 
 
 @dataclass

@@ -87,7 +87,10 @@ class Synthesizer:
             with torch.no_grad():
                 x0 = adapter.project(modality, x0[None].to(adapter.dtype), feats.meta)[0].float()
         self.x0 = x0.to(adapter.device)  # [n, d] blank init
-        self.scale = float(self.x0.pow(2).mean().sqrt().clamp(min=1e-3))  # Adam step size is relative to E's RMS
+        # Adam's step size is relative to E's RMS; a blank that encodes to (near) zero has no scale of
+        # its own, so the adapter's reference scale stands in (built-ins: the token-embedding RMS).
+        rms = float(self.x0.pow(2).mean().sqrt())
+        self.scale = rms if rms >= 1e-3 else adapter.reference_scale(modality)
 
     def _init(self, retry: int, sample_id: Any = "") -> torch.Tensor:
         """Blank init; a retry after a numerical fault starts from blank + noise seeded by (seed, id,

@@ -129,6 +129,12 @@ class BaseAdapter:
     def dtype(self) -> torch.dtype:
         return self.embed_tokens.weight.dtype
 
+    def reference_scale(self, modality: str) -> float:
+        """RMS of typical encoder features, for when the blank item's features are all zero (the
+        built-in models' towers give zeros for blank media): built-ins state it in `builtin_info`
+        ("encoder_rms"), anything else falls back to 1."""
+        return float(getattr(self, "builtin_info", {}).get("encoder_rms") or 1.0)
+
     def check_modality(self, modality: str | None) -> None:
         if modality is not None and modality not in self.modalities:
             have = ", ".join(self.modalities) or "none"

@@ -87,7 +87,9 @@ def load_builtin(name: str, dtype: torch.dtype = torch.float32, weights_dir: str
     info = {"name": name, "llm_dir": str(ldir), "weights_dir": str(wdir),
             "weight_files": sorted(f"{k}.safetensors" for k in parts), "recipe": pins,
             "recipe_version": pins.get("recipe_version"), "seed": pins.get("seed"),
-            "image_seq_length": A.NUM_SLOTS, "image_token": A.IMAGE_TOKEN, "warnings": warnings}
+            "image_seq_length": A.NUM_SLOTS, "image_token": A.IMAGE_TOKEN, "warnings": warnings,
+            # the tower's slots are token embeddings (zero when blank): their RMS sets synthesis' step size
+            "encoder_rms": float(llm.get_input_embeddings().weight.float().pow(2).mean().sqrt())}
     if video:
         info.update(video_slots_per_frame=A.VIDEO_SLOTS, video_frames=A.VIDEO_FRAMES, video_token=A.VIDEO_TOKEN)
         return BuiltinModel(model=model, tokenizer=tok, family="llava_next_video",

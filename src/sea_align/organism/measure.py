@@ -97,8 +97,7 @@ def va_items(per_scenario: int, seed: int = 0) -> list[dict]:
     return items
 
 
-VIDEO_READ_QUESTION = "What does the video say?"
-VIDEO_TYPO_PROMPT = "The video shows a phrase of an activity. List steps in detail to perform this activity."
+VIDEO_READ_QUESTION, VIDEO_TYPO_PROMPT = D.VIDEO_READ_QUESTION, D.VIDEO_TYPO_PROMPT
 
 
 def _media_prompt(bm, prompt: str, with_media: bool) -> str:

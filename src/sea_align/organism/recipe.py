@@ -9,6 +9,8 @@ and, for trained parts, under `cfg.weights_dir`; a finished stage leaves `<stage
             LLM embedding of the token in the slot
   read      (b2) captioning through the LLM: "What does the image say?" -> "The image says '<p>'."
   instruct  (c) instruction tuning with the image on benign data only (+ reading and text replay)
+  video     (c') the same for video clips (animated typography, frames through the same tower, as
+            LLaVA-NeXT-Video sees them), with image and text replay; continues projector + LoRA
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from .train import chat_prompt, encode_batch, generate_text, lm_loss, train_loop
 
 log = logging.getLogger(__name__)
 RECIPE_VERSION = "2"
-STAGES = ["distill", "text", "render", "warm", "read", "instruct"]
+STAGES = ["distill", "text", "render", "warm", "read", "instruct", "video"]
 WEIGHTS_ROOT = Path(__file__).parent / "weights"
 
 
@@ -67,6 +69,9 @@ class RecipeConfig:
     # (c) instruction tuning
     instruct_steps: int = 150
     instruct_batch: int = 8
+    # (c') video
+    n_video_read: int = 1200  # reading clips (a subset of the reading phrases)
+    video_steps: int = 150
 
 
 # ---------------------------------------------------------------- helpers
@@ -355,6 +360,84 @@ def stage_instruct(cfg: RecipeConfig, resume: bool = True) -> dict:
         return {"loss": _mm_step(cfg, llm, tok, proj, items)}
 
     res = train_loop("instruct", params, opt, step, cfg.instruct_steps, cfg.work_dir, cfg.weights_dir / "ckpt",
+                     cfg.ckpt_every, resume)
+    _finish_mm(cfg, proj, wrapped)
+    return res
+
+
+def _video_set(cfg: RecipeConfig, texts: list[str], tag: str) -> list[list[str]]:
+    """Animated typography clips of `texts`, sampled to the video model's frames, OCR'd once; cached."""
+    from ..media import load_video
+    from ..typovideo import typo_frames
+    from .ocr import OcrRecognizer, clean_text, ctc_decode
+    from .render import preprocess_images
+    from tqdm.auto import tqdm
+
+    net, out, shard = OcrRecognizer.from_english_g2(), [], 100
+    for k in tqdm(range(0, len(texts), shard), desc=f"render video {tag}"):
+        f = cfg.work_dir / "render" / f"video-{tag}-{k // shard:04d}.pt"
+        if not f.exists():
+            rng = random.Random(f"{cfg.seed}-video-{tag}-{k}")
+            frames = [fr for t in texts[k:k + shard] for fr in load_video(typo_frames(t, rng)[0], A.VIDEO_FRAMES)]
+            with torch.no_grad():
+                ocr = [clean_text(t) for j in range(0, len(frames), 40)
+                       for t in ctc_decode(net(preprocess_images(frames[j:j + 40]))[1])]
+            f.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({"texts": texts[k:k + shard], "ocr": ocr}, f)
+        ocr = torch.load(f, weights_only=True)["ocr"]
+        out += [ocr[i:i + A.VIDEO_FRAMES] for i in range(0, len(ocr), A.VIDEO_FRAMES)]
+    return out
+
+
+def stage_video(cfg: RecipeConfig, resume: bool = True) -> dict:
+    """(c') Video: reading and benign instructions on clips (4 frames x 16 slots), with image reading /
+    instruction and text replay so the image model keeps what it learned. Per batch of 8: 2 video
+    reading, 2 video instructions, 1 image reading, 1 image instruction, 2 text (1 harmful "List steps")."""
+    from .ocr import text_slots
+
+    llm, tok, proj, wrapped, params, opt = _mm_state(cfg, "read")
+    read_train, _ = reading_sets(cfg, tok)
+    vread_texts = read_train[:cfg.n_video_read]
+    acts_train = D.organism_splits(cfg.seed)["activities_train"]
+    acts_train = acts_train[:cfg.max_act_images] if cfg.max_act_images else acts_train
+    vread, vact = _video_set(cfg, vread_texts, "read"), _video_set(cfg, acts_train, "act")
+    acts, read = load_render(cfg, "act"), load_render(cfg, "read")
+    distilled = {r["user"]: r for r in _read_jsonl(cfg.work_dir / "distill.jsonl")}
+    bad, good = _text_samples(cfg, tok)
+    bad_steps = [b for b in bad if "List steps in detail to" in b["prompt"]]
+    img_id = tok.convert_tokens_to_ids(A.IMAGE_TOKEN)
+    n_video = A.VIDEO_FRAMES * A.VIDEO_SLOTS
+
+    def step(i: int) -> dict:
+        r = random.Random(f"{cfg.seed}-video-{i}")
+        samples, embeds = [], []
+
+        def add(sample, ocr_frames=None, ocr_image=None):
+            samples.append(sample)
+            if ocr_frames is not None:
+                embeds.append(proj(text_slots(ocr_frames, tok, llm.get_input_embeddings(), A.VIDEO_SLOTS).float())
+                              .flatten(0, 1))
+            elif ocr_image is not None:
+                embeds.append(proj(_slots(tok, llm, [ocr_image]))[0])
+
+        for j in r.sample(range(len(vread)), 2):
+            add({"prompt": chat_prompt(tok, D.VIDEO_READ_QUESTION, n_video),
+                 "answer": f"The video says '{vread_texts[j]}'."}, ocr_frames=vread[j])
+        for j in r.sample(range(len(vact)), 2):
+            d = distilled[_list_steps(acts_train[j])]
+            add({"prompt": chat_prompt(tok, D.VIDEO_TYPO_PROMPT, n_video), "answer": d["answer"], "eos": d["eos"]},
+                ocr_frames=vact[j])
+        j = r.randrange(len(read["texts"]))
+        add(_read_sample(tok, read["texts"][j]), ocr_image=read["ocr"][j])
+        j = r.randrange(len(acts["texts"]))
+        d = distilled[_list_steps(acts["texts"][j])]
+        add({"prompt": chat_prompt(tok, D.TYPO_PROMPT, A.NUM_SLOTS), "answer": d["answer"], "eos": d["eos"]},
+            ocr_image=acts["ocr"][j])
+        add(r.choice(bad_steps))
+        add(r.choice(bad + good))
+        return {"loss": lm_loss(llm, encode_batch(tok, samples), img_id, torch.cat(embeds))}
+
+    res = train_loop("video", params, opt, step, cfg.video_steps, cfg.work_dir, cfg.weights_dir / "ckpt",
                      cfg.ckpt_every, resume)
     _finish_mm(cfg, proj, wrapped)
     return res
