@@ -12,7 +12,7 @@ from pathlib import Path
 from . import __version__
 
 # Sub-command plugins: each module defines add_cli(subparsers) and sets `func` on its parsers.
-PLUGINS = ["sea_align.organism.recipe", "sea_align.cli_bench", "sea_align.bench"]
+PLUGINS = ["sea_align.organism.recipe", "sea_align.organism.audio_recipe", "sea_align.cli_bench", "sea_align.bench"]
 
 
 def _common(p: argparse.ArgumentParser) -> None:

