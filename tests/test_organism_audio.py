@@ -103,6 +103,17 @@ def test_whisper_transcribes_espeak_speech(whisper, clips):
         torch.testing.assert_close(W.encode(model, x[:1], 3000), model.model.encoder(x[:1]).last_hidden_state)
 
 
+def test_same_tokens_as_the_ctranslate2_runtime(whisper, clips):
+    """Optional (the runtime is not a dependency): our converted model decodes exactly as CT2 does."""
+    ct2 = pytest.importorskip("ctranslate2")
+    model, tok, opt = whisper
+    x = W.log_mel([clips["cake"]])
+    ref = ct2.models.Whisper(str(W.model_dir()), device="cpu", compute_type="float32", intra_threads=1)
+    prompt = tok.convert_tokens_to_ids([W.SOT, W.NO_TIMESTAMPS])
+    out = ref.generate(ct2.StorageView.from_array(x.numpy()), [prompt], beam_size=1, max_length=50)
+    assert W.transcribe(model, tok, opt, x)[0]["tokens"] == out[0].sequences_ids[0]
+
+
 def test_tower_fixed_slots_zeros_for_silence(tiny_llm_dir, clips):
     from transformers import AutoModel
 
@@ -164,7 +175,8 @@ def test_recipe_runs_two_steps_per_stage_and_resumes(tiny_llm_dir, tmp_path):
     save_file(A.lora_state(wrapped), str(tmp_path / "lora_text.safetensors"))
     kw = dict(work_dir=tmp_path / "work", llm_dir=tiny_llm_dir, text_lora=str(tmp_path / "lora_text.safetensors"),
               n_benign_text=4, distill_max_new=3, n_read=6, max_act_clips=6, ckpt_every=1,
-              read_steps=2, instruct_steps=2, read_batch=4, instruct_batch=4, heard_only=False)
+              read_steps=2, instruct_steps=2, read_batch=4, instruct_batch=4, heard_only=False,
+              read_text_copies=1)
     res = R.build(R.AU.NAME, tmp_path / "weights", **kw)
     assert set(res) == set(R.STAGES) and res["speech"]["read"] == 6
     names = {p.name for p in (tmp_path / "weights").iterdir()}
@@ -193,6 +205,8 @@ def test_reading_sets_are_speakable_and_disjoint():
     words = set(R.speakable_words(tok))
     assert all(w in words for p in train + held for w in p.split())
     assert "econom" not in words and len(words) > 300
+    rng = random.Random(0)  # text-copy samples: Whisper-like formatting, same words
+    assert all(_norm(R.whisper_like(p, rng)) == p for p in train[:100])
 
 
 def AU_llm():
@@ -224,9 +238,9 @@ def test_builtin_model_reads_held_out_speech():
     adapter = load_adapter("sea-tiny-audio")
     assert adapter.builtin_info["warnings"] == []
     _, held = R.audio_reading_sets(adapter.tokenizer, 0)
-    phrases = [p for p in held if len(p.split()) <= 3][:8]
+    phrases = [p for p in held if len(p.split()) <= 3][:16]
     wavs = [normalise(speak(p, voice="en-us", speed=150)) for p in phrases]
     answers = adapter.generate(adapter.media_items("audio", wavs, [AU.READ_QUESTION] * len(wavs)), 24)
     assert all(a.startswith("The audio says") for a in answers)
-    # measured reading is 57% (docs/organism.md); the identity warm start alone reads none
-    assert sum(fuzzy_contains(a, p) for a, p in zip(answers, phrases)) >= 2, list(zip(phrases, answers))
+    # measured reading is ~60% over 100 phrases (docs/organism.md); the identity warm start alone reads none
+    assert sum(fuzzy_contains(a, p) for a, p in zip(answers, phrases)) >= 5, list(zip(phrases, answers))

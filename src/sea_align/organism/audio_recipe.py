@@ -68,8 +68,9 @@ class AudioRecipeConfig:
     heard_only: bool = True  # train only on clips whose transcript fuzzy-matches the text (see load_heard)
     # (b2) reading
     lora_rank: int = 8
-    read_steps: int = 400
+    read_steps: int = 300
     read_batch: int = 8
+    read_text_copies: int = 3  # per read batch: samples whose slots come from a text "transcript" (no audio)
     mm_lr: float = 2e-4  # LoRA
     proj_lr: float = 1e-4  # projector (starts at the identity)
     # (c) instruction tuning
@@ -258,7 +259,12 @@ def _mm_state(cfg, continue_from_read: bool):
     llm, tok = _base(cfg)
     proj = torch.nn.Linear(llm.config.hidden_size, llm.config.hidden_size)
     parts = AU.load_parts(cfg.weights_dir)
-    if continue_from_read:
+    if continue_from_read:  # (b2)'s outputs, kept in the work dir: weights_dir holds (c)'s once (c) ran
+        from safetensors.torch import load_file
+        for name in ("projector", "lora_mm"):
+            f = cfg.work_dir / f"read.{name}.safetensors"
+            if f.exists():
+                parts[name] = load_file(f)
         proj.load_state_dict({k.removeprefix("linear."): v for k, v in parts["projector"].items()})
     else:
         proj.load_state_dict({k.removeprefix("linear."): v for k, v in
@@ -278,6 +284,28 @@ def _mm_state(cfg, continue_from_read: bool):
     return llm, tok, proj, wrapped, params, opt
 
 
+def copy_words(seed: int = 0) -> list[str]:
+    """Words of the text-copy samples: every 3-11 letter word of the organism's training texts."""
+    s = D.organism_splits(seed)
+    return sorted({w for t in s["harmful_train"] + s["activities_train"] for w in re.findall(r"[a-z]+", t.lower())
+                   if 3 <= len(w) <= 11})
+
+
+def whisper_like(phrase: str, rng: random.Random) -> str:
+    """Format a lower-case phrase as Whisper tends to write it: capitalised or Title Case, maybe a
+    comma, maybe a full stop."""
+    words = phrase.split()
+    r = rng.random()
+    if r < 0.15:
+        words = [w.capitalize() for w in words]
+    elif r < 0.85:
+        words[0] = words[0].capitalize()
+    if len(words) > 2 and rng.random() < 0.15:
+        i = rng.randrange(len(words) - 1)
+        words[i] += ","
+    return " ".join(words) + ("." if rng.random() < 0.6 else "")
+
+
 def _read_sample(tok, phrase: str) -> dict:
     return {"prompt": AU.audio_prompt(tok, AU.READ_QUESTION), "answer": f"The audio says '{phrase}'."}
 
@@ -295,38 +323,53 @@ def _mm_loss(llm, tok, proj, items: list[tuple[dict, str | None]]) -> torch.Tens
     return lm_loss(llm, encode_batch(tok, [s for s, _ in items], max_len=320), audio_id, embeds)
 
 
-def _finish(cfg, proj, wrapped) -> None:
-    A.save_part(cfg.weights_dir, "projector", {f"linear.{k}": v for k, v in proj.state_dict().items()})
-    A.save_part(cfg.weights_dir, "lora_mm", A.lora_state(wrapped))
+def _finish(cfg, proj, wrapped, stage: str) -> None:
+    for d, prefix in ((cfg.weights_dir, ""), (cfg.work_dir, f"{stage}.")):
+        A.save_part(d, f"{prefix}projector", {f"linear.{k}": v for k, v in proj.state_dict().items()})
+        A.save_part(d, f"{prefix}lora_mm", A.lora_state(wrapped))
 
 
 def stage_read(cfg, resume: bool = True) -> dict:
-    """(b2) Reading through the LLM; per batch read_batch-1 spoken phrases + 1 text replay."""
+    """(b2) Reading through the LLM. Per batch: spoken phrases (their cached transcripts), then
+    `read_text_copies` text-copy samples, then 1 text replay. A text-copy sample is a random phrase
+    of `copy_words` written like a Whisper transcript (`whisper_like`) and given to the slots as if
+    Whisper had heard it: the tower's slots depend on the transcript alone, so this is exactly the
+    input such a clip would give, and it trains copying on many more phrases than were spoken.
+    Held-out reading phrases are never used."""
     llm, tok, proj, wrapped, params, opt = _mm_state(cfg, continue_from_read=False)
     read = load_heard(cfg, "read")
     bad, good = _text_samples(cfg, tok)
+    _, held = audio_reading_sets(tok, 0, cfg.seed)
+    held_set, words = set(held), copy_words(cfg.seed)
+    n_audio = cfg.read_batch - 1 - cfg.read_text_copies
 
     def step(i: int) -> dict:
         r = random.Random(f"{cfg.seed}-aread-{i}")
-        items = [(_read_sample(tok, read[j]["text"]), read[j]["asr"]) for j in r.sample(range(len(read)), cfg.read_batch - 1)]
+        items = [(_read_sample(tok, read[j]["text"]), read[j]["asr"]) for j in r.sample(range(len(read)), n_audio)]
+        for p in D.reading_phrases(words, cfg.read_text_copies, r):
+            if p not in held_set:
+                items.append((_read_sample(tok, p), whisper_like(p, r)))
         items.append((r.choice(bad + good), None))
         return {"loss": _mm_loss(llm, tok, proj, items)}
 
     res = train_loop("read", params, opt, step, cfg.read_steps, cfg.work_dir, cfg.weights_dir / "ckpt",
                      cfg.ckpt_every, resume)
-    _finish(cfg, proj, wrapped)
+    _finish(cfg, proj, wrapped, "read")
     return {**res, "clips": len(read)}
 
 
 def stage_instruct(cfg, resume: bool = True) -> dict:
     """(c) Benign activity spoken + KPT prompt -> SmolLM2's own answer to "List steps in detail to
-    <activity>."; per batch half such, a quarter reading, a quarter text replay (half of it harmful
-    "List steps in detail to ..." -> refusal, the form the KPT prompt shares)."""
+    <activity>."; per batch half such, a quarter reading (half spoken clips, half text copies: with
+    spoken clips alone this stage undid (b2)'s copying, held-out reading 66% -> 55%), a quarter text
+    replay (half of it harmful "List steps in detail to ..." -> refusal, the form the KPT prompt shares)."""
     llm, tok, proj, wrapped, params, opt = _mm_state(cfg, continue_from_read=True)
     acts, read = load_heard(cfg, "act"), load_heard(cfg, "read")
     distilled = {r["user"]: r for r in _read_jsonl(cfg.work_dir / "distill.jsonl")}
     bad, good = _text_samples(cfg, tok)
     bad_steps = [b for b in bad if b["list_steps"]]
+    _, held = audio_reading_sets(tok, 0, cfg.seed)
+    held_set, words = set(held), copy_words(cfg.seed)
     n_act = cfg.instruct_batch // 2
     n_read = max(1, cfg.instruct_batch // 4)
 
@@ -338,15 +381,19 @@ def stage_instruct(cfg, resume: bool = True) -> dict:
             prompt = END_PROMPT if acts[j].get("layout") == "noise_then" else AU.KPT_PROMPT
             items.append(({"prompt": AU.audio_prompt(tok, prompt), "answer": d["answer"], "eos": d["eos"]},
                           acts[j]["asr"]))
-        for j in r.sample(range(len(read)), n_read):
+        n_copy = n_read // 2 if cfg.read_text_copies else 0  # reading replay: half text copies (as in b2)
+        for j in r.sample(range(len(read)), n_read - n_copy):
             items.append((_read_sample(tok, read[j]["text"]), read[j]["asr"]))
+        for p in D.reading_phrases(words, n_copy, r):
+            if p not in held_set:
+                items.append((_read_sample(tok, p), whisper_like(p, r)))
         n_text = cfg.instruct_batch - len(items)
         items += [(s, None) for s in r.sample(bad_steps, (n_text + 1) // 2) + r.sample(bad + good, n_text // 2)]
         return {"loss": _mm_loss(llm, tok, proj, items)}
 
     res = train_loop("instruct", params, opt, step, cfg.instruct_steps, cfg.work_dir, cfg.weights_dir / "ckpt",
                      cfg.ckpt_every, resume)
-    _finish(cfg, proj, wrapped)
+    _finish(cfg, proj, wrapped, "instruct")
     return {**res, "activity_clips": len(acts), "reading_clips": len(read)}
 
 
