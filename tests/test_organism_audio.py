@@ -32,23 +32,6 @@ def whisper():
 
 
 @pytest.fixture(scope="module")
-def tiny_llm_dir(tmp_path_factory):
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from sea_align.organism.cache import smollm2_dir
-
-    out = tmp_path_factory.mktemp("tiny-llm")
-    tok = AutoTokenizer.from_pretrained(smollm2_dir())
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=1, head_dim=8, tie_word_embeddings=True,
-                      bos_token_id=1, eos_token_id=2, pad_token_id=2)
-    torch.manual_seed(0)
-    LlamaForCausalLM(cfg).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
-
-
-@pytest.fixture(scope="module")
 def clips():
     return {"cake": normalise(speak("make a chocolate cake", voice="en-us", speed=150)),
             "silence": np.zeros(16000 * 2, np.float32)}
