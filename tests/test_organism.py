@@ -149,6 +149,19 @@ def test_recipe_runs_two_steps_per_stage_and_resumes(tiny_llm_dir, tmp_path):
     assert [json.loads(x)["step"] for x in lines] == [1, 2, 3]
     bm = load_builtin("sea-tiny-vl", weights_dir=tmp_path / "weights", llm_dir=tiny_llm_dir)
     assert bm.info["warnings"] == [] and bm.info["seed"] == 0
+    # rerunning one stage starts from the stage before it, not from weights_dir (= the last stage's output)
+    final, read = A.load_parts(tmp_path / "weights"), A.load_parts(tmp_path / "work" / "parts" / "read")
+    k0 = next(iter(read["projector"]))
+    assert not torch.equal(final["projector"][k0], read["projector"][k0])
+    *_, proj, wrapped, _, _ = recipe._mm_state(cfg, "read")
+    for k, v in proj.state_dict().items():
+        torch.testing.assert_close(v.float(), read["projector"][k])
+    for n, m in wrapped.items():
+        torch.testing.assert_close(m.A.detach(), read["lora_mm"][f"{n}.A"])
+    import shutil
+    shutil.rmtree(tmp_path / "work" / "parts" / "instruct")
+    with pytest.raises(FileNotFoundError, match="stage 'instruct'"):
+        recipe._mm_state(cfg, "instruct")
 
 
 def test_measure_helpers():

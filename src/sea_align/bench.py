@@ -80,9 +80,10 @@ def bench_synthesize(adapter: BaseAdapter, rows: list[dict[str, Any]], modality:
         adapter.prefix_caching = True
     n = len(rows)
     ours = {"s_per_embedding": t_ours / n, "embeddings_per_min": 60 * n / t_ours, "verified_rate": v_ours / n,
-            "mean_steps": sum(steps_ours) / n, "batch_size": cfg.batch_size, "max_steps": cfg.max_steps}
+            "mean_steps": sum(steps_ours) / n, "batch_size": cfg.batch_size, "max_steps": cfg.max_steps,
+            "init": cfg.init, "lr": cfg.lr, "autocast": synth.cfg.autocast, "stop_loss": cfg.stop_loss}
     naive = {"s_per_embedding": t_naive / n, "embeddings_per_min": 60 * n / t_naive, "verified_rate": v_naive / n,
-             "steps": naive_steps}
+             "steps": naive_steps, "init": "blank", "lr": cfg.lr, "autocast": "none", "batch_size": 1}
     return {"ratio": t_naive / t_ours, "ours": ours, "naive": naive}
 
 
@@ -129,6 +130,10 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--max-steps", type=int, default=60, help="our step cap; the naive engine runs this many")
         q.add_argument("--max-new-tokens", type=int, default=40)
         q.add_argument("--dtype", default="float32")
+        q.add_argument("--lr", type=float, default=0.5, help="Adam lr (relative), both engines")
+        q.add_argument("--init", default="text", choices=["text", "blank"], help="our init (naive: blank)")
+        q.add_argument("--autocast", default="auto", choices=["auto", "bf16", "none"],
+                       help="our loss pass in bf16 (auto: when the CPU/GPU supports bf16; naive: float32)")
         q.add_argument("--quiet", action="store_true")
         q.set_defaults(func=_run)
 
@@ -141,7 +146,8 @@ def _run(args: argparse.Namespace) -> int:
     hw = {"threads": torch.get_num_threads(), "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available()
           else None}
     if args.what == "synthesize":
-        cfg = SynthesizeConfig(batch_size=args.batch_size, max_steps=args.max_steps,
+        cfg = SynthesizeConfig(batch_size=args.batch_size, max_steps=args.max_steps, lr=args.lr, init=args.init,
+                               autocast=args.autocast,
                                probe_max_new_tokens=args.max_new_tokens)
         res = bench_synthesize(a, rows, modality, cfg, naive_steps=args.max_steps, progress=not args.quiet)
     else:

@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--stop-loss", type=float, default=None, help="stop a sample once reproduced and CE below this")
+    p.add_argument("--init", default=None, choices=["blank", "text"], help="start E from the blank item or the phrase")
+    p.add_argument("--autocast", default=None, choices=["none", "bf16", "auto"], help="bf16 loss pass")
     p.add_argument("--seed", type=int, default=None)
     _common(p)
 
@@ -111,7 +113,7 @@ def dispatch(args: argparse.Namespace) -> int:
     elif args.cmd == "synthesize":
         from .synthesize import run_synthesize
         cfg = SynthesizeConfig()
-        for k in ("space", "max_steps", "batch_size", "lr", "stop_loss", "seed"):
+        for k in ("space", "max_steps", "batch_size", "lr", "stop_loss", "seed", "init", "autocast"):
             if getattr(args, k) is not None:
                 setattr(cfg, k, getattr(args, k))
         rows = read_jsonl(args.data, required=("id", "key_phrase", "aux"))

@@ -36,6 +36,10 @@ class SynthesizeConfig:
     stop_loss: float = 0.05  # a sample may stop once its mean target CE is below this ...
     check_every: int = 5  # ... and a greedy decode of its targets reproduces them (checked every N steps)
     probe_max_new_tokens: int = 24
+    init: str = "blank"  # "blank": the blank item's features (paper); "text": project(E) ~ the phrase's token embeddings
+    init_steps: int = 200  # "text": Adam steps inverting the projector (projector only, cheap)
+    autocast: str = "none"  # "bf16": the loss pass's matmuls in bfloat16 (E, Adam, verification stay float32);
+    #                         "auto": bf16 where the hardware has native bf16
     blank_seconds: float = 2.0  # audio: length of the silent clip, sets the number of slots
     blank_frames: int = 8  # video: frames of the black clip
     blank_size: int = 0  # image/video side in pixels for the blank item (0 = the processor's default)

@@ -22,7 +22,7 @@ import logging
 import math
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,18 @@ class SynthResult:
     seconds: float
 
 
+def bf16_native(device: torch.device | str = "cpu") -> str:
+    """'bf16' where bfloat16 matmuls are native (a CUDA card with bf16, or a CPU with AVX512-BF16 or
+    AMX), else 'none': emulated bf16 on an older CPU is slower than float32."""
+    if torch.device(device).type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "none"
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "none"
+    return "bf16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "none"
+
+
 def blank_features(adapter: BaseAdapter, modality: str, cfg: SynthesizeConfig):
     return adapter.blank(modality, size=cfg.blank_size, frames=cfg.blank_frames, seconds=cfg.blank_seconds)
 
@@ -79,6 +91,12 @@ class Synthesizer:
 
     def __init__(self, adapter: BaseAdapter, modality: str, cfg: SynthesizeConfig):
         adapter.check_modality(modality)
+        if cfg.init not in ("blank", "text"):
+            raise DataError(f"synthesize.init: '{cfg.init}' is not one of blank, text")
+        if cfg.autocast not in ("none", "bf16", "auto"):
+            raise DataError(f"synthesize.autocast: '{cfg.autocast}' is not one of none, bf16, auto")
+        if cfg.autocast == "auto":
+            cfg = replace(cfg, autocast=bf16_native(adapter.device))
         self.a, self.modality, self.cfg = adapter, modality, cfg
         feats = blank_features(adapter, modality, cfg)
         self.meta = feats.meta
@@ -92,15 +110,40 @@ class Synthesizer:
         rms = float(self.x0.pow(2).mean().sqrt())
         self.scale = rms if rms >= 1e-3 else adapter.reference_scale(modality)
 
-    def _init(self, retry: int, sample_id: Any = "") -> torch.Tensor:
-        """Blank init; a retry after a numerical fault starts from blank + noise seeded by (seed, id,
-        retry), so a sample's result does not depend on which process or batch it ran in."""
+    def _init(self, retry: int, sample_id: Any = "", phrase: str | None = None) -> torch.Tensor:
+        """Blank (or text) init; a retry after a numerical fault starts from blank + noise seeded by
+        (seed, id, retry), so a sample's result does not depend on which process or batch it ran in."""
         if retry == 0:
+            if self.cfg.init == "text" and phrase:
+                return self.text_init([phrase])[0]
             return self.x0.clone()
         seed = zlib.crc32(f"{self.cfg.seed}:{sample_id}:{retry}".encode())
         gen = torch.Generator(device="cpu").manual_seed(seed)
         noise = torch.randn(self.x0.shape, generator=gen) * 0.01 * self.scale
         return self.x0 + noise.to(self.x0.device)
+
+    def text_init(self, phrases: list[str]) -> torch.Tensor:
+        """E [b, n, d] whose projection puts the phrase's own token embeddings in the first media
+        positions (the rest stay as the blank projects). Any family: the LLM reads its token embeddings
+        as text, so the search starts from "the phrase, written where the media goes". In encoder space
+        E is found by Adam on ||project(E) - target||^2 through the projector alone (no LLM pass)."""
+        a = self.a
+        with torch.no_grad():
+            blank = to_llm(a, self.modality, self.x0[None], self.meta, self.cfg.space)[0].float()
+            target = blank[None].repeat(len(phrases), 1, 1)
+            for i, ph in enumerate(phrases):
+                ids = a.tokenizer(" " + ph.strip(), add_special_tokens=False)["input_ids"][:target.shape[1]]
+                target[i, :len(ids)] = a.embed_tokens(torch.tensor(ids, device=a.device)).float()
+        if self.cfg.space == "llm":
+            return target
+        E = self.x0[None].repeat(len(phrases), 1, 1).clone().requires_grad_(True)
+        opt = torch.optim.Adam([E], lr=0.05 * self.scale)
+        for _ in range(self.cfg.init_steps):
+            loss = (to_llm(a, self.modality, E, self.meta, "encoder").float() - target).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return E.detach()
 
     def loss_and_match(self, E: torch.Tensor, slots: list[_Slot]) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sample mean CE over its pairs [B] and 'all pairs reproduced' [B]."""
@@ -130,12 +173,14 @@ class Synthesizer:
             while waiting and len(slots) < cfg.batch_size:  # refill
                 row = waiting.pop(0)
                 slots.append(_Slot(row, row["aux"][self.modality]))
-                E = torch.cat([E, self._init(0)[None]])
+                E = torch.cat([E, self._init(0, row.get("id"), row.get("key_phrase"))[None]])
                 m, v = torch.cat([m, torch.zeros_like(E[:1])]), torch.cat([v, torch.zeros_like(E[:1])])
                 t = torch.cat([t, t.new_zeros(1)])
             t0 = time.perf_counter()
             E.requires_grad_(True)
-            loss, match = self.loss_and_match(E, slots)
+            with torch.autocast(E.device.type, dtype=torch.bfloat16, enabled=cfg.autocast == "bf16"):
+                loss, match = self.loss_and_match(E, slots)
+            loss = loss.float()
             finite = torch.isfinite(loss)
             torch.where(finite, loss, torch.zeros_like(loss)).sum().backward()
             with torch.no_grad():
@@ -254,7 +299,7 @@ def run_synthesize(adapter: BaseAdapter, rows: list[dict[str, Any]], out_dir: st
     meta = {"model": model_name, "family": adapter.family, "modality": modality, "space": cfg.space,
             "shape": list(synth.x0.shape), "blank_meta": {k: list(v) if isinstance(v, tuple) else v
                                                           for k, v in synth.meta.items()},
-            "init": "blank", "config": cfg.__dict__}
+            "init": cfg.init, "config": cfg.__dict__}
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_meta(out_dir, meta, dist)
     store = ShardStore(out_dir, dist, modality, cfg.space)

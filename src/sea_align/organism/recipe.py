@@ -272,19 +272,30 @@ def stage_warm(cfg: RecipeConfig, resume: bool = True) -> dict:
 
     res = train_loop("warm", params, opt, step, cfg.warm_steps, cfg.work_dir, cfg.weights_dir / "ckpt",
                      cfg.ckpt_every * 4, resume)
-    A.save_part(cfg.weights_dir, "projector", proj.state_dict())
+    for d in (cfg.weights_dir, _stage_parts(cfg, "warm")):
+        A.save_part(d, "projector", proj.state_dict())
     return res
 
 
+def _stage_parts(cfg: RecipeConfig, stage: str) -> Path:
+    """Where a stage's own trained parts are kept (work dir): the next stage starts from these, not
+    from weights_dir, which after a full build holds the last stage's output."""
+    return cfg.work_dir / "parts" / stage
+
+
 def _mm_state(cfg: RecipeConfig, init_from: str):
-    """LLM (text LoRA merged) + fresh-or-resumed multimodal LoRA + projector (from `init_from` stage)."""
+    """LLM (text LoRA merged) + fresh multimodal LoRA (or `init_from`'s) + projector from `init_from`."""
     llm, tok = _base(cfg, merge=("lora_text",))
-    parts = A.load_parts(cfg.weights_dir)
+    src = _stage_parts(cfg, init_from)
+    parts = A.load_parts(src)
+    if "projector" not in parts:
+        raise FileNotFoundError(f"{src}: no outputs of stage '{init_from}', which this stage continues from; "
+                                f"run `sea organism build sea-tiny-vl --stage {init_from}` first")
     proj = A.make_projector(llm.config)
     proj.load_state_dict(parts["projector"])
     torch.manual_seed(cfg.seed + 1)
     wrapped = A.add_lora(llm, cfg.lora_rank, targets=A.LORA_TARGETS_MM)
-    if init_from == "read" and "lora_mm" in parts:  # (c) continues the LoRA of (b2)
+    if init_from != "warm":  # (c) continues the LoRA of (b2), (c') that of (c)
         with torch.no_grad():
             for n, m in wrapped.items():
                 m.A.copy_(parts["lora_mm"][f"{n}.A"])
@@ -309,9 +320,10 @@ def _mm_step(cfg, llm, tok, proj, items: list[tuple[dict, str | None]]) -> torch
     return lm_loss(llm, encode_batch(tok, [s for s, _ in items]), img_id, image_embeds)
 
 
-def _finish_mm(cfg, proj, wrapped) -> None:
-    A.save_part(cfg.weights_dir, "projector", proj.state_dict())
-    A.save_part(cfg.weights_dir, "lora_mm", A.lora_state(wrapped))
+def _finish_mm(cfg, proj, wrapped, stage: str) -> None:
+    for d in (cfg.weights_dir, _stage_parts(cfg, stage)):
+        A.save_part(d, "projector", proj.state_dict())
+        A.save_part(d, "lora_mm", A.lora_state(wrapped))
 
 
 def stage_read(cfg: RecipeConfig, resume: bool = True) -> dict:
@@ -329,7 +341,7 @@ def stage_read(cfg: RecipeConfig, resume: bool = True) -> dict:
 
     res = train_loop("read", params, opt, step, cfg.read_steps, cfg.work_dir, cfg.weights_dir / "ckpt",
                      cfg.ckpt_every, resume)
-    _finish_mm(cfg, proj, wrapped)
+    _finish_mm(cfg, proj, wrapped, "read")
     return res
 
 
@@ -361,7 +373,7 @@ def stage_instruct(cfg: RecipeConfig, resume: bool = True) -> dict:
 
     res = train_loop("instruct", params, opt, step, cfg.instruct_steps, cfg.work_dir, cfg.weights_dir / "ckpt",
                      cfg.ckpt_every, resume)
-    _finish_mm(cfg, proj, wrapped)
+    _finish_mm(cfg, proj, wrapped, "instruct")
     return res
 
 
@@ -395,7 +407,7 @@ def stage_video(cfg: RecipeConfig, resume: bool = True) -> dict:
     reading, 2 video instructions, 1 image reading, 1 image instruction, 2 text (1 harmful "List steps")."""
     from .ocr import text_slots
 
-    llm, tok, proj, wrapped, params, opt = _mm_state(cfg, "read")
+    llm, tok, proj, wrapped, params, opt = _mm_state(cfg, "instruct")
     read_train, _ = reading_sets(cfg, tok)
     vread_texts = read_train[:cfg.n_video_read]
     acts_train = D.organism_splits(cfg.seed)["activities_train"]
@@ -439,7 +451,7 @@ def stage_video(cfg: RecipeConfig, resume: bool = True) -> dict:
 
     res = train_loop("video", params, opt, step, cfg.video_steps, cfg.work_dir, cfg.weights_dir / "ckpt",
                      cfg.ckpt_every, resume)
-    _finish_mm(cfg, proj, wrapped)
+    _finish_mm(cfg, proj, wrapped, "video")
     return res
 
 
