@@ -20,12 +20,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="sea", description="SEA: multimodal safety alignment from text-only data")
-    ap.add_argument("--version", action="version", version=f"sea-align {__version__}")
-    ap.add_argument("-v", "--verbose", action="store_true")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-
+def _add_stage_parsers(sub) -> None:
+    """One sub-command per pipeline stage: prepare, synthesize, align, evaluate."""
     p = sub.add_parser("prepare", help="extract key phrases, detoxify, build auxiliary pairs")
     p.add_argument("--data", required=True, help="text safety set JSONL (instruction, response, ...)")
     p.add_argument("--out", required=True, help="prepared.jsonl to write")
@@ -71,6 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--limit", type=int, default=0)
     _common(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="sea", description="SEA: multimodal safety alignment from text-only data")
+    ap.add_argument("--version", action="version", version=f"sea-align {__version__}")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    _add_stage_parsers(sub)
 
     p = sub.add_parser("run", help="prepare -> synthesize -> align -> evaluate -> report (resumable)")
     p.add_argument("--config", required=True, help="YAML file or preset name (tiny, default, ...)")

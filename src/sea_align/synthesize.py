@@ -76,6 +76,20 @@ def bf16_native(device: torch.device | str = "cpu") -> str:
     return "bf16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "none"
 
 
+@torch.no_grad()
+def _adam_step(E: torch.Tensor, m: torch.Tensor, v: torch.Tensor, t: torch.Tensor, lr: float, keep: torch.Tensor,
+               b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> torch.Tensor:
+    """Per-sample Adam on a batch of E (own step counts `t` [B]; m, v, t updated in place); rows where
+    `keep` is set are returned unchanged. Non-finite gradients count as zero."""
+    g = torch.nan_to_num(E.grad.float(), nan=0.0, posinf=0.0, neginf=0.0)
+    t += 1
+    m.mul_(b1).add_(g, alpha=1 - b1)
+    v.mul_(b2).addcmul_(g, g, value=1 - b2)
+    step = lr * (m / (1 - b1 ** t)[:, None, None]) / ((v / (1 - b2 ** t)[:, None, None]).sqrt() + eps)
+    E = E.detach()
+    return torch.where(keep, E, E - step)
+
+
 def blank_features(adapter: BaseAdapter, modality: str, cfg: SynthesizeConfig):
     return adapter.blank(modality, size=cfg.blank_size, frames=cfg.blank_frames, seconds=cfg.blank_seconds)
 
@@ -109,6 +123,7 @@ class Synthesizer:
         # its own, so the adapter's reference scale stands in (built-ins: the token-embedding RMS).
         rms = float(self.x0.pow(2).mean().sqrt())
         self.scale = rms if rms >= 1e-3 else adapter.reference_scale(modality)
+        self._blank_llm: torch.Tensor | None = None  # project(blank), for init=text (computed once)
 
     def _init(self, retry: int, sample_id: Any = "", phrase: str | None = None) -> torch.Tensor:
         """Blank (or text) init; a retry after a numerical fault starts from blank + noise seeded by
@@ -129,8 +144,9 @@ class Synthesizer:
         E is found by Adam on ||project(E) - target||^2 through the projector alone (no LLM pass)."""
         a = self.a
         with torch.no_grad():
-            blank = to_llm(a, self.modality, self.x0[None], self.meta, self.cfg.space)[0].float()
-            target = blank[None].repeat(len(phrases), 1, 1)
+            if self._blank_llm is None:
+                self._blank_llm = to_llm(a, self.modality, self.x0[None], self.meta, self.cfg.space)[0].float()
+            target = self._blank_llm[None].repeat(len(phrases), 1, 1)
             for i, ph in enumerate(phrases):
                 ids = a.tokenizer(" " + ph.strip(), add_special_tokens=False)["input_ids"][:target.shape[1]]
                 target[i, :len(ids)] = a.embed_tokens(torch.tensor(ids, device=a.device)).float()
@@ -168,7 +184,7 @@ class Synthesizer:
         E = self.x0.new_zeros((0, *self.x0.shape))
         m, v = torch.zeros_like(E), torch.zeros_like(E)
         t = torch.zeros(0, device=E.device)
-        b1, b2, eps, lr = 0.9, 0.999, 1e-8, cfg.lr * self.scale
+        lr = cfg.lr * self.scale
         while waiting or slots:
             while waiting and len(slots) < cfg.batch_size:  # refill
                 row = waiting.pop(0)
@@ -183,18 +199,9 @@ class Synthesizer:
             loss = loss.float()
             finite = torch.isfinite(loss)
             torch.where(finite, loss, torch.zeros_like(loss)).sum().backward()
-            with torch.no_grad():
-                g = torch.nan_to_num(E.grad.float(), nan=0.0, posinf=0.0, neginf=0.0)
-                E = E.detach()
-                t += 1
-                m.mul_(b1).add_(g, alpha=1 - b1)
-                v.mul_(b2).addcmul_(g, g, value=1 - b2)
-                mhat = m / (1 - b1 ** t)[:, None, None]
-                vhat = v / (1 - b2 ** t)[:, None, None]
-                step = lr * mhat / (vhat.sqrt() + eps)
-                # a sample that converged at this step keeps the E that was scored (it is leaving)
-                keep = (match & finite & (loss.detach() <= cfg.stop_loss))[:, None, None]
-                E = torch.where(keep, E, E - step)
+            # a sample that converged at this step keeps the E that was scored (it is leaving)
+            keep = (match & finite & (loss.detach() <= cfg.stop_loss))[:, None, None]
+            E = _adam_step(E, m, v, t, lr, keep)
             dt = (time.perf_counter() - t0) / max(1, len(slots))
             leave = []
             for i, s in enumerate(slots):
@@ -274,6 +281,14 @@ def _check_rows(rows: list[dict[str, Any]], modality: str) -> None:
         seen.add(r["id"])
 
 
+def _meta(synth: Synthesizer, model_name: str) -> dict[str, Any]:
+    cfg = synth.cfg  # resolved (autocast "auto" -> what ran)
+    return {"model": model_name, "family": synth.a.family, "modality": synth.modality, "space": cfg.space,
+            "shape": list(synth.x0.shape), "blank_meta": {k: list(v) if isinstance(v, tuple) else v
+                                                          for k, v in synth.meta.items()},
+            "init": cfg.init, "config": cfg.__dict__}
+
+
 def _write_meta(out_dir: Path, meta: dict[str, Any], dist: Dist) -> None:
     meta_path = out_dir / "meta.json"
     if meta_path.is_file():
@@ -296,10 +311,7 @@ def run_synthesize(adapter: BaseAdapter, rows: list[dict[str, Any]], out_dir: st
     dist = dist_state()
     place(adapter, dist)
     synth = Synthesizer(adapter, modality, cfg)
-    meta = {"model": model_name, "family": adapter.family, "modality": modality, "space": cfg.space,
-            "shape": list(synth.x0.shape), "blank_meta": {k: list(v) if isinstance(v, tuple) else v
-                                                          for k, v in synth.meta.items()},
-            "init": cfg.init, "config": cfg.__dict__}
+    meta = _meta(synth, model_name)
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_meta(out_dir, meta, dist)
     store = ShardStore(out_dir, dist, modality, cfg.space)
