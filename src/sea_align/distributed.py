@@ -9,6 +9,7 @@ An FSDP launch (`configs/accelerate/fsdp.yaml`) additionally shards the frozen w
 """
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 from typing import Any, Sequence, TypeVar
@@ -69,7 +70,15 @@ def dist_state() -> Dist:
     # without CUDA (or with ACCELERATE_USE_CPU) accelerate joins a gloo group; on GPUs it uses NCCL
     cpu = not torch.cuda.is_available() or _env_true("ACCELERATE_USE_CPU")
     st = PartialState(cpu=cpu)
+    atexit.register(_close_group)
     return Dist(st.process_index, st.num_processes, st.device, st, fsdp)
+
+
+def _close_group() -> None:
+    """Leave the process group before the interpreter exits: a gloo group still alive at exit can abort
+    the process ("terminate called without an active exception", SIGABRT) after its work is done."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def shard(dist: Dist, module: torch.nn.Module, opt: torch.optim.Optimizer) -> torch.nn.Module:
