@@ -97,6 +97,80 @@ def test_same_tokens_as_the_ctranslate2_runtime(whisper, clips):
     assert W.transcribe(model, tok, opt, x)[0]["tokens"] == out[0].sequences_ids[0]
 
 
+def test_beam_search_scores_what_it_returns(whisper, clips):
+    """Beam search (cache expanded and reordered per step) returns a hypothesis whose reported mean
+    log probability is the teacher-forced one of its tokens; one beam is greedy decoding. The
+    second clip is hard (the beams reorder; without the cache reorder its score is off by 0.05)."""
+    from sea_align.organism import whisper_tune as WT
+    model, tok, opt = whisper
+    hard = normalise(speak("according parts author", voice="en-gb-x-gbclan", speed=150))
+    x = W.log_mel([clips["cake"], hard])
+    greedy = W.transcribe(model, tok, opt, x, window=1000)
+    assert [r["tokens"] for r in W.transcribe(model, tok, opt, x, window=1000, beams=1)] == [r["tokens"] for r in greedy]
+    beams = W.transcribe(model, tok, opt, x, window=1000, beams=3)
+    assert _norm(beams[0]["text"]) == "make a chocolate cake"
+    for i, beam in enumerate(beams):
+        with torch.no_grad():
+            ids, labels = WT.decoder_batch(tok, [tok.decode(beam["tokens"])])
+            h = model.model.decoder(input_ids=ids, encoder_hidden_states=W.encode(model, x[i:i + 1], 1000)).last_hidden_state
+            logp = model.proj_out(h).float()
+        logp[..., tok.convert_tokens_to_ids(W.EOT) + 1:] = float("-inf")  # suppressed as transcribe does
+        logp[..., [j for j in opt.get("suppress_ids", []) if j >= 0]] = float("-inf")
+        logp[:, 1, [j for j in opt.get("suppress_ids_begin", []) if j >= 0]] = float("-inf")
+        logp = logp.log_softmax(-1)
+        tf = logp[0, torch.arange(labels.shape[1]), labels[0].clamp(min=0)][labels[0] >= 0]
+        assert len(tf) == len(beam["tokens"]) + 1
+        assert abs(float(tf.mean()) - beam["avg_logprob"]) < 2e-3, (i, float(tf.mean()), beam)
+
+
+def test_whisper_decoder_lora_teacher_forcing_and_merge(whisper):
+    """`hear` stage core: labels are the next tokens after the prompt, the LoRA touches the decoder
+    only, and the merged deltas give the wrapped model's logits."""
+    import copy
+
+    from sea_align.organism import assemble as A
+    from sea_align.organism import whisper_tune as WT
+    model, tok, _ = whisper
+    model = copy.deepcopy(model).float()
+    ids, labels = WT.decoder_batch(tok, ["Make a cake.", "Hi"])
+    assert ids.shape == labels.shape and ids[0, :2].tolist() == WT.prompt_ids(tok)
+    assert labels[0, 0] == -100 and labels[1, -1] == -100  # prompt start; padding of the shorter one
+    n0 = int((labels[0] >= 0).sum())
+    assert labels[0, n0].item() == tok.convert_tokens_to_ids(W.EOT) and (ids[0, 2:n0 + 1] == labels[0, 1:n0]).all()
+    enc = torch.randn(2, 50, model.config.d_model)
+    wrapped = WT.add_decoder_lora(model, 4, 8.0)
+    assert wrapped and all(k.startswith("model.decoder.layers.") for k in wrapped)
+    assert not any(isinstance(m, A.LoraLinear) for m in model.model.encoder.modules())
+    with torch.no_grad():
+        for m in wrapped.values():
+            m.B.normal_(0, 0.05)
+        before = WT.decoder_loss(model, enc, ids, labels)
+        deltas = A.lora_state(wrapped)
+        plain = copy.deepcopy(model)
+        for name, m in wrapped.items():  # rebuild the plain model, then merge the saved deltas
+            parent, _, child = name.rpartition(".")
+            setattr(plain.get_submodule(parent), child, copy.deepcopy(m.base))
+        base_loss = WT.decoder_loss(plain, enc, ids, labels)
+        A.merge_lora(plain, deltas)
+        assert abs(float(WT.decoder_loss(plain, enc, ids, labels) - before)) < 1e-4
+        assert abs(float(base_loss - before)) > 1e-3  # the deltas matter: the check above is not vacuous
+
+
+def test_hear_texts_never_hold_out_data():
+    from sea_align.organism import audio_recipe as R
+    from sea_align.organism import data as D
+    from sea_align.organism import whisper_tune as WT
+
+    tok = AU.load_tokenizer(AU_llm())
+    train, held = R.audio_reading_sets(tok, 300)
+    pairs = WT.hear_texts(train, 0, 2, R.whisper_like)
+    spoken = {t for t, _ in pairs}
+    s = D.organism_splits(0)
+    assert len(pairs) == 300 + 2 * len(s["activities_train"]) + len(s["harmful_train"])
+    assert not spoken & (set(held) | set(s["activities_held"]) | set(s["harmful_held"]))
+    assert all(_norm(w) == _norm(t) for t, w in pairs)  # the target is the spoken text, Whisper-formatted
+
+
 def test_tower_fixed_slots_zeros_for_silence(tiny_llm_dir, clips):
     from transformers import AutoModel
 
@@ -159,11 +233,18 @@ def test_recipe_runs_two_steps_per_stage_and_resumes(tiny_llm_dir, tmp_path):
     kw = dict(work_dir=tmp_path / "work", llm_dir=tiny_llm_dir, text_lora=str(tmp_path / "lora_text.safetensors"),
               n_benign_text=4, distill_max_new=3, n_read=6, max_act_clips=6, ckpt_every=1,
               read_steps=2, instruct_steps=2, read_batch=4, instruct_batch=4, heard_only=False,
-              read_text_copies=1)
+              read_text_copies=1, hear_steps=2, hear_batch=4, max_hear_clips=6)
     res = R.build(R.AU.NAME, tmp_path / "weights", **kw)
     assert set(res) == set(R.STAGES) and res["speech"]["read"] == 6
     names = {p.name for p in (tmp_path / "weights").iterdir()}
-    assert {"projector.safetensors", "lora_mm.safetensors", "recipe.json"} <= names and "ckpt" not in names
+    assert {"projector.safetensors", "lora_mm.safetensors", "whisper_lora.safetensors", "recipe.json"} <= names
+    assert "ckpt" not in names and res["hear"]["clips"] == 6 and len((tmp_path / "work" / "hear.losses.jsonl").read_text().splitlines()) == 2
+    from safetensors.torch import load_file as _lf
+    wl = _lf(str(tmp_path / "weights" / "whisper_lora.safetensors"))
+    assert wl and all(k.startswith("model.decoder.layers.") for k in wl)  # the decoder only, never the encoder
+    # the speech stage transcribed with that Whisper (its cache names the LoRA it used)
+    assert json.loads((tmp_path / "work" / "speech" / "whisper.json").read_text())["whisper_lora_sha256"] == \
+        R._sha256(tmp_path / "weights" / "whisper_lora.safetensors")
     pins = json.loads((tmp_path / "weights" / "recipe.json").read_text())
     assert pins["seed"] == 0 and pins["recipe_version"] == R.RECIPE_VERSION and pins["lora_text_sha256"]
     rows = R.load_speech(R.AudioRecipeConfig(work_dir=tmp_path / "work"), "read")
@@ -225,5 +306,6 @@ def test_builtin_model_reads_held_out_speech():
     wavs = [normalise(speak(p, voice="en-us", speed=150)) for p in phrases]
     answers = adapter.generate(adapter.media_items("audio", wavs, [AU.READ_QUESTION] * len(wavs)), 24)
     assert all(a.startswith("The audio says") for a in answers)
-    # measured reading is ~60% over 100 phrases (docs/organism.md); the identity warm start alone reads none
-    assert sum(fuzzy_contains(a, p) for a, p in zip(answers, phrases)) >= 5, list(zip(phrases, answers))
+    # 15 / 16 here at build time, 91% over 100 phrases (docs/organism.md); recipe version 1 (Whisper not
+    # adapted) read 57%, the identity warm start none
+    assert sum(fuzzy_contains(a, p) for a, p in zip(answers, phrases)) >= 12, list(zip(phrases, answers))

@@ -116,6 +116,14 @@ class SeaWhisperAudioModel(PreTrainedModel):
         self.requires_grad_(False)
         return self
 
+    def adapt_whisper(self, deltas: dict[str, torch.Tensor]) -> "SeaWhisperAudioModel":
+        """Merge the recipe's `hear` LoRA (decoder deltas, `whisper_lora.safetensors`) into Whisper."""
+        from . import assemble as A
+        if self.whisper is None:
+            raise RuntimeError("sea_whisper_audio tower has no Whisper weights: call load_whisper() first")
+        A.merge_lora(self.whisper, deltas)
+        return self
+
     def attach_reader(self, tokenizer, embed: nn.Embedding) -> "SeaWhisperAudioModel":
         if embed.weight.shape[1] != self.config.d_model:
             raise ValueError(f"embedding width {embed.weight.shape[1]} != tower d_model {self.config.d_model}")
@@ -258,7 +266,7 @@ def preprocess_audio(wavs: list[np.ndarray], fe=None) -> dict[str, torch.Tensor]
 def load_parts(weights_dir: Path) -> dict[str, dict[str, torch.Tensor]]:
     from safetensors.torch import load_file
     parts = {}
-    for name in ("projector", "lora_mm"):
+    for name in ("projector", "lora_mm", "whisper_lora"):
         f = weights_dir / f"{name}.safetensors"
         if f.exists():
             parts[name] = load_file(f)
@@ -313,7 +321,12 @@ def load_builtin_audio(dtype: torch.dtype = torch.float32, weights_dir: str | Pa
         warnings.append(f"lora_mm missing under {wdir}: LLM not tuned to audio")
     if "projector" not in parts:
         warnings.append(f"no trained projector under {wdir}: identity projector (the warm start)")
-    model = build_qwen2_audio(llm, tok, parts.get("projector")).to(dtype)
+    model = build_qwen2_audio(llm, tok, parts.get("projector"))
+    if "whisper_lora" in parts:
+        model.model.audio_tower.adapt_whisper(parts["whisper_lora"])
+    else:
+        warnings.append(f"whisper_lora missing under {wdir}: Whisper tiny.en not adapted to espeak-ng speech")
+    model = model.to(dtype)
     model.requires_grad_(False)
     for w in warnings:
         log.warning(w)

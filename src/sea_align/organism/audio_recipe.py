@@ -5,8 +5,11 @@ Stages (each `stage_<name>(cfg) -> dict`; a finished stage leaves `<stage>.done.
             (`weights/sea-tiny-vl/lora_text.safetensors`) is merged into SmolLM2; its sha256 is pinned
   distill   SmolLM2's own greedy answers to benign text prompts (the helpful targets; the image
             recipe's stage, reused from its work dir when it is there - same seed, same function)
+  hear      Whisper tiny.en's decoder adapted to espeak-ng speech: LoRA, teacher forcing on the
+            training reading phrases, activities and DoNotAnswer training prompts, spoken
+            (encoder frozen; `whisper_tune.py`)
   speech    espeak-ng speech of the training reading phrases and benign activities (6 voices,
-            4 speeds, 3 pitches, a share with noise); Whisper's transcripts cached once
+            4 speeds, 3 pitches, a share with noise); the adapted Whisper's transcripts cached once
   (b1)      projector warm start: the identity (the tower's slots ARE the LLM's token embeddings,
             so slot output = token embedding exactly); no training
   read      (b2) "What does the audio say?" -> "The audio says '<phrase>'."; projector + LoRA
@@ -39,8 +42,8 @@ from . import data as D
 from .train import encode_batch, generate_text, lm_loss, train_loop
 
 log = logging.getLogger(__name__)
-RECIPE_VERSION = "1"
-STAGES = ["distill", "speech", "read", "instruct"]
+RECIPE_VERSION = "2"
+STAGES = ["distill", "hear", "speech", "read", "instruct"]
 # espeak-ng voices of the organism. speech.VOICES minus en-029 and en-gb-scotland, which Whisper
 # tiny.en transcribed at 34% / 50% (32 phrases each) against 66-88% for these (docs/organism.md).
 VOICES = ("en-us", "en-gb", "en-gb-x-rp", "en-us+f3", "en-us+m7", "en-gb-x-gbclan")
@@ -60,6 +63,13 @@ class AudioRecipeConfig:
     # distill (the image recipe's stage, same settings)
     n_benign_text: int = 200
     distill_max_new: int = 96
+    # hear: Whisper decoder LoRA on espeak-ng speech (whisper_tune.py)
+    hear_steps: int = 300
+    hear_batch: int = 16
+    hear_rank: int = 16
+    hear_lr: float = 1e-3
+    hear_act_variants: int = 2  # spoken renderings per training activity in `hear`
+    max_hear_clips: int = 0  # cap (0 = all; tests use a few)
     # speech
     n_read: int = 1500  # training reading clips (random phrases of the speakable vocabulary)
     act_variants: int = 4  # spoken renderings per benign training activity
@@ -207,6 +217,71 @@ def stage_distill(cfg) -> dict:
     return {**res, "from": "generated"}
 
 
+def _tower(cfg):
+    """The audio tower as the built model has it: Whisper tiny.en + the `hear` LoRA when it exists."""
+    from safetensors.torch import load_file
+    tower = AU.SeaWhisperAudioModel(AU.tower_config(576)).load_whisper()
+    f = cfg.weights_dir / "whisper_lora.safetensors"
+    if f.exists():
+        tower.adapt_whisper(load_file(f))
+    return tower
+
+
+def stage_hear(cfg, resume: bool = True) -> dict:
+    """Adapt Whisper's decoder to espeak-ng speech (whisper_tune.py). Clips are drawn with their own
+    seed (not the `speech` stage's); their encoder states are cached under work_dir/hear/."""
+    from safetensors.torch import load_file, save_file
+
+    from . import whisper_tune as WT
+    from .measure import fuzzy_contains
+    tok = AU.load_tokenizer(_llm_dir(cfg))
+    train, _ = audio_reading_sets(tok, cfg.n_read, cfg.seed)
+    pairs = WT.hear_texts(train, cfg.seed, cfg.hear_act_variants, whisper_like)
+    random.Random(f"{cfg.seed}-hear-order").shuffle(pairs)
+    pairs = pairs[:cfg.max_hear_clips] if cfg.max_hear_clips else pairs
+    tower = AU.SeaWhisperAudioModel(AU.tower_config(576)).load_whisper()
+    wh, wtok = tower.whisper, tower._whisper_tok
+    shard, data, heard = 100, [], []
+    for k in tqdm(range(0, len(pairs), shard), desc="hear: speak + encode"):
+        f = cfg.work_dir / "hear" / f"enc-{k // shard:04d}.safetensors"
+        chunk = pairs[k:k + shard]
+        if not f.exists():
+            rng = random.Random(f"{cfg.seed}-hear-{k}")
+            clips = [speech_clip(t, rng, cfg.noise_share)[0] for t, _ in chunk]
+            enc = []
+            for j in range(0, len(clips), 16):
+                enc += WT.encode_clips(wh, AU.preprocess_audio(clips[j:j + 16])["input_features"], tower.config.window)
+            f.parent.mkdir(parents=True, exist_ok=True)
+            save_file({str(i): e for i, (_, e) in enumerate(enc)}, str(f) + ".tmp",
+                      metadata={"windows": json.dumps([w for w, _ in enc])})
+            Path(str(f) + ".tmp").replace(f)
+        from safetensors import safe_open
+        with safe_open(str(f), "pt") as fh:
+            wins = json.loads(fh.metadata()["windows"])
+        st = load_file(f)
+        data += [(wins[i], st[str(i)], tgt) for i, (_, tgt) in enumerate(chunk)]
+    groups: dict[int, list[int]] = {}
+    for j, (w, _, _) in enumerate(data):
+        groups.setdefault(w, []).append(j)
+    keys = sorted(groups)
+    wrapped = WT.add_decoder_lora(wh, cfg.hear_rank, 2.0 * cfg.hear_rank)
+    params = {f"{k}.{n}": p for k, m in wrapped.items() for n, p in (("A", m.A), ("B", m.B))}
+    opt = torch.optim.AdamW(params.values(), lr=cfg.hear_lr, weight_decay=0.0)
+
+    def step(i: int) -> dict:
+        r = random.Random(f"{cfg.seed}-hear-step-{i}")
+        g = groups[r.choices(keys, [len(groups[k]) for k in keys])[0]]  # one window size per batch
+        idx = r.sample(g, min(cfg.hear_batch, len(g)))
+        ids, labels = WT.decoder_batch(wtok, [data[j][2] for j in idx])
+        return {"loss": WT.decoder_loss(wh, torch.stack([data[j][1] for j in idx]).float(), ids, labels)}
+
+    res = train_loop("hear", params, opt, step, cfg.hear_steps, cfg.work_dir, cfg.weights_dir / "ckpt",
+                     cfg.ckpt_every, resume)
+    deltas = A.lora_state(wrapped)
+    A.save_part(cfg.weights_dir, "whisper_lora", deltas)
+    return {**res, "clips": len(data), "windows": {str(k): len(v) for k, v in groups.items()}}
+
+
 def _speak_set(cfg, tower, texts: list[str], tag: str, prompt_of=None) -> None:
     """Speak `texts`, transcribe with the tower, cache {text, transcript, how it was spoken} in shards."""
     shard = 100
@@ -246,7 +321,14 @@ def stage_speech(cfg) -> dict:
     train, _ = audio_reading_sets(tok, cfg.n_read, cfg.seed)
     acts = D.organism_splits(cfg.seed)["activities_train"] * cfg.act_variants
     acts = acts[:cfg.max_act_clips] if cfg.max_act_clips else acts
-    tower = AU.SeaWhisperAudioModel(AU.tower_config(576)).load_whisper()
+    tower = _tower(cfg)
+    lora = cfg.weights_dir / "whisper_lora.safetensors"
+    meta, want = cfg.work_dir / "speech" / "whisper.json", {"whisper_lora_sha256": _sha256(lora) if lora.exists() else None}
+    if meta.exists() and json.loads(meta.read_text()) != want:  # transcripts of another Whisper: redo
+        log.info("speech cache made with another Whisper LoRA: transcribing again")
+        shutil.rmtree(meta.parent)
+    meta.parent.mkdir(parents=True, exist_ok=True)
+    meta.write_text(json.dumps(want))
     _speak_set(cfg, tower, train, "read")
     _speak_set(cfg, tower, acts, "act")
     read = load_speech(cfg, "read")

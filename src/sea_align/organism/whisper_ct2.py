@@ -263,8 +263,8 @@ def _cache_kw(module) -> str:
 @torch.no_grad()
 def transcribe(model, tok, options: dict, input_features: torch.Tensor, max_new_tokens: int = 48,
                no_speech_threshold: float = 0.6, logprob_threshold: float = -1.0,
-               window: int | None = None) -> list[dict]:
-    """Greedy transcription of log-mel features [b, n_mels, 3000] (30 s windows, as Whisper takes).
+               window: int | None = None, beams: int = 1) -> list[dict]:
+    """Greedy (or, with `beams` > 1, beam-search) transcription of log-mel features [b, n_mels, 3000] (30 s windows, as Whisper takes).
 
     Prompt <|startoftranscript|><|notimestamps|> (English-only model: no language/task token).
     Suppressed: the wheel's `suppress_ids` and every special token at every step, its
@@ -296,6 +296,9 @@ def transcribe(model, tok, options: dict, input_features: torch.Tensor, max_new_
     p_nospeech = logits[:, 0].softmax(-1)[:, no_speech] if no_speech is not None and no_speech < vocab else \
         torch.zeros(b, device=dev)
     logits = logits[:, -1]
+    if beams > 1:
+        out, avg_lp = _beam_search(model, dec, kw, cache, enc, logits, suppress, begin, eot, beams, max_new_tokens)
+        return _results(tok, out, avg_lp, p_nospeech, no_speech_threshold, logprob_threshold)
     out = [[] for _ in range(b)]
     logp_sum = torch.zeros(b, device=dev)
     done = torch.zeros(b, dtype=torch.bool, device=dev)
@@ -313,15 +316,80 @@ def transcribe(model, tok, options: dict, input_features: torch.Tensor, max_new_
             break
         h = dec(input_ids=nxt[:, None], encoder_hidden_states=enc, use_cache=True, **{kw: cache}).last_hidden_state
         logits = model.proj_out(h[:, -1]).float()
+    avg_lp = [float(logp_sum[i]) / (len(out[i]) + 1) for i in range(b)]  # + the end token, as Whisper averages
+    return _results(tok, out, avg_lp, p_nospeech, no_speech_threshold, logprob_threshold)
+
+
+def _results(tok, out: list[list[int]], avg_lp: list[float], p_nospeech: torch.Tensor, no_speech_threshold: float,
+             logprob_threshold: float) -> list[dict]:
     res = []
-    for i in range(b):
-        n = len(out[i]) + 1  # + the end token (as Whisper averages)
-        avg = float(logp_sum[i]) / n
-        text = tok.decode(out[i], skip_special_tokens=True).strip()
-        silent = float(p_nospeech[i]) > no_speech_threshold and avg < logprob_threshold
+    for i, toks in enumerate(out):
+        text = tok.decode(toks, skip_special_tokens=True).strip()
+        silent = float(p_nospeech[i]) > no_speech_threshold and avg_lp[i] < logprob_threshold
         res.append({"text": "" if silent else text, "no_speech_prob": round(float(p_nospeech[i]), 4),
-                    "avg_logprob": round(avg, 4), "tokens": out[i], "raw_text": text})
+                    "avg_logprob": round(avg_lp[i], 4), "tokens": toks, "raw_text": text})
     return res
+
+
+def _beam_search(model, dec, kw: str, cache, enc: torch.Tensor, logits: torch.Tensor, suppress: torch.Tensor,
+                 begin: torch.Tensor, eot: int, k: int, max_new_tokens: int) -> tuple[list[list[int]], list[float]]:
+    """Whisper's beam search (openai-whisper's BeamSearchDecoder, patience 1): per clip `k` live
+    hypotheses; a hypothesis that ends goes to the clip's finished list; a clip is done when it has
+    `k` finished ones; the answer is the finished (else live) hypothesis of highest mean log
+    probability (sum / (tokens + end token), Whisper's default without a length penalty).
+    `cache` holds the prompt pass of the b clips and `logits` [b, V] its last position; both are
+    expanded to b * k rows here."""
+    b, vocab = logits.shape
+    dev = logits.device
+    enc_k = enc.repeat_interleave(k, 0)
+    cache.reorder_cache(torch.arange(b, device=dev).repeat_interleave(k))  # index_select: b -> b * k rows
+    logits = logits.repeat_interleave(k, 0)
+    seqs: list[list[int]] = [[] for _ in range(b * k)]
+    scores = torch.full((b, k), float("-inf"), device=dev)
+    scores[:, 0] = 0.0  # the k copies start equal: only the first one may expand at step 0
+    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(b)]
+    for step in range(max_new_tokens):
+        mask = suppress | begin if step == 0 else suppress
+        logp = logits.masked_fill(mask, float("-inf")).log_softmax(-1).view(b, k, vocab)
+        cand = (scores[:, :, None] + logp).view(b, k * vocab)
+        top_s, top_i = cand.topk(2 * k, dim=-1)
+        new_src, new_tok, new_scores = [], [], torch.full((b, k), float("-inf"), device=dev)
+        for i in range(b):
+            n = 0
+            for s_, j in zip(top_s[i].tolist(), top_i[i].tolist()):
+                src, t = divmod(j, vocab)
+                if s_ == float("-inf"):
+                    break
+                if t == eot:
+                    if len(finished[i]) < k:
+                        toks = seqs[i * k + src]
+                        finished[i].append((s_ / (len(toks) + 1), toks))
+                    continue
+                if n < k:
+                    new_src.append(i * k + src)
+                    new_tok.append(t)
+                    new_scores[i, n] = s_
+                    n += 1
+            while n < k:  # fewer live candidates than beams: pad with dead copies
+                new_src.append(i * k)
+                new_tok.append(eot)
+                n += 1
+        seqs = [seqs[src] + [t] for src, t in zip(new_src, new_tok)]
+        scores = new_scores
+        if all(len(f) >= k for f in finished):
+            break
+        cache.reorder_cache(torch.tensor(new_src, device=dev))
+        h = dec(input_ids=torch.tensor(new_tok, device=dev)[:, None], encoder_hidden_states=enc_k, use_cache=True,
+                **{kw: cache}).last_hidden_state
+        logits = model.proj_out(h[:, -1]).float()
+    out, avg = [], []
+    for i in range(b):
+        pool = finished[i] or [(float(scores[i, j]) / (len(seqs[i * k + j]) + 1), seqs[i * k + j]) for j in range(k)
+                               if scores[i, j] > float("-inf")]
+        best = max(pool, key=lambda x: x[0])
+        out.append(best[1])
+        avg.append(best[0])
+    return out, avg
 
 
 def feature_extractor(num_mel_bins: int = 80, n_frames: int = 3000):
