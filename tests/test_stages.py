@@ -98,6 +98,20 @@ def test_align_lora_invariants(synthesized, prepared, tmp_path):
     assert not (tmp_path / "adapter.partial").exists()
 
 
+def test_align_benign_repeat_weighs_benign_examples(synthesized, prepared):
+    from sea_align.align import build_training_set
+    _, _, emb, _ = synthesized
+    a = load_adapter("tiny-random-llava")
+    ex1, c1, _ = build_training_set(prepared, emb, a, AlignConfig())
+    ex3, c3, _ = build_training_set(prepared, emb, a, AlignConfig(benign_repeat=3))
+    assert c3["benign_media"] == 3 * c1["benign_media"] > 0 and c3["benign_text"] == 3 * c1["benign_text"] > 0
+    assert c3["sea"] == c1["sea"] and c3["text"] == c1["text"]
+    kinds = lambda ex: sorted(e["kind"] for e in ex)  # noqa: E731
+    assert len(ex3) - len(ex1) == 2 * (c1["benign_media"] + c1["benign_text"]) and kinds(ex3).count("benign_text") == c3["benign_text"]
+    with pytest.raises(DataError, match="benign_repeat"):
+        build_training_set(prepared, emb, a, AlignConfig(benign_repeat=0))
+
+
 def test_align_text_only_and_dpo(prepared, tmp_path):
     a = load_adapter("tiny-random-llava")
     res = run_align(a, prepared, None, tmp_path / "t", AlignConfig(epochs=1, text_only=True), progress=False)

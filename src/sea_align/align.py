@@ -93,15 +93,17 @@ def build_training_set(rows: list[dict[str, Any]], emb_dir: str | Path | None, a
             examples.append({"item": Item(r["instruction"], target=r["response"]), "rejected": r.get("rejected"),
                              "kind": "text"})
             counts["text"] += 1
+    if cfg.benign_repeat < 1:
+        raise DataError(f"align.benign_repeat: {cfg.benign_repeat} (must be >= 1)")
     for r in benign[:n_benign]:
         if not cfg.text_only:
             it = media_item(r)
             if it is not None:
-                examples.append({"item": it, "rejected": None, "kind": "benign_media"})
-                counts["benign_media"] += 1
-        examples.append({"item": Item(r["instruction"], target=r["response"]), "rejected": None,
-                         "kind": "benign_text"})
-        counts["benign_text"] += 1
+                examples += [{"item": it, "rejected": None, "kind": "benign_media"}] * cfg.benign_repeat
+                counts["benign_media"] += cfg.benign_repeat
+        examples += [{"item": Item(r["instruction"], target=r["response"]), "rejected": None,
+                      "kind": "benign_text"}] * cfg.benign_repeat
+        counts["benign_text"] += cfg.benign_repeat
     return examples, counts, modality
 
 

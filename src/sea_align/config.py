@@ -52,6 +52,7 @@ class AlignConfig:
     text_only: bool = False  # train the textual-alignment baseline (no embeddings) on the same data
     include_text: bool = True  # add the text-only samples to the SEA mix
     benign: int = -1  # benign samples with synthetic embeddings (-1 = as many as harmful ones)
+    benign_repeat: int = 1  # each benign example (media and text) this many times per epoch: weighs helpfulness up
     prefix: str = "The {media} shows a phrase of {article} {ptype}."
     epochs: int = 3
     lr: float = 2.0e-4
