@@ -55,6 +55,8 @@ class AlignResult:
 def build_training_set(rows: list[dict[str, Any]], emb_dir: str | Path | None, adapter: BaseAdapter,
                        cfg: AlignConfig) -> tuple[list[dict[str, Any]], dict[str, int], str | None]:
     """Training examples [{item, rejected?, kind}], counts per kind, and the modality used."""
+    if cfg.benign_repeat < 1:
+        raise DataError(f"align.benign_repeat: {cfg.benign_repeat} (must be >= 1)")
     examples: list[dict[str, Any]] = []
     counts = {"sea": 0, "text": 0, "benign_media": 0, "benign_text": 0, "missing_embedding": 0}
     modality = None
@@ -93,8 +95,6 @@ def build_training_set(rows: list[dict[str, Any]], emb_dir: str | Path | None, a
             examples.append({"item": Item(r["instruction"], target=r["response"]), "rejected": r.get("rejected"),
                              "kind": "text"})
             counts["text"] += 1
-    if cfg.benign_repeat < 1:
-        raise DataError(f"align.benign_repeat: {cfg.benign_repeat} (must be >= 1)")
     for r in benign[:n_benign]:
         if not cfg.text_only:
             it = media_item(r)

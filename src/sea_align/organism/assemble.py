@@ -94,6 +94,11 @@ def add_lora(llm, rank: int = 8, alpha: float = 16.0, targets=LORA_TARGETS_MM) -
     return wrapped
 
 
+def lora_params(wrapped: dict[str, LoraLinear], prefix: str = "") -> dict[str, nn.Parameter]:
+    """The trainable A, B of every wrapped module, named "<prefix><module>.A|B" (checkpoint keys)."""
+    return {f"{prefix}{n}.{p}": getattr(m, p) for n, m in wrapped.items() for p in ("A", "B")}
+
+
 def lora_state(wrapped: dict[str, LoraLinear]) -> dict[str, torch.Tensor]:
     out = {}
     for name, m in wrapped.items():

@@ -230,42 +230,26 @@ def _tower(cfg):
 def stage_hear(cfg, resume: bool = True) -> dict:
     """Adapt Whisper's decoder to espeak-ng speech (whisper_tune.py). Clips are drawn with their own
     seed (not the `speech` stage's); their encoder states are cached under work_dir/hear/."""
-    from safetensors.torch import load_file, save_file
-
     from . import whisper_tune as WT
-    from .measure import fuzzy_contains
     tok = AU.load_tokenizer(_llm_dir(cfg))
     train, _ = audio_reading_sets(tok, cfg.n_read, cfg.seed)
     pairs = WT.hear_texts(train, cfg.seed, cfg.hear_act_variants, whisper_like)
     random.Random(f"{cfg.seed}-hear-order").shuffle(pairs)
     pairs = pairs[:cfg.max_hear_clips] if cfg.max_hear_clips else pairs
-    tower = AU.SeaWhisperAudioModel(AU.tower_config(576)).load_whisper()
+    tower = AU.SeaWhisperAudioModel(AU.tower_config(576)).load_whisper()  # trains from Whisper as shipped
     wh, wtok = tower.whisper, tower._whisper_tok
-    shard, data, heard = 100, [], []
-    for k in tqdm(range(0, len(pairs), shard), desc="hear: speak + encode"):
-        f = cfg.work_dir / "hear" / f"enc-{k // shard:04d}.safetensors"
-        chunk = pairs[k:k + shard]
-        if not f.exists():
-            rng = random.Random(f"{cfg.seed}-hear-{k}")
-            clips = [speech_clip(t, rng, cfg.noise_share)[0] for t, _ in chunk]
-            enc = []
-            for j in range(0, len(clips), 16):
-                enc += WT.encode_clips(wh, AU.preprocess_audio(clips[j:j + 16])["input_features"], tower.config.window)
-            f.parent.mkdir(parents=True, exist_ok=True)
-            save_file({str(i): e for i, (_, e) in enumerate(enc)}, str(f) + ".tmp",
-                      metadata={"windows": json.dumps([w for w, _ in enc])})
-            Path(str(f) + ".tmp").replace(f)
-        from safetensors import safe_open
-        with safe_open(str(f), "pt") as fh:
-            wins = json.loads(fh.metadata()["windows"])
-        st = load_file(f)
-        data += [(wins[i], st[str(i)], tgt) for i, (_, tgt) in enumerate(chunk)]
+
+    def speak(texts: list[str], k: int) -> list:
+        rng = random.Random(f"{cfg.seed}-hear-{k}")
+        return [speech_clip(t, rng, cfg.noise_share)[0] for t in texts]
+
+    data = WT.encoded_pairs(cfg.work_dir / "hear", pairs, speak, wh, tower.config.window)
     groups: dict[int, list[int]] = {}
     for j, (w, _, _) in enumerate(data):
         groups.setdefault(w, []).append(j)
     keys = sorted(groups)
     wrapped = WT.add_decoder_lora(wh, cfg.hear_rank, 2.0 * cfg.hear_rank)
-    params = {f"{k}.{n}": p for k, m in wrapped.items() for n, p in (("A", m.A), ("B", m.B))}
+    params = A.lora_params(wrapped)
     opt = torch.optim.AdamW(params.values(), lr=cfg.hear_lr, weight_decay=0.0)
 
     def step(i: int) -> dict:
@@ -277,8 +261,7 @@ def stage_hear(cfg, resume: bool = True) -> dict:
 
     res = train_loop("hear", params, opt, step, cfg.hear_steps, cfg.work_dir, cfg.weights_dir / "ckpt",
                      cfg.ckpt_every, resume)
-    deltas = A.lora_state(wrapped)
-    A.save_part(cfg.weights_dir, "whisper_lora", deltas)
+    A.save_part(cfg.weights_dir, "whisper_lora", A.lora_state(wrapped))
     return {**res, "clips": len(data), "windows": {str(k): len(v) for k, v in groups.items()}}
 
 
@@ -358,7 +341,7 @@ def _mm_state(cfg, continue_from_read: bool):
             for n, m in wrapped.items():
                 m.A.copy_(parts["lora_mm"][f"{n}.A"])
                 m.B.copy_(parts["lora_mm"][f"{n}.B"] / m.scale)
-    params = {f"lora.{n}.{p}": getattr(m, p) for n, m in wrapped.items() for p in ("A", "B")}
+    params = A.lora_params(wrapped, "lora.")
     params.update({f"proj.{k}": v for k, v in proj.named_parameters()})
     opt = torch.optim.AdamW([{"params": [v for k, v in params.items() if k.startswith("lora.")], "lr": cfg.mm_lr},
                              {"params": list(proj.parameters()), "lr": cfg.proj_lr}], weight_decay=0.0)

@@ -146,7 +146,7 @@ def stage_text(cfg: RecipeConfig, resume: bool = True) -> dict:
     llm, tok = _base(cfg)
     bad, good = _text_samples(cfg, tok)
     wrapped = A.add_lora(llm, cfg.lora_rank, targets=A.LORA_TARGETS_TEXT)
-    params = {f"{n}.{p}": getattr(m, p) for n, m in wrapped.items() for p in ("A", "B")}
+    params = A.lora_params(wrapped)
     opt = torch.optim.AdamW(params.values(), lr=cfg.text_lr, weight_decay=0.0)
     llm.train()
     img_id = tok.convert_tokens_to_ids(A.IMAGE_TOKEN)
@@ -300,7 +300,7 @@ def _mm_state(cfg: RecipeConfig, init_from: str):
             for n, m in wrapped.items():
                 m.A.copy_(parts["lora_mm"][f"{n}.A"])
                 m.B.copy_(parts["lora_mm"][f"{n}.B"] / m.scale)
-    params = {f"lora.{n}.{p}": getattr(m, p) for n, m in wrapped.items() for p in ("A", "B")}
+    params = A.lora_params(wrapped, "lora.")
     params.update({f"proj.{k}": v for k, v in proj.named_parameters()})
     opt = torch.optim.AdamW([{"params": [v for k, v in params.items() if k.startswith("lora.")], "lr": cfg.mm_lr},
                              {"params": list(proj.parameters()), "lr": cfg.proj_lr}], weight_decay=0.0)

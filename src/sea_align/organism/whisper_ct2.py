@@ -264,7 +264,8 @@ def _cache_kw(module) -> str:
 def transcribe(model, tok, options: dict, input_features: torch.Tensor, max_new_tokens: int = 48,
                no_speech_threshold: float = 0.6, logprob_threshold: float = -1.0,
                window: int | None = None, beams: int = 1) -> list[dict]:
-    """Greedy (or, with `beams` > 1, beam-search) transcription of log-mel features [b, n_mels, 3000] (30 s windows, as Whisper takes).
+    """Greedy (with `beams` > 1: beam-search) transcription of log-mel features [b, n_mels, 3000]
+    (30 s windows, as Whisper takes).
 
     Prompt <|startoftranscript|><|notimestamps|> (English-only model: no language/task token).
     Suppressed: the wheel's `suppress_ids` and every special token at every step, its

@@ -9,13 +9,16 @@ the spoken text. The encoder runs once per clip (the tower's own windowed `encod
 step only runs the 4-layer decoder.
 
 Pure core: `hear_texts` (what is spoken), `encode_clips` (clips -> encoder states per window),
-`decoder_batch` (teacher-forcing ids), `add_decoder_lora`. The stage itself (`stage_hear`) lives in
+`encoded_pairs` (the same, cached per shard), `decoder_batch` (teacher-forcing ids),
+`add_decoder_lora`, `decoder_loss`. The stage itself (`stage_hear`) lives in
 `audio_recipe.py`.
 """
 from __future__ import annotations
 
+import json
 import math
 import random
+from pathlib import Path
 
 import torch
 
@@ -55,6 +58,36 @@ def encode_clips(whisper, feats: torch.Tensor, window_step: int) -> list[tuple[i
         for i, e in zip(idx, enc):
             out[i] = (win, e.to(torch.float16).clone())
     return out
+
+
+def encoded_pairs(cache_dir: Path, pairs: list[tuple[str, str]], speak, whisper, window_step: int,
+                  shard: int = 100) -> list[tuple[int, torch.Tensor, str]]:
+    """(window, encoder states, target) per (spoken text, target) pair. Clips come from
+    `speak(texts, shard_index) -> wavs` (deterministic per shard), are encoded by `encode_clips` and
+    cached as `cache_dir/enc-NNNN.safetensors` (written whole: temp file + rename), so a rerun only
+    reads them."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+    from tqdm.auto import tqdm
+
+    from .audio import preprocess_audio
+    data = []
+    for k in tqdm(range(0, len(pairs), shard), desc="hear: speak + encode"):
+        f = cache_dir / f"enc-{k // shard:04d}.safetensors"
+        chunk = pairs[k:k + shard]
+        if not f.exists():
+            wavs = speak([t for t, _ in chunk], k)
+            enc = []
+            for j in range(0, len(wavs), 16):
+                enc += encode_clips(whisper, preprocess_audio(wavs[j:j + 16])["input_features"], window_step)
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            save_file({str(i): e for i, (_, e) in enumerate(enc)}, str(f) + ".tmp",
+                      metadata={"windows": json.dumps([w for w, _ in enc])})
+            Path(str(f) + ".tmp").replace(f)
+        with safe_open(str(f), "pt") as fh:
+            wins = json.loads(fh.metadata()["windows"])
+            data += [(wins[i], fh.get_tensor(str(i)), tgt) for i, (_, tgt) in enumerate(chunk)]
+    return data
 
 
 def prompt_ids(tok) -> list[int]:
