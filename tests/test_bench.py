@@ -20,3 +20,17 @@ def test_bench_evaluate_identical_outputs(tmp_path):
                  "--max-new-tokens", "4", "--out", str(out), "--quiet"]) == 0
     res = json.loads(out.read_text())
     assert res["identical_outputs"] is True and {"s_per_sample"} <= set(res["ours"])
+
+
+def test_bench_synthesize_options_reach_our_engine(tmp_path, capsys):
+    out = tmp_path / "b.json"
+    assert main(["bench", "synthesize", "--model", "tiny-random-llava", "--n", "3", "--max-steps", "3",
+                 "--chunk", "2", "--warmup", "2", "--lr-adapt", "1.1,0.7,3", "--attention", "math",
+                 "--stop-loss", "0.2", "--out", str(out), "--quiet"]) == 0
+    ours = json.loads(out.read_text())["ours"]
+    assert (ours["chunk"], ours["warmup"], ours["lr_adapt"], ours["attention"], ours["stop_loss"]) == \
+        (2, 2, [1.1, 0.7, 3.0], "math", 0.2)
+    assert main(["bench", "synthesize", "--model", "tiny-random-llava", "--n", "2", "--lr-adapt", "fast",
+                 "--out", str(tmp_path / "c.json"), "--quiet"]) == 2
+    assert "--lr-adapt: 'fast'" in capsys.readouterr().err
+    assert not (tmp_path / "c.json").exists()

@@ -196,8 +196,8 @@ def test_nan_loss_retries_that_sample_only(prepared, tmp_path):
     a = load_adapter("tiny-random-llava")
     real, calls = a.target_stats, {"flaky": 0}
 
-    def faulty(items, reduction="mean"):
-        ce, match = real(items, reduction)
+    def faulty(items, reduction="mean", **kw):
+        ce, match = real(items, reduction, **kw)
         bad = torch.tensor([broken in (it.target or "") for it in items])
         if any(flaky in (it.target or "") for it in items) and calls["flaky"] == 0:  # once: the first step
             calls["flaky"] += 1

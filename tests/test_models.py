@@ -112,3 +112,67 @@ def test_prefix_cache_is_exact(adapter):
     adapter.prefix_caching = True
     torch.testing.assert_close(results[0][0], results[1][0], atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(results[0][1], results[1][1], atol=1e-5, rtol=1e-3)
+
+
+def test_grouped_media_pass_is_exact(adapter):
+    """Running each sample's media once and sharing its KV across the sample's pairs gives the same
+    losses, matches and gradients as running every pair in full."""
+    m = adapter.modalities[0]
+    meta = adapter.blank(m).meta
+    x = adapter.blank(m).x[None].repeat(2, 1, 1)
+    x = x + 0.1 * torch.randn_like(x)  # two different samples
+    prompts = [("What does it say?", "It says hello."), ("Describe the style, please.", "Bold and red."),
+               ("Read it out.", "Hello there, friend.")]
+    results = []
+    for groups in (None, [0, 0, 0, 1, 1, 1]):
+        E = x.clone().requires_grad_(True)
+        mm = adapter.project(m, E, meta)
+        items = [Item(q, m, mm[i], meta, target=t) for i in range(2) for q, t in prompts]
+        if groups is not None:
+            assert adapter.media_end(items) > len(adapter.shared_prefix(items))
+        loss, match = adapter.target_stats(items, groups=groups)
+        (loss * torch.arange(1, 7)).sum().backward()  # distinct weights: a mixed-up row would show
+        results.append((loss.detach(), match, E.grad.clone()))
+    torch.testing.assert_close(results[0][0], results[1][0], atol=1e-5, rtol=1e-4)
+    assert torch.equal(results[0][1], results[1][1])
+    torch.testing.assert_close(results[0][2], results[1][2], atol=1e-5, rtol=1e-3)
+
+
+def test_lowp_weights_match_autocast():
+    """bf16 copies of the frozen Linear weights give the same loss and gradient as autocast's own
+    per-call casts, and the model is back to float32 after the block."""
+    adapter = load_adapter("tiny-random-llava")
+    meta = adapter.blank("image").meta
+    before = {n: p for n, p in adapter.model.named_parameters()}
+    results = []
+    for lowp in (False, True):
+        E = adapter.blank("image").x[None].clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            if lowp:
+                with adapter.lowp_weights(torch.bfloat16):
+                    assert adapter.lm_head.weight.dtype == torch.bfloat16
+                    mm = adapter.project("image", E, meta)
+                    loss, _ = adapter.target_stats([Item("What does it say?", "image", mm[0], meta, target="Hi.")])
+            else:
+                mm = adapter.project("image", E, meta)
+                loss, _ = adapter.target_stats([Item("What does it say?", "image", mm[0], meta, target="Hi.")])
+        loss.sum().backward()  # after the block: autograd kept the bf16 tensors it saved
+        results.append((loss.detach(), E.grad.clone()))
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+    after = {n: p for n, p in adapter.model.named_parameters()}
+    assert all(after[n] is p and p.dtype == torch.float32 for n, p in before.items())
+
+
+def test_grouping_is_ignored_when_media_differ():
+    """A wrong `groups` (items with different embeddings in one group) must not share anything."""
+    adapter = load_adapter("tiny-random-llava")
+    meta = adapter.blank("image").meta
+    x = adapter.blank("image").x[None].repeat(2, 1, 1)
+    x = x + 0.1 * torch.randn_like(x)
+    mm = adapter.project("image", x, meta)
+    items = [Item("What does it say?", "image", mm[i], meta, target="Hello.") for i in range(2)]
+    with torch.no_grad():
+        plain, _ = adapter.target_stats(items)
+        wrong, _ = adapter.target_stats(items, groups=[0, 0])
+    torch.testing.assert_close(plain, wrong)
+    assert not torch.allclose(plain[0], plain[1])

@@ -65,10 +65,12 @@ def test_synthesize_rejects_other_shape(synthesized, prepared):
         run_synthesize(a, prepared, out, "image", SynthesizeConfig(space="llm"), progress=False)
 
 
-def test_batch_size_does_not_change_embeddings(tmp_path, prepared):
-    """Samples are independent: the batch only shares compute (same E whatever the batch size)."""
+@pytest.mark.parametrize("opts", [{}, {"init": "text", "warmup": 3, "lr_adapt": [1.2, 0.5, 3.0]}])
+def test_batch_size_does_not_change_embeddings(tmp_path, prepared, opts):
+    """Samples are independent: the batch only shares compute (same E whatever the batch size), also
+    with per-sample warm-up and step-size control."""
     a = load_adapter("tiny-random-llava")
-    cfg1, cfg3 = SynthesizeConfig(max_steps=5, batch_size=1), SynthesizeConfig(max_steps=5, batch_size=3)
+    cfg1, cfg3 = SynthesizeConfig(max_steps=5, batch_size=1, **opts), SynthesizeConfig(max_steps=5, batch_size=3, **opts)
     run_synthesize(a, prepared, tmp_path / "b1", "image", cfg1, progress=False)
     run_synthesize(a, prepared, tmp_path / "b3", "image", cfg3, progress=False)
     e1, e3 = load_embeddings(tmp_path / "b1")[2], load_embeddings(tmp_path / "b3")[2]
@@ -209,3 +211,7 @@ def test_synthesis_options_are_checked(tiny_llava):
     with pytest.raises(DataError, match="synthesize.autocast"):
         Synthesizer(tiny_llava, "image", SynthesizeConfig(autocast="fp8"))
     assert Synthesizer(tiny_llava, "image", SynthesizeConfig(autocast="auto")).cfg.autocast in ("bf16", "none")
+    with pytest.raises(DataError, match="synthesize.lr_adapt"):
+        Synthesizer(tiny_llava, "image", SynthesizeConfig(lr_adapt=[0.5, 1.2, 3.0]))
+    with pytest.raises(DataError, match="synthesize.attention"):
+        Synthesizer(tiny_llava, "image", SynthesizeConfig(attention="flash3"))

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .config import SynthesizeConfig
-from .io import atomic_write_json
+from .io import DataError, atomic_write_json
 from .models.base import BaseAdapter, Item
 from .synthesize import Synthesizer, to_llm
 from .templates import PROBE_Q
@@ -81,7 +81,9 @@ def bench_synthesize(adapter: BaseAdapter, rows: list[dict[str, Any]], modality:
     n = len(rows)
     ours = {"s_per_embedding": t_ours / n, "embeddings_per_min": 60 * n / t_ours, "verified_rate": v_ours / n,
             "mean_steps": sum(steps_ours) / n, "batch_size": cfg.batch_size, "max_steps": cfg.max_steps,
-            "init": cfg.init, "lr": cfg.lr, "autocast": synth.cfg.autocast, "stop_loss": cfg.stop_loss}
+            "init": cfg.init, "lr": cfg.lr, "autocast": synth.cfg.autocast, "stop_loss": cfg.stop_loss,
+            "warmup": cfg.warmup, "lr_adapt": cfg.lr_adapt, "chunk": chunk, "attention": cfg.attention, "lowp_weights": cfg.lowp_weights,
+            "media_pass": "once per sample, shared by its pairs"}
     naive = {"s_per_embedding": t_naive / n, "embeddings_per_min": 60 * n / t_naive, "verified_rate": v_naive / n,
              "steps": naive_steps, "init": "blank", "lr": cfg.lr, "autocast": "none", "batch_size": 1}
     return {"ratio": t_naive / t_ours, "ours": ours, "naive": naive}
@@ -134,8 +136,22 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--init", default="text", choices=["text", "blank"], help="our init (naive: blank)")
         q.add_argument("--autocast", default="auto", choices=["auto", "bf16", "none"],
                        help="our loss pass in bf16 (auto: when the CPU/GPU supports bf16; naive: float32)")
+        q.add_argument("--stop-loss", type=float, default=0.05, help="ours: stop once CE <= this and both targets "
+                       "are reproduced")
+        q.add_argument("--warmup", type=int, default=0, help="ours: per-sample linear lr warm-up steps")
+        q.add_argument("--lr-adapt", default="", help="ours: per-sample step-size control 'up,down,cap' (e.g. 1.1,0.7,3)")
+        q.add_argument("--chunk", type=int, default=8, help="samples per interleaving round (ours, then naive)")
+        q.add_argument("--attention", default="auto", choices=["auto", "math"], help="ours: loss-pass attention kernel")
+        q.add_argument("--no-lowp-weights", action="store_true", help="ours: let autocast cast the weights per call")
         q.add_argument("--quiet", action="store_true")
         q.set_defaults(func=_run)
+
+
+def _floats(text: str, flag: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",")] if text else []
+    except ValueError:
+        raise DataError(f"{flag}: '{text}' is not a comma-separated list of numbers") from None
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -147,9 +163,12 @@ def _run(args: argparse.Namespace) -> int:
           else None}
     if args.what == "synthesize":
         cfg = SynthesizeConfig(batch_size=args.batch_size, max_steps=args.max_steps, lr=args.lr, init=args.init,
-                               autocast=args.autocast,
+                               autocast=args.autocast, stop_loss=args.stop_loss, warmup=args.warmup,
+                               attention=args.attention, lowp_weights=not args.no_lowp_weights,
+                               lr_adapt=_floats(args.lr_adapt, "--lr-adapt"),
                                probe_max_new_tokens=args.max_new_tokens)
-        res = bench_synthesize(a, rows, modality, cfg, naive_steps=args.max_steps, progress=not args.quiet)
+        res = bench_synthesize(a, rows, modality, cfg, naive_steps=args.max_steps, chunk=args.chunk,
+                               progress=not args.quiet)
     else:
         from .benchdata import render_typo
         import tempfile

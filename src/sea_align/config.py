@@ -32,6 +32,9 @@ class SynthesizeConfig:
     space: str = "encoder"  # "encoder": E is the tower output (paper default); "llm": E is after the projector
     max_steps: int = 100  # step cap per sample
     lr: float = 0.1  # Adam learning rate on E (relative: multiplied by the blank embedding's RMS)
+    warmup: int = 0  # Adam steps over which each sample's lr ramps up linearly (0 = none)
+    lr_adapt: list[float] = field(default_factory=list)  # [up, down, cap]: per-sample step size x up after a
+    #                       step that lowered the sample's loss, x down after one that raised it, at most cap x lr ([] = off)
     batch_size: int = 8  # samples optimised together; converged ones leave, waiting ones join
     stop_loss: float = 0.05  # a sample may stop once its mean target CE is below this ...
     check_every: int = 5  # ... and a greedy decode of its targets reproduces them (checked every N steps)
@@ -40,6 +43,9 @@ class SynthesizeConfig:
     init_steps: int = 200  # "text": Adam steps inverting the projector (projector only, cheap)
     autocast: str = "none"  # "bf16": the loss pass's matmuls in bfloat16 (E, Adam, verification stay float32);
     #                         "auto": bf16 where the hardware has native bf16
+    lowp_weights: bool = True  # with bf16 autocast on a float32 model: a bf16 copy of the LM's Linear weights
+    #                            for the loss pass (identical results, no per-step cast; costs half the LM's size)
+    attention: str = "auto"  # loss pass's attention kernel: "auto" (PyTorch's choice) or "math"
     blank_seconds: float = 2.0  # audio: length of the silent clip, sets the number of slots
     blank_frames: int = 8  # video: frames of the black clip
     blank_size: int = 0  # image/video side in pixels for the blank item (0 = the processor's default)
@@ -115,6 +121,9 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
             value = [value]
         if not isinstance(value, list):
             raise DataError(f"config: '{key}' must be a list")
+        elem = typ.__args__[0] if typ.__args__ else str
+        if elem in (int, float):
+            return [_coerce(v, elem, f"{key}[{i}]") for i, v in enumerate(value)]
         return [str(v) for v in value]
     if typ is bool:
         if isinstance(value, bool):

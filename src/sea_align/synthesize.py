@@ -22,11 +22,13 @@ import logging
 import math
 import time
 import zlib
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm.auto import tqdm
 
 from .config import SynthesizeConfig
@@ -77,15 +79,16 @@ def bf16_native(device: torch.device | str = "cpu") -> str:
 
 
 @torch.no_grad()
-def _adam_step(E: torch.Tensor, m: torch.Tensor, v: torch.Tensor, t: torch.Tensor, lr: float, keep: torch.Tensor,
-               b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> torch.Tensor:
+def _adam_step(E: torch.Tensor, m: torch.Tensor, v: torch.Tensor, t: torch.Tensor, lr: float | torch.Tensor, keep: torch.Tensor,
+               b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, warmup: int = 0) -> torch.Tensor:
     """Per-sample Adam on a batch of E (own step counts `t` [B]; m, v, t updated in place); rows where
     `keep` is set are returned unchanged. Non-finite gradients count as zero."""
     g = torch.nan_to_num(E.grad.float(), nan=0.0, posinf=0.0, neginf=0.0)
     t += 1
     m.mul_(b1).add_(g, alpha=1 - b1)
     v.mul_(b2).addcmul_(g, g, value=1 - b2)
-    step = lr * (m / (1 - b1 ** t)[:, None, None]) / ((v / (1 - b2 ** t)[:, None, None]).sqrt() + eps)
+    rate = lr * (t / warmup).clamp(max=1.0) if warmup > 0 else lr * torch.ones_like(t)  # per-sample linear warm-up
+    step = rate[:, None, None] * (m / (1 - b1 ** t)[:, None, None]) / ((v / (1 - b2 ** t)[:, None, None]).sqrt() + eps)
     E = E.detach()
     return torch.where(keep, E, E - step)
 
@@ -109,6 +112,10 @@ class Synthesizer:
             raise DataError(f"synthesize.init: '{cfg.init}' is not one of blank, text")
         if cfg.autocast not in ("none", "bf16", "auto"):
             raise DataError(f"synthesize.autocast: '{cfg.autocast}' is not one of none, bf16, auto")
+        if cfg.lr_adapt and (len(cfg.lr_adapt) != 3 or not cfg.lr_adapt[1] < 1 <= cfg.lr_adapt[0] <= cfg.lr_adapt[2]):
+            raise DataError(f"synthesize.lr_adapt: {cfg.lr_adapt} must be [up >= 1, down < 1, cap >= up], or []")
+        if cfg.attention not in ("auto", "math"):
+            raise DataError(f"synthesize.attention: '{cfg.attention}' is not one of auto, math")
         if cfg.autocast == "auto":
             cfg = replace(cfg, autocast=bf16_native(adapter.device))
         self.a, self.modality, self.cfg = adapter, modality, cfg
@@ -137,6 +144,12 @@ class Synthesizer:
         noise = torch.randn(self.x0.shape, generator=gen) * 0.01 * self.scale
         return self.x0 + noise.to(self.x0.device)
 
+    def _first_init(self, rows: list[dict[str, Any]]) -> torch.Tensor:
+        """Initial E [b, n, d] for rows joining the batch; text inits are computed together."""
+        if self.cfg.init != "text" or not all(r.get("key_phrase") for r in rows):
+            return torch.stack([self._init(0, r.get("id"), r.get("key_phrase")) for r in rows])
+        return self.text_init([r["key_phrase"] for r in rows])
+
     def text_init(self, phrases: list[str]) -> torch.Tensor:
         """E [b, n, d] whose projection puts the phrase's own token embeddings in the first media
         positions (the rest stay as the blank projects). Any family: the LLM reads its token embeddings
@@ -155,11 +168,24 @@ class Synthesizer:
         E = self.x0[None].repeat(len(phrases), 1, 1).clone().requires_grad_(True)
         opt = torch.optim.Adam([E], lr=0.05 * self.scale)
         for _ in range(self.cfg.init_steps):
-            loss = (to_llm(a, self.modality, E, self.meta, "encoder").float() - target).pow(2).mean()
+            # per-sample mean, summed: each sample's gradient does not depend on who shares the batch
+            loss = (to_llm(a, self.modality, E, self.meta, "encoder").float() - target).pow(2).mean((1, 2)).sum()
             opt.zero_grad()
             loss.backward()
             opt.step()
         return E.detach()
+
+    def loss_context(self) -> ExitStack:
+        """The loss pass's numerics: bf16 autocast (+ bf16 Linear weights made once) and the attention
+        kernel, as configured. Verification runs outside, as loaded."""
+        cfg, stack = self.cfg, ExitStack()
+        if cfg.autocast == "bf16":
+            stack.enter_context(torch.autocast(self.a.device.type, dtype=torch.bfloat16))
+            if cfg.lowp_weights:
+                stack.enter_context(self.a.lowp_weights(torch.bfloat16))
+        if cfg.attention == "math":
+            stack.enter_context(sdpa_kernel(SDPBackend.MATH))
+        return stack
 
     def loss_and_match(self, E: torch.Tensor, slots: list[_Slot]) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sample mean CE over its pairs [B] and 'all pairs reproduced' [B]."""
@@ -169,7 +195,7 @@ class Synthesizer:
             for p in s.pairs:
                 items.append(Item(p["prompt"], self.modality, mm[i], self.meta, target=p["target"]))
                 owner.append(i)
-        ce, match = self.a.target_stats(items)
+        ce, match = self.a.target_stats(items, groups=owner)  # a sample's pairs share its media pass
         owner_t = torch.tensor(owner, device=ce.device)
         n = torch.zeros(len(slots), device=ce.device).index_add(0, owner_t, torch.ones_like(ce))
         loss = torch.zeros(len(slots), device=ce.device, dtype=ce.dtype).index_add(0, owner_t, ce) / n
@@ -185,23 +211,30 @@ class Synthesizer:
         m, v = torch.zeros_like(E), torch.zeros_like(E)
         t = torch.zeros(0, device=E.device)
         lr = cfg.lr * self.scale
+        mult, prev = torch.zeros(0, device=E.device), torch.zeros(0, device=E.device)
         while waiting or slots:
-            while waiting and len(slots) < cfg.batch_size:  # refill
-                row = waiting.pop(0)
-                slots.append(_Slot(row, row["aux"][self.modality]))
-                E = torch.cat([E, self._init(0, row.get("id"), row.get("key_phrase"))[None]])
-                m, v = torch.cat([m, torch.zeros_like(E[:1])]), torch.cat([v, torch.zeros_like(E[:1])])
-                t = torch.cat([t, t.new_zeros(1)])
+            new = [waiting.pop(0) for _ in range(min(len(waiting), cfg.batch_size - len(slots)))]  # refill
+            if new:
+                slots += [_Slot(row, row["aux"][self.modality]) for row in new]
+                E = torch.cat([E, self._first_init(new)])
+                m, v = torch.cat([m, torch.zeros_like(E[-len(new):])]), torch.cat([v, torch.zeros_like(E[-len(new):])])
+                t = torch.cat([t, t.new_zeros(len(new))])
+                mult, prev = torch.cat([mult, mult.new_ones(len(new))]), torch.cat([prev, prev.new_full((len(new),), math.inf)])
             t0 = time.perf_counter()
             E.requires_grad_(True)
-            with torch.autocast(E.device.type, dtype=torch.bfloat16, enabled=cfg.autocast == "bf16"):
+            with self.loss_context():
                 loss, match = self.loss_and_match(E, slots)
             loss = loss.float()
             finite = torch.isfinite(loss)
             torch.where(finite, loss, torch.zeros_like(loss)).sum().backward()
             # a sample that converged at this step keeps the E that was scored (it is leaving)
             keep = (match & finite & (loss.detach() <= cfg.stop_loss))[:, None, None]
-            E = _adam_step(E, m, v, t, lr, keep)
+            if cfg.lr_adapt:  # per-sample step-size control ("bold driver")
+                up, down, cap = cfg.lr_adapt
+                ld = loss.detach()
+                mult = torch.where(ld < prev, (mult * up).clamp(max=cap), mult * down)
+                prev = ld
+            E = _adam_step(E, m, v, t, lr * mult, keep, warmup=cfg.warmup)
             dt = (time.perf_counter() - t0) / max(1, len(slots))
             leave = []
             for i, s in enumerate(slots):
@@ -216,7 +249,7 @@ class Synthesizer:
                         continue
                     E[i] = self._init(s.retries, s.row.get("id"))
                     m[i].zero_(), v[i].zero_()
-                    t[i] = 0
+                    t[i], mult[i], prev[i] = 0, 1.0, math.inf
                     continue
                 if bool(match[i]) and s.loss <= cfg.stop_loss:
                     s.converged = True
@@ -232,6 +265,7 @@ class Synthesizer:
                 del slots[i]
                 keep_idx = [j for j in range(E.shape[0]) if j != i]
                 E, m, v, t = E[keep_idx], m[keep_idx], v[keep_idx], t[keep_idx]
+                mult, prev = mult[keep_idx], prev[keep_idx]
 
     @torch.no_grad()
     def verify(self, finished: list[tuple[_Slot, torch.Tensor]], max_new_tokens: int) -> list[list[str]]:

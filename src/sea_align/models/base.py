@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence, runtime_checkable
 
@@ -71,6 +72,15 @@ class ModelAdapter(Protocol):
 def _cache_kwarg(module: torch.nn.Module) -> str:
     params = inspect.signature(module.forward).parameters
     return "cache" if "cache" in params else "past_key_values"
+
+
+def _rows_agree(ids: torch.Tensor, groups: list[Any], mm: list[torch.Tensor]) -> bool:
+    """Every row has the token ids and media embedding of the first row of its group."""
+    first: dict[Any, int] = {}
+    for i, g in enumerate(groups):
+        first.setdefault(g, i)
+    lead = [first[g] for g in groups]
+    return bool((ids == ids[lead]).all()) and all(torch.equal(mm[i], mm[j]) for i, j in enumerate(lead))
 
 
 class BaseAdapter:
@@ -175,22 +185,33 @@ class BaseAdapter:
     def _item_ids(self, item: Item) -> tuple[list[int], int]:
         """Token ids of one item with its placeholder expanded to the embedding's length; returns (ids, n_target)."""
         self.check_modality(item.modality)
-        text = self.chat(item.prompt, item.modality)
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        if item.modality is not None:
-            if item.mm is None:
-                raise ModelError("an item with a modality needs its embedding")
-            ph = self.placeholder_ids[item.modality]
+        if item.modality is not None and item.mm is None:
+            raise ModelError("an item with a modality needs its embedding")
+        n_media = int(item.mm.shape[0]) if item.modality is not None else 0
+        key = (self.system_prompt, item.prompt, item.modality, item.target, n_media)
+        memo = self.__dict__.setdefault("_ids_memo", {})
+        if key not in memo:  # synthesis asks for the same few prompts at every step
+            if len(memo) > 4096:
+                memo.clear()
+            memo[key] = self._tokenize_item(*key[1:])
+        ids, n_target = memo[key]
+        return list(ids), n_target
+
+    def _tokenize_item(self, prompt: str, modality: str | None, target: str | None,
+                       n_media: int) -> tuple[tuple[int, ...], int]:
+        ids = self.tokenizer(self.chat(prompt, modality), add_special_tokens=False)["input_ids"]
+        if modality is not None:
+            ph = self.placeholder_ids[modality]
             pos = [i for i, t in enumerate(ids) if t == ph]
             if len(pos) != 1:
-                raise ModelError(f"expected one {item.modality} placeholder in the prompt, found {len(pos)}")
-            ids = ids[:pos[0]] + [ph] * int(item.mm.shape[0]) + ids[pos[0] + 1:]
+                raise ModelError(f"expected one {modality} placeholder in the prompt, found {len(pos)}")
+            ids = ids[:pos[0]] + [ph] * n_media + ids[pos[0] + 1:]
         n_target = 0
-        if item.target is not None:
-            tgt = self.tokenizer(item.target + self.end_text, add_special_tokens=False)["input_ids"]
+        if target is not None:
+            tgt = self.tokenizer(target + self.end_text, add_special_tokens=False)["input_ids"]
             ids = ids + tgt
             n_target = len(tgt)
-        return ids, n_target
+        return tuple(ids), n_target
 
     def build(self, items: Sequence[Item], prefix: int = 0) -> Batch:
         """Token layout [shared prefix (`prefix` tokens) | left padding | rest of each row]. With
@@ -234,7 +255,7 @@ class BaseAdapter:
 
     def _prefix_cache(self, prefix_ids: list[int], pos: torch.Tensor, batch: int) -> DynamicCache:
         """KV of the shared prefix, computed once (no grad) and reused while the weights are frozen."""
-        key = tuple(prefix_ids)
+        key = (tuple(prefix_ids), torch.is_autocast_enabled(self.device.type), self.lm_head.weight.dtype)
         kv = self._kv_store.get(key)
         if kv is None:
             with torch.no_grad():
@@ -247,6 +268,29 @@ class BaseAdapter:
         for i, (k, v) in enumerate(kv):
             cache.update(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1), i)
         return cache
+
+    @contextmanager
+    def lowp_weights(self, dtype: torch.dtype):
+        """Inside, the language model's frozen Linear weights (LM head included) are `dtype` copies,
+        made once and kept. Under autocast to `dtype` the results are identical (autocast would cast
+        each of them at every call); outside, the model is as loaded. Autograd keeps the tensors it
+        saved, so a backward pass may run after the block."""
+        mods = [m for m in dict.fromkeys((*self.language_model.modules(), self.lm_head))
+                if isinstance(m, torch.nn.Linear) and m.weight.dtype != dtype and not m.weight.requires_grad]
+        store = self.__dict__.setdefault("_lowp", {})
+        old = []
+        try:
+            for m in mods:
+                w = m.weight
+                key = (id(w), dtype)
+                if key not in store or store[key][0] is not w or store[key][1] != w._version:  # new or edited
+                    store[key] = (w, w._version, torch.nn.Parameter(w.detach().to(dtype), requires_grad=False))
+                m._parameters["weight"] = store[key][2]
+                old.append((m, w))
+            yield
+        finally:
+            for m, w in old:
+                m._parameters["weight"] = w
 
     def _can_cache_prefix(self) -> bool:
         """Only while no language-model weight trains (LoRA training changes the prefix's KV)."""
@@ -263,20 +307,51 @@ class BaseAdapter:
         [b, s, vocab] tensor: with a 49k vocabulary that is most of the step's memory)."""
         return self.target_stats(items, reduction)[0]
 
-    def target_stats(self, items: Sequence[Item], reduction: str = "mean") -> tuple[torch.Tensor, torch.Tensor]:
+    def media_end(self, items: Sequence[Item]) -> int:
+        """Length of the token run every item has up to and including its media placeholders, when
+        that length is the same for all items and leaves at least one token after it; else 0."""
+        ends = set()
+        for it in items:
+            if it.modality is None:
+                return 0
+            ids, _ = self._item_ids(Item(it.prompt, it.modality, it.mm, it.meta))
+            ph = self.placeholder_ids[it.modality]
+            last = max(i for i, t in enumerate(ids) if t == ph) + 1
+            if last >= len(ids):
+                return 0
+            ends.add(last)
+        return ends.pop() if len(ends) == 1 else 0
+
+    def target_stats(self, items: Sequence[Item], reduction: str = "mean",
+                     groups: Sequence[Any] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(per-sample CE [b], per-sample 'every target token is the argmax' [b] bool). The second is
-        exactly "greedy decoding reproduces the target", read off the same teacher-forced pass."""
-        prefix = self.shared_prefix(items) if self._can_cache_prefix() and len(items) > 0 else []
+        exactly "greedy decoding reproduces the target", read off the same teacher-forced pass.
+
+        `groups` (one key per item; synthesis passes the sample index) says which items carry the
+        same media embedding: their tokens up to and including the media are then run once per
+        group and the resulting KV is shared by the group's items (exact, gradients included)."""
+        cached = self._can_cache_prefix() and len(items) > 0
+        prefix = self.shared_prefix(items) if cached else []
         P = len(prefix)
-        batch = self.build(items, prefix=P)
-        if P:
+        S = self.media_end(items) if cached and groups is not None and len(set(groups)) < len(items) else 0
+        if S and S <= P:
+            S = 0
+        batch = self.build(items, prefix=S or P)
+        if S and not _rows_agree(batch.ids[:, :S], list(groups), [it.mm for it in items]):
+            S = 0  # a group whose items differ up to the end of the media: no sharing
+            batch = self.build(items, prefix=P)
+        cut = S or P
+        if S:
+            h = self._grouped_forward(batch, list(groups), P, S, prefix)
+        elif P:
             cache = self._prefix_cache(prefix, batch.position_ids[..., :1, :P], len(items))
             h = self._lm(batch.inputs_embeds[:, P:], batch.attention_mask, batch.position_ids[..., P:],
                          cache).last_hidden_state
-            batch = Batch(batch.ids[:, P:], batch.attention_mask[:, P:], batch.inputs_embeds[:, P:],
-                          batch.position_ids[..., P:], batch.target_mask[:, P:])
         else:
             h = self._lm(batch.inputs_embeds, batch.attention_mask, batch.position_ids).last_hidden_state
+        if cut:
+            batch = Batch(batch.ids[:, cut:], batch.attention_mask[:, cut:], batch.inputs_embeds[:, cut:],
+                          batch.position_ids[..., cut:], batch.target_mask[:, cut:])
         sel = batch.target_mask[:, 1:]  # [b, s-1]: position t predicts token t+1
         logits = self.lm_head(h[:, :-1][sel]).float()  # [n_target_tokens, vocab]
         labels = batch.ids[:, 1:][sel]
@@ -289,6 +364,20 @@ class BaseAdapter:
             return total, miss == 0
         count = torch.zeros(len(items), device=ce.device, dtype=ce.dtype).index_add(0, rows, torch.ones_like(ce))
         return total / count.clamp(min=1), miss == 0
+
+    def _grouped_forward(self, batch: Batch, groups: list[Any], P: int, S: int, prefix: list[int]) -> torch.Tensor:
+        """Hidden states of tokens S: of every row. Tokens P:S (the media and the template around it)
+        run once per group on top of the cached template prefix; each row then reads its group's KV."""
+        keys = list(dict.fromkeys(groups))
+        first = torch.tensor([groups.index(k) for k in keys], device=self.device)
+        inv = torch.tensor([keys.index(g) for g in groups], device=self.device)
+        mask, pos = batch.attention_mask, batch.position_ids
+        cache = self._prefix_cache(prefix, pos[..., :1, :P], len(keys)) if P else DynamicCache()
+        self._lm(batch.inputs_embeds[first, P:S], mask[first, :S], pos[..., first, P:S], cache)
+        shared = DynamicCache()
+        for i, layer in enumerate(cache.layers):
+            shared.update(layer.keys[inv], layer.values[inv], i)
+        return self._lm(batch.inputs_embeds[:, S:], mask, pos[..., S:], shared).last_hidden_state
 
     @torch.no_grad()
     def generate(self, items: Sequence[Item], max_new_tokens: int = 48) -> list[str]:
