@@ -141,6 +141,7 @@ def test_grouped_media_pass_is_exact(adapter):
 def test_lowp_weights_match_autocast():
     """bf16 copies of the frozen Linear weights give the same loss and gradient as autocast's own
     per-call casts, and the model is back to float32 after the block."""
+    from sea_align.synthesize import lowp_weights
     adapter = load_adapter("tiny-random-llava")
     meta = adapter.blank("image").meta
     before = {n: p for n, p in adapter.model.named_parameters()}
@@ -149,7 +150,7 @@ def test_lowp_weights_match_autocast():
         E = adapter.blank("image").x[None].clone().requires_grad_(True)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             if lowp:
-                with adapter.lowp_weights(torch.bfloat16):
+                with lowp_weights(adapter, torch.bfloat16):
                     assert adapter.lm_head.weight.dtype == torch.bfloat16
                     mm = adapter.project("image", E, meta)
                     loss, _ = adapter.target_stats([Item("What does it say?", "image", mm[0], meta, target="Hi.")])

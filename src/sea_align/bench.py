@@ -82,7 +82,8 @@ def bench_synthesize(adapter: BaseAdapter, rows: list[dict[str, Any]], modality:
     ours = {"s_per_embedding": t_ours / n, "embeddings_per_min": 60 * n / t_ours, "verified_rate": v_ours / n,
             "mean_steps": sum(steps_ours) / n, "batch_size": cfg.batch_size, "max_steps": cfg.max_steps,
             "init": cfg.init, "lr": cfg.lr, "autocast": synth.cfg.autocast, "stop_loss": cfg.stop_loss,
-            "warmup": cfg.warmup, "lr_adapt": cfg.lr_adapt, "chunk": chunk, "attention": cfg.attention, "lowp_weights": cfg.lowp_weights,
+            "warmup": cfg.warmup, "lr_adapt": cfg.lr_adapt, "chunk": chunk, "attention": cfg.attention,
+            "lowp_weights": cfg.lowp_weights,
             "media_pass": "once per sample, shared by its pairs"}
     naive = {"s_per_embedding": t_naive / n, "embeddings_per_min": 60 * n / t_naive, "verified_rate": v_naive / n,
              "steps": naive_steps, "init": "blank", "lr": cfg.lr, "autocast": "none", "batch_size": 1}

@@ -22,7 +22,7 @@ import logging
 import math
 import time
 import zlib
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -78,19 +78,83 @@ def bf16_native(device: torch.device | str = "cpu") -> str:
     return "bf16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "none"
 
 
-@torch.no_grad()
-def _adam_step(E: torch.Tensor, m: torch.Tensor, v: torch.Tensor, t: torch.Tensor, lr: float | torch.Tensor, keep: torch.Tensor,
-               b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, warmup: int = 0) -> torch.Tensor:
-    """Per-sample Adam on a batch of E (own step counts `t` [B]; m, v, t updated in place); rows where
-    `keep` is set are returned unchanged. Non-finite gradients count as zero."""
-    g = torch.nan_to_num(E.grad.float(), nan=0.0, posinf=0.0, neginf=0.0)
-    t += 1
-    m.mul_(b1).add_(g, alpha=1 - b1)
-    v.mul_(b2).addcmul_(g, g, value=1 - b2)
-    rate = lr * (t / warmup).clamp(max=1.0) if warmup > 0 else lr * torch.ones_like(t)  # per-sample linear warm-up
-    step = rate[:, None, None] * (m / (1 - b1 ** t)[:, None, None]) / ((v / (1 - b2 ** t)[:, None, None]).sqrt() + eps)
-    E = E.detach()
-    return torch.where(keep, E, E - step)
+@dataclass
+class _Adam:
+    """Per-sample Adam state of the active batch: E [B, n, d], moments m, v, own step counts t [B], and
+    the per-sample step-size multiplier `mult` with the loss `prev` it was last judged on."""
+    E: torch.Tensor
+    m: torch.Tensor
+    v: torch.Tensor
+    t: torch.Tensor
+    mult: torch.Tensor
+    prev: torch.Tensor
+
+    @classmethod
+    def empty(cls, like: torch.Tensor) -> "_Adam":
+        z = like.new_zeros((0, *like.shape))
+        return cls(z, z.clone(), z.clone(), like.new_zeros(0), like.new_zeros(0), like.new_zeros(0))
+
+    def join(self, E: torch.Tensor) -> None:
+        k = len(E)
+        self.E = torch.cat([self.E.detach(), E.to(self.E)])
+        self.m, self.v = torch.cat([self.m, torch.zeros_like(E)]), torch.cat([self.v, torch.zeros_like(E)])
+        self.t = torch.cat([self.t, self.t.new_zeros(k)])
+        self.mult = torch.cat([self.mult, self.mult.new_ones(k)])
+        self.prev = torch.cat([self.prev, self.prev.new_full((k,), math.inf)])
+
+    def drop(self, i: int) -> None:
+        rest = [j for j in range(len(self.t)) if j != i]
+        for name in ("E", "m", "v", "t", "mult", "prev"):
+            setattr(self, name, getattr(self, name)[rest])
+
+    def restart(self, i: int, E: torch.Tensor) -> None:
+        self.E[i] = E
+        self.m[i].zero_(), self.v[i].zero_()
+        self.t[i], self.mult[i], self.prev[i] = 0, 1.0, math.inf
+
+    @torch.no_grad()
+    def step(self, loss: torch.Tensor, keep: torch.Tensor, lr: float, warmup: int = 0,
+             adapt: list[float] | None = None, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> None:
+        """One Adam step per sample from E.grad; rows where `keep` is set stay unchanged. Non-finite
+        gradients count as zero. `warmup`: linear ramp of each sample's rate over its first steps;
+        `adapt` [up, down, cap]: its rate x up after a step that lowered its loss, x down otherwise."""
+        if adapt:
+            up, down, cap = adapt
+            self.mult = torch.where(loss < self.prev, (self.mult * up).clamp(max=cap), self.mult * down)
+            self.prev = loss.clone()
+        g = torch.nan_to_num(self.E.grad.float(), nan=0.0, posinf=0.0, neginf=0.0)
+        t = self.t.add_(1)
+        self.m.mul_(b1).add_(g, alpha=1 - b1)
+        self.v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        rate = lr * self.mult * ((t / warmup).clamp(max=1.0) if warmup > 0 else 1.0)
+        step = rate[:, None, None] * (self.m / (1 - b1 ** t)[:, None, None]) / (
+            (self.v / (1 - b2 ** t)[:, None, None]).sqrt() + eps)
+        E = self.E.detach()
+        self.E = torch.where(keep[:, None, None], E, E - step)
+
+
+@contextmanager
+def lowp_weights(adapter: BaseAdapter, dtype: torch.dtype):
+    """Inside, the adapter's frozen language-model Linear weights (LM head included) are `dtype` copies,
+    made once and kept on the adapter. Under autocast to `dtype` the results are identical (autocast
+    would cast each of them at every call); outside, the model is as loaded. Autograd keeps the
+    tensors it saved, so a backward pass may run after the block."""
+    mods = [m for m in dict.fromkeys((*adapter.language_model.modules(), adapter.lm_head))
+            if isinstance(m, torch.nn.Linear) and m.weight.dtype != dtype and not m.weight.requires_grad]
+    store = adapter.__dict__.setdefault("_lowp", {})
+    old = []
+    try:
+        for m in mods:
+            w = m.weight
+            key = (id(w), dtype)
+            if key not in store or store[key][0] is not w or store[key][1] != w._version:  # new or edited
+                store[key] = (w, w._version, torch.nn.Parameter(w.detach().to(dtype), requires_grad=False))
+            m._parameters["weight"] = store[key][2]
+            old.append((m, w))
+        yield
+    finally:
+        for m, w in old:
+            m._parameters["weight"] = w
 
 
 def blank_features(adapter: BaseAdapter, modality: str, cfg: SynthesizeConfig):
@@ -182,7 +246,7 @@ class Synthesizer:
         if cfg.autocast == "bf16":
             stack.enter_context(torch.autocast(self.a.device.type, dtype=torch.bfloat16))
             if cfg.lowp_weights:
-                stack.enter_context(self.a.lowp_weights(torch.bfloat16))
+                stack.enter_context(lowp_weights(self.a, torch.bfloat16))
         if cfg.attention == "math":
             stack.enter_context(sdpa_kernel(SDPBackend.MATH))
         return stack
@@ -207,65 +271,46 @@ class Synthesizer:
         cfg = self.cfg
         waiting = list(rows)
         slots: list[_Slot] = []
-        E = self.x0.new_zeros((0, *self.x0.shape))
-        m, v = torch.zeros_like(E), torch.zeros_like(E)
-        t = torch.zeros(0, device=E.device)
-        lr = cfg.lr * self.scale
-        mult, prev = torch.zeros(0, device=E.device), torch.zeros(0, device=E.device)
+        st = _Adam.empty(self.x0)
         while waiting or slots:
             new = [waiting.pop(0) for _ in range(min(len(waiting), cfg.batch_size - len(slots)))]  # refill
             if new:
                 slots += [_Slot(row, row["aux"][self.modality]) for row in new]
-                E = torch.cat([E, self._first_init(new)])
-                m, v = torch.cat([m, torch.zeros_like(E[-len(new):])]), torch.cat([v, torch.zeros_like(E[-len(new):])])
-                t = torch.cat([t, t.new_zeros(len(new))])
-                mult, prev = torch.cat([mult, mult.new_ones(len(new))]), torch.cat([prev, prev.new_full((len(new),), math.inf)])
+                st.join(self._first_init(new))
             t0 = time.perf_counter()
-            E.requires_grad_(True)
+            st.E.requires_grad_(True)
             with self.loss_context():
-                loss, match = self.loss_and_match(E, slots)
+                loss, match = self.loss_and_match(st.E, slots)
             loss = loss.float()
             finite = torch.isfinite(loss)
             torch.where(finite, loss, torch.zeros_like(loss)).sum().backward()
+            loss = loss.detach()
             # a sample that converged at this step keeps the E that was scored (it is leaving)
-            keep = (match & finite & (loss.detach() <= cfg.stop_loss))[:, None, None]
-            if cfg.lr_adapt:  # per-sample step-size control ("bold driver")
-                up, down, cap = cfg.lr_adapt
-                ld = loss.detach()
-                mult = torch.where(ld < prev, (mult * up).clamp(max=cap), mult * down)
-                prev = ld
-            E = _adam_step(E, m, v, t, lr * mult, keep, warmup=cfg.warmup)
+            st.step(loss, match & finite & (loss <= cfg.stop_loss), cfg.lr * self.scale, cfg.warmup, cfg.lr_adapt)
             dt = (time.perf_counter() - t0) / max(1, len(slots))
             leave = []
             for i, s in enumerate(slots):
                 s.seconds += dt
-                s.loss = float(loss[i].detach())
+                s.loss = float(loss[i])
                 s.losses.append(round(s.loss, 5))
                 if not bool(finite[i]):  # numerical fault: restart this sample from a perturbed init
                     s.retries += 1
                     if s.retries > 2:
                         s.loss = float("nan")
                         leave.append(i)
-                        continue
-                    E[i] = self._init(s.retries, s.row.get("id"))
-                    m[i].zero_(), v[i].zero_()
-                    t[i], mult[i], prev[i] = 0, 1.0, math.inf
+                    else:
+                        st.restart(i, self._init(s.retries, s.row.get("id")))
                     continue
-                if bool(match[i]) and s.loss <= cfg.stop_loss:
-                    s.converged = True
-                    leave.append(i)
-                    continue
-                s.steps += 1
-                if s.steps >= cfg.max_steps:
+                s.converged = bool(match[i]) and s.loss <= cfg.stop_loss
+                s.steps += not s.converged
+                if s.converged or s.steps >= cfg.max_steps:
                     leave.append(i)
             if bar is not None:
-                bar.set_postfix(active=len(slots), loss=f"{float(loss.detach().mean()):.3f}")
+                bar.set_postfix(active=len(slots), loss=f"{float(loss.mean()):.3f}")
             for i in sorted(leave, reverse=True):
-                yield slots[i], E[i].detach().float().cpu().clone()
+                yield slots[i], st.E[i].detach().float().cpu().clone()
                 del slots[i]
-                keep_idx = [j for j in range(E.shape[0]) if j != i]
-                E, m, v, t = E[keep_idx], m[keep_idx], v[keep_idx], t[keep_idx]
-                mult, prev = mult[keep_idx], prev[keep_idx]
+                st.drop(i)
 
     @torch.no_grad()
     def verify(self, finished: list[tuple[_Slot, torch.Tensor]], max_new_tokens: int) -> list[list[str]]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence, runtime_checkable
 
@@ -74,12 +73,18 @@ def _cache_kwarg(module: torch.nn.Module) -> str:
     return "cache" if "cache" in params else "past_key_values"
 
 
-def _rows_agree(ids: torch.Tensor, groups: list[Any], mm: list[torch.Tensor]) -> bool:
-    """Every row has the token ids and media embedding of the first row of its group."""
+def _group_index(groups: Sequence[Any]) -> tuple[list[int], list[int]]:
+    """(first row of each group in order of appearance, each row's group number)."""
     first: dict[Any, int] = {}
     for i, g in enumerate(groups):
         first.setdefault(g, i)
-    lead = [first[g] for g in groups]
+    number = {g: k for k, g in enumerate(first)}
+    return list(first.values()), [number[g] for g in groups]
+
+
+def _rows_agree(ids: torch.Tensor, mm: list[torch.Tensor], first: list[int], inv: list[int]) -> bool:
+    """Every row has the token ids and media embedding of the first row of its group."""
+    lead = [first[k] for k in inv]
     return bool((ids == ids[lead]).all()) and all(torch.equal(mm[i], mm[j]) for i, j in enumerate(lead))
 
 
@@ -269,29 +274,6 @@ class BaseAdapter:
             cache.update(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1), i)
         return cache
 
-    @contextmanager
-    def lowp_weights(self, dtype: torch.dtype):
-        """Inside, the language model's frozen Linear weights (LM head included) are `dtype` copies,
-        made once and kept. Under autocast to `dtype` the results are identical (autocast would cast
-        each of them at every call); outside, the model is as loaded. Autograd keeps the tensors it
-        saved, so a backward pass may run after the block."""
-        mods = [m for m in dict.fromkeys((*self.language_model.modules(), self.lm_head))
-                if isinstance(m, torch.nn.Linear) and m.weight.dtype != dtype and not m.weight.requires_grad]
-        store = self.__dict__.setdefault("_lowp", {})
-        old = []
-        try:
-            for m in mods:
-                w = m.weight
-                key = (id(w), dtype)
-                if key not in store or store[key][0] is not w or store[key][1] != w._version:  # new or edited
-                    store[key] = (w, w._version, torch.nn.Parameter(w.detach().to(dtype), requires_grad=False))
-                m._parameters["weight"] = store[key][2]
-                old.append((m, w))
-            yield
-        finally:
-            for m, w in old:
-                m._parameters["weight"] = w
-
     def _can_cache_prefix(self) -> bool:
         """Only while no language-model weight trains (LoRA training changes the prefix's KV)."""
         if not self.prefix_caching:
@@ -333,16 +315,17 @@ class BaseAdapter:
         cached = self._can_cache_prefix() and len(items) > 0
         prefix = self.shared_prefix(items) if cached else []
         P = len(prefix)
+        # S > P: the shared prefix stops before the first media placeholder
         S = self.media_end(items) if cached and groups is not None and len(set(groups)) < len(items) else 0
-        if S and S <= P:
-            S = 0
         batch = self.build(items, prefix=S or P)
-        if S and not _rows_agree(batch.ids[:, :S], list(groups), [it.mm for it in items]):
-            S = 0  # a group whose items differ up to the end of the media: no sharing
-            batch = self.build(items, prefix=P)
+        if S:
+            first, inv = _group_index(groups)
+            if not _rows_agree(batch.ids[:, :S], [it.mm for it in items], first, inv):
+                S = 0  # a group whose items differ up to the end of the media: no sharing
+                batch = self.build(items, prefix=P)
         cut = S or P
         if S:
-            h = self._grouped_forward(batch, list(groups), P, S, prefix)
+            h = self._grouped_forward(batch, first, inv, P, S, prefix)
         elif P:
             cache = self._prefix_cache(prefix, batch.position_ids[..., :1, :P], len(items))
             h = self._lm(batch.inputs_embeds[:, P:], batch.attention_mask, batch.position_ids[..., P:],
@@ -365,14 +348,15 @@ class BaseAdapter:
         count = torch.zeros(len(items), device=ce.device, dtype=ce.dtype).index_add(0, rows, torch.ones_like(ce))
         return total / count.clamp(min=1), miss == 0
 
-    def _grouped_forward(self, batch: Batch, groups: list[Any], P: int, S: int, prefix: list[int]) -> torch.Tensor:
+    def _grouped_forward(self, batch: Batch, first_rows: list[int], group_of: list[int], P: int, S: int,
+                         prefix: list[int]) -> torch.Tensor:
         """Hidden states of tokens S: of every row. Tokens P:S (the media and the template around it)
-        run once per group on top of the cached template prefix; each row then reads its group's KV."""
-        keys = list(dict.fromkeys(groups))
-        first = torch.tensor([groups.index(k) for k in keys], device=self.device)
-        inv = torch.tensor([keys.index(g) for g in groups], device=self.device)
+        run once per group (from its first row) on top of the cached template prefix; each row then
+        reads its group's KV."""
+        first = torch.tensor(first_rows, device=self.device)
+        inv = torch.tensor(group_of, device=self.device)
         mask, pos = batch.attention_mask, batch.position_ids
-        cache = self._prefix_cache(prefix, pos[..., :1, :P], len(keys)) if P else DynamicCache()
+        cache = self._prefix_cache(prefix, pos[..., :1, :P], len(first_rows)) if P else DynamicCache()
         self._lm(batch.inputs_embeds[first, P:S], mask[first, :S], pos[..., first, P:S], cache)
         shared = DynamicCache()
         for i, layer in enumerate(cache.layers):
