@@ -34,3 +34,15 @@ def test_bench_synthesize_options_reach_our_engine(tmp_path, capsys):
                  "--out", str(tmp_path / "c.json"), "--quiet"]) == 2
     assert "--lr-adapt: 'fast'" in capsys.readouterr().err
     assert not (tmp_path / "c.json").exists()
+
+
+def test_bench_runs_the_presets_engine_unless_a_flag_says_otherwise(tmp_path):
+    from sea_align.config import load_config
+    syn = load_config("default").synthesize
+    out = tmp_path / "b.json"
+    assert main(["bench", "synthesize", "--model", "tiny-random-llava", "--n", "2", "--max-steps", "2",
+                 "--warmup", "1", "--out", str(out), "--quiet"]) == 0
+    ours = json.loads(out.read_text())["ours"]
+    assert (ours["init"], ours["stop_loss"], ours["lr_adapt"], ours["attention"], ours["lr"], ours["batch_size"]) == \
+        (syn.init, syn.stop_loss, syn.lr_adapt, syn.attention, syn.lr, syn.batch_size)
+    assert ours["warmup"] == 1 != syn.warmup and ours["max_steps"] == 2 and ours["preset"] == "default"

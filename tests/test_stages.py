@@ -10,7 +10,7 @@ from sea_align.evaluate import run_evaluate, summarize
 from sea_align.io import DataError
 from sea_align.models import load_adapter
 from sea_align.prepare import prepare_rows, rules_extract
-from sea_align.synthesize import load_embeddings, run_synthesize
+from sea_align.synthesize import Synthesizer, load_embeddings, run_synthesize
 
 from conftest import write_jsonl
 
@@ -65,7 +65,8 @@ def test_synthesize_rejects_other_shape(synthesized, prepared):
         run_synthesize(a, prepared, out, "image", SynthesizeConfig(space="llm"), progress=False)
 
 
-@pytest.mark.parametrize("opts", [{}, {"init": "text", "warmup": 3, "lr_adapt": [1.2, 0.5, 3.0]}])
+@pytest.mark.parametrize("opts", [{}, {"init": "text", "init_text": "{targets}", "warmup": 3,
+                                          "lr_adapt": [1.2, 0.5, 3.0]}])
 def test_batch_size_does_not_change_embeddings(tmp_path, prepared, opts):
     """Samples are independent: the batch only shares compute (same E whatever the batch size), also
     with per-sample warm-up and step-size control."""
@@ -76,6 +77,26 @@ def test_batch_size_does_not_change_embeddings(tmp_path, prepared, opts):
     e1, e3 = load_embeddings(tmp_path / "b1")[2], load_embeddings(tmp_path / "b3")[2]
     for k in e1:
         torch.testing.assert_close(e1[k], e3[k], atol=1e-4, rtol=1e-3)
+
+
+@pytest.mark.parametrize("init_text", ["{phrase}", "'{phrase}'", "{targets}"])
+def test_init_text_is_written_into_the_slots(prepared, init_text):
+    """`init: text` writes `init_text` ({phrase}: the key phrase, {targets}: the sample's auxiliary targets
+    joined) into the first media positions of project(E), cut to the slots; the rest stays blank."""
+    a = load_adapter("tiny-random-llava")
+    synth = Synthesizer(a, "image", SynthesizeConfig(space="llm", init="text", init_text=init_text))
+    E = synth._first_init(prepared[:2])
+    for row, e in zip(prepared[:2], E):
+        targets = " ".join(p["target"] for p in row["aux"]["image"])
+        text = init_text.replace("{phrase}", row["key_phrase"]).replace("{targets}", targets)
+        ids = a.tokenizer(" " + text, add_special_tokens=False)["input_ids"][:len(e)]
+        assert len(ids) > 3
+        torch.testing.assert_close(e[:len(ids)], a.embed_tokens(torch.tensor(ids)).float())
+        torch.testing.assert_close(e[len(ids):], synth.x0[len(ids):])
+    blank = Synthesizer(a, "image", SynthesizeConfig(space="llm", init="blank"))._first_init(prepared[:1])
+    torch.testing.assert_close(blank[0], synth.x0)
+    with pytest.raises(DataError, match="synthesize.init_text"):
+        Synthesizer(a, "image", SynthesizeConfig(init="text", init_text="the phrase"))
 
 
 def test_align_lora_invariants(synthesized, prepared, tmp_path):
@@ -191,7 +212,7 @@ def test_text_init_writes_the_phrase_where_the_media_goes(tiny_llava, space):
     s = S.Synthesizer(tiny_llava, "image", SynthesizeConfig(init="text", space=space, init_steps=300))
     ids = tiny_llava.tokenizer(" steal a car", add_special_tokens=False)["input_ids"]
     want = tiny_llava.embed_tokens(torch.tensor(ids)).float()
-    E = s._init(0, "x", "steal a car")
+    E = s.text_init(["steal a car"])[0]
     with torch.no_grad():
         got = S.to_llm(tiny_llava, "image", E[None], s.meta, space)[0].float()
         blank = S.to_llm(tiny_llava, "image", s.x0[None], s.meta, space)[0].float()
@@ -201,7 +222,7 @@ def test_text_init_writes_the_phrase_where_the_media_goes(tiny_llava, space):
     # dims, so in encoder space only the nearest point in its range exists: measured 0.32x the blank's error)
     assert err < (1e-6 if space == "llm" else 0.5) * (blank[:k] - want).pow(2).mean()
     assert (got[k:] - blank[k:]).pow(2).mean() < 0.05 * want.pow(2).mean()
-    assert torch.equal(s._init(0, "x"), s.x0)  # no phrase: blank
+    assert torch.equal(s._first_init([{"id": "x", "key_phrase": ""}])[0], s.x0)  # no phrase: blank
 
 
 def test_synthesis_options_are_checked(tiny_llava):

@@ -40,6 +40,8 @@ class SynthesizeConfig:
     check_every: int = 5  # ... and a greedy decode of its targets reproduces them (checked every N steps)
     probe_max_new_tokens: int = 24
     init: str = "blank"  # "blank": the blank item's features (paper); "text": project(E) ~ the phrase's token embeddings
+    init_text: str = "{phrase}"  # "text": what is written into the slots; {phrase} = the key phrase, {targets} =
+    #                              the sample's auxiliary targets joined
     init_steps: int = 200  # "text": Adam steps inverting the projector (projector only, cheap)
     autocast: str = "none"  # "bf16": the loss pass's matmuls in bfloat16 (E, Adam, verification stay float32);
     #                         "auto": bf16 where the hardware has native bf16

@@ -174,6 +174,8 @@ class Synthesizer:
         adapter.check_modality(modality)
         if cfg.init not in ("blank", "text"):
             raise DataError(f"synthesize.init: '{cfg.init}' is not one of blank, text")
+        if cfg.init == "text" and not ("{phrase}" in cfg.init_text or "{targets}" in cfg.init_text):
+            raise DataError(f"synthesize.init_text: '{cfg.init_text}' has neither {{phrase}} nor {{targets}}")
         if cfg.autocast not in ("none", "bf16", "auto"):
             raise DataError(f"synthesize.autocast: '{cfg.autocast}' is not one of none, bf16, auto")
         if cfg.lr_adapt and (len(cfg.lr_adapt) != 3 or not cfg.lr_adapt[1] < 1 <= cfg.lr_adapt[0] <= cfg.lr_adapt[2]):
@@ -196,29 +198,39 @@ class Synthesizer:
         self.scale = rms if rms >= 1e-3 else adapter.reference_scale(modality)
         self._blank_llm: torch.Tensor | None = None  # project(blank), for init=text (computed once)
 
-    def _init(self, retry: int, sample_id: Any = "", phrase: str | None = None) -> torch.Tensor:
-        """Blank (or text) init; a retry after a numerical fault starts from blank + noise seeded by
-        (seed, id, retry), so a sample's result does not depend on which process or batch it ran in."""
+    def _init(self, retry: int, sample_id: Any = "") -> torch.Tensor:
+        """The blank init; a retry after a numerical fault starts from blank + noise seeded by (seed, id,
+        retry), so a sample's result does not depend on which process or batch it ran in."""
         if retry == 0:
-            if self.cfg.init == "text" and phrase:
-                return self.text_init([phrase])[0]
             return self.x0.clone()
         seed = zlib.crc32(f"{self.cfg.seed}:{sample_id}:{retry}".encode())
         gen = torch.Generator(device="cpu").manual_seed(seed)
         noise = torch.randn(self.x0.shape, generator=gen) * 0.01 * self.scale
         return self.x0 + noise.to(self.x0.device)
 
+    def init_text(self, row: dict[str, Any]) -> str:
+        """The text a sample's E starts from (`init: text`): `init_text` with {phrase} = its key phrase and
+        {targets} = its auxiliary targets joined; '' (blank init) for `init: blank` or an empty phrase."""
+        phrase = (row.get("key_phrase") or "").strip()
+        if self.cfg.init != "text" or not phrase:
+            return ""
+        targets = " ".join(p["target"].strip() for p in row["aux"][self.modality])
+        return self.cfg.init_text.replace("{phrase}", phrase).replace("{targets}", targets).strip()
+
     def _first_init(self, rows: list[dict[str, Any]]) -> torch.Tensor:
         """Initial E [b, n, d] for rows joining the batch; text inits are computed together."""
-        if self.cfg.init != "text" or not all(r.get("key_phrase") for r in rows):
-            return torch.stack([self._init(0, r.get("id"), r.get("key_phrase")) for r in rows])
-        return self.text_init([r["key_phrase"] for r in rows])
+        E = torch.stack([self._init(0, r.get("id")) for r in rows])
+        texts = [self.init_text(r) for r in rows]
+        have = [i for i, t in enumerate(texts) if t]
+        if have:
+            E[have] = self.text_init([texts[i] for i in have])
+        return E
 
     def text_init(self, phrases: list[str]) -> torch.Tensor:
-        """E [b, n, d] whose projection puts the phrase's own token embeddings in the first media
-        positions (the rest stay as the blank projects). Any family: the LLM reads its token embeddings
-        as text, so the search starts from "the phrase, written where the media goes". In encoder space
-        E is found by Adam on ||project(E) - target||^2 through the projector alone (no LLM pass)."""
+        """E [b, n, d] whose projection puts each text's own token embeddings in the first media
+        positions (cut to the slots; the rest stay as the blank projects). Any family: the LLM reads its
+        token embeddings as text, so the search starts from "the text, written where the media goes". In
+        encoder space E is found by Adam on ||project(E) - target||^2 through the projector alone."""
         a = self.a
         with torch.no_grad():
             if self._blank_llm is None:
