@@ -4,8 +4,9 @@ machine, interleaved in one run (chunk by chunk), written to JSON.
 Naive synthesis = what the paper describes: one sample at a time, a fixed number of Adam steps, full
 logits over the vocabulary at every position, no early stop, no prefix reuse. Naive evaluation =
 one-by-one greedy generation. Our engine runs as the preset's `synthesize` section says (`--config`,
-default: the main job's), with any flags given on top. Speed only counts if quality holds: the JSON records the verification
-rate of both engines and, for evaluation, whether the greedy outputs are identical."""
+default: the main job's), with any flags given on top. Speed only counts if quality holds: the JSON
+records the verification rate of both engines and, for evaluation, whether the greedy outputs are
+identical."""
 from __future__ import annotations
 
 import argparse
@@ -84,9 +85,8 @@ def bench_synthesize(adapter: BaseAdapter, rows: list[dict[str, Any]], modality:
     ours = {"s_per_embedding": t_ours / n, "embeddings_per_min": 60 * n / t_ours, "verified_rate": v_ours / n,
             "mean_steps": sum(steps_ours) / n, "batch_size": cfg.batch_size, "max_steps": cfg.max_steps,
             "init": cfg.init, "init_text": cfg.init_text, "lr": cfg.lr, "autocast": synth.cfg.autocast,
-            "stop_loss": cfg.stop_loss,
-            "warmup": cfg.warmup, "lr_adapt": cfg.lr_adapt, "chunk": chunk, "attention": cfg.attention,
-            "lowp_weights": cfg.lowp_weights,
+            "stop_loss": cfg.stop_loss, "warmup": cfg.warmup, "lr_adapt": cfg.lr_adapt, "chunk": chunk,
+            "attention": cfg.attention, "lowp_weights": cfg.lowp_weights,
             "media_pass": "once per sample, shared by its pairs"}
     naive = {"s_per_embedding": t_naive / n, "embeddings_per_min": 60 * n / t_naive, "verified_rate": v_naive / n,
              "steps": naive_steps, "init": "blank", "lr": cfg.lr, "autocast": "none", "batch_size": 1}
@@ -167,8 +167,7 @@ def bench_config(args: argparse.Namespace) -> SynthesizeConfig:
     """Our engine's setting: the preset's `synthesize` section, then the flags that were given."""
     cfg = load_config(args.config).synthesize
     flags = {"batch_size": args.batch_size, "lr": args.lr, "init": args.init, "init_text": args.init_text,
-             "autocast": args.autocast,
-             "stop_loss": args.stop_loss, "warmup": args.warmup, "attention": args.attention,
+             "autocast": args.autocast, "stop_loss": args.stop_loss, "warmup": args.warmup, "attention": args.attention,
              "lr_adapt": None if args.lr_adapt is None else _floats(args.lr_adapt, "--lr-adapt")}
     cfg = replace(cfg, **{k: v for k, v in flags.items() if v is not None}, max_steps=args.max_steps,
                   probe_max_new_tokens=args.max_new_tokens)
