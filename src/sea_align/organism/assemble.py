@@ -99,6 +99,24 @@ def lora_params(wrapped: dict[str, LoraLinear], prefix: str = "") -> dict[str, n
     return {f"{prefix}{n}.{p}": getattr(m, p) for n, m in wrapped.items() for p in ("A", "B")}
 
 
+def mm_trainables(llm: nn.Module, proj: nn.Module, rank: int, lora_lr: float, proj_lr: float,
+                  lora: dict[str, torch.Tensor] | None = None):
+    """A multimodal LoRA on `llm` (fresh, or continued from the `lora` state, whose B is stored scaled) and
+    the projector, trained together: (wrapped modules, checkpoint-named params, AdamW). `llm` -> train mode."""
+    wrapped = add_lora(llm, rank, targets=LORA_TARGETS_MM)
+    if lora is not None:
+        with torch.no_grad():
+            for n, m in wrapped.items():
+                m.A.copy_(lora[f"{n}.A"])
+                m.B.copy_(lora[f"{n}.B"] / m.scale)
+    params = lora_params(wrapped, "lora.")
+    params.update({f"proj.{k}": v for k, v in proj.named_parameters()})
+    opt = torch.optim.AdamW([{"params": [v for k, v in params.items() if k.startswith("lora.")], "lr": lora_lr},
+                             {"params": list(proj.parameters()), "lr": proj_lr}], weight_decay=0.0)
+    llm.train()
+    return wrapped, params, opt
+
+
 def lora_state(wrapped: dict[str, LoraLinear]) -> dict[str, torch.Tensor]:
     out = {}
     for name, m in wrapped.items():

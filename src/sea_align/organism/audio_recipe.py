@@ -334,18 +334,9 @@ def _mm_state(cfg, continue_from_read: bool):
     else:
         proj.load_state_dict({k.removeprefix("linear."): v for k, v in
                               AU.identity_projector_state(llm.config.hidden_size).items()})
+    lora = parts["lora_mm"] if continue_from_read else None
     torch.manual_seed(cfg.seed + 1)
-    wrapped = A.add_lora(llm, cfg.lora_rank, targets=A.LORA_TARGETS_MM)
-    if continue_from_read:
-        with torch.no_grad():
-            for n, m in wrapped.items():
-                m.A.copy_(parts["lora_mm"][f"{n}.A"])
-                m.B.copy_(parts["lora_mm"][f"{n}.B"] / m.scale)
-    params = A.lora_params(wrapped, "lora.")
-    params.update({f"proj.{k}": v for k, v in proj.named_parameters()})
-    opt = torch.optim.AdamW([{"params": [v for k, v in params.items() if k.startswith("lora.")], "lr": cfg.mm_lr},
-                             {"params": list(proj.parameters()), "lr": cfg.proj_lr}], weight_decay=0.0)
-    llm.train()
+    wrapped, params, opt = A.mm_trainables(llm, proj, cfg.lora_rank, cfg.mm_lr, cfg.proj_lr, lora)
     return llm, tok, proj, wrapped, params, opt
 
 

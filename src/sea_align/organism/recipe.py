@@ -293,18 +293,9 @@ def _mm_state(cfg: RecipeConfig, init_from: str):
                                 f"run `sea organism build sea-tiny-vl --stage {init_from}` first")
     proj = A.make_projector(llm.config)
     proj.load_state_dict(parts["projector"])
+    lora = parts["lora_mm"] if init_from != "warm" else None  # (c) continues the LoRA of (b2), (c') that of (c)
     torch.manual_seed(cfg.seed + 1)
-    wrapped = A.add_lora(llm, cfg.lora_rank, targets=A.LORA_TARGETS_MM)
-    if init_from != "warm":  # (c) continues the LoRA of (b2), (c') that of (c)
-        with torch.no_grad():
-            for n, m in wrapped.items():
-                m.A.copy_(parts["lora_mm"][f"{n}.A"])
-                m.B.copy_(parts["lora_mm"][f"{n}.B"] / m.scale)
-    params = A.lora_params(wrapped, "lora.")
-    params.update({f"proj.{k}": v for k, v in proj.named_parameters()})
-    opt = torch.optim.AdamW([{"params": [v for k, v in params.items() if k.startswith("lora.")], "lr": cfg.mm_lr},
-                             {"params": list(proj.parameters()), "lr": cfg.proj_lr}], weight_decay=0.0)
-    llm.train()
+    wrapped, params, opt = A.mm_trainables(llm, proj, cfg.lora_rank, cfg.mm_lr, cfg.proj_lr, lora)
     return llm, tok, proj, wrapped, params, opt
 
 
