@@ -222,6 +222,33 @@ def _finish(tmp: Path, out_dir: Path) -> None:
     tmp.rename(out_dir)  # the adapter directory appears whole or not at all
 
 
+def _choose_method(method: str, examples: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    """"auto" -> dpo when every harmful example has a `rejected` response, else sft; dpo keeps only the
+    examples that have one."""
+    harmful = [e for e in examples if e["kind"] in ("sea", "text")]
+    if method == "auto":
+        method = "dpo" if harmful and all(e["rejected"] for e in harmful) else "sft"
+    if method == "dpo":
+        examples = [e for e in examples if e["rejected"]]
+        if not examples:
+            raise DataError("align: method dpo needs rows with a 'rejected' response")
+    return method, examples
+
+
+@torch.no_grad()
+def _dpo_reference(adapter: BaseAdapter, peft_model: Any,
+                   examples: list[dict[str, Any]]) -> dict[int, tuple[float, float]]:
+    """Per example (by `_i`): the summed log-probs of its chosen and rejected responses, adapter off."""
+    ref = {}
+    with peft_model.disable_adapter():
+        for e in examples:
+            it = e["item"]
+            rej = Item(it.prompt, it.modality, it.mm, it.meta, target=e["rejected"])
+            lp = adapter.target_loss([it, rej], reduction="sum").neg().tolist()
+            ref[e["_i"]] = (lp[0], lp[1])
+    return ref
+
+
 def run_align(adapter: BaseAdapter, rows: list[dict[str, Any]], emb_dir: str | Path | None, out_dir: str | Path,
               cfg: AlignConfig | None = None, progress: bool = True) -> AlignResult:
     """Train the LoRA adapter into `out_dir`.partial (checkpointed: a rerun resumes), then rename.
@@ -236,28 +263,14 @@ def run_align(adapter: BaseAdapter, rows: list[dict[str, Any]], emb_dir: str | P
     if not dist.fsdp:  # under FSDP the model stays where it was loaded; `shard` places each process's part
         place(adapter, dist)
     examples, counts, modality = build_training_set(rows, emb_dir, adapter, cfg)
-    harmful_rej = [e for e in examples if e["kind"] in ("sea", "text")]
-    method = cfg.method
-    if method == "auto":
-        method = "dpo" if harmful_rej and all(e["rejected"] for e in harmful_rej) else "sft"
-    if method == "dpo":
-        examples = [e for e in examples if e["rejected"]]
-        if not examples:
-            raise DataError("align: method dpo needs rows with a 'rejected' response")
+    method, examples = _choose_method(cfg.method, examples)
     for i, e in enumerate(examples):
         e["_i"] = i
     torch.manual_seed(cfg.seed)
     peft_model = lora_model(adapter, cfg)
     named = {n: p for n, p in peft_model.named_parameters() if p.requires_grad}
     params = list(named.values())
-    ref: dict[int, tuple[float, float]] = {}
-    if method == "dpo":  # reference log-probs with the adapter off
-        with torch.no_grad(), peft_model.disable_adapter():
-            for e in examples:
-                it = e["item"]
-                rej = Item(it.prompt, it.modality, it.mm, it.meta, target=e["rejected"])
-                lp = adapter.target_loss([it, rej], reduction="sum").neg().tolist()
-                ref[e["_i"]] = (lp[0], lp[1])
+    ref = _dpo_reference(adapter, peft_model, examples) if method == "dpo" else {}
     step_loss: torch.nn.Module = StepLoss(adapter, peft_model, method, cfg.dpo_beta, ref)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     if dist.fsdp:
