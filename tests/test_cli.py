@@ -46,6 +46,8 @@ def test_tiny_run_end_to_end(tmp_path):
       "{tmp}/e"], "unsupported model family"),
     (["synthesize", "--model", "tiny-random-llava", "--modality", "audio", "--data", "{tmp}/good.jsonl", "--out",
       "{tmp}/e"], "has no audio input"),
+    (["synthesize", "--model", "tiny-random-llava", "--modality", "image", "--data", "{tmp}/prep.jsonl", "--out",
+      "{tmp}/e", "--init", "text", "--init-text", "the phrase"], "synthesize.init_text: 'the phrase' has neither"),
     (["run", "--config", "tiny", "--out", "{tmp}/r", "synthesize.bogus=1"], "unknown key 'synthesize.bogus'"),
 ])
 def test_one_line_errors(tmp_path, args, needle):
@@ -53,6 +55,8 @@ def test_one_line_errors(tmp_path, args, needle):
     (tmp_path / "empty.jsonl").write_text("")
     (tmp_path / "nofield.jsonl").write_text('{"instruction": "a"}\n')
     (tmp_path / "good.jsonl").write_text('{"id": "1", "key_phrase": "x", "aux": {}}\n')
+    (tmp_path / "prep.jsonl").write_text(json.dumps({"id": "1", "key_phrase": "x", "aux": {"image": [
+        {"prompt": "What does the image say?", "target": "The image says 'x'."}]}}) + "\n")
     r = sea(*[a.format(tmp=tmp_path) for a in args])
     assert r.returncode == 2
     lines = [line for line in r.stderr.splitlines() if line.startswith("sea: error")]

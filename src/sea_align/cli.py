@@ -42,6 +42,8 @@ def _add_stage_parsers(sub) -> None:
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--stop-loss", type=float, default=None, help="stop a sample once reproduced and CE below this")
     p.add_argument("--init", default=None, choices=["blank", "text"], help="start E from the blank item or the phrase")
+    p.add_argument("--init-text", default=None, help="with --init text: the text written into the slots ({phrase}, "
+                   "{targets}; default {phrase})")
     p.add_argument("--autocast", default=None, choices=["none", "bf16", "auto"], help="bf16 loss pass")
     p.add_argument("--seed", type=int, default=None)
     _common(p)
@@ -118,7 +120,7 @@ def dispatch(args: argparse.Namespace) -> int:
     elif args.cmd == "synthesize":
         from .synthesize import run_synthesize
         cfg = SynthesizeConfig()
-        for k in ("space", "max_steps", "batch_size", "lr", "stop_loss", "seed", "init", "autocast"):
+        for k in ("space", "max_steps", "batch_size", "lr", "stop_loss", "seed", "init", "init_text", "autocast"):
             if getattr(args, k) is not None:
                 setattr(cfg, k, getattr(args, k))
         rows = read_jsonl(args.data, required=("id", "key_phrase", "aux"))
