@@ -31,6 +31,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm.auto import tqdm
 
+from .batch_adam import BatchAdam
 from .config import SynthesizeConfig
 from .distributed import Dist, dist_state, place
 from .faults import crash_point
@@ -76,61 +77,6 @@ def bf16_native(device: torch.device | str = "cpu") -> str:
     except OSError:
         return "none"
     return "bf16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "none"
-
-
-@dataclass
-class _Adam:
-    """Per-sample Adam state of the active batch: E [B, n, d], moments m, v, own step counts t [B], and
-    the per-sample step-size multiplier `mult` with the loss `prev` it was last judged on."""
-    E: torch.Tensor
-    m: torch.Tensor
-    v: torch.Tensor
-    t: torch.Tensor
-    mult: torch.Tensor
-    prev: torch.Tensor
-
-    @classmethod
-    def empty(cls, like: torch.Tensor) -> "_Adam":
-        z = like.new_zeros((0, *like.shape))
-        return cls(z, z.clone(), z.clone(), like.new_zeros(0), like.new_zeros(0), like.new_zeros(0))
-
-    def join(self, E: torch.Tensor) -> None:
-        k = len(E)
-        self.E = torch.cat([self.E.detach(), E.to(self.E)])
-        self.m, self.v = torch.cat([self.m, torch.zeros_like(E)]), torch.cat([self.v, torch.zeros_like(E)])
-        self.t = torch.cat([self.t, self.t.new_zeros(k)])
-        self.mult = torch.cat([self.mult, self.mult.new_ones(k)])
-        self.prev = torch.cat([self.prev, self.prev.new_full((k,), math.inf)])
-
-    def drop(self, i: int) -> None:
-        rest = [j for j in range(len(self.t)) if j != i]
-        for name in ("E", "m", "v", "t", "mult", "prev"):
-            setattr(self, name, getattr(self, name)[rest])
-
-    def restart(self, i: int, E: torch.Tensor) -> None:
-        self.E[i] = E
-        self.m[i].zero_(), self.v[i].zero_()
-        self.t[i], self.mult[i], self.prev[i] = 0, 1.0, math.inf
-
-    @torch.no_grad()
-    def step(self, loss: torch.Tensor, keep: torch.Tensor, lr: float, warmup: int = 0,
-             adapt: list[float] | None = None, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> None:
-        """One Adam step per sample from E.grad; rows where `keep` is set stay unchanged. Non-finite
-        gradients count as zero. `warmup`: linear ramp of each sample's rate over its first steps;
-        `adapt` [up, down, cap]: its rate x up after a step that lowered its loss, x down otherwise."""
-        if adapt:
-            up, down, cap = adapt
-            self.mult = torch.where(loss < self.prev, (self.mult * up).clamp(max=cap), self.mult * down)
-            self.prev = loss.clone()
-        g = torch.nan_to_num(self.E.grad.float(), nan=0.0, posinf=0.0, neginf=0.0)
-        t = self.t.add_(1)
-        self.m.mul_(b1).add_(g, alpha=1 - b1)
-        self.v.mul_(b2).addcmul_(g, g, value=1 - b2)
-        rate = lr * self.mult * ((t / warmup).clamp(max=1.0) if warmup > 0 else 1.0)
-        step = rate[:, None, None] * (self.m / (1 - b1 ** t)[:, None, None]) / (
-            (self.v / (1 - b2 ** t)[:, None, None]).sqrt() + eps)
-        E = self.E.detach()
-        self.E = torch.where(keep[:, None, None], E, E - step)
 
 
 @contextmanager
@@ -198,11 +144,9 @@ class Synthesizer:
         self.scale = rms if rms >= 1e-3 else adapter.reference_scale(modality)
         self._blank_llm: torch.Tensor | None = None  # project(blank), for init=text (computed once)
 
-    def _init(self, retry: int, sample_id: Any = "") -> torch.Tensor:
-        """The blank init; a retry after a numerical fault starts from blank + noise seeded by (seed, id,
-        retry), so a sample's result does not depend on which process or batch it ran in."""
-        if retry == 0:
-            return self.x0.clone()
+    def _retry_init(self, retry: int, sample_id: Any = "") -> torch.Tensor:
+        """A retry after a numerical fault starts from blank + noise seeded by (seed, id, retry), so a
+        sample's result does not depend on which process or batch it ran in."""
         seed = zlib.crc32(f"{self.cfg.seed}:{sample_id}:{retry}".encode())
         gen = torch.Generator(device="cpu").manual_seed(seed)
         noise = torch.randn(self.x0.shape, generator=gen) * 0.01 * self.scale
@@ -219,14 +163,14 @@ class Synthesizer:
 
     def _first_init(self, rows: list[dict[str, Any]]) -> torch.Tensor:
         """Initial E [b, n, d] for rows joining the batch; text inits are computed together."""
-        E = torch.stack([self._init(0, r.get("id")) for r in rows])
+        E = self.x0[None].repeat(len(rows), 1, 1)
         texts = [self.init_text(r) for r in rows]
         have = [i for i, t in enumerate(texts) if t]
         if have:
             E[have] = self.text_init([texts[i] for i in have])
         return E
 
-    def text_init(self, phrases: list[str]) -> torch.Tensor:
+    def text_init(self, texts: list[str]) -> torch.Tensor:
         """E [b, n, d] whose projection puts each text's own token embeddings in the first media
         positions (cut to the slots; the rest stay as the blank projects). Any family: the LLM reads its
         token embeddings as text, so the search starts from "the text, written where the media goes". In
@@ -235,13 +179,13 @@ class Synthesizer:
         with torch.no_grad():
             if self._blank_llm is None:
                 self._blank_llm = to_llm(a, self.modality, self.x0[None], self.meta, self.cfg.space)[0].float()
-            target = self._blank_llm[None].repeat(len(phrases), 1, 1)
-            for i, ph in enumerate(phrases):
-                ids = a.tokenizer(" " + ph.strip(), add_special_tokens=False)["input_ids"][:target.shape[1]]
+            target = self._blank_llm[None].repeat(len(texts), 1, 1)
+            for i, text in enumerate(texts):
+                ids = a.tokenizer(" " + text.strip(), add_special_tokens=False)["input_ids"][:target.shape[1]]
                 target[i, :len(ids)] = a.embed_tokens(torch.tensor(ids, device=a.device)).float()
         if self.cfg.space == "llm":
             return target
-        E = self.x0[None].repeat(len(phrases), 1, 1).clone().requires_grad_(True)
+        E = self.x0[None].repeat(len(texts), 1, 1).requires_grad_(True)
         opt = torch.optim.Adam([E], lr=0.05 * self.scale)
         for _ in range(self.cfg.init_steps):
             # per-sample mean, summed: each sample's gradient does not depend on who shares the batch
@@ -283,7 +227,7 @@ class Synthesizer:
         cfg = self.cfg
         waiting = list(rows)
         slots: list[_Slot] = []
-        st = _Adam.empty(self.x0)
+        st = BatchAdam.empty(self.x0)
         while waiting or slots:
             new = [waiting.pop(0) for _ in range(min(len(waiting), cfg.batch_size - len(slots)))]  # refill
             if new:
@@ -311,7 +255,7 @@ class Synthesizer:
                         s.loss = float("nan")
                         leave.append(i)
                     else:
-                        st.restart(i, self._init(s.retries, s.row.get("id")))
+                        st.restart(i, self._retry_init(s.retries, s.row.get("id")))
                     continue
                 s.converged = bool(match[i]) and s.loss <= cfg.stop_loss
                 s.steps += not s.converged
