@@ -249,6 +249,50 @@ def _dpo_reference(adapter: BaseAdapter, peft_model: Any,
     return ref
 
 
+def _train(step_loss: torch.nn.Module, opt: torch.optim.Optimizer, named: dict[str, torch.nn.Parameter],
+           examples: list[dict[str, Any]], cfg: AlignConfig, dist: Dist, tmp: Path, fp: str, start: int, desc: str,
+           progress: bool) -> tuple[int, float]:
+    """All epochs' steps after `start` (a resume skips the steps done but draws the same batch order), the
+    gradients averaged over processes; the main process logs metrics and checkpoints. -> (step, last loss)."""
+    params = list(named.values())
+    n_batches = (len(examples) + cfg.batch_size - 1) // cfg.batch_size
+    rng = random.Random(cfg.seed)
+    every, last_ckpt = _ckpt_seconds(), time.perf_counter()
+    step, loss_val = 0, float("nan")
+    with tqdm(total=cfg.epochs * n_batches, initial=start, disable=not progress or not dist.is_main, unit="step",
+              desc=desc) as bar:
+        for epoch in range(cfg.epochs):
+            order = list(range(len(examples)))
+            rng.shuffle(order)  # drawn for every epoch, also skipped ones, so a resume sees the same order
+            for b in range(n_batches):
+                if step < start:
+                    step += 1
+                    continue
+                batch = [examples[i] for i in order[b * cfg.batch_size:(b + 1) * cfg.batch_size]]
+                share = dist.share(batch)
+                # a process with no example this step still runs one, weighted 0, to keep the collectives aligned
+                w = torch.ones(len(share)) if share else torch.zeros(1)
+                losses = step_loss(share or batch[:1])
+                local = (losses * w.to(losses.device)).sum()
+                opt.zero_grad(set_to_none=True)
+                (local / len(batch) * dist.world).backward()  # / world undone by the gradient average
+                _sync_grads(dist, params)
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+                step += 1
+                loss_val = float(dist.all_sum(local.detach().float().cpu()[None])[0]) / len(batch)
+                if dist.is_main:
+                    append_jsonl(tmp / "metrics.jsonl", {"step": step, "epoch": epoch, "loss": round(loss_val, 5),
+                                                         "kinds": sorted({e["kind"] for e in batch})})
+                    crash_point("align.step")
+                    if b == n_batches - 1 or time.perf_counter() - last_ckpt >= every:
+                        save_checkpoint(tmp / CKPT, named, opt, {"step": step, "fingerprint": fp})
+                        last_ckpt = time.perf_counter()
+                bar.set_postfix(loss=f"{loss_val:.3f}")
+                bar.update(1)
+    return step, loss_val
+
+
 def run_align(adapter: BaseAdapter, rows: list[dict[str, Any]], emb_dir: str | Path | None, out_dir: str | Path,
               cfg: AlignConfig | None = None, progress: bool = True) -> AlignResult:
     """Train the LoRA adapter into `out_dir`.partial (checkpointed: a rerun resumes), then rename.
@@ -289,42 +333,9 @@ def run_align(adapter: BaseAdapter, rows: list[dict[str, Any]], emb_dir: str | P
     start = int(dist.all_sum(torch.tensor([start])).item())
     if dist.world > 1 and not dist.is_main and start:
         load_checkpoint(tmp / CKPT, named, opt)
-    n_batches = (len(examples) + cfg.batch_size - 1) // cfg.batch_size
-    rng = random.Random(cfg.seed)
-    every, last_ckpt = _ckpt_seconds(), time.perf_counter()
     peft_model.train()
-    step, loss_val = 0, float("nan")
-    with tqdm(total=cfg.epochs * n_batches, initial=start, disable=not progress or not dist.is_main, unit="step",
-              desc=f"align[{method}{'/text-only' if cfg.text_only else ''}]") as bar:
-        for epoch in range(cfg.epochs):
-            order = list(range(len(examples)))
-            rng.shuffle(order)  # drawn for every epoch, also skipped ones, so a resume sees the same order
-            for b in range(n_batches):
-                if step < start:
-                    step += 1
-                    continue
-                batch = [examples[i] for i in order[b * cfg.batch_size:(b + 1) * cfg.batch_size]]
-                share = dist.share(batch)
-                # a process with no example this step still runs one, weighted 0, to keep the collectives aligned
-                w = torch.ones(len(share)) if share else torch.zeros(1)
-                losses = step_loss(share or batch[:1])
-                local = (losses * w.to(losses.device)).sum()
-                opt.zero_grad(set_to_none=True)
-                (local / len(batch) * dist.world).backward()  # / world undone by the gradient average
-                _sync_grads(dist, params)
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                opt.step()
-                step += 1
-                loss_val = float(dist.all_sum(local.detach().float().cpu()[None])[0]) / len(batch)
-                if dist.is_main:
-                    append_jsonl(tmp / "metrics.jsonl", {"step": step, "epoch": epoch, "loss": round(loss_val, 5),
-                                                         "kinds": sorted({e["kind"] for e in batch})})
-                    crash_point("align.step")
-                    if b == n_batches - 1 or time.perf_counter() - last_ckpt >= every:
-                        save_checkpoint(tmp / CKPT, named, opt, {"step": step, "fingerprint": fp})
-                        last_ckpt = time.perf_counter()
-                bar.set_postfix(loss=f"{loss_val:.3f}")
-                bar.update(1)
+    step, loss_val = _train(step_loss, opt, named, examples, cfg, dist, tmp, fp, start,
+                            f"align[{method}{'/text-only' if cfg.text_only else ''}]", progress)
     peft_model.eval()
     secs = time.perf_counter() - t0
     if dist.is_main:
