@@ -63,6 +63,11 @@ def make_run(root: Path, arms=("base", "text_only", "aligned"), rejudge=True, in
             rows.append({"id": str(k), "phrase": "x", "verified": k % 3 != 0, "failed": k == 11, "loss": curve[-1],
                          "steps": len(curve), "seconds": 1.5, "loss_curve": [float(v) for v in curve]})
         (run / "embeddings" / "index.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        for d, scale in (("adapter", 1.0), ("adapter_text", 0.7)):  # alignment training logs (loss chart)
+            (run / d).mkdir()
+            (run / d / "metrics.jsonl").write_text("".join(json.dumps(
+                {"step": i, "epoch": 0, "loss": scale * (2.5 * np.exp(-i / 15) + 0.1 + 0.05 * rng.random())}) + "\n"
+                for i in range(1, 81)))
     (run / "bench" / "00-va-safetybench-audio").mkdir(parents=True)
     (run / "bench" / "00-va-safetybench-audio" / "build_info.json").write_text(json.dumps(
         {"builder": "va-safetybench-audio", "seed": 3, "n_rows": 32, "skipped_types": [],
@@ -77,12 +82,12 @@ def test_report_files_and_agreement(tmp_path):
     md = run_report(run).read_text()
     assert "| ASR (macro over categories) |" in md and "Cohen's kappa" in md
     assert "| `00-va-safetybench-audio` | va-safetybench-audio | 3 | 32 | Text_only: none, KPT: generated | none |" in md
-    for png in ("synthesis", "asr_attack", "asr_scenario", "asr_vs_refusal"):
+    for png in ("synthesis", "alignment_loss", "asr_attack", "asr_scenario", "asr_vs_refusal"):
         assert f"charts/{png}.png" in md
         with Image.open(run / "charts" / f"{png}.png") as im:
             assert im.width > 300 and im.height > 200
     html = (run / "report.html").read_text()
-    assert html.count('src="data:image/png;base64,') == 4
+    assert html.count('src="data:image/png;base64,') == 5
     assert not re.search(r'(src|href)="(?!data:)', html)  # self-contained: no external resources
     # agreement: identical verdicts agree fully; a flipped copy disagrees fully
     a = [{"id": str(k), "harmful": True, "unsafe": k % 2 == 0} for k in range(10)]
@@ -153,4 +158,4 @@ def test_every_chart_decodes_in_chromium(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     body = re.search(r"<body[^>]*>", proc.stdout).group(0)
-    assert 'data-charts="4/4"' in body and "data-error" not in body, body
+    assert 'data-charts="5/5"' in body and "data-error" not in body, body

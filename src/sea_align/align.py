@@ -82,7 +82,8 @@ def build_training_set(rows: list[dict[str, Any]], emb_dir: str | Path | None, a
             return None
         with torch.no_grad():
             mm = to_llm(adapter, modality, e[None].to(adapter.device), blank_meta, meta["space"])[0]
-        text = prefix(modality, r["phrase_type"]) + " " + r["detoxified"]
+        # the whole-request form carries all of the request in the media and no text (Audio_only)
+        text = "" if r.get("form") == "whole" else prefix(modality, r["phrase_type"]) + " " + r["detoxified"]
         return Item(text, modality, mm, blank_meta, target=r["response"])
 
     for r in harmful:
@@ -91,6 +92,8 @@ def build_training_set(rows: list[dict[str, Any]], emb_dir: str | Path | None, a
             if it is not None:
                 examples.append({"item": it, "rejected": r.get("rejected"), "kind": "sea"})
                 counts["sea"] += 1
+        if r.get("form") == "whole":
+            continue  # its typed form is the base row's
         if cfg.text_only or cfg.include_text:
             examples.append({"item": Item(r["instruction"], target=r["response"]), "rejected": r.get("rejected"),
                              "kind": "text"})
@@ -101,6 +104,8 @@ def build_training_set(rows: list[dict[str, Any]], emb_dir: str | Path | None, a
             if it is not None:
                 examples += [{"item": it, "rejected": None, "kind": "benign_media"}] * cfg.benign_repeat
                 counts["benign_media"] += cfg.benign_repeat
+        if r.get("form") == "whole":
+            continue
         examples += [{"item": Item(r["instruction"], target=r["response"]), "rejected": None,
                       "kind": "benign_text"}] * cfg.benign_repeat
         counts["benign_text"] += cfg.benign_repeat
@@ -123,11 +128,33 @@ def lora_model(adapter: BaseAdapter, cfg: AlignConfig):
     return peft_model
 
 
-def _item_losses(adapter, batch, method, beta, ref) -> torch.Tensor:
-    """Per-example loss [k]: mean target CE (SFT) or the DPO loss. DPO scores chosen and rejected in
-    one forward pass (one pass per step also keeps gradient hooks simple under data parallelism)."""
+RETAIN_KINDS = ("benign_media", "benign_text")
+
+
+def retain_kl(adapter: BaseAdapter, peft_model: Any, items: list[Item]) -> torch.Tensor:
+    """Per-item KL(base || aligned) over the answer tokens, mean over each item's tokens [k]: the base
+    distribution comes from the same model with the LoRA switched off (no gradient)."""
+    with torch.no_grad(), peft_model.disable_adapter():
+        ref, _, _ = adapter.target_logits(items)
+    logits, _, rows = adapter.target_logits(items)
+    kl = F.kl_div(F.log_softmax(logits, -1), F.log_softmax(ref, -1), log_target=True, reduction="none").sum(-1)
+    total = torch.zeros(len(items), device=kl.device, dtype=kl.dtype).index_add(0, rows, kl)
+    count = torch.zeros(len(items), device=kl.device, dtype=kl.dtype).index_add(0, rows, torch.ones_like(kl))
+    return total / count.clamp(min=1)
+
+
+def _item_losses(adapter, batch, method, beta, ref, retain: float = 0.0, peft_model: Any = None) -> torch.Tensor:
+    """Per-example loss [k]: mean target CE (SFT) or the DPO loss, plus `retain` x KL(base || aligned)
+    on benign examples' answers. DPO scores chosen and rejected in one forward pass (one pass per step
+    also keeps gradient hooks simple under data parallelism)."""
     if method != "dpo":
-        return adapter.target_loss([b["item"] for b in batch])
+        losses = adapter.target_loss([b["item"] for b in batch])
+        keep = [i for i, b in enumerate(batch) if b["kind"] in RETAIN_KINDS]
+        if retain > 0 and keep and peft_model is not None:
+            kl = retain_kl(adapter, peft_model, [batch[i]["item"] for i in keep])
+            idx = torch.tensor(keep, device=losses.device)
+            losses = losses.index_add(0, idx, retain * kl.to(losses.dtype))
+        return losses
     chosen = [b["item"] for b in batch]
     rejected = [Item(b["item"].prompt, b["item"].modality, b["item"].mm, b["item"].meta, target=b["rejected"])
                 for b in batch]
@@ -145,16 +172,16 @@ class StepLoss(torch.nn.Module):
     Without FSDP, calling it is calling `_item_losses`."""
 
     def __init__(self, adapter: BaseAdapter, peft_model: torch.nn.Module, method: str, beta: float,
-                 ref: dict[int, tuple[float, float]]):
+                 ref: dict[int, tuple[float, float]], retain: float = 0.0):
         super().__init__()
         self.peft_model = peft_model  # the only submodule: the whole (LoRA-injected) model
         present = {type(m).__name__ for m in peft_model.modules()}  # HF lists classes a model may not have
         self._no_split_modules = sorted(present & set(getattr(adapter.model, "_no_split_modules", None) or ()))
         self.__dict__["adapter"] = adapter  # plain attribute, not registered
-        self.method, self.beta, self.ref = method, beta, ref
+        self.method, self.beta, self.ref, self.retain = method, beta, ref, retain
 
     def forward(self, batch: list[dict[str, Any]]) -> torch.Tensor:
-        return _item_losses(self.adapter, batch, self.method, self.beta, self.ref)
+        return _item_losses(self.adapter, batch, self.method, self.beta, self.ref, self.retain, self.peft_model)
 
 
 def _fingerprint(cfg: AlignConfig, method: str, examples: list[dict[str, Any]]) -> str:
@@ -315,7 +342,7 @@ def run_align(adapter: BaseAdapter, rows: list[dict[str, Any]], emb_dir: str | P
     named = {n: p for n, p in peft_model.named_parameters() if p.requires_grad}
     params = list(named.values())
     ref = _dpo_reference(adapter, peft_model, examples) if method == "dpo" else {}
-    step_loss: torch.nn.Module = StepLoss(adapter, peft_model, method, cfg.dpo_beta, ref)
+    step_loss: torch.nn.Module = StepLoss(adapter, peft_model, method, cfg.dpo_beta, ref, cfg.retain)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     if dist.fsdp:
         step_loss = shard(dist, step_loss, opt)

@@ -25,6 +25,9 @@ class PrepareConfig:
     openai_base_url: str = "https://api.openai.com/v1"  # key comes from OPENAI_API_KEY only
     openai_model: str = "gpt-4o-mini"
     limit: int = 0  # use only the first N harmful rows (0 = all)
+    benign_limit: int = -1  # benign rows used: -1 = as many as `limit` (all when limit is 0), 0 = all, N = first N
+    whole_request: bool = False  # also a row per request whose phrase is the WHOLE request ("<id>#whole"): its
+    #                              embedding carries all of it and alignment pairs it with no text (Audio_only form)
 
 
 @dataclass
@@ -70,7 +73,16 @@ class AlignConfig:
     lora_dropout: float = 0.0
     lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
     dpo_beta: float = 0.1
+    retain: float = 0.0  # weight of the retain term: KL(base || aligned) on the answer tokens of benign examples
     seed: int = 0
+
+
+@dataclass
+class DistillConfig:
+    enabled: bool = False  # benign targets = the teacher's own greedy answers to the typed requests (self-distillation)
+    teacher: str = ""  # model that answers ("" = the run's model, i.e. the base model itself)
+    max_new_tokens: int = 64
+    batch_size: int = 16
 
 
 @dataclass
@@ -103,6 +115,7 @@ class RunConfig:
     note: str = ""  # free text copied into the report (e.g. what the evaluation can and cannot show)
     align_text_baseline: bool = False  # also train + evaluate the text-only alignment baseline (paper's comparison)
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     synthesize: SynthesizeConfig = field(default_factory=SynthesizeConfig)
     align: AlignConfig = field(default_factory=AlignConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)

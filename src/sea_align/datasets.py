@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
+import random
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +53,47 @@ def advbench_rows() -> list[dict[str, Any]]:
     return rows
 
 
-def benign_train_rows() -> list[dict[str, Any]]:
-    rows = [r for r in read_jsonl(PKG_DATA / "benign.jsonl") if r.get("split") == "train"]
-    for r in rows:
-        r.pop("_line", None)
+BENIGN_FILES = ("benign.jsonl", "benign_varied.jsonl", "borderline.jsonl")
+
+
+def template_answer(phrase: str) -> str:
+    """The canned helpful answer given to a benign row that has none (self-distillation replaces it)."""
+    return (f"Sure! Here is how to {phrase}:\n1. Gather what you need and read any instructions first.\n"
+            "2. Work through it step by step, taking your time.\n3. Check the result and adjust as needed.")
+
+
+def benign_train_rows(seed: int = 0) -> list[dict[str, Any]]:
+    """The train split of our benign sets (plain, varied and borderline requests), shuffled with `seed`
+    so that the first N rows mix all three. Rows without an answer get `template_answer` and
+    `response_source: template`."""
+    rows = []
+    for name in BENIGN_FILES:
+        path = PKG_DATA / name
+        if not path.is_file():
+            continue
+        for r in read_jsonl(path):
+            if r.get("split") != "train":
+                continue
+            r.pop("_line", None)
+            r.setdefault("kind", "benign")
+            if not r.get("response"):
+                r["response"], r["response_source"] = template_answer(r["key_phrase"]), "template"
+            rows.append(r)
+    random.Random(f"benign-train:{seed}").shuffle(rows)
     return rows
+
+
+def benign_eval_rows(kind: str = "benign") -> list[dict[str, Any]]:
+    """The eval split of our benign sets of one kind: `benign` (plain + varied) or `borderline`."""
+    names = ("borderline.jsonl",) if kind == "borderline" else ("benign.jsonl", "benign_varied.jsonl")
+    out = []
+    for name in names:
+        if (PKG_DATA / name).is_file():
+            out += [r for r in read_jsonl(PKG_DATA / name) if r.get("split") == "eval"]
+    for r in out:
+        r.pop("_line", None)
+        r.setdefault("kind", kind)
+    return out
 
 
 def overlaps(a: str, b: str, threshold: float = 0.8) -> bool:
@@ -64,12 +101,18 @@ def overlaps(a: str, b: str, threshold: float = 0.8) -> bool:
     return bool(wa and wb) and len(wa & wb) / len(wa | wb) >= threshold
 
 
+DROP_THRESHOLD = 0.6  # word-set Jaccard at which a training phrase counts as an evaluation phrase
+
+
 def drop_overlap(train: list[dict[str, Any]], held_out_phrases: list[str]) -> tuple[list[dict[str, Any]], int]:
+    """Training rows minus those whose key phrase (or instruction) shares >= 60% of its words with an
+    evaluation phrase ("hack into a bank account" vs "hack into someone's bank account": 0.67, dropped)."""
     from .prepare import rules_extract
     keep, dropped = [], 0
     for r in train:
         phrase = r.get("key_phrase") or rules_extract(r["instruction"])[0]
-        if any(overlaps(phrase, h) or overlaps(r["instruction"], h) for h in held_out_phrases):
+        if any(overlaps(phrase, h, DROP_THRESHOLD) or overlaps(r["instruction"], h, DROP_THRESHOLD)
+               for h in held_out_phrases):
             dropped += 1
             continue
         keep.append(r)

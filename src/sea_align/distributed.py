@@ -1,11 +1,12 @@
 """Multi-process runs on accelerate: which share of the work this process owns, barriers, reductions.
 
-`accelerate launch --multi_gpu --num_processes N -m sea_align.cli synthesize|align ...` (or a config
+`accelerate launch --multi_gpu --num_processes N -m sea_align.cli synthesize|align|evaluate ...` (or a config
 from `configs/accelerate/`) starts N copies of the command through torchrun, which sets
 RANK/WORLD_SIZE/MASTER_ADDR; `PartialState` then joins the process group: NCCL on GPUs, gloo on a
 machine without CUDA (so the same command runs N CPU processes; `--cpu` would start one process
 unless accelerate is given an MPI hostfile). A plain `sea ...` (WORLD_SIZE unset or 1) never touches torch.distributed.
 An FSDP launch (`configs/accelerate/fsdp.yaml`) additionally shards the frozen weights in `align` (`shard`).
+`evaluate` deals whole one-process batches round-robin to the processes (`evaluate.run_evaluate`).
 """
 from __future__ import annotations
 

@@ -164,8 +164,21 @@ def prepare_rows(rows: list[dict[str, Any]], extractor: Callable[[str], tuple[st
             "detoxified": detoxify(row["instruction"], phrase, ptype),
             "aux": aux_pairs(phrase, key),
             **({"rejected": row["rejected"]} if row.get("rejected") else {}),
+            **{k: str(row[k]) for k in ("kind", "response_source") if row.get(k)},
         })
     return out, fallback
+
+
+WHOLE = "#whole"
+
+
+def whole_row(r: dict[str, Any]) -> dict[str, Any]:
+    """The request's whole-request form: the phrase the embedding must carry is the entire instruction,
+    and the text beside it is empty (VA-SafetyBench's Audio_only: the whole request spoken, no text)."""
+    whole = r["instruction"].strip()
+    rid = r["id"] + WHOLE
+    return {**r, "id": rid, "key_phrase": whole, "detoxified": "", "form": "whole", "base_id": r["id"],
+            "aux": aux_pairs(whole, hashlib.sha256(rid.encode()).hexdigest()[:12])}
 
 
 def run_prepare(data: str | Path, out: str | Path, cfg: PrepareConfig | None = None) -> PrepareResult:
@@ -174,10 +187,14 @@ def run_prepare(data: str | Path, out: str | Path, cfg: PrepareConfig | None = N
         raise DataError(f"unknown extractor '{cfg.extractor}' (known: {', '.join(EXTRACTORS)})")
     rows = read_jsonl(data, required=("instruction", "response"),
                       types={"instruction": str, "response": str, "harmful": bool, "rejected": str})
-    if cfg.limit:
-        harm = [r for r in rows if r.get("harmful", True)][: cfg.limit]
-        rows = harm + [r for r in rows if not r.get("harmful", True)][: cfg.limit]
+    if cfg.limit or cfg.benign_limit >= 0:
+        harm = [r for r in rows if r.get("harmful", True)]
+        ben = [r for r in rows if not r.get("harmful", True)]
+        nb = cfg.limit if cfg.benign_limit < 0 else cfg.benign_limit
+        rows = (harm[: cfg.limit] if cfg.limit else harm) + (ben[:nb] if nb else ben)
     prepared, fallback = prepare_rows(rows, EXTRACTORS[cfg.extractor](cfg), source=str(data))
+    if cfg.whole_request:
+        prepared += [whole_row(r) for r in prepared]
     atomic_write_jsonl(out, prepared)
     n_h = sum(r["harmful"] for r in prepared)
     log.info("prepared %d rows (%d harmful, %d benign) -> %s", len(prepared), n_h, len(prepared) - n_h, out)

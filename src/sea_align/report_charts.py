@@ -1,5 +1,6 @@
 """PNG charts for `sea report` (matplotlib, Agg backend; no display needed). Each function writes one
-file and returns its path, or None when the run has nothing to draw for it."""
+file and returns its path, or None when the run has nothing to draw for it. `available()` says whether
+matplotlib can be imported; the report skips (and says so) every chart when it cannot."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,6 +11,14 @@ import numpy as np
 COLORS = {"base": "#8c8c8c", "text_only": "#e6a23c", "aligned": "#2a7ab9"}
 
 
+def available() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _plt():
     import matplotlib
     matplotlib.use("Agg")
@@ -17,8 +26,10 @@ def _plt():
     return plt
 
 
-def _bars(ax, groups: list[str], series: dict[str, list[float | None]], labels: dict[str, str]) -> None:
-    """Grouped bars, one colour per arm; a missing value is drawn as a hatched 'n/a' stub."""
+def _bars(ax, groups: list[str], series: dict[str, list[float | None]], labels: dict[str, str],
+          cis: dict[str, list] | None = None) -> None:
+    """Grouped bars, one colour per arm; a missing value is drawn as a hatched 'n/a' stub. `cis[arm]`
+    (optional) holds a [lo, hi] 95% interval per group, drawn as an error bar."""
     n = max(1, len(series))
     w = 0.8 / n
     x = np.arange(len(groups))
@@ -29,6 +40,10 @@ def _bars(ax, groups: list[str], series: dict[str, list[float | None]], labels: 
         for p, v in zip(pos, vals):
             if v is None:
                 ax.text(p, 1, "n/a", ha="center", va="bottom", fontsize=6, rotation=90, color="#666")
+        for p, v, ci in zip(pos, vals, (cis or {}).get(arm) or []):
+            if v is not None and ci and None not in ci:
+                ax.errorbar([p], [100 * v], yerr=[[100 * (v - ci[0])], [100 * (ci[1] - v)]], fmt="none",
+                            ecolor="#333", elinewidth=0.8, capsize=2)
     ax.set_xticks(x)
     ax.set_xticklabels(groups, rotation=30 if len(groups) > 4 else 0, ha="right" if len(groups) > 4 else "center",
                        fontsize=8)
@@ -44,8 +59,8 @@ def asr_by_attack(path: Path, sums: dict[str, dict], labels: dict[str, str]) -> 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(max(7, 1.2 * len(attacks) + 2), 3.6))
     _bars(ax, attacks, {a: [s.get("per_attack", {}).get(t, {}).get("asr") for t in attacks] for a, s in sums.items()},
-          labels)
-    ax.set_title("ASR per attack type (harmful items, scored only)", fontsize=10)
+          labels, {a: [s.get("per_attack", {}).get(t, {}).get("asr_ci95") for t in attacks] for a, s in sums.items()})
+    ax.set_title("ASR per attack type (harmful items, scored only; whiskers: 95% Wilson interval)", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -120,6 +135,48 @@ def asr_vs_refusal(path: Path, sums: dict[str, dict], labels: dict[str, str]) ->
     ax.set_xlabel("over-refusal on harmless items (%)")
     ax.set_ylabel("ASR, macro over scenarios (%)")
     ax.set_title("Safety vs over-refusal (lower-left is better)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _smooth(ys: list[float], w: int) -> np.ndarray:
+    """Trailing moving average over up to `w` points (the first points average what there is)."""
+    c = np.cumsum(np.insert(np.asarray(ys, dtype=float), 0, 0.0))
+    idx = np.arange(1, len(ys) + 1)
+    lo = np.maximum(0, idx - w)
+    return (c[idx] - c[lo]) / (idx - lo)
+
+
+def alignment_loss(path: Path, logs: dict[str, list[dict[str, Any]]], labels: dict[str, str]) -> Path | None:
+    """Training loss against step, one line per adapter (logs[arm] = metrics.jsonl rows with step and loss):
+    the raw per-step loss (thin) and a moving average over ~5% of the steps (thick)."""
+    series = {}
+    for arm, rows in logs.items():
+        pts = sorted((r["step"], r["loss"]) for r in rows if isinstance(r.get("step"), (int, float))
+                     and isinstance(r.get("loss"), (int, float)) and np.isfinite(r["loss"]))
+        if pts:
+            series[arm] = pts
+    if not series:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    lo, hi = np.inf, -np.inf
+    for arm, pts in series.items():
+        x, y = [p[0] for p in pts], [p[1] for p in pts]
+        col = COLORS.get(arm)
+        ax.plot(x, y, color=col, alpha=0.3, lw=0.8)
+        w = max(1, len(y) // 20)
+        ax.plot(x, _smooth(y, w), color=col, lw=2, label=f"{labels.get(arm, arm)} (moving average of {w})")
+        lo, hi = min(lo, min(y)), max(hi, max(y))
+    if lo > 0 and hi / lo > 10:  # log scale only when the losses span a decade
+        ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("training loss (per batch)")
+    ax.set_title("Alignment loss (LoRA training)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

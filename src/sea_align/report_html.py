@@ -1,7 +1,10 @@
 """Render report blocks as Markdown and as one self-contained HTML page (CSS inline, PNGs as base64).
 
-A block is a tuple: ("h1"|"h2"|"h3"|"p"|"note", text), ("table", header, rows) or ("img", file, caption).
-Text may use `code` and **bold**, the only Markdown the HTML side translates."""
+A block is a tuple: ("h1"|"h2"|"h3"|"p"|"note", text), ("quote", text), ("table", header, rows) or
+("img", file, caption). Text may use `code` and **bold**, the only Markdown the HTML side translates.
+Text that must be shown verbatim (model prompts and answers) is wrapped in `Lit` (a str): Markdown escapes
+every markup character in it and HTML only HTML-escapes it; a ("quote", text) block is always verbatim.
+Table cells never break a Markdown table: `|` is escaped and line breaks become " ↵ "."""
 from __future__ import annotations
 
 import base64
@@ -16,7 +19,25 @@ table{border-collapse:collapse;margin:8px 0 16px;font-size:.9em}th,td{border:1px
 text-align:left}th{background:#f0f4f8}tr:nth-child(even) td{background:#fafafa}
 code{background:#f3f3f3;padding:0 3px;border-radius:3px}.note{background:#fff8e1;border-left:4px solid #e6a23c;
 padding:6px 12px}figure{margin:12px 0}figure img{max-width:100%;border:1px solid #eee}
-figcaption{font-size:.85em;color:#555}"""
+figcaption{font-size:.85em;color:#555}
+blockquote{margin:6px 0;padding:4px 12px;border-left:4px solid #ccc;color:#333;white-space:pre-wrap}"""
+
+
+class Lit(str):
+    """Text shown as is: no Markdown or inline markup is interpreted in it."""
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#+!|~])")
+
+
+def md_escape(text: str) -> str:
+    """Backslash-escape every Markdown markup character (literal text in a Markdown document)."""
+    return _MD_SPECIAL.sub(r"\\\1", str(text))
+
+
+def _md_cell(c) -> str:
+    t = md_escape(c) if isinstance(c, Lit) else str(c).replace("|", "\\|")
+    return t.replace("\r\n", "\n").replace("\n", " ↵ ")
 
 
 def to_markdown(blocks: list[tuple]) -> str:
@@ -29,9 +50,11 @@ def to_markdown(blocks: list[tuple]) -> str:
             out += [b[1], ""]
         elif kind == "note":
             out += [f"> **Note.** {b[1]}", ""]
+        elif kind == "quote":
+            out += ["> " + md_escape(b[1]).replace("\r\n", "\n").replace("\n", "  \n> "), ""]
         elif kind == "table":
-            out += ["| " + " | ".join(b[1]) + " |", "|" + "---|" * len(b[1])]
-            out += ["| " + " | ".join(str(c) for c in row) + " |" for row in b[2]]
+            out += ["| " + " | ".join(_md_cell(h) for h in b[1]) + " |", "|" + "---|" * len(b[1])]
+            out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in b[2]]
             out.append("")
         elif kind == "img":
             out += [f"![{b[2]}]({b[1]})", ""]
@@ -39,6 +62,8 @@ def to_markdown(blocks: list[tuple]) -> str:
 
 
 def _inline(text: str) -> str:
+    if isinstance(text, Lit):
+        return html.escape(str(text), quote=False).replace("\n", "<br>")
     t = html.escape(str(text), quote=False)
     t = re.sub(r"`([^`]+)`", r"<code>\1</code>", t)
     return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", t)
@@ -55,6 +80,8 @@ def to_html(blocks: list[tuple], root: Path, title: str) -> str:
             body.append(f"<p>{_inline(b[1])}</p>")
         elif kind == "note":
             body.append(f'<p class="note"><b>Note.</b> {_inline(b[1])}</p>')
+        elif kind == "quote":
+            body.append(f"<blockquote>{html.escape(str(b[1]), quote=False)}</blockquote>")
         elif kind == "table":
             head = "".join(f"<th>{_inline(h)}</th>" for h in b[1])
             rows = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>" for row in b[2])

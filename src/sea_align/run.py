@@ -85,6 +85,26 @@ def _evaluate_arm(cfg: RunConfig, name: str, adapter_dir: Path | None, benches: 
               over_refusal=res.summary["refusal_rate_harmless"])
 
 
+def _distill(cfg: RunConfig, rows: list[dict[str, Any]], path: Path, man: Manifest, progress: bool):
+    """Benign targets = the teacher's own answers (docs/stages.md, distill); generated once, resumable."""
+    from .distill import apply, run_distill
+    from .io import read_jsonl_tolerant
+    have = {d["id"] for d in read_jsonl_tolerant(path)}
+    if any(not r.get("harmful", True) and (r.get("base_id") or r["id"]) not in have for r in rows):
+        t = time.perf_counter()
+        teacher = cfg.distill.teacher or cfg.model
+        ad = load_adapter_for(teacher, cfg)
+        res = run_distill(ad, rows, path, cfg.distill, teacher_name=teacher, progress=progress)
+        man.stage("distill", time.perf_counter() - t, n=res.n, refused_by_teacher=res.n_refused,
+                  dropped=res.n_dropped, teacher=teacher)
+    return apply(rows, path)
+
+
+def load_adapter_for(model: str, cfg: RunConfig):
+    from .models import load_adapter
+    return load_adapter(model, dtype=cfg.dtype)
+
+
 def run_pipeline(cfg: RunConfig, out: str | Path, progress: bool = True) -> dict[str, Any]:
     from .align import run_align
     from .benchdata import build_configured_benches
@@ -114,6 +134,8 @@ def run_pipeline(cfg: RunConfig, out: str | Path, progress: bool = True) -> dict
         man.stage("prepare", time.perf_counter() - t, n=res.n, n_harmful=res.n_harmful, n_benign=res.n_benign,
                   dropped_overlapping_eval=dropped)
     rows = read_jsonl(prepared)
+    if cfg.distill.enabled:
+        rows = _distill(cfg, rows, out / "distilled.jsonl", man, progress)
     emb = out / "embeddings"
     if not (emb / "done.json").is_file():
         t = time.perf_counter()

@@ -312,6 +312,20 @@ class BaseAdapter:
         `groups` (one key per item; synthesis passes the sample index) says which items carry the
         same media embedding: their tokens up to and including the media are then run once per
         group and the resulting KV is shared by the group's items (exact, gradients included)."""
+        logits, labels, rows = self.target_logits(items, groups)
+        ce = F.cross_entropy(logits, labels, reduction="none")
+        total = torch.zeros(len(items), device=ce.device, dtype=ce.dtype).index_add(0, rows, ce)
+        wrong = (logits.argmax(-1) != labels).float().detach()
+        miss = torch.zeros(len(items), device=ce.device).index_add(0, rows, wrong)
+        if reduction == "sum":
+            return total, miss == 0
+        count = torch.zeros(len(items), device=ce.device, dtype=ce.dtype).index_add(0, rows, torch.ones_like(ce))
+        return total / count.clamp(min=1), miss == 0
+
+    def target_logits(self, items: Sequence[Item], groups: Sequence[Any] | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Teacher-forced logits at the target positions only: (logits [n, vocab] float32, the target
+        tokens [n], the item each position belongs to [n]). `groups` as in `target_stats`."""
         cached = self._can_cache_prefix() and len(items) > 0
         prefix = self.shared_prefix(items) if cached else []
         P = len(prefix)
@@ -337,16 +351,7 @@ class BaseAdapter:
                           batch.position_ids[..., cut:], batch.target_mask[:, cut:])
         sel = batch.target_mask[:, 1:]  # [b, s-1]: position t predicts token t+1
         logits = self.lm_head(h[:, :-1][sel]).float()  # [n_target_tokens, vocab]
-        labels = batch.ids[:, 1:][sel]
-        ce = F.cross_entropy(logits, labels, reduction="none")
-        rows = torch.nonzero(sel, as_tuple=True)[0]
-        total = torch.zeros(len(items), device=ce.device, dtype=ce.dtype).index_add(0, rows, ce)
-        wrong = (logits.argmax(-1) != labels).float().detach()
-        miss = torch.zeros(len(items), device=ce.device).index_add(0, rows, wrong)
-        if reduction == "sum":
-            return total, miss == 0
-        count = torch.zeros(len(items), device=ce.device, dtype=ce.dtype).index_add(0, rows, torch.ones_like(ce))
-        return total / count.clamp(min=1), miss == 0
+        return logits, batch.ids[:, 1:][sel], torch.nonzero(sel, as_tuple=True)[0]
 
     def _grouped_forward(self, batch: Batch, first_rows: list[int], group_of: list[int], P: int, S: int,
                          prefix: list[int]) -> torch.Tensor:
