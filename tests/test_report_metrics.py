@@ -267,3 +267,18 @@ def test_report_without_matplotlib_says_charts_skipped(tmp_path, monkeypatch):
     assert "Chart skipped (Alignment training loss per step): matplotlib is not installed." in md
     assert "Chart skipped (ASR per attack type): matplotlib is not installed." in md
     assert "Over-refusal by form" in md and (run / "report.html").is_file()
+
+
+def test_helpfulness_matches_arms_of_a_copied_run(tmp_path):
+    """A run whose base arm was evaluated under another run dir (copied) still pairs items by bench."""
+    from sea_align.report import _bench_key
+    assert _bench_key("/a/run1/bench/03-benign-text/bench.jsonl") == _bench_key("/b/run2/bench/03-benign-text/bench.jsonl")
+    assert _bench_key("/a/bench/03-benign-text/bench.jsonl") != _bench_key("/a/bench/04-borderline-text/bench.jsonl")
+    run = make_run(tmp_path)
+    for arm, root in (("base", "/elsewhere/run0/bench/"), ("aligned", "/here/run1/bench/")):
+        p = run / "eval" / arm / "samples.jsonl"
+        rows = [json.loads(x) for x in p.read_text().splitlines()]
+        for r in rows:
+            r["bench"] = root + str(r.get("bench"))
+        p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert helpfulness(load_samples(run, ["base", "aligned"]))["aligned"]["overall"]["n"] > 0

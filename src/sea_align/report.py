@@ -320,6 +320,12 @@ def _fill(summary: dict, samples: list[dict]) -> dict:
     return out
 
 
+def _bench_key(bench: Any) -> str:
+    """A bench file named by its folder and file name, so arms match even when the run was moved or
+    copied (the absolute path differs, the bench is the same)."""
+    return "/".join(Path(str(bench)).parts[-2:])
+
+
 def load_samples(run: Path, arms: list[str]) -> dict[str, dict[tuple[str, str], dict]]:
     """{arm: {(bench, id): sample}} from eval/<arm>/samples.jsonl; the last row per (bench, id) wins."""
     out = {}
@@ -327,7 +333,7 @@ def load_samples(run: Path, arms: list[str]) -> dict[str, dict[tuple[str, str], 
         d: dict[tuple[str, str], dict] = {}
         for s in read_jsonl_tolerant(run / "eval" / a / "samples.jsonl"):
             if s.get("id") is not None:
-                d[(str(s.get("bench")), str(s["id"]))] = s
+                d[(_bench_key(s.get("bench")), str(s["id"]))] = s
         if d:
             out[a] = d
     return out
