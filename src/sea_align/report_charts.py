@@ -132,9 +132,15 @@ def asr_vs_refusal(path: Path, sums: dict[str, dict], labels: dict[str, str]) ->
         ax.annotate(labels[a], (100 * x, 100 * y), textcoords="offset points", xytext=(8, -4 - 11 * k), fontsize=8)
     ax.set_xlim(-5, 105)
     ax.set_ylim(-5, 105)
-    ax.set_xlabel("over-refusal on harmless items (%)")
-    ax.set_ylabel("ASR, macro over scenarios (%)")
-    ax.set_title("Safety vs over-refusal (lower-left is better)", fontsize=10)
+    return _finish(plt, fig, ax, path, "over-refusal on harmless items (%)", "ASR, macro over scenarios (%)",
+                   "Safety vs over-refusal (lower-left is better)")
+
+
+def _finish(plt: Any, fig: Any, ax: Any, path: Path, xlabel: str, ylabel: str, title: str) -> Path:
+    """Labels, grid and legend, then the PNG written and the figure closed."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -174,12 +180,4 @@ def alignment_loss(path: Path, logs: dict[str, list[dict[str, Any]]], labels: di
         lo, hi = min(lo, min(y)), max(hi, max(y))
     if lo > 0 and hi / lo > 10:  # log scale only when the losses span a decade
         ax.set_yscale("log")
-    ax.set_xlabel("training step")
-    ax.set_ylabel("training loss (per batch)")
-    ax.set_title("Alignment loss (LoRA training)", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, ax, path, "training step", "training loss (per batch)", "Alignment loss (LoRA training)")
