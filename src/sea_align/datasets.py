@@ -83,19 +83,6 @@ def benign_train_rows(seed: int = 0) -> list[dict[str, Any]]:
     return rows
 
 
-def benign_eval_rows(kind: str = "benign") -> list[dict[str, Any]]:
-    """The eval split of our benign sets of one kind: `benign` (plain + varied) or `borderline`."""
-    names = ("borderline.jsonl",) if kind == "borderline" else ("benign.jsonl", "benign_varied.jsonl")
-    out = []
-    for name in names:
-        if (PKG_DATA / name).is_file():
-            out += [r for r in read_jsonl(PKG_DATA / name) if r.get("split") == "eval"]
-    for r in out:
-        r.pop("_line", None)
-        r.setdefault("kind", kind)
-    return out
-
-
 def overlaps(a: str, b: str, threshold: float = 0.8) -> bool:
     wa, wb = set(words(a)), set(words(b))
     return bool(wa and wb) and len(wa & wb) / len(wa | wb) >= threshold

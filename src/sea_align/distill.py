@@ -65,7 +65,6 @@ def run_distill(teacher: BaseAdapter, rows: list[dict[str, Any]], out: str | Pat
             verdicts = judge.judge([{"response": a, "harmful": False} for a in answers])
             for r, a, v in zip(chunk, answers, verdicts):
                 own = r.get("response_source", "given") != "template"
-                keep = not v.refused or own
                 append_jsonl(out, {"id": r["id"], "response": a, "teacher": teacher_name or "base",
                                    "refused": bool(v.refused), "kept": "teacher" if not v.refused else
                                    ("given" if own else "dropped")})

@@ -189,6 +189,19 @@ def _merge_rank_files(samples_path: Path, order: dict[tuple[Any, Any], int]) -> 
     return len(lines)
 
 
+def _answer_and_judge(adapter: BaseAdapter, judge: Any, chunk: list[dict[str, Any]],
+                      max_new_tokens: int) -> list[dict[str, Any]]:
+    """One batch: greedy answers, then the judge's verdicts, as sample records."""
+    responses = adapter.generate(_items(adapter, chunk), max_new_tokens=max_new_tokens)
+    recs = [{"bench": r["bench"], "id": r["id"], "category": r["category"], "attack": r.get("attack"),
+             "harmful": r["harmful"], "prompt": r["prompt"], "media": r["media"], "response": resp,
+             **{k: r[k] for k in PASS_THROUGH if r.get(k) is not None}}
+            for r, resp in zip(chunk, responses)]
+    for rec, v in zip(recs, judge.judge(recs)):
+        rec.update({"refused": v.refused, "unsafe": v.unsafe, "judge": judge.name, "judge_raw": v.raw})
+    return recs
+
+
 def run_evaluate(adapter: BaseAdapter, bench: str | Path | list[str], out_dir: str | Path, judge: str = "refusal",
                  max_new_tokens: int = 48, batch_size: int = 8, limit: int = 0, info: dict[str, Any] | None = None,
                  progress: bool = True) -> EvalResult:
@@ -234,14 +247,7 @@ def run_evaluate(adapter: BaseAdapter, bench: str | Path | list[str], out_dir: s
         for first in range(0, len(batches), dist.world):  # one round: batch first + k on process k
             round_ = batches[first:first + dist.world]
             if dist.rank < len(round_):
-                chunk = round_[dist.rank]
-                responses = adapter.generate(_items(adapter, chunk), max_new_tokens=max_new_tokens)
-                recs = [{"bench": r["bench"], "id": r["id"], "category": r["category"], "attack": r.get("attack"),
-                         "harmful": r["harmful"], "prompt": r["prompt"], "media": r["media"], "response": resp,
-                         **{k: r[k] for k in PASS_THROUGH if r.get(k) is not None}}
-                        for r, resp in zip(chunk, responses)]
-                for rec, v in zip(recs, j.judge(recs)):
-                    rec.update({"refused": v.refused, "unsafe": v.unsafe, "judge": j.name, "judge_raw": v.raw})
+                for rec in _answer_and_judge(adapter, j, round_[dist.rank], max_new_tokens):
                     append_jsonl(write_path, rec)
                 crash_point("eval.batch")
             bar.update(sum(len(c) for c in round_))

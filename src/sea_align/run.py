@@ -93,16 +93,12 @@ def _distill(cfg: RunConfig, rows: list[dict[str, Any]], path: Path, man: Manife
     if any(not r.get("harmful", True) and (r.get("base_id") or r["id"]) not in have for r in rows):
         t = time.perf_counter()
         teacher = cfg.distill.teacher or cfg.model
-        ad = load_adapter_for(teacher, cfg)
+        from .models import load_adapter
+        ad = load_adapter(teacher, dtype=cfg.dtype)
         res = run_distill(ad, rows, path, cfg.distill, teacher_name=teacher, progress=progress)
         man.stage("distill", time.perf_counter() - t, n=res.n, refused_by_teacher=res.n_refused,
                   dropped=res.n_dropped, teacher=teacher)
     return apply(rows, path)
-
-
-def load_adapter_for(model: str, cfg: RunConfig):
-    from .models import load_adapter
-    return load_adapter(model, dtype=cfg.dtype)
 
 
 def run_pipeline(cfg: RunConfig, out: str | Path, progress: bool = True) -> dict[str, Any]:
