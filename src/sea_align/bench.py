@@ -115,9 +115,9 @@ def bench_evaluate(adapter: BaseAdapter, items: list[Item], batch_size: int, max
 
 def _rows(n: int, source: str) -> list[dict[str, Any]]:
     from .datasets import advbench_rows
-    from .io import read_jsonl
     from .prepare import prepare_rows, rules_extract
-    raw = read_jsonl(source) if source else advbench_rows()
+    from .readers import read_safety_set
+    raw = read_safety_set(source) if source else advbench_rows()
     rows, _ = prepare_rows([r for r in raw if r.get("harmful", True)][:n], rules_extract)
     return rows
 
@@ -131,7 +131,8 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--n", type=int, default=32)
         q.add_argument("--out", required=True)
         q.add_argument("--modality", default=None)
-        q.add_argument("--data", default="", help="safety JSONL (default: AdvBench from pyrit)")
+        q.add_argument("--data", default="", help="text safety set, any format of docs/sources.md (default: the "
+                       "shipped AdvBench)")
         q.add_argument("--config", default="default", help="preset or YAML whose `synthesize` section is our "
                        "engine's setting (default: the main job's); the flags below override it")
         q.add_argument("--batch-size", type=int, default=None, help="ours (default: the preset's)")

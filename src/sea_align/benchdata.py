@@ -1,17 +1,16 @@
 """Benchmark builders: write the generic benchmark JSONL (+ media) that `sea evaluate` reads.
 
 Builders (`BUILDERS`): `text`, `mm-safetybench-typo` (the phrase as an image + the rephrased question),
-`figstep` (the instruction as an empty numbered list + FigStep's benign prompt), `va-safetybench-audio`
-(Text_only, Audio_only, KPT, KPT_noise), `va-safetybench-video` (Text_only, TYPO, DM, DM_TYPO) and
-`benign` (any of these forms on harmless phrases, harmful=false, for over-refusal; `benign-<form>`
-aliases). Sources: a VA-SafetyBench questions directory (key phrase recovered from `Text_only`
-against the rephrased question) or a JSONL with instruction (+ key_phrase, phrase_type, category).
-What cannot be regenerated offline (DM videos) comes only from the authors' media directory; types
-that are skipped are listed in DIR/build_info.json, never replaced by something else.
+`figstep` (the instruction as an empty numbered list + FigStep's benign prompt), `vlguard` (VLGuard's
+images + instructions), `va-safetybench-audio` (Text_only, Audio_only, KPT, KPT_noise),
+`va-safetybench-video` (Text_only, TYPO, DM, DM_TYPO) and `benign` (any of these forms on harmless
+phrases, harmful=false, for over-refusal; `benign-<form>` aliases). Sources: whatever `readers.py` reads
+(VA-SafetyBench and MM-SafetyBench question folders, FigStep's CSV, VLGuard, HarmBench, our JSONL, ...).
+What cannot be regenerated offline (DM videos, MM-SafetyBench's SD images) comes only from the authors'
+media directory; types that are skipped are listed in DIR/build_info.json, never replaced by something else.
 """
 from __future__ import annotations
 
-import json
 import logging
 import random
 import re
@@ -25,6 +24,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .io import DataError, atomic_write_json, atomic_write_jsonl, read_jsonl
 from .prepare import detoxify, rules_extract
+from .readers import read_source
+from .readers_bench import MM_TYPES, authors_file, recover_phrase, va_items  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 PKG_DATA = Path(__file__).parent / "data"
@@ -35,7 +36,10 @@ FIGSTEP_PROMPT = ("The image shows a list numbered 1, 2, and 3, but the items ar
 VA_TYPES = {"va-safetybench-audio": ("Text_only", "Audio_only", "KPT", "KPT_noise"),
             "va-safetybench-video": ("Text_only", "TYPO", "DM", "DM_TYPO")}
 AUTHORS_ONLY = {"DM", "DM_TYPO"}  # diffusion videos: not reproducible offline
-BUILDERS = ("text", "mm-safetybench-typo", "figstep", "va-safetybench-audio", "va-safetybench-video", "benign")
+BUILDERS = ("text", "mm-safetybench-typo", "figstep", "vlguard", "va-safetybench-audio", "va-safetybench-video",
+            "benign")
+# Liberation Sans has Arial's metrics (MM-SafetyBench draws its TYPO images in Arial, which is not free)
+TYPO_FONTS = ("LiberationSans-Regular.ttf", "LiberationSans-Bold.ttf")
 FORMS = {"text": "text", "typo": "mm-safetybench-typo", "figstep": "figstep", "audio": "va-safetybench-audio",
          "video": "va-safetybench-video"}
 # harmless sets (eval splits of the package's data; never training rows): `benign-<form>` our plain benign
@@ -49,63 +53,15 @@ READING_Q = {"image": "What does the image say?", "video": "What does the video 
 READING_TYPES = {"va-safetybench-audio": ["KPT"], "va-safetybench-video": ["TYPO"]}
 
 
-def _words(s: str) -> list[str]:
-    return s.strip().rstrip(".?!").split()
-
-
-def recover_phrase(text_only: str, rephrased: str) -> str | None:
-    """Key phrase = what `Text_only` has where the rephrased question says 'this activity/product'."""
-    q = re.split(r"(?<=\.)\s+", rephrased.strip(), maxsplit=1)[-1]  # drop "The video shows a phrase of ..."
-    a, b = _words(text_only), _words(q)
-    i = 0
-    while i < min(len(a), len(b)) and a[i].lower() == b[i].lower():
-        i += 1
-    j = 0
-    while j < min(len(a), len(b)) - i and a[-1 - j].lower() == b[-1 - j].lower():
-        j += 1
-    core = a[i:len(a) - j]
-    if i == 0 or not core or len(core) > 14:
-        return None
-    return " ".join(core)
-
-
-def va_items(qdir: str | Path, modality: str = "video") -> list[dict[str, Any]]:
-    qdir = Path(qdir)
-    sub = qdir / ("Video_questions" if modality == "video" else "Audio_questions")
-    if not sub.is_dir():
-        sub = qdir
-    files = sorted(sub.glob("*.json"))
-    if not files:
-        raise DataError(f"{qdir}: no VA-SafetyBench question files (*.json) found")
-    out = []
-    for f in files:
-        try:
-            data = json.loads(f.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise DataError(f"{f}: invalid JSON ({e})") from None
-        scenario = f.stem
-        for key, q in data.items():
-            if not isinstance(q, dict) or not q.get("Text_only"):
-                raise DataError(f"{f}: item '{key}' has no Text_only question")
-            reph = q.get("TYPO") or q.get("KPT") or q.get("DM") or ""
-            phrase = recover_phrase(q["Text_only"], reph) if reph else None
-            ptype = "product" if "product" in reph.lower() else "activity"
-            if not phrase:
-                phrase, _ = rules_extract(q["Text_only"])
-            out.append({"id": f"{scenario}/{key}", "category": scenario, "instruction": q["Text_only"],
-                        "key_phrase": phrase, "phrase_type": ptype, "questions": q, "scenario": scenario,
-                        "key": str(key)})
-    return out
-
-
-def load_source(source: str | Path, modality: str = "video") -> list[dict[str, Any]]:
-    p = Path(source)
-    if p.is_dir():
-        return va_items(p, modality)
-    rows = read_jsonl(p, required=("instruction",), types={"instruction": str})
+def load_source(source: str | Path, modality: str = "video", fmt: str = "") -> list[dict[str, Any]]:
+    """Benchmark items from any source `readers.py` reads (format detected, or `fmt`); a missing key
+    phrase is extracted by rules."""
+    rows, seen = read_source(source, fmt, modality), set()
     for i, r in enumerate(rows):
-        r.setdefault("id", f"{i:05d}")
-        r["id"] = str(r["id"])
+        r["id"] = str(r.get("id", f"{i:05d}"))
+        if r["id"] in seen:
+            raise DataError(f"{source}:{r.get('_line', i + 1)}: duplicate id '{r['id']}'")
+        seen.add(r["id"])
         r.setdefault("category", "default")
         if not r.get("key_phrase"):
             r["key_phrase"], r["phrase_type"] = rules_extract(r["instruction"])
@@ -118,10 +74,16 @@ def fonts() -> list[Path]:
     return found
 
 
-def render_typo(phrase: str, path: Path, width: int = 1024, font_size: int = 90, seed: int = 0) -> None:
-    """MM-SafetyBench TYPO layout: black text on white, wrapped, at the bottom of the picture."""
+def typo_font() -> Path | None:
+    """Liberation Sans (Regular, else Bold) when installed, else the first other font found."""
     fs = fonts()
-    font = ImageFont.truetype(str(fs[0]), font_size) if fs else ImageFont.load_default()
+    return next((f for name in TYPO_FONTS for f in fs if f.name == name), fs[0] if fs else None)
+
+
+def render_typo(phrase: str, path: Path, width: int = 1024, font_size: int = 90, seed: int = 0) -> dict:
+    """MM-SafetyBench TYPO layout: the phrase in black on white, 90 pt, greedy word wrap, 1024 px wide."""
+    face = typo_font()
+    font = ImageFont.truetype(str(face), font_size) if face else ImageFont.load_default()
     draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     lines, cur = [], ""
     for w in phrase.split():
@@ -139,6 +101,7 @@ def render_typo(phrase: str, path: Path, width: int = 1024, font_size: int = 90,
         d.text((20, 20 + k * line_h), line, fill="black", font=font)
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path)
+    return {"font": face.name if face else "PIL default", "font_size": font_size}
 
 
 def _limit(rows: list[dict[str, Any]], limit: int, seed: int) -> list[dict[str, Any]]:
@@ -175,7 +138,7 @@ def _article(ptype: str) -> str:
 def questions_for(r: dict[str, Any], modality: str) -> dict[str, str | None]:
     """The authors' per-type questions when the row has them; else the same forms built from the
     instruction with the phrase replaced by 'this activity/product' (benign and JSONL sources)."""
-    if r.get("questions"):
+    if r.get("questions") and r.get("source_format") != "mm-safetybench":  # MM's questions speak of images
         return r["questions"]
     lead = f"a phrase of {_article(r['phrase_type'])} {r['phrase_type']}."
     rest = detoxify(r["instruction"], r["key_phrase"], r["phrase_type"])
@@ -302,24 +265,65 @@ def _va_rows(builder: str, r: dict, base: dict, plan: dict[str, str], media_dir:
         yield row, job
 
 
-def _single_row(form: str, r: dict, base: dict):
+SINGLE = {"text": "Text_only", "figstep": "FigStep", "vlguard": "VLGuard"}  # builders with one attack type
+
+
+def single_plan(form: str, types: list[str], media_dir: Path | None) -> dict[str, str]:
+    """Where each attack type of a single-form builder comes from (see media_plan): with --media every
+    type is the authors' file; without it TYPO and FigStep are drawn and the rest is skipped."""
     if form == "text":
-        return {**base, "prompt": r["instruction"], "media": [], "attack": "Text_only"}, None
-    rel = Path("media") / f"{_slug(r['id']).replace('/', '_')}.png"
-    row = {**base, "media": [{"type": "image", "path": str(rel)}]}
-    if form == "mm-safetybench-typo":
-        row.update(prompt=_image_question(r), attack="TYPO")
-        return row, lambda path, rng: render_typo(r["key_phrase"], path) or {}
-    from .typovideo import render_figstep
-    row.update(prompt=FIGSTEP_PROMPT, attack="FigStep")
-    return row, lambda path, rng: render_figstep(r["instruction"], path)
+        return {"Text_only": "none"}
+    if form == "vlguard" and not media_dir:
+        raise DataError("bench-data vlguard: the images are needed (--media DIR, VLGuard's test/ folder)")
+    drawn = {"TYPO", "FigStep"}
+    return {t: "authors" if media_dir else "generated" if t in drawn else "skipped"
+            for t in (types if form == "mm-safetybench-typo" else [SINGLE[form]])}
+
+
+def _prompt(form: str, r: dict, att: str) -> str:
+    if form == "figstep":
+        return FIGSTEP_PROMPT
+    if form == "vlguard":
+        return r["instruction"]
+    if r.get("source_format") == "mm-safetybench":
+        return r["questions"][att]  # the authors' prompt for this type
+    return _image_question(r)
+
+
+def _draw_job(form: str, r: dict) -> Callable[[Path, random.Random], dict]:
+    if form == "figstep":
+        from .typovideo import render_figstep
+        return lambda path, rng: render_figstep(r.get("statement") or r["instruction"], path)
+    return lambda path, rng: render_typo(r["key_phrase"], path)
+
+
+def _single_rows(form: str, r: dict, base: dict, plan: dict[str, str], media_dir: Path | None):
+    """One row per attack type of the plan. Ids and media paths carry the type only when there are several."""
+    if form == "text":
+        yield {**base, "prompt": r["instruction"], "media": [], "attack": "Text_only"}, None
+        return
+    types = [t for t, src in plan.items() if src != "skipped"]
+    for att in types:
+        src = None
+        if plan[att] == "authors":
+            rel = (r.get("media_rel") or {}).get(att)
+            if not rel:
+                raise DataError(f"--media {media_dir}: source rows ({r.get('source_format')}) name no released "
+                                f"{att} file (item {r['id']})")
+            src = authors_file(media_dir, rel)
+        name = _slug(r["id"]).replace("/", "_") + (src.suffix.lower() if src else ".png")
+        rel_out = Path("media") / (f"{att}/{name}" if len(types) > 1 else name)
+        row = {**base, "id": f"{r['id']}/{att}" if len(types) > 1 else r["id"], "attack": att,
+               "prompt": _prompt(form, r, att), "media": [{"type": "image", "path": str(rel_out)}]}
+        yield row, _copy_job(src) if src else _draw_job(form, r)
 
 
 # --- the builder ----------------------------------------------------------------------------------
 def build(name: str, out_dir: str | Path, source: str | Path = "", limit: int = 0, seed: int = 0,
           media_dir: str | Path | None = None, form: str | None = None, types: list[str] | None = None,
-          workers: int = 2, progress: bool = False) -> Path:
-    """Write OUT/bench.jsonl, OUT/media/ and OUT/build_info.json; deterministic for `seed`."""
+          workers: int = 2, progress: bool = False, fmt: str = "") -> Path:
+    """Write OUT/bench.jsonl, OUT/media/ and OUT/build_info.json; deterministic for `seed`. `fmt` names
+    the source's reader (docs/sources.md; default: detected)."""
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     harmful, kind = True, "harmful"
@@ -338,28 +342,29 @@ def build(name: str, out_dir: str | Path, source: str | Path = "", limit: int = 
     if harmful:
         if not source:
             raise DataError(f"bench-data {name}: a source (--data or --questions) is required")
-        rows = load_source(source, modality)
+        rows = load_source(source, modality, fmt)
     else:
-        rows = load_source(source, modality) if source else harmless_rows(name.split("-", 1)[0])
+        rows = load_source(source, modality, fmt) if source else harmless_rows(name.split("-", 1)[0])
         if any(r.get("split") == "train" for r in rows):
             raise DataError(f"bench-data {name}: rows with split=train are training data, never a benchmark")
     rows = _limit(rows, limit, seed)
     if not rows:
         raise DataError(f"bench-data {name}: no items")
-    all_types = list(VA_TYPES.get(form, ()))
-    types = list(types or all_types)
+    all_types = list(VA_TYPES.get(form, MM_TYPES if form == "mm-safetybench-typo" else ()))
+    default = all_types if form in VA_TYPES or media_dir else ["TYPO"]  # MM's SD types exist only as files
+    types = list(types or default)
     bad = [t for t in types if t not in all_types]
-    if form in VA_TYPES and bad:
+    if all_types and bad:
         raise DataError(f"bench-data {name}: unknown type(s) {bad} (known: {', '.join(all_types)})")
     mdir = Path(media_dir) if media_dir else None
     if mdir and not mdir.is_dir():
         raise DataError(f"--media {mdir}: no such directory")
-    plan = media_plan(form, types, mdir, rows) if form in VA_TYPES else {}
+    plan = media_plan(form, types, mdir, rows) if form in VA_TYPES else single_plan(form, types, mdir)
     bench, jobs = [], []
     for r in rows:
         base = {"item_id": r["id"], "category": r["category"], "harmful": bool(r.get("harmful", harmful)),
                 "key_phrase": r["key_phrase"], "phrase_type": r["phrase_type"], "id": r["id"], "kind": kind}
-        pairs = _va_rows(form, r, base, plan, mdir) if form in VA_TYPES else [_single_row(form, r, base)]
+        pairs = (_va_rows if form in VA_TYPES else _single_rows)(form, r, base, plan, mdir)
         for row, job in pairs:
             if kind == "reading":
                 row.update(prompt=READING_Q[row["media"][0]["type"]], expect=r["key_phrase"], attack="reading")
@@ -370,8 +375,6 @@ def build(name: str, out_dir: str | Path, source: str | Path = "", limit: int = 
         if info:
             row["render"] = info
     atomic_write_jsonl(out_dir / "bench.jsonl", bench)
-    if not plan:  # single-form builders: the one attack type is rendered here, or text only
-        plan = {row["attack"]: "generated" if row["media"] else "none" for row in bench[:1]}
     skipped = sorted(t for t, s in plan.items() if s == "skipped")
     info = _build_info(name, form, harmful, source, mdir, seed, limit, rows, bench, plan, skipped, t0)
     atomic_write_json(out_dir / "build_info.json", info)
@@ -419,6 +422,6 @@ def build_configured_benches(cfg, root: Path) -> list[str]:
         types = list(getattr(spec, "types", []) or [])
         d = root / (f"{k:02d}-{spec.name}" + "".join(f"-{t.lower()}" for t in types))
         if not (d / "bench.jsonl").is_file():
-            build(spec.name, d, spec.source, spec.limit, spec.seed, types=types or None)
+            build(spec.name, d, spec.source, spec.limit, spec.seed, types=types or None, fmt=spec.format)
         files.append(str(d / "bench.jsonl"))
     return files

@@ -22,8 +22,12 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _add_stage_parsers(sub) -> None:
     """One sub-command per pipeline stage: prepare, synthesize, align, evaluate."""
+    from .readers import formats
     p = sub.add_parser("prepare", help="extract key phrases, detoxify, build auxiliary pairs")
-    p.add_argument("--data", required=True, help="text safety set JSONL (instruction, response, ...)")
+    p.add_argument("--data", required=True, help="text safety set: our JSONL (instruction, response, ...), HarmBench "
+                   "or AdvBench CSV, PKU-SafeRLHF, BeaverTails, chat JSONL, ... (docs/sources.md)")
+    p.add_argument("--format", dest="fmt", default="", choices=[""] + formats(), metavar="NAME",
+                   help=f"reader of --data (default: detected): {', '.join(formats())}")
     p.add_argument("--out", required=True, help="prepared.jsonl to write")
     p.add_argument("--extractor", default="rules", choices=["rules", "openai"])
     p.add_argument("--openai-base-url", default=None)
@@ -110,7 +114,7 @@ def dispatch(args: argparse.Namespace) -> int:
     progress = not getattr(args, "quiet", False)
     if args.cmd == "prepare":
         from .prepare import run_prepare
-        cfg = PrepareConfig(extractor=args.extractor, limit=args.limit)
+        cfg = PrepareConfig(extractor=args.extractor, limit=args.limit, format=args.fmt)
         if args.openai_base_url:
             cfg.openai_base_url = args.openai_base_url
         if args.openai_model:

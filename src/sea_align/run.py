@@ -122,11 +122,12 @@ def run_pipeline(cfg: RunConfig, out: str | Path, progress: bool = True) -> dict
     prepared = out / "prepared.jsonl"
     if not prepared.is_file():
         t = time.perf_counter()
-        data, dropped = cfg.data, 0
+        data, dropped, pcfg = cfg.data, 0, cfg.prepare
         if data in NAMED:  # a named set, materialised disjoint from this run's evaluation phrases
             held = [r.get("key_phrase", "") for b in benches for r in read_jsonl(b)]
             data, dropped = materialise(data, out / "safety_set.jsonl", held)
-        res = run_prepare(data, prepared, cfg.prepare)
+            pcfg = replace(cfg.prepare, format="sea")  # materialised as our own JSONL
+        res = run_prepare(data, prepared, pcfg)
         man.stage("prepare", time.perf_counter() - t, n=res.n, n_harmful=res.n_harmful, n_benign=res.n_benign,
                   dropped_overlapping_eval=dropped)
     rows = read_jsonl(prepared)
