@@ -122,41 +122,6 @@ def _rows(n: int, source: str) -> list[dict[str, Any]]:
     return rows
 
 
-def add_cli(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="time our engine against the naive reference (JSON report)")
-    bs = p.add_subparsers(dest="what", required=True)
-    for what in ("synthesize", "evaluate"):
-        q = bs.add_parser(what)
-        q.add_argument("--model", required=True)
-        q.add_argument("--n", type=int, default=32)
-        q.add_argument("--out", required=True)
-        q.add_argument("--modality", default=None)
-        q.add_argument("--data", default="", help="text safety set, any format of docs/sources.md (default: the "
-                       "shipped AdvBench)")
-        q.add_argument("--config", default="default", help="preset or YAML whose `synthesize` section is our "
-                       "engine's setting (default: the main job's); the flags below override it")
-        q.add_argument("--batch-size", type=int, default=None, help="ours (default: the preset's)")
-        q.add_argument("--max-steps", type=int, default=60, help="our step cap; the naive engine runs this many")
-        q.add_argument("--max-new-tokens", type=int, default=40)
-        q.add_argument("--dtype", default="float32")
-        q.add_argument("--lr", type=float, default=None, help="Adam lr (relative), both engines")
-        q.add_argument("--init", default=None, choices=["text", "blank"], help="ours (naive: blank)")
-        q.add_argument("--init-text", default=None, help="ours, init text: the text written into the slots "
-                       "({phrase}, {targets})")
-        q.add_argument("--autocast", default=None, choices=["auto", "bf16", "none"],
-                       help="our loss pass in bf16 (auto: when the CPU/GPU supports bf16; naive: float32)")
-        q.add_argument("--stop-loss", type=float, default=None, help="ours: stop once CE <= this and both targets "
-                       "are reproduced")
-        q.add_argument("--warmup", type=int, default=None, help="ours: per-sample linear lr warm-up steps")
-        q.add_argument("--lr-adapt", default=None, help="ours: per-sample step-size control 'up,down,cap' "
-                       "(e.g. 1.1,0.7,3; '' = off)")
-        q.add_argument("--chunk", type=int, default=16, help="samples per interleaving round (ours, then naive)")
-        q.add_argument("--attention", default=None, choices=["auto", "math"], help="ours: loss-pass attention kernel")
-        q.add_argument("--no-lowp-weights", action="store_true", help="ours: let autocast cast the weights per call")
-        q.add_argument("--quiet", action="store_true")
-        q.set_defaults(func=_run)
-
-
 def _floats(text: str, flag: str) -> list[float]:
     try:
         return [float(x) for x in text.split(",")] if text else []
@@ -175,13 +140,16 @@ def bench_config(args: argparse.Namespace) -> SynthesizeConfig:
     return replace(cfg, lowp_weights=cfg.lowp_weights and not args.no_lowp_weights)
 
 
-def _run(args: argparse.Namespace) -> int:
+def run_cli(args: argparse.Namespace) -> int:
+    """`sea bench synthesize|evaluate` (parser in cli_bench.py)."""
+    from .device import choose
     from .models import load_adapter
-    a = load_adapter(args.model, dtype=args.dtype)
+    device, dtype = choose(args.device, args.dtype)
+    a = load_adapter(args.model, dtype=dtype, device=device)
     modality = args.modality or a.modalities[0]
     rows = _rows(args.n, args.data)
-    hw = {"threads": torch.get_num_threads(), "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available()
-          else None}
+    hw = {"threads": torch.get_num_threads(), "device": device, "dtype": dtype,
+          "cuda": torch.cuda.get_device_name(a.device) if a.device.type == "cuda" else None}
     if args.what == "synthesize":
         res = bench_synthesize(a, rows, modality, bench_config(args), naive_steps=args.max_steps, chunk=args.chunk,
                                progress=not args.quiet)

@@ -104,6 +104,8 @@ class EvaluateConfig:
     max_new_tokens: int = 48
     batch_size: int = 8
     limit: int = 0  # evaluate only the first N items of each benchmark (0 = all)
+    device_map: str = ""  # "auto": spread a model too large for one GPU over the GPUs (accelerate; pretrained
+    #                       models only); "" = the whole model on `device`
 
 
 @dataclass
@@ -112,7 +114,8 @@ class RunConfig:
     modality: str = "image"  # image | video | audio
     data: str = ""  # the text safety set: a named set (advbench), our JSONL or any format of docs/sources.md
     benign_data: str = ""  # optional benign set (JSONL: instruction, response, key_phrase) for benign embeddings
-    dtype: str = "float32"
+    device: str = "auto"  # auto (the GPU when there is one: cuda, then mps, else cpu) | cpu | cuda | cuda:N | mps
+    dtype: str = "auto"  # auto (bfloat16 on a CUDA card with native bf16, else float32) | float32 | bfloat16 | float16
     seed: int = 0
     note: str = ""  # free text copied into the report (e.g. what the evaluation can and cannot show)
     align_text_baseline: bool = False  # also train + evaluate the text-only alignment baseline (paper's comparison)
@@ -220,14 +223,19 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             value = yaml.safe_load(raw) if raw != "" else ""
         except (yaml.YAMLError, ValueError, RecursionError):
             value = raw
-        node = data
-        parts = key.strip().split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise DataError(f"override '{_printable(item)}': '{_printable(p)}' is not a section")
-        node[parts[-1]] = value
+        _set(data, key.strip(), value, f"override '{_printable(item)}'")
     return data
+
+
+def _set(data: dict[str, Any], key: str, value: Any, where: str) -> None:
+    """data[a][b] = value for key 'a.b' (sections made as needed)."""
+    node = data
+    parts = key.split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise DataError(f"{where}: '{_printable(p)}' is not a section")
+    node[parts[-1]] = value
 
 
 def resolve_preset(name_or_path: str) -> Path:
@@ -241,7 +249,9 @@ def resolve_preset(name_or_path: str) -> Path:
     raise DataError(f"config: {name_or_path}: no such file or preset (presets: {known})")
 
 
-def load_config(path: str | None, overrides: list[str] = ()) -> RunConfig:
+def load_config(path: str | None, overrides: list[str] = (), flags: dict[str, Any] | None = None) -> RunConfig:
+    """The preset or YAML file `path` (None: the defaults), then `key=value` overrides, then `flags`
+    ({dotted key: value}, values used as given: the command line's own options, which win)."""
     data: dict[str, Any] = {}
     base_dir = None
     if path:
@@ -260,6 +270,8 @@ def load_config(path: str | None, overrides: list[str] = ()) -> RunConfig:
         data = loaded
         base_dir = p.parent
     data = apply_overrides(data, list(overrides))
+    for key, value in (flags or {}).items():
+        _set(data, key, value, f"option for '{key}'")
     cfg = from_dict(RunConfig, data)
     cfg = _expand_paths(cfg, base_dir)
     _validate(cfg)
@@ -303,8 +315,7 @@ def _validate(cfg: RunConfig) -> None:
         raise DataError(f"config: 'synthesize.space' must be encoder or llm, got {cfg.synthesize.space!r}")
     if cfg.align.method not in ("auto", "sft", "dpo"):
         raise DataError(f"config: 'align.method' must be auto, sft or dpo, got {cfg.align.method!r}")
-    if cfg.dtype not in ("float32", "bfloat16", "float16"):
-        raise DataError(f"config: 'dtype' must be float32, bfloat16 or float16, got {cfg.dtype!r}")
+    _validate_runtime(cfg)
     from .readers import formats
     for key, fmt in [("prepare.format", cfg.prepare.format)] + [
             (f"evaluate.build[{i}].format", b.format) for i, b in enumerate(cfg.evaluate.build)]:
@@ -313,3 +324,21 @@ def _validate(cfg: RunConfig) -> None:
     for name in ("max_steps", "batch_size", "check_every"):
         if getattr(cfg.synthesize, name) < 1:
             raise DataError(f"config: 'synthesize.{name}' must be >= 1")
+
+
+def _validate_runtime(cfg: RunConfig) -> None:
+    """Device, dtype and judge names: checked here, before any model loads (no torch imported)."""
+    from .device import DEVICES, DTYPES, DeviceError, check_spec
+    from .judges import JUDGES
+    try:
+        check_spec(cfg.device)
+    except DeviceError:
+        raise DataError(f"config: 'device' must be one of {DEVICES}, got {_printable(cfg.device)!r}") from None
+    if cfg.dtype not in DTYPES:
+        raise DataError(f"config: 'dtype' must be {', '.join(DTYPES)}, got {_printable(cfg.dtype)!r}")
+    if cfg.evaluate.device_map not in ("", "auto"):
+        raise DataError(f"config: 'evaluate.device_map' must be '' or auto, "
+                        f"got {_printable(cfg.evaluate.device_map)!r}")
+    if cfg.evaluate.judge not in JUDGES:
+        raise DataError(f"config: 'evaluate.judge': unknown judge {_printable(cfg.evaluate.judge)!r} "
+                        f"(known: {', '.join(sorted(JUDGES))})")

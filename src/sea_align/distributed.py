@@ -103,6 +103,10 @@ def shard(dist: Dist, module: torch.nn.Module, opt: torch.optim.Optimizer) -> to
 
 
 def place(adapter: Any, dist: Dist) -> None:
-    """Move the model to this process's device (cuda:LOCAL_RANK under a multi-GPU launch)."""
+    """Move the model to this process's device (cuda:LOCAL_RANK under a multi-GPU launch). One process:
+    the model stays where `load_adapter(device=...)` put it (the CLI's `--device`, default auto), and a
+    model spread over several GPUs (`device_map="auto"`) is never moved."""
+    if getattr(adapter.model, "hf_device_map", None) and len(set(adapter.model.hf_device_map.values())) > 1:
+        return
     if dist.world > 1 and adapter.device != dist.device:
         adapter.model.to(dist.device)

@@ -11,7 +11,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from tqdm.auto import tqdm
 
@@ -67,6 +67,16 @@ def load_bench(path: str | Path, limit: int = 0) -> list[dict[str, Any]]:
                 raise DataError(f"{where}: media file not found: {m['path'][:200]}")
         r["media"] = media
     return rows[:limit] if limit else rows
+
+
+def media_modality(rows: Iterable[dict[str, Any]]) -> str | None:
+    """The media type all `rows` share (image | video | audio), which picks the form a model loads in
+    (sea-tiny-vl is LLaVA for images, LLaVA-NeXT-Video for video). None: text only, or a mix of types
+    (the model's default form then; items it cannot take are an error)."""
+    kinds = {m["type"] for r in rows for m in r.get("media") or []}
+    if len(kinds) > 1:
+        log.warning("benchmarks mix %s media: the model loads in its default form", " and ".join(sorted(kinds)))
+    return kinds.pop() if len(kinds) == 1 else None
 
 
 def summarize(samples: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> dict[str, Any]:

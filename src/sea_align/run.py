@@ -64,9 +64,10 @@ class Manifest:
         atomic_write_json(self.path, self.data)
 
 
-def _load(cfg: RunConfig, adapter_dir: str | None = None):
+def _load(cfg: RunConfig, adapter_dir: str | None = None, device_map: str = ""):
     from .models import load_adapter
-    return load_adapter(cfg.model, dtype=cfg.dtype, adapter_dir=adapter_dir, modality=cfg.modality)
+    return load_adapter(cfg.model, dtype=cfg.dtype, adapter_dir=adapter_dir, modality=cfg.modality,
+                        device=cfg.device, device_map=device_map or None)
 
 
 def _evaluate_arm(cfg: RunConfig, name: str, adapter_dir: Path | None, benches: list[str], edir: Path,
@@ -74,7 +75,7 @@ def _evaluate_arm(cfg: RunConfig, name: str, adapter_dir: Path | None, benches: 
     from .evaluate import run_evaluate
     ev = cfg.evaluate
     t = time.perf_counter()
-    ad = _load(cfg, str(adapter_dir) if adapter_dir else None)
+    ad = _load(cfg, str(adapter_dir) if adapter_dir else None, device_map=ev.device_map)
     info = {"seed": cfg.seed, "model": cfg.model, "note": cfg.note,
             "adapter": str(adapter_dir) if adapter_dir else None}
     if hasattr(ad, "builtin_info"):
@@ -94,7 +95,7 @@ def _distill(cfg: RunConfig, rows: list[dict[str, Any]], path: Path, man: Manife
         t = time.perf_counter()
         teacher = cfg.distill.teacher or cfg.model
         from .models import load_adapter
-        ad = load_adapter(teacher, dtype=cfg.dtype)
+        ad = load_adapter(teacher, dtype=cfg.dtype, device=cfg.device)
         res = run_distill(ad, rows, path, cfg.distill, teacher_name=teacher, progress=progress)
         man.stage("distill", time.perf_counter() - t, n=res.n, refused_by_teacher=res.n_refused,
                   dropped=res.n_dropped, teacher=teacher)
@@ -105,18 +106,21 @@ def run_pipeline(cfg: RunConfig, out: str | Path, progress: bool = True) -> dict
     from .align import run_align
     from .benchdata import build_configured_benches
     from .datasets import NAMED, materialise
+    from .device import choose
     from .prepare import run_prepare
     from .report import run_report
     from .synthesize import run_synthesize
     import torch
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     if not cfg.data:
         raise DataError("config: 'data' (the text safety set) is required")
+    device, dtype = choose(cfg.device, cfg.dtype)  # an unavailable device fails here, before any work
+    out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     atomic_write_text(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     man = Manifest(out, cfg)
+    man.data.update(device=device, dtype=dtype)
     man.save()
     benches = build_configured_benches(cfg, out / "bench")
     prepared = out / "prepared.jsonl"

@@ -1,7 +1,9 @@
 """Load any supported model by name or path and wrap it in its family adapter.
 
 `load_adapter("sea-tiny-vl")` (built-in), `load_adapter("tiny-random-qwen2_vl")` (random, for tests),
-`load_adapter("/path/to/llava-1.5-7b-hf")` or a hub id (honours HF_HUB_OFFLINE=1)."""
+`load_adapter("/path/to/llava-1.5-7b-hf")` or a hub id (honours HF_HUB_OFFLINE=1).
+`device="auto"` puts the model on the GPU when there is one, `dtype="auto"` picks bf16 where native
+(`sea_align.device`); `device_map="auto"` spreads a pretrained model over the GPUs (accelerate)."""
 from __future__ import annotations
 
 import json
@@ -24,23 +26,20 @@ __all__ = ["load_adapter", "BaseAdapter", "Features", "Item", "ModelAdapter", "M
 
 
 def load_adapter(spec: str, dtype: str | torch.dtype = "float32", adapter_dir: str | None = None,
-                 modality: str | None = None, trust_remote_code: bool = False) -> BaseAdapter:
-    """Resolve `spec`, load model + tokenizer, wrap in the family adapter; optionally load a PEFT adapter."""
+                 modality: str | None = None, trust_remote_code: bool = False, device: str = "cpu",
+                 device_map: str | None = None) -> BaseAdapter:
+    """Resolve `spec`, load model + tokenizer onto `device` (auto|cpu|cuda|cuda:N|mps), wrap in the family
+    adapter; optionally load a PEFT adapter. A dtype of "auto" is resolved for the device."""
+    device, dtype = _placement(device, dtype)
     dt = DTYPES[dtype] if isinstance(dtype, str) else dtype
-    if spec in BUILTIN or spec.split(":")[0] in BUILTIN:
-        adapter = _load_builtin(spec, dt, modality)
-    elif spec == "smollm2-llava":
-        from .shell import build_smollm2_llava
-        model, tok, procs = build_smollm2_llava(dtype=dt)
-        adapter = adapter_class("llava")(model, tok, procs)
-    elif spec.startswith("tiny-random-"):
-        from .tiny import build_tiny
-        family = spec[len("tiny-random-"):]
-        check_family(family, where=f"--model {spec}: ")
-        model, tok, procs = build_tiny(family, dtype=dt)
-        adapter = adapter_class(family)(model, tok, procs)
+    builtin = spec in BUILTIN or spec.split(":")[0] in BUILTIN or spec in SHELLS or spec.startswith("tiny-random-")
+    if device_map and builtin:
+        raise ModelError(f"--device-map {device_map}: only for a pretrained model directory or hub id, not {spec}")
+    if builtin:
+        adapter = _load_builtin_or_test(spec, dt, modality)
+        adapter.model.to(device)
     else:
-        adapter = _load_pretrained(spec, dt, trust_remote_code)
+        adapter = _load_pretrained(spec, dt, trust_remote_code, device_map or (None if device == "cpu" else device))
     if adapter_dir:
         adapter = attach_peft(adapter, adapter_dir)
     if modality:
@@ -48,6 +47,29 @@ def load_adapter(spec: str, dtype: str | torch.dtype = "float32", adapter_dir: s
     adapter.model.eval()
     adapter.model.requires_grad_(False)
     return adapter
+
+
+def _placement(device: str, dtype: str | torch.dtype) -> tuple[str, str | torch.dtype]:
+    """(device, dtype) resolved for this machine; an unavailable device is a one-line DeviceError."""
+    from ..device import choose
+    if isinstance(dtype, torch.dtype):
+        return choose(device, "float32")[0], dtype
+    return choose(device, dtype)
+
+
+def _load_builtin_or_test(spec: str, dt: torch.dtype, modality: str | None) -> BaseAdapter:
+    """The built-ins, the SmolLM2 shell and the tiny random models (built here, on the CPU)."""
+    if spec == "smollm2-llava":
+        from .shell import build_smollm2_llava
+        model, tok, procs = build_smollm2_llava(dtype=dt)
+        return adapter_class("llava")(model, tok, procs)
+    if spec.startswith("tiny-random-"):
+        from .tiny import build_tiny
+        family = spec[len("tiny-random-"):]
+        check_family(family, where=f"--model {spec}: ")
+        model, tok, procs = build_tiny(family, dtype=dt)
+        return adapter_class(family)(model, tok, procs)
+    return _load_builtin(spec, dt, modality)
 
 
 def _load_builtin(spec: str, dt: torch.dtype, modality: str | None) -> BaseAdapter:
@@ -69,7 +91,8 @@ def _accepts_modality(fn) -> bool:
     return "modality" in inspect.signature(fn).parameters
 
 
-def _load_pretrained(spec: str, dt: torch.dtype, trust_remote_code: bool) -> BaseAdapter:
+def _load_pretrained(spec: str, dt: torch.dtype, trust_remote_code: bool, device_map: str | None) -> BaseAdapter:
+    """`device_map`: None (CPU), a device ("cuda:0": weights load straight onto it) or "auto" (accelerate)."""
     from transformers import AutoConfig, AutoTokenizer
     try:
         cfg = AutoConfig.from_pretrained(spec, trust_remote_code=trust_remote_code)
@@ -77,7 +100,8 @@ def _load_pretrained(spec: str, dt: torch.dtype, trust_remote_code: bool) -> Bas
         raise ModelError(f"--model {spec}: not a built-in name, a local model directory or a reachable hub id "
                          f"(built-ins: {', '.join(BUILTIN)}; {str(e).splitlines()[0]})") from None
     check_family(cfg.model_type, where=f"--model {spec}: ")
-    model = model_class(cfg.model_type).from_pretrained(spec, dtype=dt, trust_remote_code=trust_remote_code)
+    model = model_class(cfg.model_type).from_pretrained(spec, dtype=dt, trust_remote_code=trust_remote_code,
+                                                        device_map=device_map)
     tok = AutoTokenizer.from_pretrained(spec, trust_remote_code=trust_remote_code)
     procs: dict[str, Any] = {}
     d = Path(spec)
