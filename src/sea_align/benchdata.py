@@ -11,6 +11,7 @@ media directory; types that are skipped are listed in DIR/build_info.json, never
 """
 from __future__ import annotations
 
+import json
 import logging
 import random
 import re
@@ -345,8 +346,8 @@ def build(name: str, out_dir: str | Path, source: str | Path = "", limit: int = 
         rows = load_source(source, modality, fmt)
     else:
         rows = load_source(source, modality, fmt) if source else harmless_rows(name.split("-", 1)[0])
-        if any(r.get("split") == "train" for r in rows):
-            raise DataError(f"bench-data {name}: rows with split=train are training data, never a benchmark")
+    if any(r.get("split") == "train" for r in rows):
+        raise DataError(f"bench-data {name}: rows with split=train are training data, never a benchmark")
     rows = _limit(rows, limit, seed)
     if not rows:
         raise DataError(f"bench-data {name}: no items")
@@ -415,13 +416,34 @@ def _build_info(name, form, harmful, source, mdir, seed, limit, rows, bench, pla
     return info
 
 
+def configured_source(spec, k: int) -> tuple[str, str | None]:
+    """(the source to read, the missing source it stands in for). A missing source without a `fallback` is
+    a one-line error that says how to get it (`fetch.missing_hint`)."""
+    src = spec.source
+    if not src or spec.format == "datasets" or Path(src).exists():  # a datasets source may be a hub name
+        return src, None
+    from .fetch import missing_hint
+    hint = missing_hint(src)
+    where = f"evaluate.build[{k}] ({spec.name})"
+    if not spec.fallback:
+        raise DataError(f"{where}: {src} not found" + (f"; {hint}" if hint else ""))
+    log.warning("%s: %s not found, reading the fallback %s instead%s", where, src, spec.fallback,
+                f" ({hint})" if hint else "")
+    return spec.fallback, src
+
+
 def build_configured_benches(cfg, root: Path) -> list[str]:
-    """Build the benchmarks listed in `evaluate.build` (once) and return every bench file to evaluate."""
+    """Build the benchmarks listed in `evaluate.build` (once) and return every bench file to evaluate.
+    Every source is checked before anything is built."""
     files = list(cfg.evaluate.bench)
-    for k, spec in enumerate(cfg.evaluate.build):
+    sources = [configured_source(spec, k) for k, spec in enumerate(cfg.evaluate.build)]
+    for k, (spec, (src, missing)) in enumerate(zip(cfg.evaluate.build, sources)):
         types = list(getattr(spec, "types", []) or [])
         d = root / (f"{k:02d}-{spec.name}" + "".join(f"-{t.lower()}" for t in types))
         if not (d / "bench.jsonl").is_file():
-            build(spec.name, d, spec.source, spec.limit, spec.seed, types=types or None, fmt=spec.format)
+            build(spec.name, d, src, spec.limit, spec.seed, types=types or None, fmt=spec.format)
+            if missing:
+                info = json.loads((d / "build_info.json").read_text())
+                atomic_write_json(d / "build_info.json", {**info, "fallback_for": missing})
         files.append(str(d / "bench.jsonl"))
     return files

@@ -1,5 +1,6 @@
-"""CLI plugin: `sea bench-data` (benchmark builders), `sea judge` (re-judge stored responses) and
-`sea bench` (our engine against the naive reference, bench.py). Parsers import no torch."""
+"""CLI plugin: `sea bench-data` (benchmark builders), `sea data fetch` (released files we may not ship),
+`sea judge` (re-judge stored responses) and `sea bench` (our engine against the naive reference, bench.py).
+Parsers import no torch."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +10,7 @@ from .cli_args import device_spec, judge_name
 
 def add_cli(sub: argparse._SubParsersAction) -> None:
     _add_bench_data(sub)
+    _add_data(sub)
     _add_judge(sub)
     _add_bench(sub)
 
@@ -37,6 +39,20 @@ def _add_bench_data(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=2, help="media rendered in parallel")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_bench_data)
+
+
+def _add_data(sub: argparse._SubParsersAction) -> None:
+    from .fetch import RELEASES
+    p = sub.add_parser("data", help="get benchmark files this package may not ship (sea data fetch --help)")
+    ds = p.add_subparsers(dest="what", required=True, metavar="ACTION")
+    q = ds.add_parser("fetch", help="download a release's question files into a new folder (all or nothing)")
+    q.add_argument("name", choices=list(RELEASES), help="the release")
+    q.add_argument("--out", required=True, help="folder to create, e.g. DIR/data/va-safetybench (then SEA_SHARED=DIR)")
+    q.add_argument("--url", default=None, help="base URL of the files: a mirror or a local copy (file:///...); "
+                   "its files are not hash-checked (default: the authors' repository at a pinned commit, checked)")
+    q.add_argument("--force", action="store_true", help="replace --out if it exists")
+    q.add_argument("--timeout", type=float, default=60.0, help="seconds per file")
+    q.set_defaults(func=_data_fetch)
 
 
 def _add_judge(sub: argparse._SubParsersAction) -> None:
@@ -119,6 +135,13 @@ def _bench_data(args: argparse.Namespace) -> int:
     print(f"{info['n_rows']} rows from {info['n_items']} items {info['rows_per_attack']} -> {path}")
     if info["skipped_types"]:
         print(f"skipped types (need the authors' media, --media DIR): {', '.join(info['skipped_types'])}")
+    return 0
+
+
+def _data_fetch(args: argparse.Namespace) -> int:
+    from .fetch import RELEASES, fetch
+    out = fetch(args.name, args.out, url=args.url, force=args.force, timeout=args.timeout)
+    print(f"{args.name}: {len(RELEASES[args.name].sha256)} files -> {out} (licence: {RELEASES[args.name].licence})")
     return 0
 
 

@@ -20,7 +20,7 @@ MODALITIES = ["image", "video", "audio"]
 
 
 def add_cli(sub: argparse._SubParsersAction) -> None:
-    for add in (_add_prepare, _add_synthesize, _add_align, _add_evaluate, _add_run):
+    for add in (_add_prepare, _add_synthesize, _add_align, _add_evaluate, _add_run, _add_export):
         add(sub)
     p = sub.add_parser("report", help="write report.md, PNG charts and report.html for a run directory")
     p.add_argument("dir", help="a run directory (what `sea run --out` wrote)")
@@ -86,6 +86,7 @@ def _add_align(sub: argparse._SubParsersAction) -> None:
     config_option(p, "--lr", "align.lr", "LoRA learning rate")
     config_option(p, "--method", "align.method", "sft, dpo, or auto (dpo when every row has `rejected`)",
                   choices=["auto", "sft", "dpo"])
+    _report_to(p)
     add_runtime(p)
     add_config_source(p)
     _quiet(p)
@@ -118,10 +119,40 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="prepare -> synthesize -> align -> evaluate -> report (resumable)")
     p.add_argument("--out", required=True, help="run directory (resumable: finished stages are not redone)")
+    _report_to(p)
     add_runtime(p)
     add_config_source(p, required=True)
     _quiet(p)
     p.set_defaults(func=_run)
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="write an aligned model for other tools: the adapter with its base named, "
+                       "or (--merge) a merged Hugging Face model; either way with a model card")
+    config_option(p, "--model", "model", "the adapter's base model", shown="the base the adapter names "
+                  "(adapter_config.json, else its run's config.yaml)")
+    p.add_argument("--adapter", required=True, help="PEFT adapter directory (e.g. RUN/adapter: the card then "
+                   "carries that run's measured ASR and over-refusal)")
+    p.add_argument("--out", required=True, help="folder to create")
+    p.add_argument("--merge", action="store_true", help="fold the LoRA into the weights and save the whole model "
+                   "(loads with transformers' from_pretrained)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    add_runtime(p)
+    add_config_source(p)
+    p.set_defaults(func=_export)
+
+
+def _report_to(p: argparse.ArgumentParser) -> None:
+    config_option(p, "--report-to", "align.report_to", "log align's loss, lr and gradient norm per step to this "
+                  "tracker (accelerate's), under <adapter's parent>/tensorboard/", shown="none, metrics.jsonl only",
+                  choices=["tensorboard"])
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command as typed (for manifests and model cards)."""
+    import shlex
+    import sys
+    return " ".join(["sea"] + [shlex.quote(a) for a in getattr(args, "argv", sys.argv[1:])])
 
 
 def _model(p: argparse.ArgumentParser) -> None:
@@ -187,11 +218,14 @@ def _synthesize(args: argparse.Namespace) -> int:
 def _align(args: argparse.Namespace) -> int:
     from .align import run_align
     from .io import read_jsonl
+    from .tracking import check as check_tracker
     cfg = stage_config(args)
+    check_tracker(cfg.align.report_to)
     rt = _runtime(cfg)
     rows = read_jsonl(args.data, required=("id", "instruction", "response", "detoxified"))
     modality = None if cfg.align.text_only else embeddings_modality(args.embeddings)
-    res = run_align(_load(cfg, rt, modality), rows, args.embeddings, args.out, cfg.align, progress=_progress(args))
+    res = run_align(_load(cfg, rt, modality), rows, args.embeddings, args.out, cfg.align, progress=_progress(args),
+                    base_model=cfg.model)
     print(f"aligned ({res.method}) on {res.n_train} samples {res.counts}; final loss {res.final_loss:.4f} "
           f"-> {res.out_dir}")
     return 0
@@ -228,9 +262,22 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from .run import run_pipeline
-    man = run_pipeline(stage_config(args), args.out, progress=_progress(args))
+    man = run_pipeline(stage_config(args), args.out, progress=_progress(args), command=command_line(args))
     print(json.dumps({k: v.get("seconds") for k, v in man["stages"].items()}))
     print(f"report: {Path(args.out) / 'report.md'}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .export import base_of, run_export
+    cfg = stage_config(args)
+    given = "model" in config_flags(args) or args.config or any(o.startswith("model=") for o in args.overrides)
+    model = cfg.model if given else base_of(args.adapter) or cfg.model  # default: the base the adapter names
+    device, dtype = _runtime(cfg) if args.merge else ("cpu", "float32")  # only a merge loads the model
+    out = run_export(model, args.adapter, args.out, merge=args.merge, device=device, dtype=dtype,
+                     command=command_line(args), force=args.force)
+    print(f"exported {'merged model' if args.merge else 'adapter'} of {model} -> {out} (model card: "
+          f"{out / 'README.md'})")
     return 0
 
 

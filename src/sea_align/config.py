@@ -76,6 +76,8 @@ class AlignConfig:
     dpo_beta: float = 0.1
     retain: float = 0.0  # weight of the retain term: KL(base || aligned) on the answer tokens of benign examples
     seed: int = 0
+    report_to: str = ""  # "tensorboard": loss, lr and gradient norm per step through accelerate's tracker, under
+    #                      <adapter's parent>/tensorboard/<adapter name> ("" = metrics.jsonl only)
 
 
 @dataclass
@@ -94,6 +96,8 @@ class BenchSpec:
     limit: int = 0  # first N items per category (0 = all)
     seed: int = 0
     types: list[str] = field(default_factory=list)  # VA-SafetyBench builders: attack types to keep (empty = all)
+    fallback: str = ""  # source read instead when `source` does not exist (logged; build_info.json says so);
+    #                     "" = a missing source is an error that says how to get it
 
 
 @dataclass
@@ -293,7 +297,7 @@ def _expand_paths(cfg: RunConfig, base_dir: Path | None) -> RunConfig:
     cfg.benign_data = expand(cfg.benign_data)
     cfg.evaluate.bench = [expand(b) for b in cfg.evaluate.bench]
     for spec in cfg.evaluate.build:
-        spec.source = expand(spec.source)
+        spec.source, spec.fallback = expand(spec.source), expand(spec.fallback)
     return cfg
 
 
@@ -315,6 +319,10 @@ def _validate(cfg: RunConfig) -> None:
         raise DataError(f"config: 'synthesize.space' must be encoder or llm, got {cfg.synthesize.space!r}")
     if cfg.align.method not in ("auto", "sft", "dpo"):
         raise DataError(f"config: 'align.method' must be auto, sft or dpo, got {cfg.align.method!r}")
+    from .tracking import TRACKERS
+    if cfg.align.report_to not in ("",) + TRACKERS:
+        raise DataError(f"config: 'align.report_to' must be '' or {', '.join(TRACKERS)}, "
+                        f"got {_printable(cfg.align.report_to)!r}")
     _validate_runtime(cfg)
     from .readers import formats
     for key, fmt in [("prepare.format", cfg.prepare.format)] + [

@@ -113,7 +113,8 @@ def _header(run: Path, man: dict) -> list[tuple]:
         note = (yaml.safe_load((run / "config.yaml").read_text()) or {}).get("note", "")
         if note:
             b.append(("note", note))
-    return b
+    return b + _fallback_note(sorted(p.parent.name for p in (run / "bench").glob("*/build_info.json")
+                                     if _json(p).get("fallback_for")))
 
 
 def _synthesis(run: Path, cdir: Path) -> list[tuple]:
@@ -251,15 +252,28 @@ def _judges(run: Path, arms: list[str]) -> list[tuple]:
 
 
 def _benches(run: Path) -> list[tuple]:
-    """The benchmarks `sea run` built (bench/*/build_info.json): builder, seed, where media came from."""
-    rows = []
+    """The benchmarks `sea run` built (bench/*/build_info.json): builder, source (a fallback said so), seed,
+    where media came from."""
+    rows, fallbacks = [], []
     for p in sorted((run / "bench").glob("*/build_info.json")):
         i = _json(p)
         src = ", ".join(f"{t}: {s}" for t, s in (i.get("media_source") or {}).items()) or "-"
-        rows.append([f"`{p.parent.name}`", i.get("builder"), i.get("seed"), i.get("n_rows"), src,
+        source = f"`{Path(str(i.get('source'))).name}`"
+        if i.get("fallback_for"):
+            source += f" (fallback: `{i['fallback_for']}` not found)"
+            fallbacks.append(p.parent.name)
+        rows.append([f"`{p.parent.name}`", i.get("builder"), source, i.get("seed"), i.get("n_rows"), src,
                      ", ".join(i.get("skipped_types") or []) or "none"])
-    return [("h2", "Benchmarks built"), ("table", ["dir", "builder", "seed", "rows", "media per type", "skipped types"],
-                                         rows)] if rows else []
+    if not rows:
+        return []
+    b: list[tuple] = [("h2", "Benchmarks built"), ("table", ["dir", "builder", "source", "seed", "rows",
+                                                             "media per type", "skipped types"], rows)]
+    return b + _fallback_note(fallbacks)
+
+
+def _fallback_note(dirs: list[str]) -> list[tuple]:
+    return [("note", f"{', '.join(dirs)}: built from the configured fallback, because the configured source was "
+                     "missing; these numbers are not the configured benchmark's (docs/benchmarks.md).")] if dirs else []
 
 
 def run_report(run: str | Path) -> Path:

@@ -102,9 +102,12 @@ def _distill(cfg: RunConfig, rows: list[dict[str, Any]], path: Path, man: Manife
     return apply(rows, path)
 
 
-def run_pipeline(cfg: RunConfig, out: str | Path, progress: bool = True) -> dict[str, Any]:
+def run_pipeline(cfg: RunConfig, out: str | Path, progress: bool = True, command: str | None = None) -> dict[str, Any]:
+    """All stages into `out`. `command` (the command line, if any) goes into manifest.json and model cards."""
     from .align import run_align
-    from .benchdata import build_configured_benches
+    from .benchdata import build_configured_benches, configured_source
+    from .modelcard import refresh
+    from .tracking import check
     from .datasets import NAMED, materialise
     from .device import choose
     from .prepare import run_prepare
@@ -116,11 +119,15 @@ def run_pipeline(cfg: RunConfig, out: str | Path, progress: bool = True) -> dict
     if not cfg.data:
         raise DataError("config: 'data' (the text safety set) is required")
     device, dtype = choose(cfg.device, cfg.dtype)  # an unavailable device fails here, before any work
+    for k, spec in enumerate(cfg.evaluate.build):  # so does missing data (with no fallback) ...
+        if not spec.fallback:
+            configured_source(spec, k)
+    check(cfg.align.report_to)  # ... and a tracker whose package is not installed
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     atomic_write_text(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     man = Manifest(out, cfg)
-    man.data.update(device=device, dtype=dtype)
+    man.data.update(device=device, dtype=dtype, **({"command": command} if command else {}))
     man.save()
     benches = build_configured_benches(cfg, out / "bench")
     prepared = out / "prepared.jsonl"
@@ -152,11 +159,13 @@ def run_pipeline(cfg: RunConfig, out: str | Path, progress: bool = True) -> dict
     for name, adapter_dir, align_cfg, arm_emb, stage in arms:
         if adapter_dir and not (adapter_dir / "adapter_config.json").is_file():
             t = time.perf_counter()
-            res = run_align(_load(cfg), rows, arm_emb, adapter_dir, align_cfg, progress=progress)
+            res = run_align(_load(cfg), rows, arm_emb, adapter_dir, align_cfg, progress=progress, base_model=cfg.model)
             man.stage(stage, time.perf_counter() - t, n_train=res.n_train, method=res.method,
                       final_loss=res.final_loss)
         if benches and not (out / "eval" / name / "summary.json").is_file():
             _evaluate_arm(cfg, name, adapter_dir, benches, out / "eval" / name, man, progress)
+        if adapter_dir:
+            refresh(adapter_dir)  # the adapter's README with this run's measured ASR and over-refusal
     t = time.perf_counter()
     run_report(out)
     man.stage("report", time.perf_counter() - t)
