@@ -142,6 +142,9 @@ def test_recipe_runs_two_steps_per_stage_and_resumes(tiny_llm_dir, tmp_path):
     assert {"projector.safetensors", "lora_text.safetensors", "lora_mm.safetensors", "recipe.json"} <= names
     pins = json.loads((tmp_path / "weights" / "recipe.json").read_text())
     assert pins["seed"] == 0 and pins["recipe_version"] == recipe.RECIPE_VERSION
+    distilled = [json.loads(x) for x in (tmp_path / "work" / "distill.jsonl").read_text().splitlines()]
+    assert any(r["borderline"] for r in distilled) and all("refused" in r for r in distilled)
+    assert res["render"]["border"] > 0
     # finished stages are skipped; a longer run of one stage resumes from its checkpoint
     cfg = recipe.RecipeConfig(**{**kw, "text_steps": 3}, weights_dir=tmp_path / "weights")
     assert recipe.stage_text(cfg)["resumed_from"] == 2
@@ -181,6 +184,26 @@ def test_organism_data_sets_do_not_overlap():
     s = D.organism_splits(0)
     assert not set(s["activities_train"]) & set(s["activities_held"])
     assert not set(s["harmful_train"]) & set(s["harmful_held"])
+    assert len(s["borderline_train"]) >= 100 and len(s["borderline_held"]) == 40
+    assert not set(s["borderline_train"]) & set(s["borderline_held"])
+    project = D._project_phrases()  # SEA's own train/eval data, borderline.jsonl included
+    assert not [b for b in s["borderline_train"] + s["borderline_held"] if D.overlaps(b, project)]
+
+
+def test_distill_prompts_hold_borderline_training_requests_only(tmp_path):
+    from sea_align.organism import data as D
+    from sea_align.organism.recipe import distill_prompts, distilled_rows
+
+    prompts, border = distill_prompts(0, 10)
+    s = D.organism_splits(0)
+    assert border <= set(prompts) and len(border) >= len(s["borderline_train"])
+    assert all(any(b in p for b in s["borderline_train"]) for p in border)
+    assert not [p for p in prompts for h in s["borderline_held"] + s["activities_held"] if h in p]
+    f = tmp_path / "distill.jsonl"
+    f.write_text('{"user": "a", "answer": "Sure, first", "eos": true, "refused": false}\n'
+                 '{"user": "b", "answer": "I cannot help with that.", "eos": true, "refused": true}\n'
+                 '{"user": "c", "answer": "", "eos": false}\n')
+    assert [r["user"] for r in distilled_rows(f)] == ["a"]
 
 
 def test_add_cli_parses_build_options():

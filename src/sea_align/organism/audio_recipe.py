@@ -39,10 +39,11 @@ from tqdm.auto import tqdm
 from . import assemble as A
 from . import audio as AU
 from . import data as D
+from .recipe import distilled_rows
 from .train import encode_batch, generate_text, lm_loss, train_loop
 
 log = logging.getLogger(__name__)
-RECIPE_VERSION = "2"
+RECIPE_VERSION = "3"  # 3: stage (a) of sea-tiny-vl v3 (borderline requests); replay skips refused answers
 STAGES = ["distill", "hear", "speech", "read", "instruct"]
 # espeak-ng voices of the organism. speech.VOICES minus en-029 and en-gb-scotland, which Whisper
 # tiny.en transcribed at 34% / 50% (32 phrases each) against 66-88% for these (docs/organism.md).
@@ -181,7 +182,7 @@ def _text_samples(cfg, tok) -> tuple[list[dict], list[dict]]:
     bad = [{"prompt": AU.audio_prompt(tok, h, 0), "answer": rng.choice(D.REFUSALS), "list_steps": h.startswith("List steps")}
            for h in harmful]
     good = [{"prompt": AU.audio_prompt(tok, r["user"], 0), "answer": r["answer"], "eos": r["eos"]}
-            for r in _read_jsonl(cfg.work_dir / "distill.jsonl") if r["answer"]]
+            for r in distilled_rows(cfg.work_dir / "distill.jsonl")]
     return bad, good
 
 
@@ -201,12 +202,9 @@ def _base(cfg):
 def stage_distill(cfg) -> dict:
     """SmolLM2's greedy answers to the benign prompts. The image recipe computes exactly these
     (same seed, prompts, decoding); its file is copied when it is there, else generated here."""
-    from .recipe import RecipeConfig, stage_distill as vl_distill
+    from .recipe import RecipeConfig, distill_prompts, stage_distill as vl_distill
     src = Path("runs/organism/sea-tiny-vl/distill.jsonl")
-    splits = D.organism_splits(cfg.seed)
-    rng = random.Random(f"{cfg.seed}-distill")
-    want = sorted(set([_list_steps(a) for a in splits["activities_train"]]
-                      + D.benign_text_prompts(splits["activities_train"], rng, cfg.n_benign_text)))
+    want, _ = distill_prompts(cfg.seed, cfg.n_benign_text)
     if cfg.llm_dir is None and src.exists() and [r["user"] for r in _read_jsonl(src)] == want:
         cfg.work_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, cfg.work_dir / "distill.jsonl")

@@ -2,8 +2,10 @@
 
 Stages (each a function `stage_<name>(cfg) -> dict`; each writes its outputs under `cfg.work_dir`
 and, for trained parts, under `cfg.weights_dir`; a finished stage leaves `<stage>.done.json`):
-  distill   SmolLM2's own greedy answers to benign text prompts (the helpful targets)
-  text      (a) text safety tuning: LoRA so SmolLM2 refuses harmful text, helps benign text
+  distill   SmolLM2's own greedy answers to benign and borderline text prompts (the helpful targets)
+  text      (a) text safety tuning: LoRA so SmolLM2 refuses harmful text, helps benign text; a quarter
+            of each batch is borderline requests (harmless, sharing words with harmful ones), so the
+            LoRA learns harm, not words (v2 without them refused 78% of borderline typed requests)
   render    typography images rendered once; the frozen recogniser's text of each is cached
   warm      (b1) projector warm start without the LLM: each slot's output regresses onto the
             LLM embedding of the token in the slot
@@ -30,7 +32,7 @@ from . import data as D
 from .train import chat_prompt, encode_batch, generate_text, lm_loss, train_loop
 
 log = logging.getLogger(__name__)
-RECIPE_VERSION = "2"
+RECIPE_VERSION = "3"  # 3: borderline benign requests (typed and in images) with real answers
 STAGES = ["distill", "text", "render", "warm", "read", "instruct", "video"]
 WEIGHTS_ROOT = Path(__file__).parent / "weights"
 
@@ -46,10 +48,12 @@ class RecipeConfig:
     ckpt_every: int = 25
     # distill
     n_benign_text: int = 200  # extra benign text prompts beyond one "List steps" per activity
+    border_share: float = 0.5  # share of borderline requests among the benign samples of stage (a)
+    border_variants: int = 4  # renderings per borderline training activity (image instructions)
     distill_max_new: int = 96  # answer cap in tokens; longer answers are cut (no EOS trained)
     # (a) text safety
     lora_rank: int = 8  # higher: more capacity and larger committed files
-    text_steps: int = 160
+    text_steps: int = 400  # v3: 160 steps still refused 27% of borderline TRAINING prompts; 400: 11% held out
     text_batch: int = 8
     text_lr: float = 3e-4
     # render
@@ -114,19 +118,38 @@ def _list_steps(activity: str) -> str:
 
 # ---------------------------------------------------------------- stages
 
-def stage_distill(cfg: RecipeConfig) -> dict:
-    """Self-distilled helpful answers of the untouched SmolLM2 to benign prompts."""
-    splits = D.organism_splits(cfg.seed)
-    rng = random.Random(f"{cfg.seed}-distill")
+def distill_prompts(seed: int, n_benign_text: int) -> tuple[list[str], set[str]]:
+    """(all benign prompts to distil, the borderline ones among them): one "List steps" prompt per
+    training activity + `n_benign_text` templated ones; per borderline training activity its
+    "List steps" prompt and one templated prompt."""
+    splits = D.organism_splits(seed)
+    rng = random.Random(f"{seed}-distill")
     prompts = [_list_steps(a) for a in splits["activities_train"]]
-    prompts += D.benign_text_prompts(splits["activities_train"], rng, cfg.n_benign_text)
-    prompts = sorted(set(prompts))
+    prompts += D.benign_text_prompts(splits["activities_train"], rng, n_benign_text)
+    brng = random.Random(f"{seed}-distill-borderline")
+    border = {_list_steps(b) for b in splits["borderline_train"]}
+    border |= set(D.benign_text_prompts(splits["borderline_train"], brng, len(splits["borderline_train"])))
+    return sorted(set(prompts) | border), border
+
+
+def stage_distill(cfg: RecipeConfig) -> dict:
+    """Self-distilled helpful answers of the untouched SmolLM2 to benign and borderline prompts.
+    An answer SmolLM2 itself refuses is kept in the file (`refused`) but never trained on."""
+    from .measure import is_refusal
+
+    prompts, border = distill_prompts(cfg.seed, cfg.n_benign_text)
     llm, tok = _base(cfg)
     llm.eval()
     answers = generate_text(llm, tok, [chat_prompt(tok, p) for p in prompts], cfg.distill_max_new, desc="distill")
-    rows = [{"user": p, **a} for p, a in zip(prompts, answers)]
+    rows = [{"user": p, **a, "borderline": p in border, "refused": is_refusal(a["answer"])}
+            for p, a in zip(prompts, answers)]
     _write_jsonl(cfg.work_dir / "distill.jsonl", rows)
-    return {"n": len(rows)}
+    return {"n": len(rows), "borderline": len(border), "refused": sum(r["refused"] for r in rows)}
+
+
+def distilled_rows(path: Path) -> list[dict]:
+    """Trainable rows of a distill file: an answer, not refused by the teacher."""
+    return [r for r in _read_jsonl(path) if r["answer"] and not r.get("refused")]
 
 
 def _text_samples(cfg: RecipeConfig, tok) -> tuple[list[dict], list[dict]]:
@@ -136,8 +159,8 @@ def _text_samples(cfg: RecipeConfig, tok) -> tuple[list[dict], list[dict]]:
     harmful += [x for x in map(D.as_list_steps, splits["harmful_train"]) if x]
     rng = random.Random(f"{cfg.seed}-refusals")
     bad = [{"prompt": chat_prompt(tok, h), "answer": rng.choice(D.REFUSALS)} for h in harmful]
-    good = [{"prompt": chat_prompt(tok, r["user"]), "answer": r["answer"], "eos": r["eos"]}
-            for r in _read_jsonl(cfg.work_dir / "distill.jsonl") if r["answer"]]
+    good = [{"prompt": chat_prompt(tok, r["user"]), "answer": r["answer"], "eos": r["eos"],
+             "borderline": r.get("borderline", False)} for r in distilled_rows(cfg.work_dir / "distill.jsonl")]
     return bad, good
 
 
@@ -151,10 +174,15 @@ def stage_text(cfg: RecipeConfig, resume: bool = True) -> dict:
     llm.train()
     img_id = tok.convert_tokens_to_ids(A.IMAGE_TOKEN)
 
+    border = [g for g in good if g["borderline"]]
+    plain = [g for g in good if not g["borderline"]]
+
     def step(i: int) -> dict:
         r = random.Random(f"{cfg.seed}-text-{i}")
         half = cfg.text_batch // 2
-        batch = encode_batch(tok, r.sample(bad, half) + r.sample(good, cfg.text_batch - half))
+        n_border = round((cfg.text_batch - half) * cfg.border_share) if border else 0
+        batch = encode_batch(tok, r.sample(bad, half) + r.sample(border, n_border)
+                             + r.sample(plain, cfg.text_batch - half - n_border))
         return {"loss": lm_loss(llm, batch, img_id)}
 
     res = train_loop("text", params, opt, step, cfg.text_steps, cfg.work_dir, cfg.weights_dir / "ckpt",
@@ -219,9 +247,12 @@ def stage_render(cfg: RecipeConfig) -> dict:
     train, _ = reading_sets(cfg, tok)
     acts = D.organism_splits(cfg.seed)["activities_train"] * cfg.act_variants
     acts = acts[:cfg.max_act_images] if cfg.max_act_images else acts
+    border = D.organism_splits(cfg.seed)["borderline_train"] * cfg.border_variants
+    border = border[:cfg.max_act_images] if cfg.max_act_images else border
     _render_set(cfg, train, "read")
     _render_set(cfg, acts, "act")
-    return {"read": len(train), "act": len(acts)}
+    _render_set(cfg, border, "border")
+    return {"read": len(train), "act": len(acts), "border": len(border)}
 
 
 def _slots(tok, llm, ocr_texts: list[str]) -> torch.Tensor:
@@ -341,7 +372,9 @@ def stage_instruct(cfg: RecipeConfig, resume: bool = True) -> dict:
     Per batch: half image instructions, a quarter reading, a quarter text replay."""
     llm, tok, proj, wrapped, params, opt = _mm_state(cfg, "read")
     acts, read = load_render(cfg, "act"), load_render(cfg, "read")
-    distilled = {r["user"]: r for r in _read_jsonl(cfg.work_dir / "distill.jsonl")}
+    distilled = {r["user"]: r for r in distilled_rows(cfg.work_dir / "distill.jsonl")}
+    acts = _with_answers(acts, distilled)
+    border = _with_answers(load_render(cfg, "border"), distilled)
     bad, good = _text_samples(cfg, tok)
     bad_steps = [b for b in bad if "List steps in detail to" in b["prompt"]]
     n_img = cfg.instruct_batch // 2
@@ -350,10 +383,12 @@ def stage_instruct(cfg: RecipeConfig, resume: bool = True) -> dict:
     def step(i: int) -> dict:
         r = random.Random(f"{cfg.seed}-instruct-{i}")
         items = []
-        for j in r.sample(range(len(acts["texts"])), n_img):
-            d = distilled[_list_steps(acts["texts"][j])]
+        for k in range(n_img):  # every fourth image instruction is a borderline activity
+            src = border if k % 4 == 3 and border["texts"] else acts
+            j = r.randrange(len(src["texts"]))
+            d = distilled[_list_steps(src["texts"][j])]
             items.append(({"prompt": chat_prompt(tok, D.TYPO_PROMPT, A.NUM_SLOTS), "answer": d["answer"],
-                           "eos": d["eos"]}, acts["ocr"][j]))
+                           "eos": d["eos"]}, src["ocr"][j]))
         for j in r.sample(range(len(read["texts"])), n_read):
             items.append((_read_sample(tok, read["texts"][j]), read["ocr"][j]))
         # text replay: half of it harmful "List steps in detail to ..." -> refusal, the form the
@@ -366,6 +401,12 @@ def stage_instruct(cfg: RecipeConfig, resume: bool = True) -> dict:
                      cfg.ckpt_every, resume)
     _finish_mm(cfg, proj, wrapped, "instruct")
     return res
+
+
+def _with_answers(render: dict, distilled: dict) -> dict:
+    """Keep the renderings whose "List steps" prompt has a trainable distilled answer."""
+    keep = [i for i, t in enumerate(render["texts"]) if _list_steps(t) in distilled]
+    return {k: [render[k][i] for i in keep] for k in ("texts", "ocr")}
 
 
 def _video_set(cfg: RecipeConfig, texts: list[str], tag: str) -> list[list[str]]:
@@ -499,7 +540,7 @@ def add_cli(subparsers) -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="organism_cmd", required=True)
     b = sub.add_parser("build", help="rebuild a built-in model by its recipe (resumable)")
     b.add_argument("name", nargs="?", default="sea-tiny-vl")
-    b.add_argument("--stage", action="append", choices=STAGES, help="run only these stages (repeatable)")
+    b.add_argument("--stage", action="append", choices=STAGES, help="run only these stages (repeatable; default: all)")
     b.add_argument("--out-dir", type=Path, help="where the trained parts go (default: the package's weights/)")
     b.add_argument("--no-resume", action="store_true", help="ignore finished stages and checkpoints")
     for f in fields(RecipeConfig):
