@@ -87,6 +87,31 @@ def test_mm_safetybench_typo_drawn(tmp_path, capsys):
     assert "has no Text_only question" in capsys.readouterr().err
 
 
+# MM-SafetyBench's 13 question files and their item counts (Liu et al. 2024, Table 1: 1680 in all). The real
+# files are not available offline; this stand-in has the release's file names, counts, key format and gapped
+# ids, each item a copy of a sample item, so a reader that drops, merges or stops early fails here.
+MM_FULL = {"01-Illegal_Activitiy": 97, "02-HateSpeech": 163, "03-Malware_Generation": 44, "04-Physical_Harm": 144,
+           "05-EconomicHarm": 122, "06-Fraud": 154, "07-Sex": 109, "08-Political_Lobbying": 153,
+           "09-Privacy_Violence": 139, "10-Legal_Opinion": 130, "11-Financial_Advice": 167,
+           "12-Health_Consultation": 109, "13-Gov_Decision": 149}
+
+
+@samples
+def test_mm_safetybench_full_size_layout(tmp_path):
+    sample = list(mm_items().values())
+    root = tmp_path / "MM-SafetyBench" / "data" / "processed_questions"
+    root.mkdir(parents=True)
+    for s, n in MM_FULL.items():  # ids 0.. with every 7th missing, in the release's string-keyed object
+        ids = [i for i in range(n + n // 6 + 1) if i % 7 != 3][:n]
+        (root / f"{s}.json").write_text(json.dumps({str(i): sample[i % len(sample)] for i in ids}))
+    assert sum(MM_FULL.values()) == 1680
+    rows = read_source(root.parent)  # the `data` folder, as a user points at it
+    assert len(rows) == 1680 and len({r["id"] for r in rows}) == 1680
+    per = {s: sum(r["category"] == s for r in rows) for s in MM_FULL}
+    assert per == MM_FULL
+    assert all(r["questions"]["TYPO"] and r["key_phrase"] for r in rows)
+
+
 def _authors_imgs(root: Path, items: dict) -> None:
     for n, key in enumerate(items):
         scen, iid = key.split("/")
