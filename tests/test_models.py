@@ -45,15 +45,12 @@ def _native_logits(a, batch, m, media):
         pv = a.pixels(media)[None]
         return model(input_ids=batch.ids, attention_mask=batch.attention_mask, pixel_values_videos=pv).logits
     if a.family in ("qwen2_vl", "qwen2_5_vl"):
-        from sea_align.media import qwen_patches
-        pv, grid = qwen_patches([media], a.image_size, a.patch, a.merge, a.temporal)
+        pv, grid = a.pixels("image", [media])
         ttype = (batch.ids == a.placeholder_ids["image"]).int()
         return model(input_ids=batch.ids, attention_mask=batch.attention_mask, pixel_values=torch.from_numpy(pv),
                      image_grid_thw=torch.tensor([grid]), mm_token_type_ids=ttype).logits
-    feats = a.fe(media, sampling_rate=16000, return_tensors="pt", padding="max_length",
-                 max_length=a.n_frames * 160, return_attention_mask=True)
-    return model(input_ids=batch.ids, attention_mask=batch.attention_mask, input_features=feats["input_features"],
-                 feature_attention_mask=feats["attention_mask"]).logits
+    feats = {k: torch.from_numpy(v) for k, v in a.features(media).items()}
+    return model(input_ids=batch.ids, attention_mask=batch.attention_mask, **feats).logits
 
 
 def test_same_logits_as_native_forward(adapter):

@@ -1,12 +1,14 @@
-"""Reading media from disk with clear errors, and the small pixel/audio preprocessing we own.
+"""Reading media from disk with clear errors, and the pixel/audio preprocessing we own.
 
-We keep preprocessing in numpy/PIL (no torchvision/torchaudio): CLIP-style resize+crop+normalise for
-LLaVA towers, the Qwen2-VL patch layout, and Whisper log-mel features via transformers'
-numpy feature extractor.
+We keep preprocessing in numpy/PIL/PyAV (no torchvision/torchaudio) and make the same tensors as each
+family's transformers processor (PIL backend): CLIP resize + centre crop + normalise for LLaVA towers,
+Qwen2-VL's dynamic resolution and patch layout, and Whisper log-mel features (transformers' own
+feature extractor) on audio resampled by PyAV. `tests/test_inputs.py` checks the equality.
 """
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -34,27 +36,60 @@ def load_image(src: Any) -> Image.Image:
 
 
 def load_video(src: Any, n_frames: int = 8) -> list[Image.Image]:
-    """Decode a video into `n_frames` frames sampled uniformly (PyAV). A list of PIL frames passes through."""
+    """`n_frames` frames sampled uniformly (frame i*(n-1)/(n_frames-1), rounded) from a video (PyAV) or a
+    list of frames. Only the chosen frames are converted to images, so memory does not grow with length."""
     if isinstance(src, (list, tuple)):
         frames = [load_image(f) for f in src]
-    else:
-        path = Path(src)
-        if not path.is_file():
-            raise DataError(f"{path}: video file not found")
-        try:
-            import av
-            with av.open(str(path)) as container:
-                frames = [f.to_image().convert("RGB") for f in container.decode(video=0)]
-        except Exception as e:  # PyAV raises many error types for corrupt files
-            raise DataError(f"{path}: not a readable video ({type(e).__name__})") from None
+        if not frames:
+            raise DataError(f"{src}: video has no frames")
+        return [frames[i] for i in frame_index(len(frames), n_frames)]
+    path = Path(src)
+    if not path.is_file():
+        raise DataError(f"{path}: video file not found")
+    try:
+        total = _video_stream_frames(path)  # container metadata; 0 when unknown
+        frames, seen = _decode_at(path, frame_index(total, n_frames))
+        if seen != total:  # unknown (or wrong) metadata: that pass only counted, decode again
+            frames, seen = _decode_at(path, frame_index(seen, n_frames))
+    except DataError:
+        raise
+    except Exception as e:  # PyAV raises many error types for corrupt files
+        raise DataError(f"{path}: not a readable video ({type(e).__name__})") from None
     if not frames:
-        raise DataError(f"{src}: video has no frames")
-    idx = np.linspace(0, len(frames) - 1, n_frames).round().astype(int)
-    return [frames[i] for i in idx]
+        raise DataError(f"{path}: video has no frames")
+    return frames
+
+
+def frame_index(total: int, n_frames: int) -> np.ndarray:
+    """Indices of `n_frames` uniformly spaced frames among `total` (empty when total is 0)."""
+    return np.linspace(0, total - 1, n_frames).round().astype(int) if total > 0 else np.zeros(0, int)
+
+
+def _video_stream_frames(path: Path) -> int:
+    import av
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            raise DataError(f"{path}: has no video stream")
+        return int(container.streams.video[0].frames or 0)
+
+
+def _decode_at(path: Path, index: np.ndarray) -> tuple[list[Image.Image], int]:
+    """Decode every frame, convert only those at `index` (repeats allowed): (frames in `index` order, count)."""
+    import av
+    wanted, kept, seen = set(index.tolist()), {}, 0
+    with av.open(str(path)) as container:
+        for i, frame in enumerate(container.decode(video=0)):
+            seen = i + 1
+            if i in wanted:
+                kept[i] = frame.to_image().convert("RGB")
+    if len(kept) < len(wanted):  # fewer frames than the metadata said: the caller decodes again
+        return [], seen
+    return [kept[i] for i in index.tolist()], seen
 
 
 def load_audio(src: Any, sr: int = 16000) -> np.ndarray:
-    """Mono float32 waveform at `sr` Hz. WAV/FLAC via soundfile, anything else via PyAV."""
+    """Mono float32 waveform at `sr` Hz. WAV/FLAC via soundfile, anything else via PyAV; any other
+    rate is resampled by PyAV (FFmpeg's swresample). An array passes through as already at `sr`."""
     if isinstance(src, np.ndarray):
         wav = src.astype(np.float32)
     else:
@@ -63,13 +98,14 @@ def load_audio(src: Any, sr: int = 16000) -> np.ndarray:
             raise DataError(f"{path}: audio file not found")
         if path.stat().st_size == 0:
             raise DataError(f"{path}: audio has zero length (empty file)")
-        wav = None
         try:
             import soundfile as sf
             data, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
-            wav = _resample(data.mean(axis=1), file_sr, sr)
+            mono = data.mean(axis=1)
         except Exception:
             wav = _decode_av(path, sr)
+        else:
+            wav = resample(mono, file_sr, sr)
     if wav.size == 0:
         raise DataError(f"{src}: audio has zero length")
     return wav
@@ -103,56 +139,99 @@ def check_media(kind: str, src: str | Path) -> None:
 def _decode_av(path: Path, sr: int) -> np.ndarray:
     try:
         import av
-        chunks = []
         with av.open(str(path)) as container:
             resampler = av.AudioResampler(format="flt", layout="mono", rate=sr)
-            for frame in container.decode(audio=0):
-                for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1))
-        return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+            return _drain(resampler, container.decode(audio=0))
     except Exception as e:
         raise DataError(f"{path}: not a readable audio file ({type(e).__name__})") from None
 
 
-def _resample(wav: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+def resample(wav: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """Mono float32 `wav` from `sr_in` to `sr_out` Hz with PyAV's resampler (the one used for decoding)."""
+    wav = np.ascontiguousarray(wav, dtype=np.float32)
     if sr_in == sr_out or wav.size == 0:
-        return wav.astype(np.float32)
-    n_out = int(round(len(wav) * sr_out / sr_in))
-    x_old = np.linspace(0.0, 1.0, num=len(wav), endpoint=False)
-    x_new = np.linspace(0.0, 1.0, num=n_out, endpoint=False)
-    return np.interp(x_new, x_old, wav).astype(np.float32)
+        return wav
+    import av
+    frame = av.AudioFrame.from_ndarray(wav[None], format="flt", layout="mono")
+    frame.sample_rate = int(sr_in)
+    return _drain(av.AudioResampler(format="flt", layout="mono", rate=sr_out), [frame])
 
 
-def clip_pixels(images: Sequence[Image.Image], size: int, mean=CLIP_MEAN, std=CLIP_STD) -> np.ndarray:
-    """Resize the short side to `size`, centre-crop `size`x`size`, normalise: [n, 3, size, size]."""
+def _drain(resampler: Any, frames: Any) -> np.ndarray:
+    """Resample `frames` and flush the resampler's buffered tail (else the last few ms are lost)."""
+    chunks = [out.to_ndarray().reshape(-1) for f in frames for out in resampler.resample(f)]
+    chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
+    return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+
+
+def normalise(im: Image.Image, mean=CLIP_MEAN, std=CLIP_STD) -> np.ndarray:
+    """uint8 RGB -> [3, H, W] float32, in the processors' arithmetic (x/255 in float64, then float32 (x-mean)/std)."""
+    x = (np.asarray(im, dtype=np.float64) * (1 / 255)).astype(np.float32)
+    x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return x.transpose(2, 0, 1)
+
+
+def clip_pixels(images: Sequence[Image.Image], size: int, crop: int = 0, mean=CLIP_MEAN, std=CLIP_STD,
+                resample: int = Image.BICUBIC) -> np.ndarray:
+    """CLIPImageProcessor: short side to `size` (long side truncated), centre crop `crop` (default
+    `size`), normalise: [n, 3, crop, crop]."""
+    crop = crop or size
     out = []
     for im in images:
         w, h = im.size
-        scale = size / min(w, h)
-        im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
-        w, h = im.size
-        left, top = (w - size) // 2, (h - size) // 2
-        im = im.crop((left, top, left + size, top + size))
-        arr = np.asarray(im, dtype=np.float32) / 255.0
-        out.append(((arr - np.array(mean)) / np.array(std)).transpose(2, 0, 1))
-    return np.stack(out).astype(np.float32)
+        nw, nh = (size, int(size * h / w)) if w <= h else (int(size * w / h), size)
+        im = im.resize((nw, nh), resample)
+        left, top = (nw - crop) // 2, (nh - crop) // 2
+        out.append(normalise(im.crop((left, top, left + crop, top + crop)), mean, std))
+    return np.stack(out)
 
 
-def qwen_patches(frames: Sequence[Image.Image], size: int, patch: int = 14, merge: int = 2, temporal: int = 2,
-                 mean=CLIP_MEAN, std=CLIP_STD) -> tuple[np.ndarray, tuple[int, int, int]]:
-    """Qwen2-VL pixel layout for one image (1 frame) or video: returns ([t*h*w, 3*T*P*P], (t, h, w)).
+QWEN_IMAGE_PIXELS = (56 * 56, 28 * 28 * 1280)  # Qwen2VLImageProcessor's default (min_pixels, max_pixels)
+QWEN_VIDEO_PIXELS = (128 * 28 * 28, 768 * 28 * 28)  # Qwen2VLVideoProcessor's default
 
-    Frames are resized to `size`x`size` (a multiple of patch*merge); an image is repeated to fill one
-    temporal patch, a video is padded with its last frame to a multiple of `temporal`."""
+
+def smart_size(h: int, w: int, unit: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    """Qwen2-VL's dynamic resolution: (height, width) with sides multiples of `unit` (patch * merge), area
+    within [min_pixels, max_pixels] where possible and the aspect ratio kept (transformers' smart_resize)."""
+    if max(h, w) / min(h, w) > 200:
+        raise DataError(f"image of {w}x{h} pixels: aspect ratio over 200, Qwen2-VL cannot take it")
+    rh, rw = round(h / unit) * unit, round(w / unit) * unit
+    if rh * rw > max_pixels:
+        shrink = math.sqrt(h * w / max_pixels)
+        rh = max(unit, math.floor(h / shrink / unit) * unit)
+        rw = max(unit, math.floor(w / shrink / unit) * unit)
+    elif rh * rw < min_pixels:
+        grow = math.sqrt(min_pixels / (h * w))
+        rh, rw = math.ceil(h * grow / unit) * unit, math.ceil(w * grow / unit) * unit
+    return rh, rw
+
+
+def qwen_patches(frames: Sequence[Image.Image], patch: int = 14, merge: int = 2, temporal: int = 2,
+                 pixels: tuple[int, int] = QWEN_IMAGE_PIXELS, size: int = 0, mean=CLIP_MEAN, std=CLIP_STD,
+                 resample: int = Image.BICUBIC) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """Qwen2-VL pixel layout for one image (1 frame) or video: ([t*h*w, 3*T*P*P], grid (t, h, w)).
+
+    Each frame is resized to `smart_size` within `pixels` = (min, max) as the family's processor does,
+    or to a pinned `size` x `size` square when `size` > 0. An image is repeated to fill one temporal
+    patch, a video padded with its last frame to a multiple of `temporal`."""
     unit = patch * merge
-    size = max(unit, size // unit * unit)
-    arr = clip_pixels([f.resize((size, size), Image.BICUBIC) for f in frames], size, mean, std)  # [n,3,S,S]
+    w, h = frames[0].size
+    rh, rw = (max(unit, size // unit * unit),) * 2 if size else smart_size(h, w, unit, *pixels)
+    arr = np.stack([normalise(f.resize((rw, rh), resample), mean, std) for f in frames])  # [n, 3, H, W]
     if len(arr) % temporal:
         arr = np.concatenate([arr] + [arr[-1:]] * (temporal - len(arr) % temporal))
-    t, gh, gw = len(arr) // temporal, size // patch, size // patch
+    t, gh, gw = len(arr) // temporal, rh // patch, rw // patch
     x = arr.reshape(t, temporal, 3, gh // merge, merge, patch, gw // merge, merge, patch)
-    x = x.transpose(0, 3, 6, 4, 7, 2, 1, 5, 8)
-    return x.reshape(t * gh * gw, 3 * temporal * patch * patch), (t, gh, gw)
+    x = x.transpose(0, 3, 6, 4, 7, 2, 1, 5, 8)  # [t, h/m, w/m, m, m, 3, T, P, P]: merge groups contiguous
+    return np.ascontiguousarray(x).reshape(t * gh * gw, 3 * temporal * patch * patch), (t, gh, gw)
+
+
+def pixel_bounds(cfg: dict[str, Any], default: tuple[int, int]) -> tuple[int, int]:
+    """(min_pixels, max_pixels) of a Qwen2-VL processor config (`min_pixels`/`max_pixels` win over `size`)."""
+    size = cfg.get("size") if isinstance(cfg.get("size"), dict) else {}
+    lo = cfg.get("min_pixels") or size.get("shortest_edge") or size.get("min_pixels") or default[0]
+    hi = cfg.get("max_pixels") or size.get("longest_edge") or size.get("max_pixels") or default[1]
+    return int(lo), int(hi)
 
 
 def image_bytes_ok(data: bytes) -> bool:

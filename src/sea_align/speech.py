@@ -46,19 +46,8 @@ def speak(text: str, voice: str = "en-us", speed: int = 165, pitch: int = 50) ->
         raise DataError(f"espeak-ng failed on {text[:40]!r} (voice {voice}): {proc.stderr.decode()[:200]}")
     import soundfile as sf
     wav, sr = sf.read(io.BytesIO(proc.stdout), dtype="float32")
+    from .media import resample
     return resample(wav, sr, SR)
-
-
-def resample(wav: np.ndarray, sr_in: int, sr_out: int = SR) -> np.ndarray:
-    """Band-limited resampling with libswresample (PyAV), so 22.05 kHz espeak speech does not alias."""
-    if sr_in == sr_out:
-        return wav.astype(np.float32)
-    import av
-    frame = av.AudioFrame.from_ndarray(wav.astype(np.float32)[None, :], format="flt", layout="mono")
-    frame.sample_rate = sr_in
-    rs = av.AudioResampler(format="flt", layout="mono", rate=sr_out)
-    out = [f.to_ndarray().reshape(-1) for f in rs.resample(frame) + rs.resample(None)]
-    return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
 
 
 def noise(rng: random.Random, seconds: float, kind: str, rms: float) -> np.ndarray:

@@ -103,17 +103,22 @@ def _load_pretrained(spec: str, dt: torch.dtype, trust_remote_code: bool, device
     model = model_class(cfg.model_type).from_pretrained(spec, dtype=dt, trust_remote_code=trust_remote_code,
                                                         device_map=device_map)
     tok = AutoTokenizer.from_pretrained(spec, trust_remote_code=trust_remote_code)
-    procs: dict[str, Any] = {}
-    d = Path(spec)
-    if d.is_dir():
-        _read_chat_template(d, tok)
-        pp = d / "preprocessor_config.json"
-        if pp.is_file():
-            p = json.loads(pp.read_text())
-            for k in ("image_mean", "image_std"):
-                if k in p:
-                    procs[k] = p[k]
-    return adapter_class(cfg.model_type)(model, tok, procs)
+    if Path(spec).is_dir():
+        _read_chat_template(Path(spec), tok)
+    return adapter_class(cfg.model_type)(model, tok, _processor_configs(spec))
+
+
+def _processor_configs(spec: str) -> dict[str, Any]:
+    """{"preprocessor": preprocessor_config.json, "video_preprocessor": ...} of a directory or (cached) hub
+    id, where present: the family's own processor settings (sizes, pixel bounds, mean/std, mel bins)."""
+    from transformers.utils import cached_file
+    out = {}
+    for key in ("preprocessor", "video_preprocessor"):
+        f = cached_file(spec, f"{key}_config.json", _raise_exceptions_for_missing_entries=False,
+                        _raise_exceptions_for_connection_errors=False)
+        if f:
+            out[key] = json.loads(Path(f).read_text())
+    return out
 
 
 def _read_chat_template(d: Path, tok: Any) -> None:

@@ -1,5 +1,6 @@
 """LLaVA-1.5 (`LlavaForConditionalGeneration`): image. Encoder space = the selected tower layer
-(CLS dropped under the "default" strategy), [576, 1024] for LLaVA-1.5-7B; LLM space = after the MLP projector."""
+(CLS dropped under the "default" strategy), [576, 1024] for LLaVA-1.5-7B; LLM space = after the MLP projector.
+Pixels as CLIPImageProcessor makes them, with the checkpoint's size/crop/mean/std (else the tower's side)."""
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -27,9 +28,17 @@ class LlavaAdapter(BaseAdapter):
         cfg = model.config
         self.feature_layer = cfg.vision_feature_layer
         self.select = cfg.vision_feature_select_strategy
-        self.image_size = int(getattr(cfg.vision_config, "image_size", 336))
-        self.mean = tuple(self.processors.get("image_mean", CLIP_MEAN))
-        self.std = tuple(self.processors.get("image_std", CLIP_STD))
+        side = int(getattr(cfg.vision_config, "image_size", 336))
+        pp = self.preprocessor()
+        self.resize_side = _side(pp.get("size"), side)  # short side after resizing
+        self.image_size = _side(pp.get("crop_size"), side)  # centre crop = the tower's input
+        self.mean = tuple(pp.get("image_mean", CLIP_MEAN))
+        self.std = tuple(pp.get("image_std", CLIP_STD))
+        self.resample = int(pp.get("resample", Image.BICUBIC))
+
+    def preprocessor(self) -> dict[str, Any]:
+        """The checkpoint's processor config (preprocessor_config.json), {} when there is none."""
+        return self.processors.get("preprocessor") or {}
 
     @property
     def core(self):
@@ -47,7 +56,8 @@ class LlavaAdapter(BaseAdapter):
         custom = self.processors.get("image")
         if callable(custom):  # built-in models bring their own preprocessing
             return torch.as_tensor(custom(list(images)))
-        return torch.from_numpy(clip_pixels(images, self.image_size, self.mean, self.std))
+        return torch.from_numpy(clip_pixels(images, self.resize_side, self.image_size, self.mean, self.std,
+                                            self.resample))
 
     def blank(self, modality: str, size: int = 0, **_: Any) -> Features:
         self.check_modality(modality)
@@ -63,3 +73,10 @@ class LlavaAdapter(BaseAdapter):
 
     def project(self, modality: str, x: torch.Tensor, meta: dict[str, Any]) -> torch.Tensor:
         return self.core.multi_modal_projector(x)
+
+
+def _side(v: Any, default: int) -> int:
+    """A processor's size entry (int, {"shortest_edge": n} or {"height": n, ...}) as one side."""
+    if isinstance(v, dict):
+        v = v.get("shortest_edge") or v.get("height")
+    return int(v or default)

@@ -1,6 +1,7 @@
 """LLaVA-NeXT-Video (`LlavaNextVideoForConditionalGeneration`): video. Frames go through the image
 tower one by one. Encoder space = per-frame tower features stacked, [frames * slots, d_enc];
-`project` applies the family's spatial pooling (`vision_resampler`) and the projector per frame."""
+`project` applies the family's spatial pooling (`vision_resampler`) and the projector per frame.
+Frames are processed like the family's video processor: CLIP resize + centre crop + normalise."""
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -22,6 +23,10 @@ class LlavaNextVideoAdapter(LlavaAdapter):
                  n_frames: int = 8, **kw: Any):
         super().__init__(model, tokenizer, processors, **kw)
         self.n_frames = n_frames
+
+    def preprocessor(self) -> dict[str, Any]:
+        """video_preprocessor_config.json, else preprocessor_config.json (as transformers falls back)."""
+        return self.processors.get("video_preprocessor") or super().preprocessor()
 
     def blank(self, modality: str, size: int = 0, frames: int = 0, **_: Any) -> Features:
         self.check_modality(modality)

@@ -1,6 +1,8 @@
 """Qwen2-Audio (`Qwen2AudioForConditionalGeneration`): audio. Encoder space = the audio tower's
 output for the clip's valid frames ([25 per second, 1280]); LLM space = after the linear projector.
-The model class has no embedding entry point, so we build `inputs_embeds` ourselves (as for every family)."""
+The model class has no embedding entry point, so we build `inputs_embeds` ourselves (as for every family).
+Features are what Qwen2AudioProcessor gives: its WhisperFeatureExtractor (the checkpoint's config, else
+Whisper's defaults at the tower's mel count and length) on the 16 kHz waveform, padded to max length."""
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -23,6 +25,9 @@ class Qwen2AudioAdapter(BaseAdapter):
         ac = model.config.audio_config
         self.n_frames = int(ac.max_source_positions) * 2  # mel frames the tower expects (3000 = 30 s)
         fe = self.processors.get("feature_extractor")
+        pp = self.processors.get("preprocessor") or {}  # preprocessor_config.json
+        if fe is None and pp.get("feature_extractor_type") == "WhisperFeatureExtractor":
+            fe = WhisperFeatureExtractor.from_dict(pp)
         self.fe = fe or WhisperFeatureExtractor(feature_size=int(ac.num_mel_bins), sampling_rate=16000,
                                                 hop_length=160, chunk_length=self.n_frames // 100, n_fft=400)
         self.tower = model.model.audio_tower
@@ -38,17 +43,21 @@ class Qwen2AudioAdapter(BaseAdapter):
     def encode(self, modality: str, media: Sequence[Any]) -> list[Features]:
         self.check_modality(modality)
         out = []
-        max_s = self.n_frames / 100.0
         for m in media:
-            wav = load_audio(m)[: int(16000 * max_s)]
-            feats = self.fe(wav, sampling_rate=16000, return_tensors="np", padding="max_length",
-                            max_length=self.n_frames * 160, return_attention_mask=True)
+            wav = load_audio(m)[: self.n_frames * 160]
+            feats = self.features(wav)
             mel = torch.from_numpy(feats["input_features"]).to(self.device, self.dtype)
-            n_mel = int(feats["attention_mask"].sum())
+            n_mel = int(feats["feature_attention_mask"].sum())
             n_feat, n_out = self.tower._get_feat_extract_output_lengths(torch.tensor(n_mel))
             h = self.tower(mel, attention_mask=self._mask(mel, int(n_feat))).last_hidden_state[0, : max(1, int(n_out))]
             out.append(Features(h, {"seconds": len(wav) / 16000}))
         return out
+
+    def features(self, wav: np.ndarray) -> dict[str, np.ndarray]:
+        """input_features [1, mel, frames] and feature_attention_mask [1, frames] of a 16 kHz waveform."""
+        f = self.fe(wav, sampling_rate=16000, return_tensors="np", padding="max_length",
+                    max_length=self.n_frames * 160, return_attention_mask=True)
+        return {"input_features": f["input_features"], "feature_attention_mask": f["attention_mask"]}
 
     def _mask(self, mel: torch.Tensor, n_feat: int):
         """The padding mask the family's own forward gives its tower (frames past the clip are masked)."""

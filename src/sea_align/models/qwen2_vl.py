@@ -1,17 +1,23 @@
 """Qwen2-VL and Qwen2.5-VL: image and video. The patch merger sits inside the vision tower, so
 encoder space = the tower's last hidden state *before* the merger ([t*h*w, 1280], natural patch
-order); `project` = the merger. Positions are 3-D (M-RoPE) from the model's own `get_rope_index`."""
+order); `project` = the merger. Positions are 3-D (M-RoPE) from the model's own `get_rope_index`.
+
+Pixels as the family's processor makes them: dynamic resolution (aspect kept, sides multiples of
+patch*merge, area within min/max_pixels of the checkpoint's preprocessor config, else the processor's
+defaults; videos use the video processor's bounds). `processors["image_size"]` pins a square instead."""
 from __future__ import annotations
 
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 from PIL import Image
 
-from ..media import CLIP_MEAN, CLIP_STD, load_image, load_video, qwen_patches
+from ..media import (CLIP_MEAN, CLIP_STD, QWEN_IMAGE_PIXELS, QWEN_VIDEO_PIXELS, load_image, load_video,
+                     pixel_bounds, qwen_patches)
 from .base import BaseAdapter, Features, Item
 
-OPENAI_CLIP = (CLIP_MEAN, CLIP_STD)
+BLANK_SIDE = 224  # blank image/frame side when none is asked for (then sized like any input)
 
 
 class Qwen2VLAdapter(BaseAdapter):
@@ -20,13 +26,17 @@ class Qwen2VLAdapter(BaseAdapter):
     placeholder = {"image": "<|image_pad|>", "video": "<|video_pad|>"}
 
     def __init__(self, model: Any, tokenizer: Any, processors: dict[str, Any] | None = None,
-                 image_size: int = 224, n_frames: int = 4, **kw: Any):
+                 image_size: int = 0, n_frames: int = 4, **kw: Any):
         super().__init__(model, tokenizer, processors, **kw)
         vc = model.config.vision_config
         self.patch = int(vc.patch_size)
         self.merge = int(vc.spatial_merge_size)
         self.temporal = int(getattr(vc, "temporal_patch_size", 2))
-        self.image_size = int(self.processors.get("image_size", image_size))
+        self.image_size = int(self.processors.get("image_size", image_size))  # 0: dynamic resolution
+        pp = self.processors.get("preprocessor") or {}  # preprocessor_config.json
+        vp = self.processors.get("video_preprocessor") or pp  # transformers falls back the same way
+        self.bounds = {"image": pixel_bounds(pp, QWEN_IMAGE_PIXELS), "video": pixel_bounds(vp, QWEN_VIDEO_PIXELS)}
+        self.norm = {"image": _norm(pp), "video": _norm(vp)}
         self.n_frames = n_frames
         self.visual = model.model.visual
         self.windowed = hasattr(self.visual, "fullatt_block_indexes")  # Qwen2.5-VL window attention
@@ -36,7 +46,7 @@ class Qwen2VLAdapter(BaseAdapter):
 
     def blank(self, modality: str, size: int = 0, frames: int = 0, **_: Any) -> Features:
         self.check_modality(modality)
-        s = size or self.image_size
+        s = size or self.image_size or BLANK_SIDE
         if modality == "image":
             return self.encode("image", [Image.new("RGB", (s, s), "white")])[0]
         return self.encode("video", [[Image.new("RGB", (s, s), "black")] * (frames or self.n_frames)])[0]
@@ -50,7 +60,7 @@ class Qwen2VLAdapter(BaseAdapter):
                 frames = [load_image(m)]
             else:
                 frames = [load_image(f) for f in m] if isinstance(m, list) else load_video(m, self.n_frames)
-            pv, grid = qwen_patches(frames, self.image_size, self.patch, self.merge, self.temporal)
+            pv, grid = self.pixels(modality, frames)
             grid_t = torch.tensor([grid])
             res = self.visual(torch.from_numpy(pv).to(self.device, self.dtype), grid_thw=grid_t)
             x = res.last_hidden_state
@@ -58,6 +68,11 @@ class Qwen2VLAdapter(BaseAdapter):
                 x = self._unwindow(x, grid_t)
             out.append(Features(x, {"grid": grid}))
         return out
+
+    def pixels(self, modality: str, frames: Sequence[Image.Image]) -> tuple[np.ndarray, tuple[int, int, int]]:
+        """(pixel_values [t*h*w, 3*T*P*P], grid_thw) of one image ([frame]) or video, as the processor makes them."""
+        return qwen_patches(frames, self.patch, self.merge, self.temporal, self.bounds[modality], self.image_size,
+                            *self.norm[modality])
 
     def _unwindow(self, x: torch.Tensor, grid_t: torch.Tensor) -> torch.Tensor:
         from transformers.vision_utils import get_vision_window_index
@@ -88,3 +103,7 @@ class Qwen2VLAdapter(BaseAdapter):
         pos, _ = self.model.model.get_rope_index(ids, ttype, image_grid_thw=g["image"],
                                                  video_grid_thw=g["video"], attention_mask=mask)
         return pos
+
+
+def _norm(cfg: dict[str, Any]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    return tuple(cfg.get("image_mean", CLIP_MEAN)), tuple(cfg.get("image_std", CLIP_STD))

@@ -83,5 +83,12 @@ def build_tiny(family: str, seed: int = 0, dtype: torch.dtype = torch.float32):
     torch.manual_seed(seed)
     model = model_class(cfg.model_type)._from_config(cfg, dtype=dtype)
     model.eval()
-    processors = {"image_size": 56} if family.startswith("qwen2") and "audio" not in family else {}
-    return model, tok, processors
+    return model, tok, tiny_processors(family)
+
+
+def tiny_processors(family: str) -> dict:
+    """The tiny checkpoints' processor configs: Qwen2-VL's dynamic resolution within 28x28..56x56 pixels
+    (a 224 blank is 2x2 tokens); the others use their processor's defaults at the tiny tower's size."""
+    if family in ("qwen2_vl", "qwen2_5_vl"):
+        return {"preprocessor": {"min_pixels": 28 * 28, "max_pixels": 56 * 56}}
+    return {}
