@@ -70,7 +70,7 @@ def make_run(root: Path, arms=("base", "text_only", "aligned"), rejudge=True, in
                 for i in range(1, 81)))
     (run / "bench" / "00-va-safetybench-audio").mkdir(parents=True)
     (run / "bench" / "00-va-safetybench-audio" / "build_info.json").write_text(json.dumps(
-        {"builder": "va-safetybench-audio", "seed": 3, "n_rows": 32, "skipped_types": [],
+        {"builder": "va-safetybench-audio", "source": "/data/va-safetybench", "seed": 3, "n_rows": 32, "skipped_types": [],
          "media_source": {"Text_only": "none", "KPT": "generated"}}))
     (run / "manifest.json").write_text(json.dumps({"model": "tiny-random-llava", "modality": "image", "seed": 0,
                                                    "stages": {"synthesize": {"seconds": 12.5}}}))
@@ -81,7 +81,7 @@ def test_report_files_and_agreement(tmp_path):
     run = make_run(tmp_path)
     md = run_report(run).read_text()
     assert "| ASR (macro over categories) |" in md and "Cohen's kappa" in md
-    assert "| `00-va-safetybench-audio` | va-safetybench-audio | 3 | 32 | Text_only: none, KPT: generated | none |" in md
+    assert "| `00-va-safetybench-audio` | va-safetybench-audio | `va-safetybench` | 3 | 32 | Text_only: none, KPT: generated | none |" in md
     for png in ("synthesis", "alignment_loss", "asr_attack", "asr_scenario", "asr_vs_refusal"):
         assert f"charts/{png}.png" in md
         with Image.open(run / "charts" / f"{png}.png") as im:

@@ -106,7 +106,8 @@ def place(adapter: Any, dist: Dist) -> None:
     """Move the model to this process's device (cuda:LOCAL_RANK under a multi-GPU launch). One process:
     the model stays where `load_adapter(device=...)` put it (the CLI's `--device`, default auto), and a
     model spread over several GPUs (`device_map="auto"`) is never moved."""
-    if getattr(adapter.model, "hf_device_map", None) and len(set(adapter.model.hf_device_map.values())) > 1:
+    spread = getattr(getattr(adapter, "model", None), "hf_device_map", None)
+    if spread and len(set(spread.values())) > 1:
         return
     if dist.world > 1 and adapter.device != dist.device:
         adapter.model.to(dist.device)

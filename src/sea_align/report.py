@@ -258,7 +258,7 @@ def _benches(run: Path) -> list[tuple]:
     for p in sorted((run / "bench").glob("*/build_info.json")):
         i = _json(p)
         src = ", ".join(f"{t}: {s}" for t, s in (i.get("media_source") or {}).items()) or "-"
-        source = f"`{Path(str(i.get('source'))).name}`"
+        source = f"`{Path(str(i['source'])).name}`" if i.get("source") else "-"
         if i.get("fallback_for"):
             source += f" (fallback: `{i['fallback_for']}` not found)"
             fallbacks.append(p.parent.name)
