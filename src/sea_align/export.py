@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .io import DataError, atomic_write_json
-from .modelcard import CardInfo, collect, is_builtin, write_card
+from .modelcard import CardInfo, collect, is_builtin, read_json, write_card
 
 log = logging.getLogger(__name__)
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin", "train_summary.json")
@@ -29,14 +29,6 @@ def _copy_adapter(adapter_dir: Path, out: Path, model: str) -> None:
     for name in ADAPTER_FILES:
         if (adapter_dir / name).is_file():
             shutil.copyfile(adapter_dir / name, out / name)
-
-
-def _modality(adapter_dir: Path) -> str | None:
-    """The media form the adapter was trained for (its train_summary.json), so the base loads in that form."""
-    try:
-        return json.loads((adapter_dir / "train_summary.json").read_text()).get("modality")
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 def _save_processor(model: str, out: Path) -> bool:
@@ -75,7 +67,8 @@ def _merged_notes(merged: Any, processor: bool) -> list[str]:
 def _merge(model: str, adapter_dir: Path, out: Path, device: str, dtype: str) -> list[str]:
     """Base + adapter merged and saved into `out`; returns the card's loading notes."""
     from .models import load_adapter
-    ad = load_adapter(model, dtype=dtype, adapter_dir=str(adapter_dir), modality=_modality(adapter_dir),
+    modality = read_json(adapter_dir / "train_summary.json").get("modality")  # the form it was trained for
+    ad = load_adapter(model, dtype=dtype, adapter_dir=str(adapter_dir), modality=modality,
                       device=device)
     merged = ad.peft_model.merge_and_unload()
     merged.save_pretrained(str(out))
@@ -86,13 +79,13 @@ def _merge(model: str, adapter_dir: Path, out: Path, device: str, dtype: str) ->
 def base_of(adapter_dir: str | Path) -> str | None:
     """The base model an adapter names: its adapter_config.json, else its run's config.yaml (older adapters)."""
     adapter_dir = Path(adapter_dir)
-    try:
-        name = json.loads((adapter_dir / "adapter_config.json").read_text()).get("base_model_name_or_path")
-        if not name and (adapter_dir.parent / "config.yaml").is_file():
-            import yaml
+    name = read_json(adapter_dir / "adapter_config.json").get("base_model_name_or_path")
+    if not name and (adapter_dir.parent / "config.yaml").is_file():
+        import yaml
+        try:
             name = (yaml.safe_load((adapter_dir.parent / "config.yaml").read_text()) or {}).get("model")
-    except (OSError, ValueError, AttributeError):
-        return None
+        except (OSError, ValueError, AttributeError):
+            return None
     return name or None
 
 

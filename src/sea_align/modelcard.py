@@ -35,7 +35,8 @@ def adapter_note(model: str) -> str:
             f"`sea evaluate --model {model} --adapter DIR`.")
 
 
-def _json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object file's content; {} when it is missing, unreadable or not an object."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -57,11 +58,11 @@ class CardInfo:
 def collect(adapter_dir: str | Path, base_model: str | None = None) -> CardInfo:
     """What the card says, read from `adapter_dir` (and its run directory when it is in one)."""
     adir = Path(adapter_dir)
-    base = base_model or _json(adir / "adapter_config.json").get("base_model_name_or_path") or "unknown"
+    base = base_model or read_json(adir / "adapter_config.json").get("base_model_name_or_path") or "unknown"
     run = adir.parent if (adir.parent / "manifest.json").is_file() and adir.name in ARM_OF else None
-    info = CardInfo(base_model=str(base), train=_json(adir / "train_summary.json"), run=run,
+    info = CardInfo(base_model=str(base), train=read_json(adir / "train_summary.json"), run=run,
                     arm=ARM_OF.get(adir.name) if run else None, notes=[adapter_note(str(base))])
-    cmd = _json(run / "manifest.json").get("command") if run else None
+    cmd = read_json(run / "manifest.json").get("command") if run else None
     if cmd:
         info.commands.append(cmd)
     return info
@@ -89,7 +90,7 @@ def _data(info: CardInfo) -> list[str]:
     if not info.run:
         return ["Not recorded (the adapter is not inside a `sea run` directory)."]
     cfg = yaml.safe_load((info.run / "config.yaml").read_text()) if (info.run / "config.yaml").is_file() else {}
-    prep = (_json(info.run / "manifest.json").get("stages") or {}).get("prepare") or {}
+    prep = (read_json(info.run / "manifest.json").get("stages") or {}).get("prepare") or {}
     data = (cfg or {}).get("data", "?")
     named = " (AdvBench, MIT, + the package's benign train split)" if data == "advbench" else ""
     return [f"Text safety set `{data}`{named}: {prep.get('n_harmful', '?')} harmful and {prep.get('n_benign', '?')} "
@@ -112,18 +113,18 @@ def _results(info: CardInfo) -> list[str]:
         return ["Not evaluated yet (no eval summary for this adapter in its run directory)."]
     rows = ["| model | ASR (macro) | over-refusal on harmless items | scored / unscored |", "|---|---|---|---|"]
     for a in arms:
-        s = _json(info.run / "eval" / a / "summary.json")
+        s = read_json(info.run / "eval" / a / "summary.json")
         rows.append(f"| {'base model' if a == 'base' else 'this model'} | {_pct(s.get('asr'), s.get('asr_ci95'))} | "
                     f"{_pct(s.get('refusal_rate_harmless'), s.get('refusal_rate_harmless_ci95'))} | "
                     f"{s.get('n_scored')} / {s.get('n_unscored')} |")
-    judge = (_json(info.run / "eval" / info.arm / "summary.json").get("judge") or {}).get("name", "?")
+    judge = (read_json(info.run / "eval" / info.arm / "summary.json").get("judge") or {}).get("name", "?")
     return rows + ["", f"Judge `{judge}`; brackets: 95% Wilson interval (pooled counts). Benchmarks:"] + _benches(info.run)
 
 
 def _benches(run: Path) -> list[str]:
     out = []
     for p in sorted((run / "bench").glob("*/build_info.json")):
-        i = _json(p)
+        i = read_json(p)
         fb = f" (fallback: {i['fallback_for']} was missing)" if i.get("fallback_for") else ""
         out.append(f"- `{p.parent.name}`: {i.get('n_rows')} rows, builder `{i.get('builder')}`, source "
                    f"`{i.get('source')}`{fb}")
