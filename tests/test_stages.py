@@ -135,6 +135,26 @@ def test_align_benign_repeat_weighs_benign_examples(synthesized, prepared):
         build_training_set(prepared, emb, a, AlignConfig(benign_repeat=0))
 
 
+def test_align_replay_asks_benign_embeddings_their_auxiliary_questions(synthesized, prepared):
+    from sea_align.align import build_training_set
+    _, _, emb, _ = synthesized
+    a = load_adapter("tiny-random-llava")
+    ex0, c0, _ = build_training_set(prepared, emb, a, AlignConfig())
+    ex2, c2, _ = build_training_set(prepared, emb, a, AlignConfig(replay=2))
+    assert c0["replay_media"] == 0 and c2["replay_media"] == 2 * c0["benign_media"] > 0
+    assert len(ex2) == len(ex0) + c2["replay_media"]
+    benign = [r for r in prepared if not r["harmful"]]
+    media = {id(e["item"].mm): e["item"] for e in ex2 if e["kind"] == "benign_media"}
+    replay = [e["item"] for e in ex2 if e["kind"] == "replay_media"]
+    # the pairs synthesis optimised each benign embedding for, on that same embedding; harmful rows get none
+    assert [(x.prompt, x.target) for x in replay] == [(p["prompt"], p["target"]) for r in benign
+                                                      for p in r["aux"]["image"][:2]]
+    assert all(id(x.mm) in media and x.modality == "image" for x in replay)
+    assert "The image says 'bake bread'." in [x.target for x in replay]
+    with pytest.raises(DataError, match="replay"):
+        build_training_set(prepared, emb, a, AlignConfig(replay=-1))
+
+
 def test_align_text_only_and_dpo(prepared, tmp_path):
     a = load_adapter("tiny-random-llava")
     res = run_align(a, prepared, None, tmp_path / "t", AlignConfig(epochs=1, text_only=True), progress=False)

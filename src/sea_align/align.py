@@ -60,7 +60,9 @@ def build_training_set(rows: list[dict[str, Any]], emb_dir: str | Path | None, a
     if cfg.benign_repeat < 1:
         raise DataError(f"align.benign_repeat: {cfg.benign_repeat} (must be >= 1)")
     examples: list[dict[str, Any]] = []
-    counts = {"sea": 0, "text": 0, "benign_media": 0, "benign_text": 0, "missing_embedding": 0}
+    if cfg.replay < 0:
+        raise DataError(f"align.replay: {cfg.replay} (must be >= 0)")
+    counts = {"sea": 0, "text": 0, "benign_media": 0, "benign_text": 0, "replay_media": 0, "missing_embedding": 0}
     modality = None
     embs: dict[str, torch.Tensor] = {}
     meta: dict[str, Any] = {}
@@ -106,12 +108,23 @@ def build_training_set(rows: list[dict[str, Any]], emb_dir: str | Path | None, a
             if it is not None:
                 examples += [{"item": it, "rejected": None, "kind": "benign_media"}] * cfg.benign_repeat
                 counts["benign_media"] += cfg.benign_repeat
+                replay = replay_items(r, it, cfg.replay)
+                examples += [{"item": x, "rejected": None, "kind": "replay_media"} for x in replay]
+                counts["replay_media"] += len(replay)
         if r.get("form") == "whole":
             continue
         examples += [{"item": Item(r["instruction"], target=r["response"]), "rejected": None,
                       "kind": "benign_text"}] * cfg.benign_repeat
         counts["benign_text"] += cfg.benign_repeat
     return examples, counts, modality
+
+
+def replay_items(row: dict[str, Any], media: Item, n: int) -> list[Item]:
+    """The first `n` auxiliary pairs of a benign row, asked about its synthetic embedding `media`: the
+    answers synthesis optimised the embedding to get from the frozen model, so training on them keeps the
+    model's own behaviour on questions about the media (capability replay, self-distilled by construction)."""
+    pairs = (row.get("aux") or {}).get(media.modality) or []
+    return [Item(p["prompt"], media.modality, media.mm, media.meta, target=p["target"]) for p in pairs[:n]]
 
 
 def lora_model(adapter: BaseAdapter, cfg: AlignConfig):
@@ -130,7 +143,7 @@ def lora_model(adapter: BaseAdapter, cfg: AlignConfig):
     return peft_model
 
 
-RETAIN_KINDS = ("benign_media", "benign_text")
+RETAIN_KINDS = ("benign_media", "benign_text", "replay_media")
 
 
 def retain_kl(adapter: BaseAdapter, peft_model: Any, items: list[Item]) -> torch.Tensor:

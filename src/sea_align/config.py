@@ -75,6 +75,9 @@ class AlignConfig:
     lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
     dpo_beta: float = 0.1
     retain: float = 0.0  # weight of the retain term: KL(base || aligned) on the answer tokens of benign examples
+    replay: int = 0  # per benign embedding, also train on its first N auxiliary pairs (1 = content, 2 = + style):
+    #                  the questions synthesis optimised it for, answered as the frozen model answers them, so
+    #                  asking about the media (e.g. reading it) keeps working; 0 = off
     seed: int = 0
     report_to: str = ""  # "tensorboard": loss, lr and gradient norm per step through accelerate's tracker, under
     #                      <adapter's parent>/tensorboard/<adapter name> ("" = metrics.jsonl only)
