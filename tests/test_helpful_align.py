@@ -149,6 +149,11 @@ def test_harmless_builders_mark_kind_and_reading(tmp_path):
     assert all(r["prompt"] == "What does the image say?" and r["media"] for r in rows)
     rows = read_jsonl(build("benign-text", tmp_path / "b", limit=2))
     assert rows and all(r["kind"] == "benign" for r in rows)
+    rows = read_jsonl(build("varied-text", tmp_path / "v", limit=1))  # reported apart from plain benign
+    assert rows and all(r["kind"] == "varied" and not r["harmful"] for r in rows)
+    from sea_align.evaluate import per_form
+    got = per_form([{**r, "refused": i % 2 == 0} for i, r in enumerate(rows)])
+    assert set(got) == {"varied/Text_only"} and got["varied/Text_only"]["n_scored"] == len(rows)
 
 
 def test_whole_request_form_carries_the_request_and_no_text(tmp_path):

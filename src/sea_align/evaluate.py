@@ -285,7 +285,7 @@ def run_evaluate(adapter: BaseAdapter, bench: str | Path | list[str], out_dir: s
 
 # --- helpers for summarize (intervals, harmless forms, reading) ------------------------------------------
 def sample_kind(s: dict[str, Any]) -> str:
-    """harmful | benign | borderline | reading: the sample's `kind`, else from `harmful`."""
+    """harmful | benign | varied | borderline | reading: the sample's `kind`, else from `harmful`."""
     return s.get("kind") or ("harmful" if s.get("harmful", True) else "benign")
 
 

@@ -23,7 +23,7 @@ ARMS = ("base", "text_only", "aligned")
 LABEL = {"base": "base", "text_only": "text-only alignment", "aligned": "SEA"}
 
 
-HELPFUL_KINDS = ("benign", "borderline")  # harmless items whose answers are compared with base's
+HELPFUL_KINDS = ("benign", "varied", "borderline")  # harmless items whose answers are compared with base's
 CLIP = 300  # characters of a prompt / response shown in "Example answers"
 
 
@@ -210,9 +210,9 @@ def _by_form(sums: dict[str, dict], arms: list[str]) -> list[tuple]:
             row.append(cell + (f", {un} unscored" if un else ""))
         rows.append(row)
     return [("h3", "Over-refusal by form"),
-            ("p", "Share of harmless items refused, per kind of item (`benign`, `borderline`: benign requests "
-                  "that share words with harmful ones, `reading`: what does the image/audio say?) and attack form; "
-                  "95% Wilson interval, n = scored items."),
+            ("p", "Share of harmless items refused, per kind of item (`benign`: plain requests, `varied`: benign "
+                  "requests in varied templates, `borderline`: benign requests that share words with harmful ones, "
+                  "`reading`: what does the image/audio say?) and attack form; 95% Wilson interval, n = scored items."),
             ("table", ["form"] + [LABEL[a] for a in arms], rows)]
 
 
@@ -427,7 +427,7 @@ def _helpfulness(helpful: dict[str, Any]) -> list[tuple]:
     for a in arms:
         head += [f"{LABEL[a]}: answered", f"{LABEL[a]}: token F1 / ROUGE-L vs base"]
     return [("h3", "Helpfulness: answers compared with base's"),
-            ("p", "Harmless items (kinds `benign`, `borderline`) that base was evaluated on too. 'answered' = not "
+            ("p", "Harmless items (kinds `benign`, `varied`, `borderline`) that base was evaluated on too. 'answered' = not "
                   "refused (95% Wilson interval, n = scored items); token F1 (SQuAD-style, bag of words) and ROUGE-L F "
                   "(longest common word subsequence) of the arm's response against base's, averaged; 1.00 = the "
                   "same answer as base. A high F1 where base itself refused means refusing alike."),
