@@ -57,11 +57,10 @@ class AlignResult:
 def build_training_set(rows: list[dict[str, Any]], emb_dir: str | Path | None, adapter: BaseAdapter,
                        cfg: AlignConfig) -> tuple[list[dict[str, Any]], dict[str, int], str | None]:
     """Training examples [{item, rejected?, kind}], counts per kind, and the modality used."""
-    if cfg.benign_repeat < 1:
-        raise DataError(f"align.benign_repeat: {cfg.benign_repeat} (must be >= 1)")
+    for key, low in (("benign_repeat", 1), ("replay", 0)):
+        if getattr(cfg, key) < low:
+            raise DataError(f"align.{key}: {getattr(cfg, key)} (must be >= {low})")
     examples: list[dict[str, Any]] = []
-    if cfg.replay < 0:
-        raise DataError(f"align.replay: {cfg.replay} (must be >= 0)")
     counts = {"sea": 0, "text": 0, "benign_media": 0, "benign_text": 0, "replay_media": 0, "missing_embedding": 0}
     modality = None
     embs: dict[str, torch.Tensor] = {}

@@ -330,8 +330,8 @@ def build(name: str, out_dir: str | Path, source: str | Path = "", limit: int = 
     harmful, kind = True, "harmful"
     if name in BENIGN_FORMS or name == "benign":
         form, harmful = BENIGN_FORMS.get(name) or form or "text", False
-        kind = name.split("-", 1)[0] if name in BENIGN_FORMS else "benign"  # varied-*: its own kind, so
-        #  reports split plain "List steps" requests from varied templates (issue 13: they differ by 30+ points)
+        # varied-* keeps its own kind: reports split it from the plain "List steps" requests
+        kind = name.split("-", 1)[0] if name in BENIGN_FORMS else "benign"
         types = types or READING_TYPES.get(form) if name.startswith("reading-") else types
     else:
         form = name
