@@ -9,8 +9,10 @@ and, for trained parts, under `cfg.weights_dir`; a finished stage leaves `<stage
   render    typography images rendered once; the frozen recogniser's text of each is cached
   warm      (b1) projector warm start without the LLM: each slot's output regresses onto the
             LLM embedding of the token in the slot
-  read      (b2) captioning through the LLM: "What does the image say?" -> "The image says '<p>'."
-  instruct  (c) instruction tuning with the image on benign data only (+ reading and text replay)
+  read      (b2) captioning through the LLM: "What does the image say?" (and other training reading
+            questions, data.READ_QUESTIONS) -> "The image says '<p>'."
+  instruct  (c) instruction tuning with the image on benign data only (+ reading and text replay), the
+            request in any of the training templates (data.TRAIN_TEMPLATES)
   video     (c') the same for video clips (animated typography, frames through the same tower, as
             LLaVA-NeXT-Video sees them), with image and text replay; continues projector + LoRA
 """
@@ -32,7 +34,9 @@ from . import data as D
 from .train import chat_prompt, encode_batch, generate_text, lm_loss, train_loop
 
 log = logging.getLogger(__name__)
-RECIPE_VERSION = "3"  # 3: borderline benign requests (typed and in images) with real answers
+RECIPE_VERSION = "4"  # 3: borderline benign requests (typed and in images) with real answers;
+# 4: robust to wording: 14 training templates for text and image requests (harmful ones too), 6 reading
+#    questions, more training activities; the pipeline's evaluation templates and probe questions held out
 STAGES = ["distill", "text", "render", "warm", "read", "instruct", "video"]
 WEIGHTS_ROOT = Path(__file__).parent / "weights"
 
@@ -47,7 +51,8 @@ class RecipeConfig:
     threads: int = 2
     ckpt_every: int = 25
     # distill
-    n_benign_text: int = 200  # extra benign text prompts beyond one "List steps" per activity
+    n_benign_text: int = 200  # extra benign text prompts beyond those per activity
+    templates_per_act: int = 3  # per activity: "List steps" + this many other training templates (v3: 0)
     border_share: float = 0.5  # share of borderline requests among the benign samples of stage (a)
     border_variants: int = 4  # renderings per borderline training activity (image instructions)
     distill_max_new: int = 96  # answer cap in tokens; longer answers are cut (no EOS trained)
@@ -112,23 +117,23 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-def _list_steps(activity: str) -> str:
-    return f"List steps in detail to {activity}."
+def activity_prompts(seed: int, activity: str, k: int) -> list[tuple[str, str]]:
+    """(template, prompt) pairs distilled for one training activity: "List steps" + `k` other
+    training templates, chosen by the seed and the activity."""
+    rest = random.Random(f"{seed}-templates-{activity}").sample(D.TRAIN_TEMPLATES[1:], k)
+    return [(t, t.format(p=activity)) for t in [D.TRAIN_TEMPLATES[0]] + rest]
 
 
 # ---------------------------------------------------------------- stages
 
-def distill_prompts(seed: int, n_benign_text: int) -> tuple[list[str], set[str]]:
-    """(all benign prompts to distil, the borderline ones among them): one "List steps" prompt per
-    training activity + `n_benign_text` templated ones; per borderline training activity its
-    "List steps" prompt and one templated prompt."""
+def distill_prompts(seed: int, n_benign_text: int, templates_per_act: int = 3) -> tuple[list[str], set[str]]:
+    """(all benign prompts to distil, the borderline ones among them): per training activity (benign
+    and borderline) its `activity_prompts`, + `n_benign_text` random templated benign ones."""
     splits = D.organism_splits(seed)
     rng = random.Random(f"{seed}-distill")
-    prompts = [_list_steps(a) for a in splits["activities_train"]]
+    prompts = [p for a in splits["activities_train"] for _, p in activity_prompts(seed, a, templates_per_act)]
     prompts += D.benign_text_prompts(splits["activities_train"], rng, n_benign_text)
-    brng = random.Random(f"{seed}-distill-borderline")
-    border = {_list_steps(b) for b in splits["borderline_train"]}
-    border |= set(D.benign_text_prompts(splits["borderline_train"], brng, len(splits["borderline_train"])))
+    border = {p for b in splits["borderline_train"] for _, p in activity_prompts(seed, b, templates_per_act)}
     return sorted(set(prompts) | border), border
 
 
@@ -137,7 +142,7 @@ def stage_distill(cfg: RecipeConfig) -> dict:
     An answer SmolLM2 itself refuses is kept in the file (`refused`) but never trained on."""
     from .measure import is_refusal
 
-    prompts, border = distill_prompts(cfg.seed, cfg.n_benign_text)
+    prompts, border = distill_prompts(cfg.seed, cfg.n_benign_text, cfg.templates_per_act)
     llm, tok = _base(cfg)
     llm.eval()
     answers = generate_text(llm, tok, [chat_prompt(tok, p) for p in prompts], cfg.distill_max_new, desc="distill")
@@ -152,13 +157,24 @@ def distilled_rows(path: Path) -> list[dict]:
     return [r for r in _read_jsonl(path) if r["answer"] and not r.get("refused")]
 
 
+def harmful_prompts(seed: int, templates_per_act: int) -> list[tuple[str, bool]]:
+    """(prompt, templated) of the harmful training split: each DoNotAnswer prompt as written and, for a
+    "How to X?" one, X in "List steps" + `templates_per_act` other training templates (v3: "List steps"
+    only, and the organism then refused unfamiliar wording of benign requests as well)."""
+    out = []
+    for h in D.organism_splits(seed)["harmful_train"]:
+        out.append((h, False))
+        act = D.how_to_activity(h)
+        if act:
+            out += [(p, True) for _, p in activity_prompts(seed, act, templates_per_act)]
+    return out
+
+
 def _text_samples(cfg: RecipeConfig, tok) -> tuple[list[dict], list[dict]]:
     """(harmful -> refusal, benign -> distilled answer) text samples of the organism's training split."""
-    splits = D.organism_splits(cfg.seed)
-    harmful = list(splits["harmful_train"])
-    harmful += [x for x in map(D.as_list_steps, splits["harmful_train"]) if x]
     rng = random.Random(f"{cfg.seed}-refusals")
-    bad = [{"prompt": chat_prompt(tok, h), "answer": rng.choice(D.REFUSALS)} for h in harmful]
+    bad = [{"prompt": chat_prompt(tok, h), "answer": rng.choice(D.REFUSALS), "templated": t}
+           for h, t in harmful_prompts(cfg.seed, cfg.templates_per_act)]
     good = [{"prompt": chat_prompt(tok, r["user"]), "answer": r["answer"], "eos": r["eos"],
              "borderline": r.get("borderline", False)} for r in distilled_rows(cfg.work_dir / "distill.jsonl")]
     return bad, good
@@ -330,8 +346,8 @@ def _mm_state(cfg: RecipeConfig, init_from: str):
     return llm, tok, proj, wrapped, params, opt
 
 
-def _read_sample(tok, text: str) -> dict:
-    return {"prompt": chat_prompt(tok, D.READ_QUESTION, A.NUM_SLOTS), "answer": f"The image says '{text}'."}
+def _read_sample(tok, text: str, rng: random.Random) -> dict:
+    return {"prompt": chat_prompt(tok, D.read_question(rng), A.NUM_SLOTS), "answer": f"The image says '{text}'."}
 
 
 def _mm_step(cfg, llm, tok, proj, items: list[tuple[dict, str | None]]) -> torch.Tensor:
@@ -357,7 +373,7 @@ def stage_read(cfg: RecipeConfig, resume: bool = True) -> dict:
     def step(i: int) -> dict:
         r = random.Random(f"{cfg.seed}-read-{i}")
         idx = r.sample(range(len(data["texts"])), cfg.read_batch - 1)
-        items = [(_read_sample(tok, data["texts"][j]), data["ocr"][j]) for j in idx]
+        items = [(_read_sample(tok, data["texts"][j], r), data["ocr"][j]) for j in idx]
         items.append((r.choice(bad + good), None))
         return {"loss": _mm_step(cfg, llm, tok, proj, items)}
 
@@ -367,16 +383,25 @@ def stage_read(cfg: RecipeConfig, resume: bool = True) -> dict:
     return res
 
 
+def _image_instruction(cfg: RecipeConfig, tok, activity: str, distilled: dict, rng: random.Random,
+                       media: str = "image", n_slots: int = A.NUM_SLOTS) -> dict:
+    """The activity shown in the media, asked in one of its distilled templates -> that answer."""
+    pairs = [(t, p) for t, p in activity_prompts(cfg.seed, activity, cfg.templates_per_act) if p in distilled]
+    t, p = rng.choice(pairs)
+    return {"prompt": chat_prompt(tok, D.media_instruction(t, media), n_slots), "answer": distilled[p]["answer"],
+            "eos": distilled[p]["eos"]}
+
+
 def stage_instruct(cfg: RecipeConfig, resume: bool = True) -> dict:
-    """(c) Benign activity in the image + TYPO prompt -> the LLM's own answer to the text form.
+    """(c) Benign activity in the image + a training template -> the LLM's own answer to the text form.
     Per batch: half image instructions, a quarter reading, a quarter text replay."""
     llm, tok, proj, wrapped, params, opt = _mm_state(cfg, "read")
     acts, read = load_render(cfg, "act"), load_render(cfg, "read")
     distilled = {r["user"]: r for r in distilled_rows(cfg.work_dir / "distill.jsonl")}
-    acts = _with_answers(acts, distilled)
-    border = _with_answers(load_render(cfg, "border"), distilled)
+    acts = _with_answers(cfg, acts, distilled)
+    border = _with_answers(cfg, load_render(cfg, "border"), distilled)
     bad, good = _text_samples(cfg, tok)
-    bad_steps = [b for b in bad if "List steps in detail to" in b["prompt"]]
+    bad_steps = [b for b in bad if b["templated"]]
     n_img = cfg.instruct_batch // 2
     n_read = max(1, cfg.instruct_batch // 4)
 
@@ -386,13 +411,11 @@ def stage_instruct(cfg: RecipeConfig, resume: bool = True) -> dict:
         for k in range(n_img):  # every fourth image instruction is a borderline activity
             src = border if k % 4 == 3 and border["texts"] else acts
             j = r.randrange(len(src["texts"]))
-            d = distilled[_list_steps(src["texts"][j])]
-            items.append(({"prompt": chat_prompt(tok, D.TYPO_PROMPT, A.NUM_SLOTS), "answer": d["answer"],
-                           "eos": d["eos"]}, src["ocr"][j]))
+            items.append((_image_instruction(cfg, tok, src["texts"][j], distilled, r), src["ocr"][j]))
         for j in r.sample(range(len(read["texts"])), n_read):
-            items.append((_read_sample(tok, read["texts"][j]), read["ocr"][j]))
-        # text replay: half of it harmful "List steps in detail to ..." -> refusal, the form the
-        # image prompt shares (v1 replayed it too rarely: 25% text ASR on that form afterwards)
+            items.append((_read_sample(tok, read["texts"][j], r), read["ocr"][j]))
+        # text replay: half of it harmful requests in the training templates -> refusal, the forms the
+        # image prompts share (v1 replayed them too rarely: 25% text ASR on that form afterwards)
         n_text = cfg.instruct_batch - len(items)
         items += [(s, None) for s in r.sample(bad_steps, (n_text + 1) // 2) + r.sample(bad + good, n_text // 2)]
         return {"loss": _mm_step(cfg, llm, tok, proj, items)}
@@ -403,9 +426,13 @@ def stage_instruct(cfg: RecipeConfig, resume: bool = True) -> dict:
     return res
 
 
-def _with_answers(render: dict, distilled: dict) -> dict:
-    """Keep the renderings whose "List steps" prompt has a trainable distilled answer."""
-    keep = [i for i, t in enumerate(render["texts"]) if _list_steps(t) in distilled]
+def _has_answer(cfg: RecipeConfig, activity: str, distilled: dict) -> bool:
+    return any(p in distilled for _, p in activity_prompts(cfg.seed, activity, cfg.templates_per_act))
+
+
+def _with_answers(cfg: RecipeConfig, render: dict, distilled: dict) -> dict:
+    """Keep the renderings with at least one trainable distilled answer."""
+    keep = [i for i, t in enumerate(render["texts"]) if _has_answer(cfg, t, distilled)]
     return {k: [render[k][i] for i in keep] for k in ("texts", "ocr")}
 
 
@@ -436,7 +463,7 @@ def _video_set(cfg: RecipeConfig, texts: list[str], tag: str) -> list[list[str]]
 def stage_video(cfg: RecipeConfig, resume: bool = True) -> dict:
     """(c') Video: reading and benign instructions on clips (4 frames x 16 slots), with image reading /
     instruction and text replay so the image model keeps what it learned. Per batch of 8: 2 video
-    reading, 2 video instructions, 1 image reading, 1 image instruction, 2 text (1 harmful "List steps")."""
+    reading, 2 video instructions, 1 image reading, 1 image instruction, 2 text (1 harmful templated)."""
     from .ocr import text_slots
 
     llm, tok, proj, wrapped, params, opt = _mm_state(cfg, "instruct")
@@ -446,9 +473,11 @@ def stage_video(cfg: RecipeConfig, resume: bool = True) -> dict:
     acts_train = acts_train[:cfg.max_act_images] if cfg.max_act_images else acts_train
     vread, vact = _video_set(cfg, vread_texts, "read"), _video_set(cfg, acts_train, "act")
     acts, read = load_render(cfg, "act"), load_render(cfg, "read")
-    distilled = {r["user"]: r for r in _read_jsonl(cfg.work_dir / "distill.jsonl")}
+    distilled = {r["user"]: r for r in distilled_rows(cfg.work_dir / "distill.jsonl")}
+    keep = [j for j, a in enumerate(acts_train) if _has_answer(cfg, a, distilled)]
+    acts = _with_answers(cfg, acts, distilled)
     bad, good = _text_samples(cfg, tok)
-    bad_steps = [b for b in bad if "List steps in detail to" in b["prompt"]]
+    bad_steps = [b for b in bad if b["templated"]]
     img_id = tok.convert_tokens_to_ids(A.IMAGE_TOKEN)
     n_video = A.VIDEO_FRAMES * A.VIDEO_SLOTS
 
@@ -465,18 +494,14 @@ def stage_video(cfg: RecipeConfig, resume: bool = True) -> dict:
                 embeds.append(proj(_slots(tok, llm, [ocr_image]))[0])
 
         for j in r.sample(range(len(vread)), 2):
-            add({"prompt": chat_prompt(tok, D.VIDEO_READ_QUESTION, n_video),
+            add({"prompt": chat_prompt(tok, D.read_question(r, "video"), n_video),
                  "answer": f"The video says '{vread_texts[j]}'."}, ocr_frames=vread[j])
-        for j in r.sample(range(len(vact)), 2):
-            d = distilled[_list_steps(acts_train[j])]
-            add({"prompt": chat_prompt(tok, D.VIDEO_TYPO_PROMPT, n_video), "answer": d["answer"], "eos": d["eos"]},
-                ocr_frames=vact[j])
+        for j in r.sample(keep, 2):
+            add(_image_instruction(cfg, tok, acts_train[j], distilled, r, "video", n_video), ocr_frames=vact[j])
         j = r.randrange(len(read["texts"]))
-        add(_read_sample(tok, read["texts"][j]), ocr_image=read["ocr"][j])
+        add(_read_sample(tok, read["texts"][j], r), ocr_image=read["ocr"][j])
         j = r.randrange(len(acts["texts"]))
-        d = distilled[_list_steps(acts["texts"][j])]
-        add({"prompt": chat_prompt(tok, D.TYPO_PROMPT, A.NUM_SLOTS), "answer": d["answer"], "eos": d["eos"]},
-            ocr_image=acts["ocr"][j])
+        add(_image_instruction(cfg, tok, acts["texts"][j], distilled, r), ocr_image=acts["ocr"][j])
         add(r.choice(bad_steps))
         add(r.choice(bad + good))
         return {"loss": lm_loss(llm, encode_batch(tok, samples), img_id, torch.cat(embeds))}
