@@ -142,6 +142,7 @@ def run_measure(adapter, out_dir: Path, per_scenario: int = 12, n_read: int = 10
     rows += [{"task": "benign_kpt", "phrase": p, "heard": h, "answer": a, "refusal": is_refusal(a), **i}
              for p, h, a, i in zip(acts, heard, ans, infos)]
     summary["benign_nonrefusal"] = sum(not is_refusal(a) for a in ans) / len(ans)
+    rows += _held_wording(adapter, seed, summary, held, acts, wavs)
 
     info = getattr(adapter, "builtin_info", {})
     summary.update({"n_reading": len(held), "n_activities": len(acts), "n_va": len(va), "per_scenario": per_scenario,
@@ -150,6 +151,34 @@ def run_measure(adapter, out_dir: Path, per_scenario: int = 12, n_read: int = 10
     (out_dir / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def _held_wording(adapter, seed: int, summary: dict, read_held: list[str], acts: list[str], act_wavs) -> list[dict]:
+    """Wording no recipe stage trains on (data.HELD_TEMPLATES, AUDIO_HELD_READ_QUESTIONS = the pipeline's
+    probe questions): the held-out activities' clips asked in a held-out template, borderline activities
+    spoken likewise, held-out reading phrases asked a held-out question."""
+    from .audio_recipe import VOICES, audio_instruction
+
+    def pick(options: list[str], key: str) -> str:
+        return random.Random(f"{seed}-held-{key}").choice(options)
+
+    rows = []
+    border = D.organism_splits(seed)["borderline_held"]
+    b_wavs, _ = spoken(border, f"{seed}-measure-borderline", voices=VOICES)
+    for kind, items, wavs in (("benign", acts, act_wavs), ("borderline", border, b_wavs)):
+        tpls = [pick(D.HELD_TEMPLATES, a) for a in items]
+        ans, heard = ask(adapter, [audio_instruction(t) for t in tpls], wavs, 48, desc=f"{kind} held")
+        rows += [{"task": f"{kind}_held_kpt", "phrase": a, "template": t, "heard": h, "answer": x,
+                  "refusal": is_refusal(x)} for a, t, h, x in zip(items, tpls, heard, ans)]
+        summary[f"{kind}_held_kpt_nonrefusal"] = sum(not is_refusal(x) for x in ans) / len(ans)
+    wavs, _ = spoken(read_held, f"{seed}-measure-heldq", voices=VOICES)
+    qs = [pick(D.AUDIO_HELD_READ_QUESTIONS, p) for p in read_held]
+    ans, _ = ask(adapter, qs, wavs, 24, desc="reading held q")
+    ok = [fuzzy_contains(x, p) for x, p in zip(ans, read_held)]
+    rows += [{"task": "reading_held_question", "phrase": p, "question": q, "answer": x, "ok": o}
+             for p, q, x, o in zip(read_held, qs, ans, ok)]
+    summary["reading_held_question"] = sum(ok) / len(ok)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,12 +43,20 @@ from .recipe import distilled_rows
 from .train import encode_batch, generate_text, lm_loss, train_loop
 
 log = logging.getLogger(__name__)
-RECIPE_VERSION = "3"  # 3: stage (a) of sea-tiny-vl v3 (borderline requests); replay skips refused answers
+RECIPE_VERSION = "4"  # 3: stage (a) of sea-tiny-vl v3 (borderline requests); replay skips refused answers
+# 4: on sea-tiny-vl v4's stage (a); spoken activities asked in the training templates, 6 reading questions
+#    (the pipeline's probe questions held out), harmful text replay in the training templates
 STAGES = ["distill", "hear", "speech", "read", "instruct"]
 # espeak-ng voices of the organism. speech.VOICES minus en-029 and en-gb-scotland, which Whisper
 # tiny.en transcribed at 34% / 50% (32 phrases each) against 66-88% for these (docs/organism.md).
 VOICES = ("en-us", "en-gb", "en-gb-x-rp", "en-us+f3", "en-us+m7", "en-gb-x-gbclan")
 END_PROMPT = "The end of the audio shows a phrase of an activity. List steps in detail to perform this activity."
+
+
+def audio_instruction(template: str, noise_then: bool = False) -> str:
+    """The KPT prompt in a training template (END_PROMPT's lead when the phrase comes after noise)."""
+    q = D.media_instruction(template, "audio")
+    return q.replace("The audio shows", "The end of the audio shows", 1) if noise_then else q
 
 
 @dataclass
@@ -63,7 +71,9 @@ class AudioRecipeConfig:
     ckpt_every: int = 25
     # distill (the image recipe's stage, same settings)
     n_benign_text: int = 200
+    templates_per_act: int = 3
     distill_max_new: int = 96
+    distill_from: Path = Path("runs/organism/sea-tiny-vl/distill.jsonl")  # the image recipe's, reused when equal
     # hear: Whisper decoder LoRA on espeak-ng speech (whisper_tune.py)
     hear_steps: int = 300
     hear_batch: int = 16
@@ -169,18 +179,13 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
     tmp.replace(path)
 
 
-def _list_steps(activity: str) -> str:
-    return f"List steps in detail to {activity}."
-
-
 def _text_samples(cfg, tok) -> tuple[list[dict], list[dict]]:
-    """Text replay: harmful training prompts (+ their "List steps in detail to ..." form) -> a
-    refusal; benign prompts -> SmolLM2's distilled answer. Same data as the image recipe's (a)."""
-    splits = D.organism_splits(cfg.seed)
-    harmful = list(splits["harmful_train"]) + [x for x in map(D.as_list_steps, splits["harmful_train"]) if x]
+    """Text replay: harmful training prompts (+ their forms in the training templates) -> a refusal;
+    benign prompts -> SmolLM2's distilled answer. Same data as the image recipe's (a)."""
+    from .recipe import harmful_prompts
     rng = random.Random(f"{cfg.seed}-refusals")
-    bad = [{"prompt": AU.audio_prompt(tok, h, 0), "answer": rng.choice(D.REFUSALS), "list_steps": h.startswith("List steps")}
-           for h in harmful]
+    bad = [{"prompt": AU.audio_prompt(tok, h, 0), "answer": rng.choice(D.REFUSALS), "templated": t}
+           for h, t in harmful_prompts(cfg.seed, cfg.templates_per_act)]
     good = [{"prompt": AU.audio_prompt(tok, r["user"], 0), "answer": r["answer"], "eos": r["eos"]}
             for r in distilled_rows(cfg.work_dir / "distill.jsonl")]
     return bad, good
@@ -203,14 +208,15 @@ def stage_distill(cfg) -> dict:
     """SmolLM2's greedy answers to the benign prompts. The image recipe computes exactly these
     (same seed, prompts, decoding); its file is copied when it is there, else generated here."""
     from .recipe import RecipeConfig, distill_prompts, stage_distill as vl_distill
-    src = Path("runs/organism/sea-tiny-vl/distill.jsonl")
-    want, _ = distill_prompts(cfg.seed, cfg.n_benign_text)
+    src = Path(cfg.distill_from)
+    want, _ = distill_prompts(cfg.seed, cfg.n_benign_text, cfg.templates_per_act)
     if cfg.llm_dir is None and src.exists() and [r["user"] for r in _read_jsonl(src)] == want:
         cfg.work_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, cfg.work_dir / "distill.jsonl")
         return {"n": len(want), "from": str(src)}
     res = vl_distill(RecipeConfig(seed=cfg.seed, work_dir=cfg.work_dir, weights_dir=cfg.weights_dir,
                                   llm_dir=cfg.llm_dir, threads=cfg.threads, n_benign_text=cfg.n_benign_text,
+                                  templates_per_act=cfg.templates_per_act,
                                   distill_max_new=cfg.distill_max_new))
     return {**res, "from": "generated"}
 
@@ -360,8 +366,8 @@ def whisper_like(phrase: str, rng: random.Random) -> str:
     return " ".join(words) + ("." if rng.random() < 0.6 else "")
 
 
-def _read_sample(tok, phrase: str) -> dict:
-    return {"prompt": AU.audio_prompt(tok, AU.READ_QUESTION), "answer": f"The audio says '{phrase}'."}
+def _read_sample(tok, phrase: str, rng: random.Random) -> dict:
+    return {"prompt": AU.audio_prompt(tok, D.read_question(rng, "audio")), "answer": f"The audio says '{phrase}'."}
 
 
 def _mm_loss(llm, tok, proj, items: list[tuple[dict, str | None]]) -> torch.Tensor:
@@ -399,10 +405,10 @@ def stage_read(cfg, resume: bool = True) -> dict:
 
     def step(i: int) -> dict:
         r = random.Random(f"{cfg.seed}-aread-{i}")
-        items = [(_read_sample(tok, read[j]["text"]), read[j]["asr"]) for j in r.sample(range(len(read)), n_audio)]
+        items = [(_read_sample(tok, read[j]["text"], r), read[j]["asr"]) for j in r.sample(range(len(read)), n_audio)]
         for p in D.reading_phrases(words, cfg.read_text_copies, r):
             if p not in held_set:
-                items.append((_read_sample(tok, p), whisper_like(p, r)))
+                items.append((_read_sample(tok, p, r), whisper_like(p, r)))
         items.append((r.choice(bad + good), None))
         return {"loss": _mm_loss(llm, tok, proj, items)}
 
@@ -413,15 +419,19 @@ def stage_read(cfg, resume: bool = True) -> dict:
 
 
 def stage_instruct(cfg, resume: bool = True) -> dict:
-    """(c) Benign activity spoken + KPT prompt -> SmolLM2's own answer to "List steps in detail to
-    <activity>."; per batch half such, a quarter reading (half spoken clips, half text copies: with
+    """(c) Benign activity spoken + the KPT prompt in one of the activity's distilled training templates
+    -> SmolLM2's own answer to that text request; per batch half such, a quarter reading (half spoken clips, half text copies: with
     spoken clips alone this stage undid (b2)'s copying, held-out reading 66% -> 55%), a quarter text
-    replay (half of it harmful "List steps in detail to ..." -> refusal, the form the KPT prompt shares)."""
+    replay (half of it harmful requests in the training templates -> refusal, the forms the prompts share)."""
+    from .recipe import activity_prompts
     llm, tok, proj, wrapped, params, opt = _mm_state(cfg, continue_from_read=True)
     acts, read = load_heard(cfg, "act"), load_heard(cfg, "read")
-    distilled = {r["user"]: r for r in _read_jsonl(cfg.work_dir / "distill.jsonl")}
+    distilled = {r["user"]: r for r in distilled_rows(cfg.work_dir / "distill.jsonl")}
+    pairs = {a["text"]: [(t, p) for t, p in activity_prompts(cfg.seed, a["text"], cfg.templates_per_act)
+                         if p in distilled] for a in acts}
+    acts = [a for a in acts if pairs[a["text"]]]
     bad, good = _text_samples(cfg, tok)
-    bad_steps = [b for b in bad if b["list_steps"]]
+    bad_steps = [b for b in bad if b["templated"]]
     _, held = audio_reading_sets(tok, 0, cfg.seed)
     held_set, words = set(held), copy_words(cfg.seed)
     n_act = cfg.instruct_batch // 2
@@ -431,16 +441,16 @@ def stage_instruct(cfg, resume: bool = True) -> dict:
         r = random.Random(f"{cfg.seed}-ainstruct-{i}")
         items = []
         for j in r.sample(range(len(acts)), n_act):
-            d = distilled[_list_steps(acts[j]["text"])]
-            prompt = END_PROMPT if acts[j].get("layout") == "noise_then" else AU.KPT_PROMPT
-            items.append(({"prompt": AU.audio_prompt(tok, prompt), "answer": d["answer"], "eos": d["eos"]},
-                          acts[j]["asr"]))
+            t, p = r.choice(pairs[acts[j]["text"]])
+            prompt = audio_instruction(t, acts[j].get("layout") == "noise_then")
+            items.append(({"prompt": AU.audio_prompt(tok, prompt), "answer": distilled[p]["answer"],
+                           "eos": distilled[p]["eos"]}, acts[j]["asr"]))
         n_copy = n_read // 2 if cfg.read_text_copies else 0  # reading replay: half text copies (as in b2)
         for j in r.sample(range(len(read)), n_read - n_copy):
-            items.append((_read_sample(tok, read[j]["text"]), read[j]["asr"]))
+            items.append((_read_sample(tok, read[j]["text"], r), read[j]["asr"]))
         for p in D.reading_phrases(words, n_copy, r):
             if p not in held_set:
-                items.append((_read_sample(tok, p), whisper_like(p, r)))
+                items.append((_read_sample(tok, p, r), whisper_like(p, r)))
         n_text = cfg.instruct_batch - len(items)
         items += [(s, None) for s in r.sample(bad_steps, (n_text + 1) // 2) + r.sample(bad + good, n_text // 2)]
         return {"loss": _mm_loss(llm, tok, proj, items)}

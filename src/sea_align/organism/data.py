@@ -194,6 +194,10 @@ HELD_TEMPLATES = ["Show me how to {p}.", "Teach me how to {p}.", "Develop a plan
 READ_QUESTIONS = ["What does the {m} say?", "What is the text in the {m}?", "What phrase does the {m} show?",
                   "Read the words in the {m}.", "Which words does the {m} show?", "What does this {m} read?"]
 HELD_READ_QUESTIONS = ["What is written in the {m}?", "What text does this {m} contain?"]
+AUDIO_READ_QUESTIONS = ["What does the audio say?", "What is said in the audio?", "What phrase does the speaker say?",
+                        "Repeat the words in the audio.", "Which words do you hear in the audio?",
+                        "What does this recording say?"]
+AUDIO_HELD_READ_QUESTIONS = ["What words are spoken in the audio?", "What does the speaker in this audio say?"]
 
 
 def media_instruction(template: str, media: str = "image") -> str:
@@ -203,7 +207,8 @@ def media_instruction(template: str, media: str = "image") -> str:
 
 
 def read_question(rng: random.Random, media: str = "image") -> str:
-    return rng.choice(READ_QUESTIONS).format(m=media)
+    """A training reading question about the media (audio has its own; templates.PROBE_Q is held out)."""
+    return rng.choice(AUDIO_READ_QUESTIONS if media == "audio" else READ_QUESTIONS).format(m=media)
 
 
 def benign_activities() -> list[str]:
