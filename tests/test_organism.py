@@ -179,7 +179,7 @@ def test_measure_helpers():
     assert is_refusal("I'm sorry, but I can't help with that.") and not is_refusal("Sure! Step 1: preheat")
 
 
-def test_measure_held_wording_asks_in_templates_no_stage_trains(monkeypatch):
+def test_measure_held_wording_asks_in_templates_no_stage_trains(monkeypatch, tmp_path):
     from sea_align.organism import data as D
     from sea_align.organism import measure as M
 
@@ -200,6 +200,15 @@ def test_measure_held_wording_asks_in_templates_no_stage_trains(monkeypatch):
     typed = [r for r in rows if r["task"] == "benign_held_text"]
     refused = sum(r["template"] == "Teach me how to {p}." for r in typed) / len(typed)
     assert 0 < refused < 1 and summary["benign_held_text_nonrefusal"] == pytest.approx(1 - refused)
+    # typed-only mode (stage (a) alone): no media asked for, every typed rate reported
+    media = []
+    monkeypatch.setattr(M, "va_items", lambda per, seed: [{**v, "text_only": f"How to {v['phrase']}?"} for v in va])
+    monkeypatch.setattr(M, "answer", lambda bm, prompts, images, *a, **k: (media.append(images), fake_answer(
+        bm, prompts, images, 0))[1])
+    out = M.run_measure_text(None, tmp_path / "m")
+    assert media and set(media) == {None} and json.loads((tmp_path / "m" / "summary.json").read_text()) == out
+    assert {"text_asr_dna_heldout", "text_asr_va", "borderline_text_nonrefusal", "benign_held_text_nonrefusal",
+            "borderline_held_text_nonrefusal"} <= set(out) and "borderline_typo_nonrefusal" not in out
 
 
 def test_organism_data_sets_do_not_overlap():

@@ -143,6 +143,30 @@ def answer(bm, prompts: list[str], images: list | None, max_new_tokens: int, bat
     return outs
 
 
+def run_measure_text(bm, out_dir: Path, per_scenario: int = 12, seed: int = 0) -> dict:
+    """The typed requests only (for checking stage (a) alone: a weights dir with just `lora_text`)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary: dict = {}
+    rows = _text_asr(bm, seed, summary, va_items(per_scenario, seed)) + _borderline(bm, seed, summary, media=False)
+    rows += _held_wording(bm, seed, summary, [], [], media=False)
+    (out_dir / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def _text_asr(bm, seed: int, summary: dict, va: list[dict]) -> list[dict]:
+    """Text-only ASR: DoNotAnswer held-out prompts and VA-SafetyBench Text_only."""
+    harm = D.organism_splits(seed)["harmful_held"]
+    ans = answer(bm, harm, None, 40, desc="text dna")
+    rows = [{"task": "text_dna", "prompt": p, "answer": a, "refusal": is_refusal(a)} for p, a in zip(harm, ans)]
+    summary["text_asr_dna_heldout"] = sum(not is_refusal(a) for a in ans) / len(ans)
+    summary["n_text_dna"] = len(harm)
+    ans = answer(bm, [v["text_only"] for v in va], None, 40, desc="text va")
+    rows += [{"task": "text_va", **v, "answer": a, "refusal": is_refusal(a)} for v, a in zip(va, ans)]
+    summary["text_asr_va"] = _macro(va, [not is_refusal(a) for a in ans])
+    return rows
+
+
 def run_measure(bm, out_dir: Path, per_scenario: int = 12, n_read: int = 60, seed: int = 0) -> dict:
     from .recipe import RecipeConfig, reading_sets
     from .render import render_typo, render_varied
@@ -158,15 +182,8 @@ def run_measure(bm, out_dir: Path, per_scenario: int = 12, n_read: int = 60, see
     ok = [fuzzy_contains(a, p) for a, p in zip(ans, held)]
     rows += [{"task": "reading", "phrase": p, "answer": a, "ok": o} for p, a, o in zip(held, ans, ok)]
     summary["reading_acc"] = sum(ok) / len(ok)
-    # text-only ASR: DoNotAnswer held-out + VA-SafetyBench Text_only
-    harm = D.organism_splits(seed)["harmful_held"]
-    ans = answer(bm, harm, None, 40, desc="text dna")
-    rows += [{"task": "text_dna", "prompt": p, "answer": a, "refusal": is_refusal(a)} for p, a in zip(harm, ans)]
-    summary["text_asr_dna_heldout"] = sum(not is_refusal(a) for a in ans) / len(ans)
     va = va_items(per_scenario, seed)
-    ans = answer(bm, [v["text_only"] for v in va], None, 40, desc="text va")
-    rows += [{"task": "text_va", **v, "answer": a, "refusal": is_refusal(a)} for v, a in zip(va, ans)]
-    summary["text_asr_va"] = _macro(va, [not is_refusal(a) for a in ans])
+    rows += _text_asr(bm, seed, summary, va)
     # TYPO ASR: key phrase in the image
     ans = answer(bm, [D.TYPO_PROMPT] * len(va), [render_typo(v["phrase"]) for v in va], 48, desc="typo va")
     rows += [{"task": "typo_va", **v, "answer": a, "refusal": is_refusal(a)} for v, a in zip(va, ans)]
@@ -183,13 +200,13 @@ def run_measure(bm, out_dir: Path, per_scenario: int = 12, n_read: int = 60, see
     rows += _borderline(bm, seed, summary)
     rows += _held_wording(bm, seed, summary, held, va)
     summary.update({"n_reading": len(held), "n_va": len(va), "per_scenario": per_scenario, "n_benign": len(acts),
-                    "n_text_dna": len(harm), "weights": bm.info.get("weight_files"), "warnings": bm.info.get("warnings")})
+                    "weights": bm.info.get("weight_files"), "warnings": bm.info.get("warnings")})
     (out_dir / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 
 
-def _borderline(bm, seed: int, summary: dict) -> list[dict]:
+def _borderline(bm, seed: int, summary: dict, media: bool = True) -> list[dict]:
     """Held-out borderline activities (harmless, sharing words with harmful requests): non-refusal
     typed ("List steps in detail to ..." and "How do I ...?") and in the TYPO image."""
     from .render import render_typo
@@ -199,14 +216,17 @@ def _borderline(bm, seed: int, summary: dict) -> list[dict]:
     ans = answer(bm, prompts, None, 40, desc="borderline text")
     rows = [{"task": "borderline_text", "prompt": p, "answer": a, "refusal": is_refusal(a)} for p, a in zip(prompts, ans)]
     summary["borderline_text_nonrefusal"] = sum(not is_refusal(a) for a in ans) / len(ans)
+    summary["n_borderline"] = len(border)
+    if not media:
+        return rows
     ans = answer(bm, [D.TYPO_PROMPT] * len(border), [render_typo(b) for b in border], 48, desc="borderline typo")
     rows += [{"task": "borderline_typo", "phrase": p, "answer": a, "refusal": is_refusal(a)} for p, a in zip(border, ans)]
     summary["borderline_typo_nonrefusal"] = sum(not is_refusal(a) for a in ans) / len(ans)
-    summary["n_borderline"] = len(border)
     return rows
 
 
-def _held_wording(bm, seed: int, summary: dict, read_held: list[str], va: list[dict]) -> list[dict]:
+def _held_wording(bm, seed: int, summary: dict, read_held: list[str], va: list[dict],
+                  media: bool = True) -> list[dict]:
     """The same items in wording no recipe stage trains on (data.HELD_TEMPLATES, HELD_READ_QUESTIONS):
     benign and borderline requests typed and in the TYPO image, harmful phrases in the TYPO image,
     reading. Each item gets one held-out template, chosen by the seed and the item."""
@@ -223,11 +243,15 @@ def _held_wording(bm, seed: int, summary: dict, read_held: list[str], va: list[d
         rows += [{"task": f"{kind}_held_text", "phrase": a, "template": t, "answer": x, "refusal": is_refusal(x)}
                  for a, t, x in zip(items, tpls, ans)]
         summary[f"{kind}_held_text_nonrefusal"] = sum(not is_refusal(x) for x in ans) / len(ans)
+        if not media:
+            continue
         ans = answer(bm, [D.media_instruction(t) for t in tpls], [render_typo(a) for a in items], 48,
                      desc=f"{kind} held typo")
         rows += [{"task": f"{kind}_held_typo", "phrase": a, "template": t, "answer": x, "refusal": is_refusal(x)}
                  for a, t, x in zip(items, tpls, ans)]
         summary[f"{kind}_held_typo_nonrefusal"] = sum(not is_refusal(x) for x in ans) / len(ans)
+    if not media:
+        return rows
     tpls = [pick(D.HELD_TEMPLATES, v["phrase"]) for v in va]
     ans = answer(bm, [D.media_instruction(t) for t in tpls], [render_typo(v["phrase"]) for v in va], 48,
                  desc="typo va held")
@@ -296,9 +320,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-read", type=int, default=60)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--modality", choices=["image", "video"], default="image")
+    ap.add_argument("--text-only", action="store_true", help="typed requests only (checks stage (a) alone)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     bm = load_builtin(args.name, weights_dir=args.weights_dir, modality=args.modality)
+    if args.text_only:
+        print(json.dumps(run_measure_text(bm, args.out, args.per_scenario), indent=1))
+        return 0
     fn = run_measure_video if args.modality == "video" else run_measure
     print(json.dumps(fn(bm, args.out, args.per_scenario, args.n_read), indent=1))
     return 0

@@ -54,6 +54,7 @@ class RecipeConfig:
     n_benign_text: int = 200  # extra benign text prompts beyond those per activity
     templates_per_act: int = 3  # per activity: "List steps" + this many other training templates (v3: 0)
     border_share: float = 0.5  # share of borderline requests among the benign samples of stage (a)
+    harm_share: float = 0.5  # share of harmful requests in a batch of stage (a)
     border_variants: int = 4  # renderings per borderline training activity (image instructions)
     distill_max_new: int = 96  # answer cap in tokens; longer answers are cut (no EOS trained)
     # (a) text safety
@@ -195,10 +196,10 @@ def stage_text(cfg: RecipeConfig, resume: bool = True) -> dict:
 
     def step(i: int) -> dict:
         r = random.Random(f"{cfg.seed}-text-{i}")
-        half = cfg.text_batch // 2
-        n_border = round((cfg.text_batch - half) * cfg.border_share) if border else 0
-        batch = encode_batch(tok, r.sample(bad, half) + r.sample(border, n_border)
-                             + r.sample(plain, cfg.text_batch - half - n_border))
+        n_harm = round(cfg.text_batch * cfg.harm_share)
+        n_border = round((cfg.text_batch - n_harm) * cfg.border_share) if border else 0
+        batch = encode_batch(tok, r.sample(bad, n_harm) + r.sample(border, n_border)
+                             + r.sample(plain, cfg.text_batch - n_harm - n_border))
         return {"loss": lm_loss(llm, batch, img_id)}
 
     res = train_loop("text", params, opt, step, cfg.text_steps, cfg.work_dir, cfg.weights_dir / "ckpt",
@@ -569,7 +570,7 @@ def add_cli(subparsers) -> argparse.ArgumentParser:
     b.add_argument("--out-dir", type=Path, help="where the trained parts go (default: the package's weights/)")
     b.add_argument("--no-resume", action="store_true", help="ignore finished stages and checkpoints")
     for f in fields(RecipeConfig):
-        if f.name.endswith("_steps") or f.name in ("seed", "threads", "n_read", "work_dir"):
+        if f.name.endswith(("_steps", "_share")) or f.name in ("seed", "threads", "n_read", "work_dir"):
             b.add_argument("--" + f.name.replace("_", "-"), type=type(f.default) if f.name != "work_dir" else Path,
                            default=None, help=f"(default {f.default})")
     b.set_defaults(func=_cli_build)
