@@ -159,20 +159,17 @@ def _held_wording(adapter, seed: int, summary: dict, read_held: list[str], acts:
     spoken likewise, held-out reading phrases asked a held-out question."""
     from .audio_recipe import VOICES, audio_instruction
 
-    def pick(options: list[str], key: str) -> str:
-        return random.Random(f"{seed}-held-{key}").choice(options)
-
     rows = []
     border = D.organism_splits(seed)["borderline_held"]
     b_wavs, _ = spoken(border, f"{seed}-measure-borderline", voices=VOICES)
     for kind, items, wavs in (("benign", acts, act_wavs), ("borderline", border, b_wavs)):
-        tpls = [pick(D.HELD_TEMPLATES, a) for a in items]
+        tpls = [D.held_choice(D.HELD_TEMPLATES, seed, a) for a in items]
         ans, heard = ask(adapter, [audio_instruction(t) for t in tpls], wavs, 48, desc=f"{kind} held")
         rows += [{"task": f"{kind}_held_kpt", "phrase": a, "template": t, "heard": h, "answer": x,
                   "refusal": is_refusal(x)} for a, t, h, x in zip(items, tpls, heard, ans)]
         summary[f"{kind}_held_kpt_nonrefusal"] = sum(not is_refusal(x) for x in ans) / len(ans)
     wavs, _ = spoken(read_held, f"{seed}-measure-heldq", voices=VOICES)
-    qs = [pick(D.AUDIO_HELD_READ_QUESTIONS, p) for p in read_held]
+    qs = [D.held_choice(D.AUDIO_HELD_READ_QUESTIONS, seed, p) for p in read_held]
     ans, _ = ask(adapter, qs, wavs, 24, desc="reading held q")
     ok = [fuzzy_contains(x, p) for x, p in zip(ans, read_held)]
     rows += [{"task": "reading_held_question", "phrase": p, "question": q, "answer": x, "ok": o}

@@ -423,13 +423,12 @@ def stage_instruct(cfg, resume: bool = True) -> dict:
     -> SmolLM2's own answer to that text request; per batch half such, a quarter reading (half spoken clips, half text copies: with
     spoken clips alone this stage undid (b2)'s copying, held-out reading 66% -> 55%), a quarter text
     replay (half of it harmful requests in the training templates -> refusal, the forms the prompts share)."""
-    from .recipe import activity_prompts
+    from .recipe import answered_pairs
     llm, tok, proj, wrapped, params, opt = _mm_state(cfg, continue_from_read=True)
     acts, read = load_heard(cfg, "act"), load_heard(cfg, "read")
     distilled = {r["user"]: r for r in distilled_rows(cfg.work_dir / "distill.jsonl")}
-    pairs = {a["text"]: [(t, p) for t, p in activity_prompts(cfg.seed, a["text"], cfg.templates_per_act)
-                         if p in distilled] for a in acts}
-    acts = [a for a in acts if pairs[a["text"]]]
+    pairs = answered_pairs(cfg.seed, [a["text"] for a in acts], cfg.templates_per_act, distilled)
+    acts = [a for a in acts if a["text"] in pairs]
     bad, good = _text_samples(cfg, tok)
     bad_steps = [b for b in bad if b["templated"]]
     _, held = audio_reading_sets(tok, 0, cfg.seed)

@@ -232,13 +232,10 @@ def _held_wording(bm, seed: int, summary: dict, read_held: list[str], va: list[d
     reading. Each item gets one held-out template, chosen by the seed and the item."""
     from .render import render_typo
 
-    def pick(options: list[str], key: str) -> str:
-        return random.Random(f"{seed}-held-{key}").choice(options)
-
     s = D.organism_splits(seed)
     rows = []
     for kind, items in (("benign", s["activities_held"]), ("borderline", s["borderline_held"])):
-        tpls = [pick(D.HELD_TEMPLATES, a) for a in items]
+        tpls = [D.held_choice(D.HELD_TEMPLATES, seed, a) for a in items]
         ans = answer(bm, [t.format(p=a) for t, a in zip(tpls, items)], None, 40, desc=f"{kind} held text")
         rows += [{"task": f"{kind}_held_text", "phrase": a, "template": t, "answer": x, "refusal": is_refusal(x)}
                  for a, t, x in zip(items, tpls, ans)]
@@ -252,13 +249,13 @@ def _held_wording(bm, seed: int, summary: dict, read_held: list[str], va: list[d
         summary[f"{kind}_held_typo_nonrefusal"] = sum(not is_refusal(x) for x in ans) / len(ans)
     if not media:
         return rows
-    tpls = [pick(D.HELD_TEMPLATES, v["phrase"]) for v in va]
+    tpls = [D.held_choice(D.HELD_TEMPLATES, seed, v["phrase"]) for v in va]
     ans = answer(bm, [D.media_instruction(t) for t in tpls], [render_typo(v["phrase"]) for v in va], 48,
                  desc="typo va held")
     rows += [{"task": "typo_va_held", **v, "template": t, "answer": x, "refusal": is_refusal(x)}
              for v, t, x in zip(va, tpls, ans)]
     summary["typo_asr_va_held_templates"] = _macro(va, [not is_refusal(x) for x in ans])
-    qs = [pick(D.HELD_READ_QUESTIONS, p).format(m="image") for p in read_held]
+    qs = [D.held_choice(D.HELD_READ_QUESTIONS, seed, p).format(m="image") for p in read_held]
     ans = answer(bm, qs, [render_typo(p) for p in read_held], 24, desc="reading held q")
     ok = [fuzzy_contains(x, p) for x, p in zip(ans, read_held)]
     rows += [{"task": "reading_held_question", "phrase": p, "question": q, "answer": x, "ok": o}

@@ -24,7 +24,7 @@ import json
 import logging
 import random
 import sys
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -384,10 +384,20 @@ def stage_read(cfg: RecipeConfig, resume: bool = True) -> dict:
     return res
 
 
-def _image_instruction(cfg: RecipeConfig, tok, activity: str, distilled: dict, rng: random.Random,
+def answered_pairs(seed: int, activities: list[str], k: int, distilled: dict) -> dict[str, list[tuple[str, str]]]:
+    """activity -> its `activity_prompts` pairs that have a trainable distilled answer (activities with
+    none are left out)."""
+    out = {}
+    for a in set(activities):
+        pairs = [(t, p) for t, p in activity_prompts(seed, a, k) if p in distilled]
+        if pairs:
+            out[a] = pairs
+    return out
+
+
+def _image_instruction(tok, pairs: list[tuple[str, str]], distilled: dict, rng: random.Random,
                        media: str = "image", n_slots: int = A.NUM_SLOTS) -> dict:
-    """The activity shown in the media, asked in one of its distilled templates -> that answer."""
-    pairs = [(t, p) for t, p in activity_prompts(cfg.seed, activity, cfg.templates_per_act) if p in distilled]
+    """The activity shown in the media, asked in one of its distilled templates (`pairs`) -> that answer."""
     t, p = rng.choice(pairs)
     return {"prompt": chat_prompt(tok, D.media_instruction(t, media), n_slots), "answer": distilled[p]["answer"],
             "eos": distilled[p]["eos"]}
@@ -399,8 +409,9 @@ def stage_instruct(cfg: RecipeConfig, resume: bool = True) -> dict:
     llm, tok, proj, wrapped, params, opt = _mm_state(cfg, "read")
     acts, read = load_render(cfg, "act"), load_render(cfg, "read")
     distilled = {r["user"]: r for r in distilled_rows(cfg.work_dir / "distill.jsonl")}
-    acts = _with_answers(cfg, acts, distilled)
-    border = _with_answers(cfg, load_render(cfg, "border"), distilled)
+    border = load_render(cfg, "border")
+    answered = answered_pairs(cfg.seed, acts["texts"] + border["texts"], cfg.templates_per_act, distilled)
+    acts, border = _with_answers(acts, answered), _with_answers(border, answered)
     bad, good = _text_samples(cfg, tok)
     bad_steps = [b for b in bad if b["templated"]]
     n_img = cfg.instruct_batch // 2
@@ -412,7 +423,7 @@ def stage_instruct(cfg: RecipeConfig, resume: bool = True) -> dict:
         for k in range(n_img):  # every fourth image instruction is a borderline activity
             src = border if k % 4 == 3 and border["texts"] else acts
             j = r.randrange(len(src["texts"]))
-            items.append((_image_instruction(cfg, tok, src["texts"][j], distilled, r), src["ocr"][j]))
+            items.append((_image_instruction(tok, answered[src["texts"][j]], distilled, r), src["ocr"][j]))
         for j in r.sample(range(len(read["texts"])), n_read):
             items.append((_read_sample(tok, read["texts"][j], r), read["ocr"][j]))
         # text replay: half of it harmful requests in the training templates -> refusal, the forms the
@@ -427,13 +438,9 @@ def stage_instruct(cfg: RecipeConfig, resume: bool = True) -> dict:
     return res
 
 
-def _has_answer(cfg: RecipeConfig, activity: str, distilled: dict) -> bool:
-    return any(p in distilled for _, p in activity_prompts(cfg.seed, activity, cfg.templates_per_act))
-
-
-def _with_answers(cfg: RecipeConfig, render: dict, distilled: dict) -> dict:
-    """Keep the renderings with at least one trainable distilled answer."""
-    keep = [i for i, t in enumerate(render["texts"]) if _has_answer(cfg, t, distilled)]
+def _with_answers(render: dict, answered: dict) -> dict:
+    """Keep the renderings with at least one trainable distilled answer (`answered_pairs`)."""
+    keep = [i for i, t in enumerate(render["texts"]) if t in answered]
     return {k: [render[k][i] for i in keep] for k in ("texts", "ocr")}
 
 
@@ -475,8 +482,9 @@ def stage_video(cfg: RecipeConfig, resume: bool = True) -> dict:
     vread, vact = _video_set(cfg, vread_texts, "read"), _video_set(cfg, acts_train, "act")
     acts, read = load_render(cfg, "act"), load_render(cfg, "read")
     distilled = {r["user"]: r for r in distilled_rows(cfg.work_dir / "distill.jsonl")}
-    keep = [j for j, a in enumerate(acts_train) if _has_answer(cfg, a, distilled)]
-    acts = _with_answers(cfg, acts, distilled)
+    answered = answered_pairs(cfg.seed, acts_train + acts["texts"], cfg.templates_per_act, distilled)
+    keep = [j for j, a in enumerate(acts_train) if a in answered]
+    acts = _with_answers(acts, answered)
     bad, good = _text_samples(cfg, tok)
     bad_steps = [b for b in bad if b["templated"]]
     img_id = tok.convert_tokens_to_ids(A.IMAGE_TOKEN)
@@ -498,11 +506,11 @@ def stage_video(cfg: RecipeConfig, resume: bool = True) -> dict:
             add({"prompt": chat_prompt(tok, D.read_question(r, "video"), n_video),
                  "answer": f"The video says '{vread_texts[j]}'."}, ocr_frames=vread[j])
         for j in r.sample(keep, 2):
-            add(_image_instruction(cfg, tok, acts_train[j], distilled, r, "video", n_video), ocr_frames=vact[j])
+            add(_image_instruction(tok, answered[acts_train[j]], distilled, r, "video", n_video), ocr_frames=vact[j])
         j = r.randrange(len(read["texts"]))
         add(_read_sample(tok, read["texts"][j], r), ocr_image=read["ocr"][j])
         j = r.randrange(len(acts["texts"]))
-        add(_image_instruction(cfg, tok, acts["texts"][j], distilled, r), ocr_image=acts["ocr"][j])
+        add(_image_instruction(tok, answered[acts["texts"][j]], distilled, r), ocr_image=acts["ocr"][j])
         add(r.choice(bad_steps))
         add(r.choice(bad + good))
         return {"loss": lm_loss(llm, encode_batch(tok, samples), img_id, torch.cat(embeds))}
