@@ -155,6 +155,36 @@ def test_align_replay_asks_benign_embeddings_their_auxiliary_questions(synthesiz
         build_training_set(prepared, emb, a, AlignConfig(replay=-1))
 
 
+def test_align_templates_put_harmful_and_benign_embeddings_under_the_same_templates(synthesized, prepared):
+    from sea_align.align import build_training_set, template_items, template_pool
+    from sea_align.models.base import Item
+    _, _, emb, _ = synthesized
+    a = load_adapter("tiny-random-llava")
+    ex0, c0, _ = build_training_set(prepared, emb, a, AlignConfig())
+    ex2, c2, _ = build_training_set(prepared, emb, a, AlignConfig(templates=2))
+    benign = [r for r in prepared if not r["harmful"]]
+    # one benign template in the pool: each harmful embedding gets it once, the benign row has no other one
+    assert c0["sea_template"] == c0["benign_template"] == 0
+    assert c2["sea_template"] == c0["sea"] == 2 and c2["benign_template"] == 0
+    assert len(ex2) == len(ex0) + 2
+    sea = {id(e["item"].mm): e["item"] for e in ex2 if e["kind"] == "sea"}
+    extra = [e["item"] for e in ex2 if e["kind"] == "sea_template"]
+    assert all(x.prompt.endswith(benign[0]["detoxified"]) and x.prompt.startswith("The image shows") for x in extra)
+    assert [x.target for x in extra] == [sea[id(x.mm)].target for x in extra]  # the refusal, same embedding
+    # chosen by row id, never the row's own template, at most n, harmful ones never in the pool
+    rows = [dict(benign[0], id=f"b{i}", detoxified=f"Template {i} for this activity.") for i in range(5)]
+    pool = template_pool(rows + [dict(prepared[0], detoxified="Harmful template.")])
+    assert pool == {"activity": [f"Template {i} for this activity." for i in range(5)]}
+    media = Item("x", "image", torch.zeros(1, 4), {}, target="answer")
+    got = template_items(rows[0], media, pool, 3)
+    assert len(got) == 3 and all(x.target == "answer" and x.mm is media.mm for x in got)
+    assert "Template 0 for this activity." not in {x.prompt.split(". ", 1)[1] for x in got}
+    assert [x.prompt for x in got] == [x.prompt for x in template_items(rows[0], media, pool, 3)]
+    assert template_items(dict(rows[0], form="whole"), media, pool, 3) == []
+    with pytest.raises(DataError, match="templates"):
+        build_training_set(prepared, emb, a, AlignConfig(templates=-1))
+
+
 def test_align_text_only_and_dpo(prepared, tmp_path):
     a = load_adapter("tiny-random-llava")
     res = run_align(a, prepared, None, tmp_path / "t", AlignConfig(epochs=1, text_only=True), progress=False)

@@ -57,11 +57,12 @@ class AlignResult:
 def build_training_set(rows: list[dict[str, Any]], emb_dir: str | Path | None, adapter: BaseAdapter,
                        cfg: AlignConfig) -> tuple[list[dict[str, Any]], dict[str, int], str | None]:
     """Training examples [{item, rejected?, kind}], counts per kind, and the modality used."""
-    for key, low in (("benign_repeat", 1), ("replay", 0)):
+    for key, low in (("benign_repeat", 1), ("replay", 0), ("templates", 0)):
         if getattr(cfg, key) < low:
             raise DataError(f"align.{key}: {getattr(cfg, key)} (must be >= {low})")
     examples: list[dict[str, Any]] = []
-    counts = {"sea": 0, "text": 0, "benign_media": 0, "benign_text": 0, "replay_media": 0, "missing_embedding": 0}
+    counts = {"sea": 0, "text": 0, "benign_media": 0, "benign_text": 0, "replay_media": 0,
+              "sea_template": 0, "benign_template": 0, "missing_embedding": 0}
     modality = None
     embs: dict[str, torch.Tensor] = {}
     meta: dict[str, Any] = {}
@@ -77,6 +78,7 @@ def build_training_set(rows: list[dict[str, Any]], emb_dir: str | Path | None, a
     if not harmful:
         raise DataError("align: the prepared data has no harmful rows")
     blank_meta = {k: tuple(v) if isinstance(v, list) else v for k, v in meta.get("blank_meta", {}).items()}
+    pool = template_pool(rows)
 
     def media_item(r):
         e = embs.get(r["id"])
@@ -95,6 +97,8 @@ def build_training_set(rows: list[dict[str, Any]], emb_dir: str | Path | None, a
             if it is not None:
                 examples.append({"item": it, "rejected": r.get("rejected"), "kind": "sea"})
                 counts["sea"] += 1
+                examples += [{"item": x, "rejected": r.get("rejected"), "kind": "sea_template"}
+                             for x in template_items(r, it, pool, cfg.templates)]
         if r.get("form") == "whole":
             continue  # its typed form is the base row's
         if cfg.text_only or cfg.include_text:
@@ -110,12 +114,37 @@ def build_training_set(rows: list[dict[str, Any]], emb_dir: str | Path | None, a
                 replay = replay_items(r, it, cfg.replay)
                 examples += [{"item": x, "rejected": None, "kind": "replay_media"} for x in replay]
                 counts["replay_media"] += len(replay)
+                examples += [{"item": x, "rejected": None, "kind": "benign_template"}
+                             for x in template_items(r, it, pool, cfg.templates)]
         if r.get("form") == "whole":
             continue
         examples += [{"item": Item(r["instruction"], target=r["response"]), "rejected": None,
                       "kind": "benign_text"}] * cfg.benign_repeat
         counts["benign_text"] += cfg.benign_repeat
+    for kind in ("sea_template", "benign_template"):
+        counts[kind] = sum(e["kind"] == kind for e in examples)
     return examples, counts, modality
+
+
+def template_pool(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """The benign rows' request templates (their `detoxified` text) by phrase type, sorted and unique; a
+    harmful row's template may carry harm of its own ("... without leaving evidence"), so it never enters."""
+    pool: dict[str, set[str]] = {}
+    for r in rows:
+        if not r.get("harmful", True) and r.get("form") != "whole" and r.get("detoxified"):
+            pool.setdefault(r["phrase_type"], set()).add(r["detoxified"])
+    return {k: sorted(v) for k, v in pool.items()}
+
+
+def template_items(row: dict[str, Any], media: Item, pool: dict[str, list[str]], n: int) -> list[Item]:
+    """`media` (the row's embedding and target) asked under `n` other templates of its phrase type, chosen by
+    the row id: harmful and benign embeddings then share every template, so only the media tells them apart."""
+    if n <= 0 or row.get("form") == "whole":
+        return []
+    options = [t for t in pool.get(row["phrase_type"], []) if t != row["detoxified"]]
+    ranked = sorted(options, key=lambda t: hashlib.sha256(f"{row['id']}:{t}".encode()).hexdigest())
+    head = prefix(media.modality, row["phrase_type"]) + " "
+    return [Item(head + t, media.modality, media.mm, media.meta, target=media.target) for t in ranked[:n]]
 
 
 def replay_items(row: dict[str, Any], media: Item, n: int) -> list[Item]:
@@ -142,7 +171,7 @@ def lora_model(adapter: BaseAdapter, cfg: AlignConfig):
     return peft_model
 
 
-RETAIN_KINDS = ("benign_media", "benign_text", "replay_media")
+RETAIN_KINDS = ("benign_media", "benign_text", "replay_media", "benign_template")
 
 
 def retain_kl(adapter: BaseAdapter, peft_model: Any, items: list[Item]) -> torch.Tensor:
@@ -276,7 +305,7 @@ def _finish(tmp: Path, out_dir: Path) -> None:
 def _choose_method(method: str, examples: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
     """"auto" -> dpo when every harmful example has a `rejected` response, else sft; dpo keeps only the
     examples that have one."""
-    harmful = [e for e in examples if e["kind"] in ("sea", "text")]
+    harmful = [e for e in examples if e["kind"] in ("sea", "sea_template", "text")]
     if method == "auto":
         method = "dpo" if harmful and all(e["rejected"] for e in harmful) else "sft"
     if method == "dpo":

@@ -78,6 +78,9 @@ class AlignConfig:
     replay: int = 0  # per benign embedding, also train on its first N auxiliary pairs (1 = content, 2 = + style):
     #                  the questions synthesis optimised it for, answered as the frozen model answers them, so
     #                  asking about the media (e.g. reading it) keeps working; 0 = off
+    templates: int = 0  # per embedding, also train it under N other request templates (the benign rows' own,
+    #                     same phrase type, chosen by the row id): the template then carries no sign of harm, so
+    #                     refusal has to come from what the media says; 0 = off
     seed: int = 0
     report_to: str = ""  # "tensorboard": loss, lr and gradient norm per step through accelerate's tracker, under
     #                      <adapter's parent>/tensorboard/<adapter name> ("" = metrics.jsonl only)

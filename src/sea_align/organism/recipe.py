@@ -34,9 +34,11 @@ from . import data as D
 from .train import chat_prompt, encode_batch, generate_text, lm_loss, train_loop
 
 log = logging.getLogger(__name__)
-RECIPE_VERSION = "4"  # 3: borderline benign requests (typed and in images) with real answers;
+RECIPE_VERSION = "5"  # 3: borderline benign requests (typed and in images) with real answers;
 # 4: robust to wording: 14 training templates for text and image requests (harmful ones too), 6 reading
 #    questions, more training activities; the pipeline's evaluation templates and probe questions held out
+# 5: the image and video stages' text replay also carries borderline typed requests (v4's replay was ~3/4
+#    harmful and made the finished model refuse 41% of borderline typed requests that stage (a) answered)
 STAGES = ["distill", "text", "render", "warm", "read", "instruct", "video"]
 WEIGHTS_ROOT = Path(__file__).parent / "weights"
 
@@ -78,6 +80,8 @@ class RecipeConfig:
     proj_lr: float = 3e-4
     # (c) instruction tuning
     instruct_steps: int = 150
+    border_replay_share: float = 0.5  # (c), (c'): share of borderline typed requests in the text replay slots
+    #                             that are not the harmful templated one (v4: 0, drawn from all text samples)
     instruct_batch: int = 8
     # (c') video
     n_video_read: int = 1200  # reading clips (a subset of the reading phrases)
@@ -429,13 +433,23 @@ def stage_instruct(cfg: RecipeConfig, resume: bool = True) -> dict:
         # text replay: half of it harmful requests in the training templates -> refusal, the forms the
         # image prompts share (v1 replayed them too rarely: 25% text ASR on that form afterwards)
         n_text = cfg.instruct_batch - len(items)
-        items += [(s, None) for s in r.sample(bad_steps, (n_text + 1) // 2) + r.sample(bad + good, n_text // 2)]
+        items += [(s, None) for s in r.sample(bad_steps, (n_text + 1) // 2)]
+        items += [(_other_replay(r, bad + good, cfg.border_replay_share), None) for _ in range(n_text // 2)]
         return {"loss": _mm_step(cfg, llm, tok, proj, items)}
 
     res = train_loop("instruct", params, opt, step, cfg.instruct_steps, cfg.work_dir, cfg.weights_dir / "ckpt",
                      cfg.ckpt_every, resume)
     _finish_mm(cfg, proj, wrapped, "instruct")
     return res
+
+
+def _other_replay(r: random.Random, samples: list[dict], border_share: float) -> dict:
+    """A text replay sample: with probability `border_share` a borderline typed request (its distilled
+    answer), else any text sample (harmful -> refusal, benign -> answer), as v4 drew it."""
+    border = [s for s in samples if s.get("borderline")]
+    if border_share > 0 and border and r.random() < border_share:
+        return r.choice(border)
+    return r.choice(samples)
 
 
 def _with_answers(render: dict, answered: dict) -> dict:
@@ -512,7 +526,7 @@ def stage_video(cfg: RecipeConfig, resume: bool = True) -> dict:
         j = r.randrange(len(acts["texts"]))
         add(_image_instruction(tok, answered[acts["texts"][j]], distilled, r), ocr_image=acts["ocr"][j])
         add(r.choice(bad_steps))
-        add(r.choice(bad + good))
+        add(_other_replay(r, bad + good, cfg.border_replay_share))
         return {"loss": lm_loss(llm, encode_batch(tok, samples), img_id, torch.cat(embeds))}
 
     res = train_loop("video", params, opt, step, cfg.video_steps, cfg.work_dir, cfg.weights_dir / "ckpt",
