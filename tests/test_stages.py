@@ -185,6 +185,28 @@ def test_align_templates_put_harmful_and_benign_embeddings_under_the_same_templa
         build_training_set(prepared, emb, a, AlignConfig(templates=-1))
 
 
+def test_align_text_view_writes_the_phrase_where_the_media_goes(synthesized, prepared):
+    from sea_align.align import build_training_set
+    _, _, emb, _ = synthesized
+    a = load_adapter("tiny-random-llava")
+    ex0, c0, _ = build_training_set(prepared, emb, a, AlignConfig())
+    ex1, c1, _ = build_training_set(prepared, emb, a, AlignConfig(text_view=True))
+    assert c0["sea_view"] == c0["benign_view"] == 0
+    assert c1["sea_view"] == c1["sea"] == 2 and c1["benign_view"] == c1["benign_media"] == 1
+    assert len(ex1) == len(ex0) + 3
+    pairs = [(e, v) for e, v in zip([e for e in ex1 if e["kind"] in ("sea", "benign_media")],
+                                    [e for e in ex1 if e["kind"] in ("sea_view", "benign_view")])]
+    for e, v in pairs:  # same text, target and shape; the slots now hold the phrase's token embeddings
+        assert (v["item"].prompt, v["item"].target) == (e["item"].prompt, e["item"].target)
+        assert v["item"].mm.shape == e["item"].mm.shape and not torch.equal(v["item"].mm, e["item"].mm)
+    bread = next(v["item"].mm for e, v in pairs if e["kind"] == "benign_media")
+    ids = a.tokenizer(" bake bread", add_special_tokens=False)["input_ids"]  # synthesis' init_text: {phrase}
+    want = a.embed_tokens(torch.tensor(ids)).float()
+    assert torch.allclose(bread[:len(ids)].float(), want, atol=1e-5)
+    assert not ex0[0]["item"].mm[:len(ids)].float().allclose(want, atol=1e-3)  # the embedding is not the text
+    assert build_training_set(prepared, emb, a, AlignConfig(text_view=True, text_only=True))[1]["sea_view"] == 0
+
+
 def test_align_text_only_and_dpo(prepared, tmp_path):
     a = load_adapter("tiny-random-llava")
     res = run_align(a, prepared, None, tmp_path / "t", AlignConfig(epochs=1, text_only=True), progress=False)

@@ -21,7 +21,7 @@ import os
 import random
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,8 @@ def build_training_set(rows: list[dict[str, Any]], emb_dir: str | Path | None, a
             raise DataError(f"align.{key}: {getattr(cfg, key)} (must be >= {low})")
     examples: list[dict[str, Any]] = []
     counts = {"sea": 0, "text": 0, "benign_media": 0, "benign_text": 0, "replay_media": 0,
-              "sea_template": 0, "benign_template": 0, "missing_embedding": 0}
+              "sea_template": 0, "benign_template": 0,
+              "sea_view": 0, "benign_view": 0, "missing_embedding": 0}
     modality = None
     embs: dict[str, torch.Tensor] = {}
     meta: dict[str, Any] = {}
@@ -79,6 +80,7 @@ def build_training_set(rows: list[dict[str, Any]], emb_dir: str | Path | None, a
         raise DataError("align: the prepared data has no harmful rows")
     blank_meta = {k: tuple(v) if isinstance(v, list) else v for k, v in meta.get("blank_meta", {}).items()}
     pool = template_pool(rows)
+    view = text_viewer(adapter, modality, meta) if cfg.text_view and not cfg.text_only else None
 
     def media_item(r):
         e = embs.get(r["id"])
@@ -99,6 +101,8 @@ def build_training_set(rows: list[dict[str, Any]], emb_dir: str | Path | None, a
                 counts["sea"] += 1
                 examples += [{"item": x, "rejected": r.get("rejected"), "kind": "sea_template"}
                              for x in template_items(r, it, pool, cfg.templates)]
+                if view and r.get("key_phrase"):
+                    examples.append({"item": view(r, it), "rejected": r.get("rejected"), "kind": "sea_view"})
         if r.get("form") == "whole":
             continue  # its typed form is the base row's
         if cfg.text_only or cfg.include_text:
@@ -116,14 +120,32 @@ def build_training_set(rows: list[dict[str, Any]], emb_dir: str | Path | None, a
                 counts["replay_media"] += len(replay)
                 examples += [{"item": x, "rejected": None, "kind": "benign_template"}
                              for x in template_items(r, it, pool, cfg.templates)]
+                if view and r.get("key_phrase"):
+                    examples.append({"item": view(r, it), "rejected": None, "kind": "benign_view"})
         if r.get("form") == "whole":
             continue
         examples += [{"item": Item(r["instruction"], target=r["response"]), "rejected": None,
                       "kind": "benign_text"}] * cfg.benign_repeat
         counts["benign_text"] += cfg.benign_repeat
-    for kind in ("sea_template", "benign_template"):
+    for kind in ("sea_template", "benign_template", "sea_view", "benign_view"):
         counts[kind] = sum(e["kind"] == kind for e in examples)
     return examples, counts, modality
+
+
+def text_viewer(adapter: BaseAdapter, modality: str, meta: dict[str, Any]):
+    """f(row, media item) -> the item with the row's key phrase written where the media goes instead of its
+    embedding: synthesis' text init (its `init_text`, default the phrase) in the LLM's input space."""
+    from .config import SynthesizeConfig
+    from .synthesize import Synthesizer
+    known = {f for f in SynthesizeConfig.__dataclass_fields__}
+    scfg = SynthesizeConfig(**{k: v for k, v in meta.get("config", {}).items() if k in known})
+    init_text = scfg.init_text if "{phrase}" in scfg.init_text else "{phrase}"
+    synth = Synthesizer(adapter, modality, replace(scfg, space="llm", init="text", init_text=init_text))
+
+    def view(row: dict[str, Any], media: Item) -> Item:
+        mm = synth.text_init([synth.init_text(row)])[0].to(media.mm.dtype)
+        return Item(media.prompt, media.modality, mm, media.meta, target=media.target)
+    return view
 
 
 def template_pool(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
@@ -171,7 +193,7 @@ def lora_model(adapter: BaseAdapter, cfg: AlignConfig):
     return peft_model
 
 
-RETAIN_KINDS = ("benign_media", "benign_text", "replay_media", "benign_template")
+RETAIN_KINDS = ("benign_media", "benign_text", "replay_media", "benign_template", "benign_view")
 
 
 def retain_kl(adapter: BaseAdapter, peft_model: Any, items: list[Item]) -> torch.Tensor:
@@ -305,7 +327,7 @@ def _finish(tmp: Path, out_dir: Path) -> None:
 def _choose_method(method: str, examples: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
     """"auto" -> dpo when every harmful example has a `rejected` response, else sft; dpo keeps only the
     examples that have one."""
-    harmful = [e for e in examples if e["kind"] in ("sea", "sea_template", "text")]
+    harmful = [e for e in examples if e["kind"] in ("sea", "sea_template", "sea_view", "text")]
     if method == "auto":
         method = "dpo" if harmful and all(e["rejected"] for e in harmful) else "sft"
     if method == "dpo":

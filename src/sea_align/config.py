@@ -81,6 +81,9 @@ class AlignConfig:
     templates: int = 0  # per embedding, also train it under N other request templates (the benign rows' own,
     #                     same phrase type, chosen by the row id): the template then carries no sign of harm, so
     #                     refusal has to come from what the media says; 0 = off
+    text_view: bool = False  # per embedding, also a "text view" of its row: the key phrase's token embeddings
+    #                          written where the media goes (as synthesis' text init, no optimisation), same
+    #                          text and target: a second, unoptimised form of the same content
     seed: int = 0
     report_to: str = ""  # "tensorboard": loss, lr and gradient norm per step through accelerate's tracker, under
     #                      <adapter's parent>/tensorboard/<adapter name> ("" = metrics.jsonl only)
