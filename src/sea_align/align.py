@@ -99,10 +99,7 @@ def build_training_set(rows: list[dict[str, Any]], emb_dir: str | Path | None, a
             if it is not None:
                 examples.append({"item": it, "rejected": r.get("rejected"), "kind": "sea"})
                 counts["sea"] += 1
-                examples += [{"item": x, "rejected": r.get("rejected"), "kind": "sea_template"}
-                             for x in template_items(r, it, pool, cfg.templates)]
-                if view and r.get("key_phrase"):
-                    examples.append({"item": view(r, it), "rejected": r.get("rejected"), "kind": "sea_view"})
+                examples += _variants(r, it, pool, view, cfg.templates, "sea", r.get("rejected"))
         if r.get("form") == "whole":
             continue  # its typed form is the base row's
         if cfg.text_only or cfg.include_text:
@@ -118,10 +115,7 @@ def build_training_set(rows: list[dict[str, Any]], emb_dir: str | Path | None, a
                 replay = replay_items(r, it, cfg.replay)
                 examples += [{"item": x, "rejected": None, "kind": "replay_media"} for x in replay]
                 counts["replay_media"] += len(replay)
-                examples += [{"item": x, "rejected": None, "kind": "benign_template"}
-                             for x in template_items(r, it, pool, cfg.templates)]
-                if view and r.get("key_phrase"):
-                    examples.append({"item": view(r, it), "rejected": None, "kind": "benign_view"})
+                examples += _variants(r, it, pool, view, cfg.templates, "benign", None)
         if r.get("form") == "whole":
             continue
         examples += [{"item": Item(r["instruction"], target=r["response"]), "rejected": None,
@@ -130,6 +124,15 @@ def build_training_set(rows: list[dict[str, Any]], emb_dir: str | Path | None, a
     for kind in ("sea_template", "benign_template", "sea_view", "benign_view"):
         counts[kind] = sum(e["kind"] == kind for e in examples)
     return examples, counts, modality
+
+
+def _variants(row: dict[str, Any], media: Item, pool: dict[str, list[str]], view: Any, n: int, side: str,
+              rejected: str | None) -> list[dict[str, Any]]:
+    """The `<side>_template` and `<side>_view` examples of one embedding (side: sea | benign)."""
+    out = [{"item": x, "rejected": rejected, "kind": f"{side}_template"} for x in template_items(row, media, pool, n)]
+    if view and row.get("key_phrase"):
+        out.append({"item": view(row, media), "rejected": rejected, "kind": f"{side}_view"})
+    return out
 
 
 def text_viewer(adapter: BaseAdapter, modality: str, meta: dict[str, Any]):
