@@ -275,13 +275,14 @@ def test_text_replay_draws_borderline_requests_at_the_configured_share():
     from sea_align.organism.recipe import _other_replay
 
     samples = [{"id": i, "borderline": i < 2} for i in range(20)]  # 2 borderline among 20
-    picks = lambda share: [_other_replay(random.Random(i), samples, share)["borderline"]  # noqa: E731
+    border = [s for s in samples if s["borderline"]]
+    picks = lambda share: [_other_replay(random.Random(i), samples, border, share)["borderline"]  # noqa: E731
                            for i in range(400)]
     v4 = [random.Random(i).choice(samples)["borderline"] for i in range(400)]
     assert picks(0.0) == v4  # share 0 draws exactly as recipe v4 did
     assert 0.4 < sum(picks(0.5)) / 400 < 0.7 and sum(v4) / 400 < 0.2
     assert all(picks(1.0))
-    assert not any(_other_replay(random.Random(i), samples[2:], 1.0)["borderline"] for i in range(50))
+    assert not any(_other_replay(random.Random(i), samples[2:], [], 1.0)["borderline"] for i in range(50))
 
 
 def test_add_cli_parses_build_options():

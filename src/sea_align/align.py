@@ -54,6 +54,10 @@ class AlignResult:
     seconds: float
 
 
+EXAMPLE_KINDS = ("sea", "text", "benign_media", "benign_text", "replay_media", "sea_template", "benign_template",
+                 "sea_view", "benign_view")
+
+
 def build_training_set(rows: list[dict[str, Any]], emb_dir: str | Path | None, adapter: BaseAdapter,
                        cfg: AlignConfig) -> tuple[list[dict[str, Any]], dict[str, int], str | None]:
     """Training examples [{item, rejected?, kind}], counts per kind, and the modality used."""
@@ -61,9 +65,7 @@ def build_training_set(rows: list[dict[str, Any]], emb_dir: str | Path | None, a
         if getattr(cfg, key) < low:
             raise DataError(f"align.{key}: {getattr(cfg, key)} (must be >= {low})")
     examples: list[dict[str, Any]] = []
-    counts = {"sea": 0, "text": 0, "benign_media": 0, "benign_text": 0, "replay_media": 0,
-              "sea_template": 0, "benign_template": 0,
-              "sea_view": 0, "benign_view": 0, "missing_embedding": 0}
+    missing = 0
     modality = None
     embs: dict[str, torch.Tensor] = {}
     meta: dict[str, Any] = {}
@@ -83,9 +85,10 @@ def build_training_set(rows: list[dict[str, Any]], emb_dir: str | Path | None, a
     view = text_viewer(adapter, modality, meta) if cfg.text_view and not cfg.text_only else None
 
     def media_item(r):
+        nonlocal missing
         e = embs.get(r["id"])
         if e is None:
-            counts["missing_embedding"] += 1
+            missing += 1
             return None
         with torch.no_grad():
             mm = to_llm(adapter, modality, e[None].to(adapter.device), blank_meta, meta["space"])[0]
@@ -98,32 +101,26 @@ def build_training_set(rows: list[dict[str, Any]], emb_dir: str | Path | None, a
             it = media_item(r)
             if it is not None:
                 examples.append({"item": it, "rejected": r.get("rejected"), "kind": "sea"})
-                counts["sea"] += 1
                 examples += _variants(r, it, pool, view, cfg.templates, "sea", r.get("rejected"))
         if r.get("form") == "whole":
             continue  # its typed form is the base row's
         if cfg.text_only or cfg.include_text:
             examples.append({"item": Item(r["instruction"], target=r["response"]), "rejected": r.get("rejected"),
                              "kind": "text"})
-            counts["text"] += 1
     for r in benign[:n_benign]:
         if not cfg.text_only:
             it = media_item(r)
             if it is not None:
                 examples += [{"item": it, "rejected": None, "kind": "benign_media"}] * cfg.benign_repeat
-                counts["benign_media"] += cfg.benign_repeat
-                replay = replay_items(r, it, cfg.replay)
-                examples += [{"item": x, "rejected": None, "kind": "replay_media"} for x in replay]
-                counts["replay_media"] += len(replay)
+                examples += [{"item": x, "rejected": None, "kind": "replay_media"}
+                             for x in replay_items(r, it, cfg.replay)]
                 examples += _variants(r, it, pool, view, cfg.templates, "benign", None)
         if r.get("form") == "whole":
             continue
         examples += [{"item": Item(r["instruction"], target=r["response"]), "rejected": None,
                       "kind": "benign_text"}] * cfg.benign_repeat
-        counts["benign_text"] += cfg.benign_repeat
-    for kind in ("sea_template", "benign_template", "sea_view", "benign_view"):
-        counts[kind] = sum(e["kind"] == kind for e in examples)
-    return examples, counts, modality
+    counts = {k: sum(e["kind"] == k for e in examples) for k in EXAMPLE_KINDS}
+    return examples, {**counts, "missing_embedding": missing}, modality
 
 
 def _variants(row: dict[str, Any], media: Item, pool: dict[str, list[str]], view: Any, n: int, side: str,
@@ -138,10 +135,11 @@ def _variants(row: dict[str, Any], media: Item, pool: dict[str, list[str]], view
 def text_viewer(adapter: BaseAdapter, modality: str, meta: dict[str, Any]):
     """f(row, media item) -> the item with the row's key phrase written where the media goes instead of its
     embedding: synthesis' text init (its `init_text`, default the phrase) in the LLM's input space."""
-    from .config import SynthesizeConfig
+    from .config import SynthesizeConfig, from_dict
     from .synthesize import Synthesizer
-    known = {f for f in SynthesizeConfig.__dataclass_fields__}
-    scfg = SynthesizeConfig(**{k: v for k, v in meta.get("config", {}).items() if k in known})
+    known = set(SynthesizeConfig.__dataclass_fields__)  # embeddings from an older version may have more keys
+    scfg = from_dict(SynthesizeConfig, {k: v for k, v in meta.get("config", {}).items() if k in known},
+                     "embeddings meta.json config.")
     init_text = scfg.init_text if "{phrase}" in scfg.init_text else "{phrase}"
     synth = Synthesizer(adapter, modality, replace(scfg, space="llm", init="text", init_text=init_text))
 

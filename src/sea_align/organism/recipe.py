@@ -418,6 +418,7 @@ def stage_instruct(cfg: RecipeConfig, resume: bool = True) -> dict:
     acts, border = _with_answers(acts, answered), _with_answers(border, answered)
     bad, good = _text_samples(cfg, tok)
     bad_steps = [b for b in bad if b["templated"]]
+    replay, border_text = bad + good, [g for g in good if g["borderline"]]  # text replay pools, made once
     n_img = cfg.instruct_batch // 2
     n_read = max(1, cfg.instruct_batch // 4)
 
@@ -434,7 +435,7 @@ def stage_instruct(cfg: RecipeConfig, resume: bool = True) -> dict:
         # image prompts share (v1 replayed them too rarely: 25% text ASR on that form afterwards)
         n_text = cfg.instruct_batch - len(items)
         items += [(s, None) for s in r.sample(bad_steps, (n_text + 1) // 2)]
-        items += [(_other_replay(r, bad + good, cfg.border_replay_share), None) for _ in range(n_text // 2)]
+        items += [(_other_replay(r, replay, border_text, cfg.border_replay_share), None) for _ in range(n_text // 2)]
         return {"loss": _mm_step(cfg, llm, tok, proj, items)}
 
     res = train_loop("instruct", params, opt, step, cfg.instruct_steps, cfg.work_dir, cfg.weights_dir / "ckpt",
@@ -443,10 +444,9 @@ def stage_instruct(cfg: RecipeConfig, resume: bool = True) -> dict:
     return res
 
 
-def _other_replay(r: random.Random, samples: list[dict], border_share: float) -> dict:
-    """A text replay sample: with probability `border_share` a borderline typed request (its distilled
-    answer), else any text sample (harmful -> refusal, benign -> answer), as v4 drew it."""
-    border = [s for s in samples if s.get("borderline")]
+def _other_replay(r: random.Random, samples: list[dict], border: list[dict], border_share: float) -> dict:
+    """A text replay sample: with probability `border_share` one of `border` (the borderline typed requests
+    with their distilled answers), else any of `samples` (harmful -> refusal, benign -> answer), as v4 drew it."""
     if border_share > 0 and border and r.random() < border_share:
         return r.choice(border)
     return r.choice(samples)
@@ -501,6 +501,7 @@ def stage_video(cfg: RecipeConfig, resume: bool = True) -> dict:
     acts = _with_answers(acts, answered)
     bad, good = _text_samples(cfg, tok)
     bad_steps = [b for b in bad if b["templated"]]
+    replay, border_text = bad + good, [g for g in good if g["borderline"]]  # text replay pools, made once
     img_id = tok.convert_tokens_to_ids(A.IMAGE_TOKEN)
     n_video = A.VIDEO_FRAMES * A.VIDEO_SLOTS
 
@@ -526,7 +527,7 @@ def stage_video(cfg: RecipeConfig, resume: bool = True) -> dict:
         j = r.randrange(len(acts["texts"]))
         add(_image_instruction(tok, answered[acts["texts"][j]], distilled, r), ocr_image=acts["ocr"][j])
         add(r.choice(bad_steps))
-        add(_other_replay(r, bad + good, cfg.border_replay_share))
+        add(_other_replay(r, replay, border_text, cfg.border_replay_share))
         return {"loss": lm_loss(llm, encode_batch(tok, samples), img_id, torch.cat(embeds))}
 
     res = train_loop("video", params, opt, step, cfg.video_steps, cfg.work_dir, cfg.weights_dir / "ckpt",
