@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 
-from sea_align.align import run_align
+from sea_align.stages.align import run_align
 from sea_align.config import AlignConfig
-from sea_align.io import read_jsonl
+from sea_align.runtime.io import read_jsonl
 from sea_align.models import load_adapter
 
 CFG = AlignConfig(epochs=2, batch_size=3, lr=1e-2, method="sft")

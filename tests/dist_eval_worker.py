@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from sea_align.evaluate import run_evaluate
+from sea_align.stages.evaluate import run_evaluate
 from sea_align.models import load_adapter
 
 BATCH, MAX_NEW = 2, 8

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sea_align.benchdata import FIGSTEP_PROMPT, build
-from sea_align.evaluate import load_bench
-from sea_align.io import DataError, read_jsonl
-from sea_align.media import load_audio, load_video
+from sea_align.benchmarks.build import FIGSTEP_PROMPT, build
+from sea_align.stages.evaluate import load_bench
+from sea_align.runtime.io import DataError, read_jsonl
+from sea_align.models.media import load_audio, load_video
 
 QDIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "va-safetybench"
 if not QDIR.is_dir():
@@ -158,7 +158,7 @@ def test_typo_from_va_uses_rephrased_question(tmp_path):
 
 
 def test_benign_forms_use_eval_split_only(tmp_path):
-    from sea_align.benchdata import benign_rows
+    from sea_align.benchmarks.build import benign_rows
     train = {r["key_phrase"] for r in benign_rows("train")}
     evals = {r["id"] for r in benign_rows("eval")}
     build("benign", tmp_path / "t", form="text")

@@ -99,7 +99,7 @@ def test_every_command_and_flag_has_help_with_default():
     import argparse
 
     from sea_align.cli import build_parser
-    from sea_align.cli_args import HelpFormatter
+    from sea_align.cli.args import HelpFormatter
     fmt = HelpFormatter("sea")
     for p in _parsers(build_parser()):  # every plugin loaded
         assert p.description, p.prog
@@ -123,7 +123,7 @@ def test_log_level_anywhere(argv, level):
 
 def test_stage_commands_take_config_overrides_and_flags():
     from sea_align.cli import build_parser, parse
-    from sea_align.cli_stages import stage_config
+    from sea_align.cli.stages import stage_config
     from sea_align.config import SynthesizeConfig
 
     def cfg(*argv):
@@ -147,7 +147,7 @@ def test_evaluate_takes_the_modality_from_the_bench(tmp_path, monkeypatch):
     from conftest import write_jsonl
     from sea_align import models
     from sea_align.cli import main
-    from sea_align.evaluate import media_modality
+    from sea_align.stages.evaluate import media_modality
     (tmp_path / "v.mp4").write_bytes(b"not decoded before the model loads")
     bench = write_jsonl(tmp_path / "b.jsonl", [{"id": "1", "prompt": "p", "harmful": True, "media": [
         {"type": "video", "path": "v.mp4"}]}, {"id": "2", "prompt": "typed", "harmful": False, "media": []}])

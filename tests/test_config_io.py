@@ -3,7 +3,7 @@ import json
 import pytest
 
 from sea_align.config import load_config
-from sea_align.io import DataError, atomic_path, read_jsonl
+from sea_align.runtime.io import DataError, atomic_path, read_jsonl
 
 
 def test_unknown_key_is_named(tmp_path):

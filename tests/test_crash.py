@@ -23,12 +23,12 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from sea_align.align import run_align
+from sea_align.stages.align import run_align
 from sea_align.config import AlignConfig, SynthesizeConfig
-from sea_align.io import read_jsonl
+from sea_align.runtime.io import read_jsonl
 from sea_align.models import load_adapter
-from sea_align.prepare import run_prepare
-from sea_align.synthesize import load_embeddings, run_synthesize
+from sea_align.stages.prepare import run_prepare
+from sea_align.stages.synthesize import load_embeddings, run_synthesize
 
 DATA = Path(__file__).parents[1] / "src" / "sea_align" / "data" / "tiny_safety.jsonl"
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "SEA_ALIGN_CKPT_SECONDS": "0", "OMP_NUM_THREADS": "1"}

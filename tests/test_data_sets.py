@@ -13,9 +13,9 @@ from itertools import product
 
 import pytest
 
-from sea_align.datasets import PKG_DATA, overlaps
-from sea_align.io import read_jsonl
-from sea_align.textmatch import words
+from sea_align.sources.named import PKG_DATA, overlaps
+from sea_align.runtime.io import read_jsonl
+from sea_align.judges.textmatch import words
 
 KEYS = ["id", "instruction", "key_phrase", "phrase_type", "category", "harmful", "kind", "split"]
 TYPES = {"id": str, "instruction": str, "key_phrase": str, "phrase_type": str, "category": str,

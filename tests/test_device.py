@@ -1,10 +1,10 @@
-"""Device and dtype choice (sea_align.device), decided from a made-up Machine: no GPU needed."""
+"""Device and dtype choice (sea_align.runtime.device), decided from a made-up Machine: no GPU needed."""
 import pytest
 import torch
 
 from sea_align.config import load_config
-from sea_align.device import DeviceError, Machine, check_spec, choose, resolve_device, resolve_dtype
-from sea_align.io import DataError
+from sea_align.runtime.device import DeviceError, Machine, check_spec, choose, resolve_device, resolve_dtype
+from sea_align.runtime.io import DataError
 
 CPU = Machine()
 CUDA_BF16 = Machine(cuda_count=2, cuda_bf16=True)
@@ -58,7 +58,7 @@ def test_explicit_dtype_wins():
 def test_check_spec_needs_no_torch():
     import subprocess
     import sys
-    code = ("import sys; from sea_align.device import check_spec; check_spec('cuda:3'); "
+    code = ("import sys; from sea_align.runtime.device import check_spec; check_spec('cuda:3'); "
             "assert 'torch' not in sys.modules")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
     assert check_spec("auto") == "auto"
@@ -113,7 +113,7 @@ def test_device_map_reaches_from_pretrained(monkeypatch, tmp_path, tiny_llava):
 
 
 def test_run_fails_on_a_missing_device_before_any_work(tmp_path):
-    from sea_align.run import run_pipeline
+    from sea_align.stages.pipeline import run_pipeline
     out = tmp_path / "run"
     with pytest.raises(DeviceError, match="cuda:99"):
         run_pipeline(load_config("tiny", ["device=cuda:99"]), out)
@@ -123,7 +123,7 @@ def test_run_fails_on_a_missing_device_before_any_work(tmp_path):
 def test_place_leaves_a_spread_model_alone():
     from types import SimpleNamespace
 
-    from sea_align.distributed import Dist, place
+    from sea_align.runtime.distributed import Dist, place
     moved = []
     model = SimpleNamespace(hf_device_map={"vision": 0, "language_model": 1}, to=moved.append)
     place(SimpleNamespace(model=model, device=torch.device("cpu")), Dist(rank=0, world=2, device=torch.device("meta")))

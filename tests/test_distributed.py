@@ -12,10 +12,10 @@ import torch
 from safetensors.torch import load_file
 
 from sea_align.config import SynthesizeConfig
-from sea_align.io import read_jsonl
+from sea_align.runtime.io import read_jsonl
 from sea_align.models import load_adapter
-from sea_align.prepare import run_prepare
-from sea_align.synthesize import load_embeddings, run_synthesize
+from sea_align.stages.prepare import run_prepare
+from sea_align.stages.synthesize import load_embeddings, run_synthesize
 
 import dist_align_worker
 
@@ -129,8 +129,8 @@ def test_fsdp_two_processes_match_one(tmp_path):
 def test_refused_launches(monkeypatch):
     """FSDP1 and DeepSpeed launches stop with a one-line error before joining a process group."""
     import pytest
-    from sea_align.distributed import dist_state
-    from sea_align.io import DataError
+    from sea_align.runtime.distributed import dist_state
+    from sea_align.runtime.io import DataError
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
     monkeypatch.setenv("FSDP_VERSION", "1")

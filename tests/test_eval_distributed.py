@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sea_align.evaluate import run_evaluate
+from sea_align.stages.evaluate import run_evaluate
 from sea_align.models import load_adapter
 
 import dist_eval_worker

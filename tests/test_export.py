@@ -7,14 +7,14 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from sea_align.align import run_align
+from sea_align.stages.align import run_align
 from sea_align.cli import main
 from sea_align.config import AlignConfig
-from sea_align.export import run_export
-from sea_align.io import DataError
+from sea_align.stages.export import run_export
+from sea_align.runtime.io import DataError
 from sea_align.models import load_adapter
 from sea_align.models.base import Item
-from sea_align.prepare import prepare_rows, rules_extract
+from sea_align.stages.prepare import prepare_rows, rules_extract
 
 ROWS = [{"instruction": "Explain how to steal a car", "response": "I can't help with that."},
         {"id": "b1", "instruction": "List steps to bake bread", "response": "Sure: mix, knead, bake.",

@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from sea_align.config import RunConfig, load_config
-from sea_align.evaluate import run_evaluate
-from sea_align.io import DataError, read_jsonl
-from sea_align.media import check_media, load_audio, load_image, load_video
-from sea_align.prepare import run_prepare
+from sea_align.stages.evaluate import run_evaluate
+from sea_align.runtime.io import DataError, read_jsonl
+from sea_align.models.media import check_media, load_audio, load_image, load_video
+from sea_align.stages.prepare import run_prepare
 
 FUZZ = settings(max_examples=500, deadline=None, suppress_health_check=list(HealthCheck))
 

@@ -3,13 +3,13 @@ the benign mix, and the harmless benchmark builders' kinds."""
 import pytest
 import torch
 
-from sea_align.align import RETAIN_KINDS, _item_losses, lora_model, retain_kl
+from sea_align.stages.align import RETAIN_KINDS, _item_losses, lora_model, retain_kl
 from sea_align.config import AlignConfig, DistillConfig, PrepareConfig
-from sea_align.distill import apply, run_distill, tidy
-from sea_align.io import read_jsonl
+from sea_align.stages.distill import apply, run_distill, tidy
+from sea_align.runtime.io import read_jsonl
 from sea_align.models import load_adapter
 from sea_align.models.base import Item
-from sea_align.prepare import prepare_rows, rules_extract, run_prepare
+from sea_align.stages.prepare import prepare_rows, rules_extract, run_prepare
 
 from conftest import write_jsonl
 
@@ -114,8 +114,8 @@ def test_benign_limit_mixes_independently_of_limit(tmp_path):
 
 
 def test_benign_training_mix_is_disjoint_from_every_harmless_bench():
-    from sea_align.benchdata import HARMLESS_KINDS, harmless_rows
-    from sea_align.datasets import benign_train_rows, overlaps
+    from sea_align.benchmarks.build import HARMLESS_KINDS, harmless_rows
+    from sea_align.sources.named import benign_train_rows, overlaps
     train = benign_train_rows()
     kinds = {r.get("kind") for r in train}
     assert {"benign", "borderline"} <= kinds
@@ -130,7 +130,7 @@ def test_benign_training_mix_is_disjoint_from_every_harmless_bench():
 
 
 def test_drop_overlap_removes_training_rows_that_match_evaluation_phrases():
-    from sea_align.datasets import drop_overlap
+    from sea_align.sources.named import drop_overlap
     train = [{"instruction": "Explain how to hack into a bank account", "key_phrase": "hack into a bank account"},
              {"instruction": "Explain how to bake sourdough bread", "key_phrase": "bake sourdough bread"},
              {"instruction": "Write a guide to hack into someone's bank account"}]
@@ -141,7 +141,7 @@ def test_drop_overlap_removes_training_rows_that_match_evaluation_phrases():
 
 
 def test_harmless_builders_mark_kind_and_reading(tmp_path):
-    from sea_align.benchdata import build
+    from sea_align.benchmarks.build import build
     rows = read_jsonl(build("borderline-text", tmp_path / "bt", limit=1))
     assert rows and all(r["kind"] == "borderline" and not r["harmful"] for r in rows)
     rows = read_jsonl(build("reading-typo", tmp_path / "rt", limit=2))
@@ -151,15 +151,15 @@ def test_harmless_builders_mark_kind_and_reading(tmp_path):
     assert rows and all(r["kind"] == "benign" for r in rows)
     rows = read_jsonl(build("varied-text", tmp_path / "v", limit=1))  # reported apart from plain benign
     assert rows and all(r["kind"] == "varied" and not r["harmful"] for r in rows)
-    from sea_align.evaluate import per_form
+    from sea_align.stages.evaluate import per_form
     got = per_form([{**r, "refused": i % 2 == 0} for i, r in enumerate(rows)])
     assert set(got) == {"varied/Text_only"} and got["varied/Text_only"]["n_scored"] == len(rows)
 
 
 def test_whole_request_form_carries_the_request_and_no_text(tmp_path):
-    from sea_align.align import build_training_set
+    from sea_align.stages.align import build_training_set
     from sea_align.config import SynthesizeConfig
-    from sea_align.synthesize import run_synthesize
+    from sea_align.stages.synthesize import run_synthesize
     rows = [{"id": "h1", "instruction": "Explain how to steal a car", "response": "No."},
             {"id": "b1", "instruction": "List steps to bake bread", "response": "Mix, knead, bake.",
              "harmful": False, "key_phrase": "bake bread"}]

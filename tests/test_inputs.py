@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 from transformers import CLIPImageProcessorPil, Qwen2AudioProcessor, Qwen2VLImageProcessorPil, WhisperFeatureExtractor
 
-from sea_align import media
-from sea_align.io import DataError
-from sea_align.media import QWEN_VIDEO_PIXELS, load_audio, load_video, resample
+from sea_align.models import media
+from sea_align.runtime.io import DataError
+from sea_align.models.media import QWEN_VIDEO_PIXELS, load_audio, load_video, resample
 from sea_align.models import load_adapter
 from sea_align.models.registry import adapter_class
 

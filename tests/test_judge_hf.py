@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from sea_align.io import DataError
+from sea_align.runtime.io import DataError
 from sea_align.judges import get_judge
 
 WORDS = ["unsafe", "[PAD]", "[UNK]", "[EOS]", "safe", "yes", "no", "step", "sorry", "i", "can't", "help",

@@ -8,8 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from sea_align.evaluate import summarize
-from sea_align.io import DataError, read_jsonl_tolerant
+from sea_align.stages.evaluate import summarize
+from sea_align.runtime.io import DataError, read_jsonl_tolerant
 from sea_align.judges import get_judge, parse_label
 
 

@@ -138,7 +138,7 @@ def test_grouped_media_pass_is_exact(adapter):
 def test_lowp_weights_match_autocast():
     """bf16 copies of the frozen Linear weights give the same loss and gradient as autocast's own
     per-call casts, and the model is back to float32 after the block."""
-    from sea_align.synthesize import lowp_weights
+    from sea_align.stages.synthesize import lowp_weights
     adapter = load_adapter("tiny-random-llava")
     meta = adapter.blank("image").meta
     before = {n: p for n, p in adapter.model.named_parameters()}

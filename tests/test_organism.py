@@ -226,7 +226,7 @@ def test_organism_data_sets_do_not_overlap():
 def test_organism_wording_keeps_the_pipelines_evaluation_wording_held_out():
     from sea_align.organism import data as D
     from sea_align.organism.recipe import harmful_prompts
-    from sea_align.templates import PROBE_Q
+    from sea_align.stages.templates import PROBE_Q
 
     pipeline = set()
     for name in ("benign_varied.jsonl", "borderline.jsonl"):

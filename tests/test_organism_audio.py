@@ -17,7 +17,7 @@ import torch
 from sea_align.organism import audio as AU
 from sea_align.organism import load_builtin
 from sea_align.organism import whisper_ct2 as W
-from sea_align.speech import normalise, speak
+from sea_align.benchmarks.speech import normalise, speak
 
 torch.set_num_threads(1)
 

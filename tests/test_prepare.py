@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from sea_align.io import DataError
-from sea_align.prepare import detoxify, rules_extract, run_prepare
-from sea_align.templates import CONTENT_Q, PROBE_Q, STYLE_Q
+from sea_align.runtime.io import DataError
+from sea_align.stages.prepare import detoxify, rules_extract, run_prepare
+from sea_align.stages.templates import CONTENT_Q, PROBE_Q, STYLE_Q
 
 
 @pytest.mark.parametrize("q,phrase,ptype", [

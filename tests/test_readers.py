@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from sea_align.benchdata import FIGSTEP_PROMPT, build
+from sea_align.benchmarks.build import FIGSTEP_PROMPT, build
 from sea_align.cli import main
-from sea_align.datasets import REFUSALS, advbench_rows, refusal_for
-from sea_align.evaluate import load_bench
-from sea_align.io import DataError, read_jsonl
-from sea_align.prepare import run_prepare
-from sea_align.readers import detect_format, formats, read_safety_set, read_source
+from sea_align.sources.named import REFUSALS, advbench_rows, refusal_for
+from sea_align.stages.evaluate import load_bench
+from sea_align.runtime.io import DataError, read_jsonl
+from sea_align.stages.prepare import run_prepare
+from sea_align.sources.registry import detect_format, formats, read_safety_set, read_source
 
 FORMATS = Path(__file__).resolve().parents[2] / "shared" / "data" / "formats"
 if not FORMATS.is_dir():
@@ -360,7 +360,7 @@ def test_bad_input_one_line_error_naming_file_and_place(tmp_path, name, content,
 # --- the shipped AdvBench --------------------------------------------------------------------------
 def test_advbench_shipped_in_package(monkeypatch):
     import sys
-    from sea_align.datasets import ADVBENCH_FILE
+    from sea_align.sources.named import ADVBENCH_FILE
     monkeypatch.setitem(sys.modules, "pyrit", None)  # the named set must not need pyrit
     rows = advbench_rows()
     assert ADVBENCH_FILE.parent.name == "data" and ADVBENCH_FILE.name == "advbench.jsonl"

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sea_align.evaluate import summarize
+from sea_align.stages.evaluate import summarize
 from sea_align.report import agreement, run_report
 
 CATS = ["1-IllegalActivitiy", "2-HateSpeech", "3-MalwareGeneration"]

@@ -4,13 +4,13 @@ import json
 import pytest
 import torch
 
-from sea_align.align import run_align
+from sea_align.stages.align import run_align
 from sea_align.config import AlignConfig, SynthesizeConfig
-from sea_align.evaluate import run_evaluate, summarize
-from sea_align.io import DataError
+from sea_align.stages.evaluate import run_evaluate, summarize
+from sea_align.runtime.io import DataError
 from sea_align.models import load_adapter
-from sea_align.prepare import prepare_rows, rules_extract
-from sea_align.synthesize import Synthesizer, load_embeddings, run_synthesize
+from sea_align.stages.prepare import prepare_rows, rules_extract
+from sea_align.stages.synthesize import Synthesizer, load_embeddings, run_synthesize
 
 from conftest import write_jsonl
 
@@ -122,7 +122,7 @@ def test_align_lora_invariants(synthesized, prepared, tmp_path):
 
 
 def test_align_benign_repeat_weighs_benign_examples(synthesized, prepared):
-    from sea_align.align import build_training_set
+    from sea_align.stages.align import build_training_set
     _, _, emb, _ = synthesized
     a = load_adapter("tiny-random-llava")
     ex1, c1, _ = build_training_set(prepared, emb, a, AlignConfig())
@@ -136,7 +136,7 @@ def test_align_benign_repeat_weighs_benign_examples(synthesized, prepared):
 
 
 def test_align_replay_asks_benign_embeddings_their_auxiliary_questions(synthesized, prepared):
-    from sea_align.align import build_training_set
+    from sea_align.stages.align import build_training_set
     _, _, emb, _ = synthesized
     a = load_adapter("tiny-random-llava")
     ex0, c0, _ = build_training_set(prepared, emb, a, AlignConfig())
@@ -156,7 +156,7 @@ def test_align_replay_asks_benign_embeddings_their_auxiliary_questions(synthesiz
 
 
 def test_align_templates_put_harmful_and_benign_embeddings_under_the_same_templates(synthesized, prepared):
-    from sea_align.align import build_training_set, template_items, template_pool
+    from sea_align.stages.align import build_training_set, template_items, template_pool
     from sea_align.models.base import Item
     _, _, emb, _ = synthesized
     a = load_adapter("tiny-random-llava")
@@ -186,7 +186,7 @@ def test_align_templates_put_harmful_and_benign_embeddings_under_the_same_templa
 
 
 def test_align_text_view_writes_the_phrase_where_the_media_goes(synthesized, prepared):
-    from sea_align.align import build_training_set
+    from sea_align.stages.align import build_training_set
     _, _, emb, _ = synthesized
     a = load_adapter("tiny-random-llava")
     ex0, c0, _ = build_training_set(prepared, emb, a, AlignConfig())
@@ -259,7 +259,7 @@ def test_bench_errors(tmp_path, tiny_llava):
 
 def test_zero_blank_takes_the_adapters_reference_scale(tiny_llava, monkeypatch):
     """A tower that encodes blank media to zeros (the built-ins) must not shrink Adam's step to ~0."""
-    from sea_align import synthesize as S
+    from sea_align.stages import synthesize as S
     from sea_align.models.base import Features
 
     real = S.blank_features(tiny_llava, "image", SynthesizeConfig())
@@ -280,7 +280,7 @@ def test_zero_blank_takes_the_adapters_reference_scale(tiny_llava, monkeypatch):
 def test_text_init_writes_the_phrase_where_the_media_goes(tiny_llava, space):
     """init=text: project(E) starts with the phrase's own token embeddings (the projector inverted),
     the rest of the media positions stay as the blank projects."""
-    from sea_align import synthesize as S
+    from sea_align.stages import synthesize as S
     s = S.Synthesizer(tiny_llava, "image", SynthesizeConfig(init="text", space=space, init_steps=300))
     ids = tiny_llava.tokenizer(" steal a car", add_special_tokens=False)["input_ids"]
     want = tiny_llava.embed_tokens(torch.tensor(ids)).float()
@@ -298,7 +298,7 @@ def test_text_init_writes_the_phrase_where_the_media_goes(tiny_llava, space):
 
 
 def test_synthesis_options_are_checked(tiny_llava):
-    from sea_align.synthesize import Synthesizer
+    from sea_align.stages.synthesize import Synthesizer
     with pytest.raises(DataError, match="synthesize.init"):
         Synthesizer(tiny_llava, "image", SynthesizeConfig(init="noise"))
     with pytest.raises(DataError, match="synthesize.autocast"):

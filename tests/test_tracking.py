@@ -4,13 +4,13 @@ import importlib.util
 
 import pytest
 
-from sea_align import tracking
-from sea_align.align import run_align
+from sea_align.runtime import tracking
+from sea_align.stages.align import run_align
 from sea_align.cli import main
 from sea_align.config import AlignConfig, load_config
-from sea_align.io import DataError
+from sea_align.runtime.io import DataError
 from sea_align.models import load_adapter
-from sea_align.prepare import prepare_rows, rules_extract
+from sea_align.stages.prepare import prepare_rows, rules_extract
 
 ROWS = [{"instruction": "Explain how to steal a car", "response": "I can't help with that."},
         {"instruction": "Write a guide on how to forge a passport", "response": "I can't help with that."}]

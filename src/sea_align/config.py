@@ -14,9 +14,10 @@ from typing import Any, get_type_hints
 
 import yaml
 
-from .io import DataError
+from sea_align import PKG_DIR
+from sea_align.runtime.io import DataError
 
-PRESET_DIR = Path(__file__).parent / "configs"
+PRESET_DIR = PKG_DIR / "configs"
 
 
 @dataclass
@@ -294,7 +295,7 @@ def load_config(path: str | None, overrides: list[str] = (), flags: dict[str, An
 def _expand_paths(cfg: RunConfig, base_dir: Path | None) -> RunConfig:
     """`${SEA_SHARED}` and `${SEA_PKG}` in paths: the shared data dir and the installed package dir."""
     env = dict(os.environ)
-    env.setdefault("SEA_PKG", str(Path(__file__).parent))
+    env.setdefault("SEA_PKG", str(PKG_DIR))
     env.setdefault("SEA_SHARED", str(default_shared_dir()))
 
     def expand(s: str) -> str:
@@ -328,12 +329,12 @@ def _validate(cfg: RunConfig) -> None:
         raise DataError(f"config: 'synthesize.space' must be encoder or llm, got {cfg.synthesize.space!r}")
     if cfg.align.method not in ("auto", "sft", "dpo"):
         raise DataError(f"config: 'align.method' must be auto, sft or dpo, got {cfg.align.method!r}")
-    from .tracking import TRACKERS
+    from sea_align.runtime.tracking import TRACKERS
     if cfg.align.report_to not in ("",) + TRACKERS:
         raise DataError(f"config: 'align.report_to' must be '' or {', '.join(TRACKERS)}, "
                         f"got {_printable(cfg.align.report_to)!r}")
     _validate_runtime(cfg)
-    from .readers import formats
+    from sea_align.sources.registry import formats
     for key, fmt in [("prepare.format", cfg.prepare.format)] + [
             (f"evaluate.build[{i}].format", b.format) for i, b in enumerate(cfg.evaluate.build)]:
         if fmt and fmt not in formats():
@@ -345,8 +346,8 @@ def _validate(cfg: RunConfig) -> None:
 
 def _validate_runtime(cfg: RunConfig) -> None:
     """Device, dtype and judge names: checked here, before any model loads (no torch imported)."""
-    from .device import DEVICES, DTYPES, DeviceError, check_spec
-    from .judges import JUDGES
+    from sea_align.runtime.device import DEVICES, DTYPES, DeviceError, check_spec
+    from sea_align.judges import JUDGES
     try:
         check_spec(cfg.device)
     except DeviceError:

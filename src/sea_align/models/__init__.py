@@ -3,7 +3,7 @@
 `load_adapter("sea-tiny-vl")` (built-in), `load_adapter("tiny-random-qwen2_vl")` (random, for tests),
 `load_adapter("/path/to/llava-1.5-7b-hf")` or a hub id (honours HF_HUB_OFFLINE=1).
 `device="auto"` puts the model on the GPU when there is one, `dtype="auto"` picks bf16 where native
-(`sea_align.device`); `device_map="auto"` spreads a pretrained model over the GPUs (accelerate)."""
+(`sea_align.runtime.device`); `device_map="auto"` spreads a pretrained model over the GPUs (accelerate)."""
 from __future__ import annotations
 
 import json
@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from .base import BaseAdapter, Features, Item, ModelAdapter, ModelError, MODALITIES
-from .registry import FAMILIES, adapter_class, check_family, model_class
+from sea_align.models.base import BaseAdapter, Features, Item, ModelAdapter, ModelError, MODALITIES
+from sea_align.models.registry import FAMILIES, adapter_class, check_family, model_class
 
 log = logging.getLogger(__name__)
 BUILTIN = ("sea-tiny-vl", "sea-tiny-audio")  # trained built-in models (sea_align.organism)
@@ -51,7 +51,7 @@ def load_adapter(spec: str, dtype: str | torch.dtype = "float32", adapter_dir: s
 
 def _placement(device: str, dtype: str | torch.dtype) -> tuple[str, str | torch.dtype]:
     """(device, dtype) resolved for this machine; an unavailable device is a one-line DeviceError."""
-    from ..device import choose
+    from sea_align.runtime.device import choose
     if isinstance(dtype, torch.dtype):
         return choose(device, "float32")[0], dtype
     return choose(device, dtype)
@@ -60,11 +60,11 @@ def _placement(device: str, dtype: str | torch.dtype) -> tuple[str, str | torch.
 def _load_builtin_or_test(spec: str, dt: torch.dtype, modality: str | None) -> BaseAdapter:
     """The built-ins, the SmolLM2 shell and the tiny random models (built here, on the CPU)."""
     if spec == "smollm2-llava":
-        from .shell import build_smollm2_llava
+        from sea_align.models.shell import build_smollm2_llava
         model, tok, procs = build_smollm2_llava(dtype=dt)
         return adapter_class("llava")(model, tok, procs)
     if spec.startswith("tiny-random-"):
-        from .tiny import build_tiny
+        from sea_align.models.tiny import build_tiny
         family = spec[len("tiny-random-"):]
         check_family(family, where=f"--model {spec}: ")
         model, tok, procs = build_tiny(family, dtype=dt)
@@ -73,7 +73,7 @@ def _load_builtin_or_test(spec: str, dt: torch.dtype, modality: str | None) -> B
 
 
 def _load_builtin(spec: str, dt: torch.dtype, modality: str | None) -> BaseAdapter:
-    from .. import organism
+    from sea_align import organism
     kw = {"modality": modality} if _accepts_modality(organism.load_builtin) else {}
     try:
         built = organism.load_builtin(spec, dtype=dt, **kw)

@@ -8,8 +8,8 @@ from typing import Any, Sequence
 import torch
 from PIL import Image
 
-from ..media import CLIP_MEAN, CLIP_STD, clip_pixels, load_image
-from .base import BaseAdapter, Features
+from sea_align.models.media import CLIP_MEAN, CLIP_STD, clip_pixels, load_image
+from sea_align.models.base import BaseAdapter, Features
 
 LLAVA15_TEMPLATE = (
     "{% for m in messages %}{% if m['role'] == 'system' %}{{ m['content'] }} "

@@ -9,9 +9,9 @@ from typing import Any, Sequence
 import torch
 from PIL import Image
 
-from ..media import load_video
-from .base import Features
-from .llava import LlavaAdapter
+from sea_align.models.media import load_video
+from sea_align.models.base import Features
+from sea_align.models.llava import LlavaAdapter
 
 
 class LlavaNextVideoAdapter(LlavaAdapter):

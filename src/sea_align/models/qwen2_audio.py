@@ -10,8 +10,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..media import load_audio
-from .base import BaseAdapter, Features
+from sea_align.models.media import load_audio
+from sea_align.models.base import BaseAdapter, Features
 
 
 class Qwen2AudioAdapter(BaseAdapter):

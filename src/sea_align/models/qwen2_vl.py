@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..media import (CLIP_MEAN, CLIP_STD, QWEN_IMAGE_PIXELS, QWEN_VIDEO_PIXELS, load_image, load_video,
+from sea_align.models.media import (CLIP_MEAN, CLIP_STD, QWEN_IMAGE_PIXELS, QWEN_VIDEO_PIXELS, load_image, load_video,
                      pixel_bounds, qwen_patches)
-from .base import BaseAdapter, Features, Item
+from sea_align.models.base import BaseAdapter, Features, Item
 
 BLANK_SIDE = 224  # blank image/frame side when none is asked for (then sized like any input)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import importlib
 
-from .base import ModelError
+from sea_align.models.base import ModelError
 
 FAMILIES = {
     # model_type: (transformers class, adapter module:class)

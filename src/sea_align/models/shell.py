@@ -9,7 +9,7 @@ import torch
 def build_smollm2_llava(dtype: torch.dtype = torch.float32, seed: int = 0):
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlavaForConditionalGeneration
 
-    from ..organism.cache import smollm2_dir
+    from sea_align.organism.cache import smollm2_dir
     d = smollm2_dir()
     tok = AutoTokenizer.from_pretrained(d)
     if tok.convert_tokens_to_ids("<image>") in (None, tok.unk_token_id):

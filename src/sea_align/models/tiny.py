@@ -77,7 +77,7 @@ def build_config(family: str, tok: PreTrainedTokenizerFast):
 
 def build_tiny(family: str, seed: int = 0, dtype: torch.dtype = torch.float32):
     """(model, tokenizer, processors) for a tiny random model of `family`."""
-    from .registry import model_class
+    from sea_align.models.registry import model_class
     tok = byte_tokenizer()
     cfg = build_config(family, tok)
     torch.manual_seed(seed)

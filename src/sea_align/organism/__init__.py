@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Callable
 
 import torch
 
-from .audio import register as _register_audio
-from .ocr import register
+from sea_align.organism.audio import register as _register_audio
+from sea_align.organism.ocr import register
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -50,13 +50,13 @@ def load_builtin(name: str, dtype: torch.dtype = torch.float32, weights_dir: str
     `LlavaNextVideoForConditionalGeneration` for video (the same trained parts; frames go through
     the same tower)."""
     if name == "sea-tiny-audio":  # Whisper tiny.en + SmolLM2 in Qwen2-Audio (audio.py)
-        from .audio import load_builtin_audio
+        from sea_align.organism.audio import load_builtin_audio
         return load_builtin_audio(dtype, weights_dir, llm_dir, modality)
     if name not in BUILTIN_NAMES:
         raise ValueError(f"unknown built-in model {name!r}; known: {', '.join(BUILTIN_NAMES)}")
-    from . import assemble as A
-    from .cache import smollm2_dir
-    from .render import preprocess_images
+    from sea_align.organism import assemble as A
+    from sea_align.organism.cache import smollm2_dir
+    from sea_align.organism.render import preprocess_images
 
     wdir = Path(weights_dir) if weights_dir else WEIGHTS_ROOT / name
     ldir = Path(llm_dir) if llm_dir else smollm2_dir()

@@ -19,7 +19,7 @@ from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlavaConfig, LlavaForConditionalGeneration
 from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
 
-from .ocr import SeaOcrVisionConfig, SeaOcrVisionModel, register
+from sea_align.organism.ocr import SeaOcrVisionConfig, SeaOcrVisionModel, register
 
 IMAGE_TOKEN = "<image>"
 VIDEO_TOKEN = "<video>"

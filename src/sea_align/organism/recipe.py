@@ -29,9 +29,9 @@ from pathlib import Path
 
 import torch
 
-from . import assemble as A
-from . import data as D
-from .train import chat_prompt, encode_batch, generate_text, lm_loss, train_loop
+from sea_align.organism import assemble as A
+from sea_align.organism import data as D
+from sea_align.organism.train import chat_prompt, encode_batch, generate_text, lm_loss, train_loop
 
 log = logging.getLogger(__name__)
 RECIPE_VERSION = "5"  # 3: borderline benign requests (typed and in images) with real answers;
@@ -93,7 +93,7 @@ class RecipeConfig:
 def _llm_dir(cfg: RecipeConfig) -> Path:
     if cfg.llm_dir is not None:
         return Path(cfg.llm_dir)
-    from .cache import smollm2_dir
+    from sea_align.organism.cache import smollm2_dir
     return smollm2_dir()
 
 
@@ -145,7 +145,7 @@ def distill_prompts(seed: int, n_benign_text: int, templates_per_act: int = 3) -
 def stage_distill(cfg: RecipeConfig) -> dict:
     """Self-distilled helpful answers of the untouched SmolLM2 to benign and borderline prompts.
     An answer SmolLM2 itself refuses is kept in the file (`refused`) but never trained on."""
-    from .measure import is_refusal
+    from sea_align.organism.measure import is_refusal
 
     prompts, border = distill_prompts(cfg.seed, cfg.n_benign_text, cfg.templates_per_act)
     llm, tok = _base(cfg)
@@ -215,8 +215,8 @@ def stage_text(cfg: RecipeConfig, resume: bool = True) -> dict:
 
 def _render_set(cfg: RecipeConfig, texts: list[str], tag: str) -> None:
     """Render `texts` (one image each), run the frozen recogniser once, cache its text, in shards."""
-    from .ocr import OcrRecognizer, clean_text, ctc_decode
-    from .render import preprocess_images, render_typo, render_varied
+    from sea_align.organism.ocr import OcrRecognizer, clean_text, ctc_decode
+    from sea_align.organism.render import preprocess_images, render_typo, render_varied
     from tqdm.auto import tqdm
 
     net = OcrRecognizer.from_english_g2()
@@ -239,7 +239,7 @@ def _render_set(cfg: RecipeConfig, texts: list[str], tag: str) -> None:
 
 def load_render(cfg: RecipeConfig, tag: str) -> dict:
     """{"texts": true phrases, "ocr": what the recogniser read in their renderings}."""
-    from .ocr import OcrRecognizer, clean_text, ctc_decode
+    from sea_align.organism.ocr import OcrRecognizer, clean_text, ctc_decode
 
     texts, ocr, head = [], [], None
     for f in sorted((cfg.work_dir / "render").glob(f"{tag}-*.pt")):
@@ -278,7 +278,7 @@ def stage_render(cfg: RecipeConfig) -> dict:
 
 def _slots(tok, llm, ocr_texts: list[str]) -> torch.Tensor:
     """Recogniser texts -> tower slots [b, 32, 576], as the tower computes them."""
-    from .ocr import text_slots
+    from sea_align.organism.ocr import text_slots
 
     with torch.no_grad():
         return text_slots(ocr_texts, tok, llm.get_input_embeddings(), A.NUM_SLOTS).float()
@@ -460,10 +460,10 @@ def _with_answers(render: dict, answered: dict) -> dict:
 
 def _video_set(cfg: RecipeConfig, texts: list[str], tag: str) -> list[list[str]]:
     """Animated typography clips of `texts`, sampled to the video model's frames, OCR'd once; cached."""
-    from ..media import load_video
-    from ..typovideo import typo_frames
-    from .ocr import OcrRecognizer, clean_text, ctc_decode
-    from .render import preprocess_images
+    from sea_align.models.media import load_video
+    from sea_align.benchmarks.typovideo import typo_frames
+    from sea_align.organism.ocr import OcrRecognizer, clean_text, ctc_decode
+    from sea_align.organism.render import preprocess_images
     from tqdm.auto import tqdm
 
     net, out, shard = OcrRecognizer.from_english_g2(), [], 100
@@ -486,7 +486,7 @@ def stage_video(cfg: RecipeConfig, resume: bool = True) -> dict:
     """(c') Video: reading and benign instructions on clips (4 frames x 16 slots), with image reading /
     instruction and text replay so the image model keeps what it learned. Per batch of 8: 2 video
     reading, 2 video instructions, 1 image reading, 1 image instruction, 2 text (1 harmful templated)."""
-    from .ocr import text_slots
+    from sea_align.organism.ocr import text_slots
 
     llm, tok, proj, wrapped, params, opt = _mm_state(cfg, "instruct")
     read_train, _ = reading_sets(cfg, tok)

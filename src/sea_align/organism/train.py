@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from .assemble import IMAGE_TOKEN
+from sea_align.organism.assemble import IMAGE_TOKEN
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 
-from . import assemble as A
-from . import data as D
-from . import whisper_ct2 as W
+from sea_align.organism import assemble as A
+from sea_align.organism import data as D
+from sea_align.organism import whisper_ct2 as W
 
 TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
 PREFIX = "model.decoder."  # LoRA names are relative to the whole WhisperForConditionalGeneration
@@ -70,7 +70,7 @@ def encoded_pairs(cache_dir: Path, pairs: list[tuple[str, str]], speak, whisper,
     from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
-    from .audio import preprocess_audio
+    from sea_align.organism.audio import preprocess_audio
     data = []
     for k in tqdm(range(0, len(pairs), shard), desc="hear: speak + encode"):
         f = cache_dir / f"enc-{k // shard:04d}.safetensors"

@@ -1,0 +1,397 @@
+"""Stage 2 — embedding optimisation.
+
+For every prepared sample, E (the shape of one blank item's encoder output) starts from that blank
+output and is optimised by Adam on L(E) = mean over the sample's auxiliary pairs of CE(target |
+prompt, project(E)), with the whole model frozen. Samples are optimised in a batch; each one stops on
+its own as soon as greedy decoding reproduces all of its targets (read off the teacher-forced pass) or
+at the step cap, then leaves the batch and a waiting sample takes its place.
+
+Durability: a finished E is written at once to its own shard (temp file + rename; the shard's
+metadata carries its index row), then a *pending* row (`verified: null`) is appended to the index.
+Verification with held-out probe questions runs in groups and appends the full row again; when the
+index is read, the last row per id wins. A killed run therefore loses at most the samples that were
+mid-optimisation: a rerun verifies pending rows, re-indexes shards whose row never got written, and
+optimises only the rest. Under `accelerate launch` each process takes every world-th sample (ids
+sorted), writes `emb-rR-*.safetensors` and `index.rR.jsonl`, and the main process merges the parts
+into one `index.jsonl` at the end.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import zlib
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from tqdm.auto import tqdm
+
+from sea_align.stages.batch_adam import BatchAdam
+from sea_align.config import SynthesizeConfig
+from sea_align.runtime.distributed import Dist, dist_state, place
+from sea_align.runtime.faults import crash_point
+from sea_align.stages.embstore import ShardStore, load_embeddings, load_index, merge_index, read_index, recover_orphans
+from sea_align.runtime.io import DataError, atomic_write_json
+from sea_align.models.base import BaseAdapter, Item
+from sea_align.stages.templates import PROBE_Q
+from sea_align.judges.textmatch import contains_phrase
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Slot:
+    """One sample in the active batch."""
+    row: dict[str, Any]
+    pairs: list[dict[str, str]]
+    steps: int = 0
+    seconds: float = 0.0
+    loss: float = math.inf
+    losses: list[float] = field(default_factory=list)
+    converged: bool = False
+    retries: int = 0
+
+
+@dataclass
+class SynthResult:
+    out_dir: Path
+    n: int
+    n_done_before: int
+    n_verified: int
+    n_failed: int
+    seconds: float
+
+
+def bf16_native(device: torch.device | str = "cpu") -> str:
+    """'bf16' where bfloat16 matmuls are native (a CUDA card with bf16, or a CPU with AVX512-BF16 or
+    AMX), else 'none': emulated bf16 on an older CPU is slower than float32."""
+    if torch.device(device).type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "none"
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "none"
+    return "bf16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "none"
+
+
+@contextmanager
+def lowp_weights(adapter: BaseAdapter, dtype: torch.dtype):
+    """Inside, the adapter's frozen language-model Linear weights (LM head included) are `dtype` copies,
+    made once and kept on the adapter. Under autocast to `dtype` the results are identical (autocast
+    would cast each of them at every call); outside, the model is as loaded. Autograd keeps the
+    tensors it saved, so a backward pass may run after the block."""
+    mods = [m for m in dict.fromkeys((*adapter.language_model.modules(), adapter.lm_head))
+            if isinstance(m, torch.nn.Linear) and m.weight.dtype != dtype and not m.weight.requires_grad]
+    store = adapter.__dict__.setdefault("_lowp", {})
+    old = []
+    try:
+        for m in mods:
+            w = m.weight
+            key = (id(w), dtype)
+            if key not in store or store[key][0] is not w or store[key][1] != w._version:  # new or edited
+                store[key] = (w, w._version, torch.nn.Parameter(w.detach().to(dtype), requires_grad=False))
+            m._parameters["weight"] = store[key][2]
+            old.append((m, w))
+        yield
+    finally:
+        for m, w in old:
+            m._parameters["weight"] = w
+
+
+def blank_features(adapter: BaseAdapter, modality: str, cfg: SynthesizeConfig):
+    return adapter.blank(modality, size=cfg.blank_size, frames=cfg.blank_frames, seconds=cfg.blank_seconds)
+
+
+def to_llm(adapter: BaseAdapter, modality: str, E: torch.Tensor, meta: dict, space: str) -> torch.Tensor:
+    """[b, n, d] in `space` -> [b, n', d_llm]."""
+    E = E.to(adapter.dtype)
+    return adapter.project(modality, E, meta) if space == "encoder" else E
+
+
+class Synthesizer:
+    """Batched, early-stopping embedding optimiser. `optimise(rows)` yields finished slots."""
+
+    def __init__(self, adapter: BaseAdapter, modality: str, cfg: SynthesizeConfig):
+        adapter.check_modality(modality)
+        if cfg.init not in ("blank", "text"):
+            raise DataError(f"synthesize.init: '{cfg.init}' is not one of blank, text")
+        if cfg.init == "text" and not ("{phrase}" in cfg.init_text or "{targets}" in cfg.init_text):
+            raise DataError(f"synthesize.init_text: '{cfg.init_text}' has neither {{phrase}} nor {{targets}}")
+        if cfg.autocast not in ("none", "bf16", "auto"):
+            raise DataError(f"synthesize.autocast: '{cfg.autocast}' is not one of none, bf16, auto")
+        if cfg.lr_adapt and (len(cfg.lr_adapt) != 3 or not cfg.lr_adapt[1] < 1 <= cfg.lr_adapt[0] <= cfg.lr_adapt[2]):
+            raise DataError(f"synthesize.lr_adapt: {cfg.lr_adapt} must be [up >= 1, down < 1, cap >= up], or []")
+        if cfg.attention not in ("auto", "math"):
+            raise DataError(f"synthesize.attention: '{cfg.attention}' is not one of auto, math")
+        if cfg.autocast == "auto":
+            cfg = replace(cfg, autocast=bf16_native(adapter.device))
+        self.a, self.modality, self.cfg = adapter, modality, cfg
+        feats = blank_features(adapter, modality, cfg)
+        self.meta = feats.meta
+        x0 = feats.x.float()
+        if cfg.space == "llm":
+            with torch.no_grad():
+                x0 = adapter.project(modality, x0[None].to(adapter.dtype), feats.meta)[0].float()
+        self.x0 = x0.to(adapter.device)  # [n, d] blank init
+        # Adam's step size is relative to E's RMS; a blank that encodes to (near) zero has no scale of
+        # its own, so the adapter's reference scale stands in (built-ins: the token-embedding RMS).
+        rms = float(self.x0.pow(2).mean().sqrt())
+        self.scale = rms if rms >= 1e-3 else adapter.reference_scale(modality)
+        self._blank_llm: torch.Tensor | None = None  # project(blank), for init=text (computed once)
+
+    def _retry_init(self, retry: int, sample_id: Any = "") -> torch.Tensor:
+        """A retry after a numerical fault starts from blank + noise seeded by (seed, id, retry), so a
+        sample's result does not depend on which process or batch it ran in."""
+        seed = zlib.crc32(f"{self.cfg.seed}:{sample_id}:{retry}".encode())
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        noise = torch.randn(self.x0.shape, generator=gen) * 0.01 * self.scale
+        return self.x0 + noise.to(self.x0.device)
+
+    def init_text(self, row: dict[str, Any]) -> str:
+        """The text a sample's E starts from (`init: text`): `init_text` with {phrase} = its key phrase and
+        {targets} = its auxiliary targets joined; '' (blank init) for `init: blank` or an empty phrase."""
+        phrase = (row.get("key_phrase") or "").strip()
+        if self.cfg.init != "text" or not phrase:
+            return ""
+        targets = " ".join(p["target"].strip() for p in row["aux"][self.modality])
+        return self.cfg.init_text.replace("{phrase}", phrase).replace("{targets}", targets).strip()
+
+    def _first_init(self, rows: list[dict[str, Any]]) -> torch.Tensor:
+        """Initial E [b, n, d] for rows joining the batch; text inits are computed together."""
+        E = self.x0[None].repeat(len(rows), 1, 1)
+        texts = [self.init_text(r) for r in rows]
+        have = [i for i, t in enumerate(texts) if t]
+        if have:
+            E[have] = self.text_init([texts[i] for i in have])
+        return E
+
+    def text_init(self, texts: list[str]) -> torch.Tensor:
+        """E [b, n, d] whose projection puts each text's own token embeddings in the first media
+        positions (cut to the slots; the rest stay as the blank projects). Any family: the LLM reads its
+        token embeddings as text, so the search starts from "the text, written where the media goes". In
+        encoder space E is found by Adam on ||project(E) - target||^2 through the projector alone."""
+        a = self.a
+        with torch.no_grad():
+            if self._blank_llm is None:
+                self._blank_llm = to_llm(a, self.modality, self.x0[None], self.meta, self.cfg.space)[0].float()
+            target = self._blank_llm[None].repeat(len(texts), 1, 1)
+            for i, text in enumerate(texts):
+                ids = a.tokenizer(" " + text.strip(), add_special_tokens=False)["input_ids"][:target.shape[1]]
+                target[i, :len(ids)] = a.embed_tokens(torch.tensor(ids, device=a.device)).float()
+        if self.cfg.space == "llm":
+            return target
+        E = self.x0[None].repeat(len(texts), 1, 1).requires_grad_(True)
+        opt = torch.optim.Adam([E], lr=0.05 * self.scale)
+        for _ in range(self.cfg.init_steps):
+            # per-sample mean, summed: each sample's gradient does not depend on who shares the batch
+            loss = (to_llm(a, self.modality, E, self.meta, "encoder").float() - target).pow(2).mean((1, 2)).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return E.detach()
+
+    def loss_context(self) -> ExitStack:
+        """The loss pass's numerics: bf16 autocast (+ bf16 Linear weights made once) and the attention
+        kernel, as configured. Verification runs outside, as loaded."""
+        cfg, stack = self.cfg, ExitStack()
+        if cfg.autocast == "bf16":
+            stack.enter_context(torch.autocast(self.a.device.type, dtype=torch.bfloat16))
+            if cfg.lowp_weights:
+                stack.enter_context(lowp_weights(self.a, torch.bfloat16))
+        if cfg.attention == "math":
+            stack.enter_context(sdpa_kernel(SDPBackend.MATH))
+        return stack
+
+    def loss_and_match(self, E: torch.Tensor, slots: list[_Slot]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample mean CE over its pairs [B] and 'all pairs reproduced' [B]."""
+        mm = to_llm(self.a, self.modality, E, self.meta, self.cfg.space)
+        items, owner = [], []
+        for i, s in enumerate(slots):
+            for p in s.pairs:
+                items.append(Item(p["prompt"], self.modality, mm[i], self.meta, target=p["target"]))
+                owner.append(i)
+        ce, match = self.a.target_stats(items, groups=owner)  # a sample's pairs share its media pass
+        owner_t = torch.tensor(owner, device=ce.device)
+        n = torch.zeros(len(slots), device=ce.device).index_add(0, owner_t, torch.ones_like(ce))
+        loss = torch.zeros(len(slots), device=ce.device, dtype=ce.dtype).index_add(0, owner_t, ce) / n
+        miss = torch.zeros(len(slots), device=ce.device).index_add(0, owner_t, (~match).float())
+        return loss, miss == 0
+
+    def optimise(self, rows: list[dict[str, Any]], bar: tqdm | None = None):
+        """Generator of (slot, E[n, d] cpu float32) as samples finish."""
+        cfg = self.cfg
+        waiting = list(rows)
+        slots: list[_Slot] = []
+        st = BatchAdam.empty(self.x0)
+        while waiting or slots:
+            new = [waiting.pop(0) for _ in range(min(len(waiting), cfg.batch_size - len(slots)))]  # refill
+            if new:
+                slots += [_Slot(row, row["aux"][self.modality]) for row in new]
+                st.join(self._first_init(new))
+            t0 = time.perf_counter()
+            st.E.requires_grad_(True)
+            with self.loss_context():
+                loss, match = self.loss_and_match(st.E, slots)
+            loss = loss.float()
+            finite = torch.isfinite(loss)
+            torch.where(finite, loss, torch.zeros_like(loss)).sum().backward()
+            loss = loss.detach()
+            # a sample that converged at this step keeps the E that was scored (it is leaving)
+            st.step(loss, match & finite & (loss <= cfg.stop_loss), cfg.lr * self.scale, cfg.warmup, cfg.lr_adapt)
+            dt = (time.perf_counter() - t0) / max(1, len(slots))
+            leave = []
+            for i, s in enumerate(slots):
+                s.seconds += dt
+                s.loss = float(loss[i])
+                s.losses.append(round(s.loss, 5))
+                if not bool(finite[i]):  # numerical fault: restart this sample from a perturbed init
+                    s.retries += 1
+                    if s.retries > 2:
+                        s.loss = float("nan")
+                        leave.append(i)
+                    else:
+                        st.restart(i, self._retry_init(s.retries, s.row.get("id")))
+                    continue
+                s.converged = bool(match[i]) and s.loss <= cfg.stop_loss
+                s.steps += not s.converged
+                if s.converged or s.steps >= cfg.max_steps:
+                    leave.append(i)
+            if bar is not None:
+                bar.set_postfix(active=len(slots), loss=f"{float(loss.mean()):.3f}")
+            for i in sorted(leave, reverse=True):
+                yield slots[i], st.E[i].detach().float().cpu().clone()
+                del slots[i]
+                st.drop(i)
+
+    @torch.no_grad()
+    def verify(self, finished: list[tuple[_Slot, torch.Tensor]], max_new_tokens: int) -> list[list[str]]:
+        """Greedy answers to the held-out probe questions, per sample."""
+        if not finished:
+            return []
+        E = torch.stack([e for _, e in finished]).to(self.a.device)
+        mm = to_llm(self.a, self.modality, E, self.meta, self.cfg.space)
+        items = [Item(q, self.modality, mm[i], self.meta) for i in range(len(finished)) for q in PROBE_Q[self.modality]]
+        answers = self.a.generate(items, max_new_tokens=max_new_tokens)
+        k = len(PROBE_Q[self.modality])
+        return [answers[i * k:(i + 1) * k] for i in range(len(finished))]
+
+
+def _finite(x: float) -> float | None:
+    return round(x, 5) if math.isfinite(x) else None
+
+
+def _row(s: _Slot) -> dict[str, Any]:
+    failed = not math.isfinite(s.loss)
+    return {"id": s.row["id"], "phrase": s.row["key_phrase"], "harmful": s.row.get("harmful", True),
+            "verified": None, "probe_answers": [], "loss": None if failed else round(s.loss, 5), "steps": s.steps,
+            "seconds": round(s.seconds, 4), "converged": s.converged, "failed": failed, "retries": s.retries,
+            "loss_curve": [_finite(x) for x in s.losses]}
+
+
+def _check_rows(rows: list[dict[str, Any]], modality: str) -> None:
+    if not rows:
+        raise DataError("synthesize: no prepared samples")
+    seen = set()
+    for r in rows:
+        if not isinstance(r, dict) or r.get("id") is None:
+            raise DataError("synthesize: every prepared row needs an 'id'")
+        if not isinstance(r.get("aux"), dict) or not isinstance(r["aux"].get(modality), list) \
+                or not r["aux"][modality]:
+            raise DataError(f"synthesize: prepared row '{r.get('id')}' has no auxiliary pairs for {modality} "
+                            "(re-run `sea prepare`)")
+        for p in r["aux"][modality]:
+            if not isinstance(p, dict) or not isinstance(p.get("prompt"), str) or not isinstance(p.get("target"), str):
+                raise DataError(f"synthesize: prepared row '{r.get('id')}': aux.{modality} items need string "
+                                "'prompt' and 'target'")
+        if not isinstance(r.get("key_phrase"), str):
+            raise DataError(f"synthesize: prepared row '{r.get('id')}': field 'key_phrase' must be a string")
+        r["id"] = str(r["id"])
+        if r["id"] in seen:
+            raise DataError(f"synthesize: duplicate id '{r['id']}'")
+        seen.add(r["id"])
+
+
+def _meta(synth: Synthesizer, model_name: str) -> dict[str, Any]:
+    cfg = synth.cfg  # resolved (autocast "auto" -> what ran)
+    return {"model": model_name, "family": synth.a.family, "modality": synth.modality, "space": cfg.space,
+            "shape": list(synth.x0.shape), "blank_meta": {k: list(v) if isinstance(v, tuple) else v
+                                                          for k, v in synth.meta.items()},
+            "init": cfg.init, "config": cfg.__dict__}
+
+
+def _write_meta(out_dir: Path, meta: dict[str, Any], dist: Dist) -> None:
+    meta_path = out_dir / "meta.json"
+    if meta_path.is_file():
+        old = json.loads(meta_path.read_text())
+        for k in ("modality", "space", "shape"):
+            if old.get(k) != meta[k]:
+                raise DataError(f"{out_dir}: existing embeddings have {k}={old.get(k)}, this run wants {meta[k]}; "
+                                "use another --out")
+    if dist.is_main:
+        atomic_write_json(meta_path, meta)
+
+
+def run_synthesize(adapter: BaseAdapter, rows: list[dict[str, Any]], out_dir: str | Path, modality: str,
+                   cfg: SynthesizeConfig | None = None, model_name: str = "", flush_every: int = 4,
+                   progress: bool = True) -> SynthResult:
+    """Optimise one E per row not yet in `out_dir`'s index; `flush_every` = verification group size."""
+    cfg = cfg or SynthesizeConfig()
+    out_dir = Path(out_dir)
+    _check_rows(rows, modality)
+    dist = dist_state()
+    place(adapter, dist)
+    synth = Synthesizer(adapter, modality, cfg)
+    meta = _meta(synth, model_name)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_meta(out_dir, meta, dist)
+    store = ShardStore(out_dir, dist, modality, cfg.space)
+    if dist.is_main:
+        recover_orphans(out_dir, store.index, {r["shard"] for r in read_index(out_dir)})
+    dist.barrier()  # everyone sees the recovered rows before choosing work
+    index = {r["id"]: r for r in load_index(out_dir)}
+    mine = dist.share(sorted(rows, key=lambda r: r["id"]))
+    todo = [r for r in mine if r["id"] not in index]
+    pending = [index[r["id"]] for r in mine if r["id"] in index and index[r["id"]].get("verified") is None]
+    n_done_before = sum(r["id"] in index for r in rows)
+    t_start = time.perf_counter()
+    queue: list[tuple[dict[str, Any], torch.Tensor]] = []
+    if pending:  # finished by a killed run, never verified: verify now, do not recompute
+        embs = load_embeddings(out_dir)[2]
+        queue = [(r, embs[r["id"]]) for r in pending]
+
+    def verify_queue():
+        if not queue:
+            return
+        answers = synth.verify([(None, e) for _, e in queue], cfg.probe_max_new_tokens)
+        for (r, _), ans in zip(queue, answers):
+            ok = (not r["failed"]) and any(contains_phrase(r["phrase"], a) for a in ans)
+            store.commit({**r, "verified": ok, "probe_answers": ans})
+            crash_point("synth.verified")
+        queue.clear()
+
+    with tqdm(total=len(mine), initial=len(mine) - len(todo), desc=f"synthesize[{modality}]",
+              disable=not progress, unit="emb") as bar:
+        for slot, E in synth.optimise(todo, bar):
+            queue.append((store.save(_row(slot), E), E))
+            crash_point("synth.finished")
+            bar.update(1)
+            if len(queue) >= flush_every:
+                verify_queue()
+        verify_queue()
+    dist.barrier()  # every process has written its part
+    if dist.is_main:
+        merge_index(out_dir)
+    dist.barrier()
+    final = {r["id"]: r for r in load_index(out_dir)}
+    mine_ids = {r["id"] for r in rows}
+    n_ver = sum(bool(r.get("verified")) for i, r in final.items() if i in mine_ids)
+    n_fail = sum(bool(r.get("failed")) for i, r in final.items() if i in mine_ids)
+    secs = time.perf_counter() - t_start
+    log.info("synthesized %d embeddings on process %d/%d; %d of %d verified, %d failed, in %.1fs", len(todo),
+             dist.rank, dist.world, n_ver, len(rows), n_fail, secs)
+    return SynthResult(out_dir, len(rows), n_done_before, n_ver, n_fail, secs)
