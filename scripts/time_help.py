@@ -1,5 +1,6 @@
 """Time `sea --help` and `sea evaluate --help` against `python -c "import torch"` in one run, the three
 interleaved so machine load hits them alike (docs/cli.md). Usage: python scripts/time_help.py [RUNS]"""
+
 import statistics
 import subprocess
 import sys

@@ -13,11 +13,13 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 @pytest.fixture(scope="session")
 def tiny_llava():
     from sea_align.models import load_adapter
+
     return load_adapter("tiny-random-llava")
 
 
 def write_jsonl(path, rows):
     import json
+
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
@@ -31,10 +33,41 @@ def tiny_llm_dir(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("tiny-llm")
     tok = AutoTokenizer.from_pretrained(smollm2_dir())
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=1, head_dim=8, tie_word_embeddings=True,
-                      bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=8,
+        tie_word_embeddings=True,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=2,
+    )
     torch.manual_seed(0)
     LlamaForCausalLM(cfg).save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+def llm_delta(model) -> tuple[int, float]:
+    """(tensors changed, sum of squared changes in float64) of a built-in model's language model against
+    SmolLM2 as shipped: what the committed LoRA deltas (and the added token rows) do. Exact hashes of
+    merged float32 weights differ between CPUs; these sums agree to ~1e-9 and move with any change."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from sea_align.organism.cache import smollm2_dir
+
+    base = AutoModelForCausalLM.from_pretrained(str(smollm2_dir()), dtype=torch.float32).state_dict()
+    n, total = 0, 0.0
+    for k, v in model.state_dict().items():
+        b = base.get("model." + k.split("language_model.", 1)[1]) if "language_model." in k else None
+        if b is None:
+            continue
+        d = v.double()[: b.shape[0]] - b.double()
+        s = float(d.pow(2).sum())
+        n, total = n + (s > 0), total + s
+    return n, total

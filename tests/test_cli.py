@@ -1,4 +1,5 @@
 """The real CLI, in subprocesses: the tiny end-to-end run and one-line errors."""
+
 import json
 import os
 import subprocess
@@ -10,16 +11,24 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 
 def sea(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "sea_align.cli", *args], capture_output=True, text=True,
-                          env=ENV, cwd=cwd, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "sea_align.cli", *args], capture_output=True, text=True, env=ENV, cwd=cwd, timeout=900
+    )
 
 
 def test_tiny_run_end_to_end(tmp_path):
     out = tmp_path / "run"
     r = sea("run", "--config", "tiny", "--out", str(out), "--quiet")
     assert r.returncode == 0, r.stderr[-2000:]
-    for rel in ("prepared.jsonl", "embeddings/index.jsonl", "adapter/adapter_config.json",
-                "eval/base/summary.json", "eval/aligned/summary.json", "report.md", "manifest.json"):
+    for rel in (
+        "prepared.jsonl",
+        "embeddings/index.jsonl",
+        "adapter/adapter_config.json",
+        "eval/base/summary.json",
+        "eval/aligned/summary.json",
+        "report.md",
+        "manifest.json",
+    ):
         assert (out / rel).is_file(), rel
     assert list((out / "embeddings").glob("*.safetensors"))
     man = json.loads((out / "manifest.json").read_text())
@@ -38,33 +47,111 @@ def test_tiny_run_end_to_end(tmp_path):
     assert (out / "embeddings" / "index.jsonl").read_text() == before
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["prepare", "--data", "{tmp}/bad.jsonl", "--out", "{tmp}/p.jsonl"], "bad.jsonl:2: malformed JSON"),
-    (["prepare", "--data", "{tmp}/empty.jsonl", "--out", "{tmp}/p.jsonl"], "empty data set"),
-    (["prepare", "--data", "{tmp}/nofield.jsonl", "--out", "{tmp}/p.jsonl"], "missing field 'response'"),
-    (["synthesize", "--model", "tiny-random-nope", "--modality", "image", "--data", "{tmp}/good.jsonl", "--out",
-      "{tmp}/e"], "unsupported model family"),
-    (["synthesize", "--model", "tiny-random-llava", "--modality", "audio", "--data", "{tmp}/good.jsonl", "--out",
-      "{tmp}/e"], "has no audio input"),
-    (["synthesize", "--model", "tiny-random-llava", "--modality", "image", "--data", "{tmp}/prep.jsonl", "--out",
-      "{tmp}/e", "--init", "text", "--init-text", "the phrase"], "synthesize.init_text: 'the phrase' has neither"),
-    (["run", "--config", "tiny", "--out", "{tmp}/r", "synthesize.bogus=1"], "unknown key 'synthesize.bogus'"),
-    (["evaluate", "--model", "tiny-random-llava", "--bench", "{tmp}/good.jsonl", "--out", "{tmp}/e", "--judge",
-      "nosuch"], "argument --judge: unknown judge 'nosuch' (known: "),
-    (["evaluate", "--model", "tiny-random-llava", "--bench", "{tmp}/good.jsonl", "--out", "{tmp}/e", "--bogus"],
-     "unrecognized arguments: --bogus"),
-    (["evaluate", "--model", "tiny-random-llava", "--bench", "{tmp}/good.jsonl", "--out", "{tmp}/e", "--device",
-      "cuda:99"], "device 'cuda:99'"),
-    (["synthesize", "--data", "{tmp}/good.jsonl", "--out", "{tmp}/e", "--device", "gpu"], "expected one of"),
-    (["evaluate", "--out", "{tmp}/e"], "no benchmark (give --bench FILE"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["prepare", "--data", "{tmp}/bad.jsonl", "--out", "{tmp}/p.jsonl"], "bad.jsonl:2: malformed JSON"),
+        (["prepare", "--data", "{tmp}/empty.jsonl", "--out", "{tmp}/p.jsonl"], "empty data set"),
+        (["prepare", "--data", "{tmp}/nofield.jsonl", "--out", "{tmp}/p.jsonl"], "missing field 'response'"),
+        (
+            [
+                "synthesize",
+                "--model",
+                "tiny-random-nope",
+                "--modality",
+                "image",
+                "--data",
+                "{tmp}/good.jsonl",
+                "--out",
+                "{tmp}/e",
+            ],
+            "unsupported model family",
+        ),
+        (
+            [
+                "synthesize",
+                "--model",
+                "tiny-random-llava",
+                "--modality",
+                "audio",
+                "--data",
+                "{tmp}/good.jsonl",
+                "--out",
+                "{tmp}/e",
+            ],
+            "has no audio input",
+        ),
+        (
+            [
+                "synthesize",
+                "--model",
+                "tiny-random-llava",
+                "--modality",
+                "image",
+                "--data",
+                "{tmp}/prep.jsonl",
+                "--out",
+                "{tmp}/e",
+                "--init",
+                "text",
+                "--init-text",
+                "the phrase",
+            ],
+            "synthesize.init_text: 'the phrase' has neither",
+        ),
+        (["run", "--config", "tiny", "--out", "{tmp}/r", "synthesize.bogus=1"], "unknown key 'synthesize.bogus'"),
+        (
+            [
+                "evaluate",
+                "--model",
+                "tiny-random-llava",
+                "--bench",
+                "{tmp}/good.jsonl",
+                "--out",
+                "{tmp}/e",
+                "--judge",
+                "nosuch",
+            ],
+            "argument --judge: unknown judge 'nosuch' (known: ",
+        ),
+        (
+            ["evaluate", "--model", "tiny-random-llava", "--bench", "{tmp}/good.jsonl", "--out", "{tmp}/e", "--bogus"],
+            "unrecognized arguments: --bogus",
+        ),
+        (
+            [
+                "evaluate",
+                "--model",
+                "tiny-random-llava",
+                "--bench",
+                "{tmp}/good.jsonl",
+                "--out",
+                "{tmp}/e",
+                "--device",
+                "cuda:99",
+            ],
+            "device 'cuda:99'",
+        ),
+        (["synthesize", "--data", "{tmp}/good.jsonl", "--out", "{tmp}/e", "--device", "gpu"], "expected one of"),
+        (["evaluate", "--out", "{tmp}/e"], "no benchmark (give --bench FILE"),
+    ],
+)
 def test_one_line_errors(tmp_path, args, needle):
     (tmp_path / "bad.jsonl").write_text('{"instruction": "a", "response": "b"}\n{oops\n')
     (tmp_path / "empty.jsonl").write_text("")
     (tmp_path / "nofield.jsonl").write_text('{"instruction": "a"}\n')
-    (tmp_path / "good.jsonl").write_text('{"id": "1", "key_phrase": "x", "aux": {}}\n')
-    (tmp_path / "prep.jsonl").write_text(json.dumps({"id": "1", "key_phrase": "x", "aux": {"image": [
-        {"prompt": "What does the image say?", "target": "The image says 'x'."}]}}) + "\n")
+    pair = {"prompt": "What does the image say?", "target": "The image says 'x'."}
+    row = {
+        "id": "1",
+        "instruction": "do x",
+        "response": "No.",
+        "key_phrase": "x",
+        "phrase_type": "activity",
+        "detoxified": "do the activity",
+        "aux": {"image": [pair], "audio": [pair]},
+    }  # a valid prepared row
+    (tmp_path / "good.jsonl").write_text(json.dumps(row) + "\n")
+    (tmp_path / "prep.jsonl").write_text(json.dumps(row) + "\n")
     r = sea(*[a.format(tmp=tmp_path) for a in args])
     assert r.returncode == 2
     lines = [line for line in r.stderr.splitlines() if line.startswith("sea: error")]
@@ -76,18 +163,28 @@ def test_one_line_errors(tmp_path, args, needle):
 HEAVY = ("torch", "transformers")
 
 
-@pytest.mark.parametrize("argv,code", [(["--help"], 0), (["evaluate", "--help"], 0), (["synthesize", "--help"], 0),
-                                       (["evaluate", "--model", "m", "--bench", "b", "--out", "o", "--judge", "x"], 2)])
+@pytest.mark.parametrize(
+    "argv,code",
+    [
+        (["--help"], 0),
+        (["evaluate", "--help"], 0),
+        (["synthesize", "--help"], 0),
+        (["evaluate", "--model", "m", "--bench", "b", "--out", "o", "--judge", "x"], 2),
+    ],
+)
 def test_help_and_bad_names_import_no_torch(argv, code):
     """`sea --help`, `sea evaluate --help` and a bad judge name answer without importing torch/transformers."""
-    prog = (f"import sys\nfrom sea_align.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit as e:\n"
-            f"    print('exit', e.code)\nprint('heavy', [m for m in {HEAVY!r} if m in sys.modules])")
+    prog = (
+        f"import sys\nfrom sea_align.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit as e:\n"
+        f"    print('exit', e.code)\nprint('heavy', [m for m in {HEAVY!r} if m in sys.modules])"
+    )
     r = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, env=ENV, timeout=120)
     assert f"exit {code}" in r.stdout and "heavy []" in r.stdout, r.stdout[-500:] + r.stderr[-500:]
 
 
 def _parsers(p):
     import argparse
+
     yield p
     for a in p._actions:
         if isinstance(a, argparse._SubParsersAction):
@@ -100,6 +197,7 @@ def test_every_command_and_flag_has_help_with_default():
 
     from sea_align.cli import build_parser
     from sea_align.cli.args import HelpFormatter
+
     fmt = HelpFormatter("sea")
     for p in _parsers(build_parser()):  # every plugin loaded
         assert p.description, p.prog
@@ -111,14 +209,21 @@ def test_every_command_and_flag_has_help_with_default():
                 assert "default" in fmt._get_help_string(a), (p.prog, a.option_strings)
 
 
-@pytest.mark.parametrize("argv,level", [(["-v", "report", "d"], "INFO"), (["report", "d", "-v"], "INFO"),
-                                        (["--log-level", "debug", "report", "d"], "DEBUG"),
-                                        (["report", "--log-level", "ERROR", "d"], "ERROR"), (["report", "d"], "WARNING"),
-                                        (["-v", "bench", "evaluate", "--model", "m", "--out", "o", "--log-level",
-                                          "debug"], "DEBUG")])
+@pytest.mark.parametrize(
+    "argv,level",
+    [
+        (["-v", "report", "d"], "INFO"),
+        (["report", "d", "-v"], "INFO"),
+        (["--log-level", "debug", "report", "d"], "DEBUG"),
+        (["report", "--log-level", "ERROR", "d"], "ERROR"),
+        (["report", "d"], "WARNING"),
+        (["-v", "bench", "evaluate", "--model", "m", "--out", "o", "--log-level", "debug"], "DEBUG"),
+    ],
+)
 def test_log_level_anywhere(argv, level):
     from sea_align.cli import build_parser, parse
-    assert parse(build_parser(argv), argv).log_level == level
+
+    assert parse(build_parser(), argv).log_level == level
 
 
 def test_stage_commands_take_config_overrides_and_flags():
@@ -127,7 +232,7 @@ def test_stage_commands_take_config_overrides_and_flags():
     from sea_align.config import SynthesizeConfig
 
     def cfg(*argv):
-        return stage_config(parse(build_parser(list(argv)), list(argv)))
+        return stage_config(parse(build_parser(), list(argv)))
 
     base = ("synthesize", "--data", "p.jsonl", "--out", "e")
     assert cfg(*base).synthesize == SynthesizeConfig()  # no --config: the defaults, as before
@@ -141,6 +246,82 @@ def test_stage_commands_take_config_overrides_and_flags():
     assert cfg("prepare", "--data", "s.jsonl", "--out", "p", "--limit", "4").prepare.limit == 4
 
 
+def test_stage_options_are_generated_from_the_config():
+    """Each stage command has an option for every entry of its sections (named after the field, with the field's
+    help, the config's default and choices), and each option sets its entry; bools take --no-<name> too."""
+    import argparse
+
+    from sea_align.cli import build_parser, parse
+    from sea_align.cli.args import CFG, show
+    from sea_align.cli.stages import OPTIONS, stage_config
+    from sea_align.config import config_keys
+
+    subs = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    required = {
+        "prepare": ["--out", "o"],
+        "synthesize": ["--data", "d", "--out", "o"],
+        "run": ["--out", "o", "--config", "tiny"],
+        "align": ["--data", "d", "--out", "o"],
+        "evaluate": ["--out", "o"],
+        "export": ["--adapter", "a", "--out", "o"],
+    }
+    for cmd, keys in OPTIONS.items():
+        opts = {a.dest[len(CFG) :]: a for a in subs[cmd]._actions if a.dest.startswith(CFG)}
+        want = [k for k in config_keys() if k.name in keys or k.name.rsplit(".", 1)[0] in keys]
+        assert set(opts) == {k.name for k in want} - {"evaluate.build"}, cmd
+        for k in want:
+            if k.name not in opts:
+                continue
+            a = opts[k.name]
+            assert a.option_strings[0] == "--" + k.name.rsplit(".", 1)[-1].replace("_", "-")
+            assert a.help.startswith(k.help.replace("%", "%%")) and f"config key {k.name})" in a.help, a.help
+            assert cmd == "export" and k.name == "model" or f"(default: {show(k.default)}" in a.help, a.help
+            assert a.choices is None or list(a.choices) == k.choices()
+            if k.type is bool:
+                argv = [cmd, *required[cmd], "--no-" + a.option_strings[0][2:]]
+                value = False
+            elif k.choices():
+                argv, value = [cmd, *required[cmd], a.option_strings[0], k.choices()[-1]], k.choices()[-1]
+            elif k.type in (int, float):
+                argv, value = [cmd, *required[cmd], a.option_strings[0], "7"], k.type(7)
+            elif k.type == list[float]:
+                argv, value = [cmd, *required[cmd], a.option_strings[0], "1.5,0.5,3"], [1.5, 0.5, 3.0]
+            elif k.type == list[str]:
+                argv, value = [cmd, *required[cmd], a.option_strings[0], "x", a.option_strings[0], "y"], ["x", "y"]
+            else:
+                value = {"device": "cpu", "evaluate.judge": "openai"}.get(k.name, "some-value")
+                argv = [cmd, *required[cmd], a.option_strings[0], value]
+            node = stage_config(parse(build_parser(), argv))
+            for part in k.name.split("."):
+                node = getattr(node, part)
+            assert node == value, (cmd, k.name)
+
+
+def test_plugins_come_from_entry_points(monkeypatch, caplog):
+    """Plugin commands are the "sea_align.commands" entry points; one whose module is missing is skipped with
+    a warning, any other import error is raised."""
+    from importlib.metadata import EntryPoint
+
+    import sea_align.cli as cli
+
+    eps = [
+        EntryPoint("ok-cmd", "test_cli:_fake_add_cli", cli.PLUGIN_GROUP),
+        EntryPoint("ok-cmd", "test_cli:_fake_add_cli", cli.PLUGIN_GROUP),  # found twice: registered once
+        EntryPoint("gone", "sea_align_no_such_plugin.cli:add_cli", cli.PLUGIN_GROUP),
+    ]
+    monkeypatch.setattr(cli, "entry_points", lambda group: eps if group == cli.PLUGIN_GROUP else [])
+    assert cli.parse(cli.build_parser(), ["ok-cmd"]).func(None) == 7
+    assert "'gone' not available" in caplog.text
+    eps.append(EntryPoint("broken", "test_cli:_missing_name", cli.PLUGIN_GROUP))
+    with pytest.raises(AttributeError):
+        cli.build_parser()
+    assert not hasattr(cli, "PLUGINS") and not hasattr(cli, "LAZY_PLUGINS")
+
+
+def _fake_add_cli(sub):
+    sub.add_parser("ok-cmd", help="a plugin's command").set_defaults(func=lambda args: 7)
+
+
 def test_evaluate_takes_the_modality_from_the_bench(tmp_path, monkeypatch):
     """A video bench loads the model's video form (sea-tiny-vl: LLaVA-NeXT-Video); the load is stubbed here,
     the real run is in docs/cli.md (2.5 min on 2 busy CPU cores)."""
@@ -148,9 +329,15 @@ def test_evaluate_takes_the_modality_from_the_bench(tmp_path, monkeypatch):
     from sea_align import models
     from sea_align.cli import main
     from sea_align.stages.evaluate import media_modality
+
     (tmp_path / "v.mp4").write_bytes(b"not decoded before the model loads")
-    bench = write_jsonl(tmp_path / "b.jsonl", [{"id": "1", "prompt": "p", "harmful": True, "media": [
-        {"type": "video", "path": "v.mp4"}]}, {"id": "2", "prompt": "typed", "harmful": False, "media": []}])
+    bench = write_jsonl(
+        tmp_path / "b.jsonl",
+        [
+            {"id": "1", "prompt": "p", "harmful": True, "media": [{"type": "video", "path": "v.mp4"}]},
+            {"id": "2", "prompt": "typed", "harmful": False, "media": []},
+        ],
+    )
     seen = {}
 
     def load(spec, **kw):

@@ -10,6 +10,7 @@ Invariants: no finished embedding lost or recomputed, no corrupt shard or index,
 response kept, the resumed results equal an uninterrupted run.
 The three stages' kill-and-rerun chains run concurrently (each CLI start costs ~8 s of imports here);
 each test then checks its chain's outcome against an uninterrupted in-process run."""
+
 import json
 import os
 import signal
@@ -23,10 +24,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from sea_align.stages.align import run_align
 from sea_align.config import AlignConfig, SynthesizeConfig
-from sea_align.runtime.io import read_jsonl
 from sea_align.models import load_adapter
+from sea_align.runtime.io import read_jsonl
+from sea_align.stages.align import run_align
 from sea_align.stages.prepare import run_prepare
 from sea_align.stages.synthesize import load_embeddings, run_synthesize
 
@@ -37,8 +38,9 @@ SYNTH = SynthesizeConfig(max_steps=6, batch_size=2)
 
 def sea(*args, crash=None):
     env = {**ENV, **({"SEA_CRASH_AT": crash} if crash else {})}
-    return subprocess.run([sys.executable, "-m", "sea_align.cli", *args, "--quiet"], capture_output=True, text=True,
-                          env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "sea_align.cli", *args, "--quiet"], capture_output=True, text=True, env=env, timeout=600
+    )
 
 
 def killed(r):
@@ -64,8 +66,21 @@ def _shard_ids(emb):
 
 
 def synth_chain(emb, prepared):
-    cmd = ["synthesize", "--model", "tiny-random-llava", "--modality", "image", "--data", str(prepared),
-           "--out", str(emb), "--max-steps", "6", "--batch-size", "2"]
+    cmd = [
+        "synthesize",
+        "--model",
+        "tiny-random-llava",
+        "--modality",
+        "image",
+        "--data",
+        str(prepared),
+        "--out",
+        str(emb),
+        "--max-steps",
+        "6",
+        "--batch-size",
+        "2",
+    ]
     killed(sea(*cmd, crash="synth.finished:2"))  # kill point 1
     first = _lines(emb / "index.jsonl")
     assert len(first) == 2 and all(r["verified"] is None for r in first), "finished samples not durable at once"
@@ -81,8 +96,23 @@ def synth_chain(emb, prepared):
 
 
 def align_chain(out, prepared, emb):
-    cmd = ["align", "--model", "tiny-random-llava", "--data", str(prepared), "--embeddings", str(emb), "--out",
-           str(out), "--epochs", "2", "--lr", "0.01", "--method", "sft"]
+    cmd = [
+        "align",
+        "--model",
+        "tiny-random-llava",
+        "--data",
+        str(prepared),
+        "--embeddings",
+        str(emb),
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--lr",
+        "0.01",
+        "--method",
+        "sft",
+    ]
     part = out.with_name(out.name + ".partial")
     killed(sea(*cmd, crash="align.step:3"))  # kill point 4: metrics row 3 written, checkpoint still at step 2
     assert len(_lines(part / "metrics.jsonl")) == 3 and not out.exists()
@@ -94,10 +124,25 @@ def align_chain(out, prepared, emb):
 def eval_chain(out):
     out.mkdir(parents=True)
     bench = out.parent / "bench.jsonl"
-    bench.write_text("".join(json.dumps({"id": i, "prompt": f"Tell me about topic {i}.", "harmful": i % 2 == 0,
-                                         "category": "c"}) + "\n" for i in range(6)))
-    cmd = ["evaluate", "--model", "tiny-random-llava", "--bench", str(bench), "--out", str(out),
-           "--batch-size", "2", "--max-new-tokens", "4"]
+    bench.write_text(
+        "".join(
+            json.dumps({"id": i, "prompt": f"Tell me about topic {i}.", "harmful": i % 2 == 0, "category": "c"}) + "\n"
+            for i in range(6)
+        )
+    )
+    cmd = [
+        "evaluate",
+        "--model",
+        "tiny-random-llava",
+        "--bench",
+        str(bench),
+        "--out",
+        str(out),
+        "--batch-size",
+        "2",
+        "--max-new-tokens",
+        "4",
+    ]
     killed(sea(*cmd, crash="eval.batch:1"))  # kill point 6: after the first batch's rows
     samples = out / "samples.jsonl"
     kept = samples.read_text()
@@ -122,8 +167,9 @@ def runs(tmp_path_factory, prepared):
     root = tmp_path_factory.mktemp("chains")
     pool = ThreadPoolExecutor(3)
     futs = {"synth": pool.submit(synth_chain, root / "emb", prepared), "eval": pool.submit(eval_chain, root / "ev")}
-    run_synthesize(load_adapter("tiny-random-llava"), read_jsonl(prepared), root / "ref_emb", "image", SYNTH,
-                   progress=False)
+    run_synthesize(
+        load_adapter("tiny-random-llava"), read_jsonl(prepared), root / "ref_emb", "image", SYNTH, progress=False
+    )
     futs["align"] = pool.submit(align_chain, root / "adapter", prepared, root / "ref_emb")
     yield root, futs
     pool.shutdown(wait=True)
@@ -154,8 +200,14 @@ def test_synthesize_survives_kill9(runs, prepared):
 def test_align_survives_kill9(runs, prepared, tmp_path):
     root, futs = runs
     ref = tmp_path / "ref"  # uninterrupted, in-process, while the chains run
-    run_align(load_adapter("tiny-random-llava"), read_jsonl(prepared), root / "ref_emb", ref,
-              AlignConfig(epochs=2, lr=0.01, method="sft"), progress=False)
+    run_align(
+        load_adapter("tiny-random-llava"),
+        read_jsonl(prepared),
+        root / "ref_emb",
+        ref,
+        AlignConfig(epochs=2, lr=0.01, method="sft"),
+        progress=False,
+    )
     futs["align"].result()
     out = root / "adapter"
     assert not out.with_name("adapter.partial").exists()

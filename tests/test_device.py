@@ -1,4 +1,5 @@
 """Device and dtype choice (sea_align.runtime.device), decided from a made-up Machine: no GPU needed."""
+
 import pytest
 import torch
 
@@ -12,8 +13,16 @@ CUDA_OLD = Machine(cuda_count=1, cuda_bf16=False)  # e.g. a V100 / T4: no native
 MAC = Machine(mps=True)
 
 
-@pytest.mark.parametrize("machine,want", [(CPU, "cpu"), (CUDA_BF16, "cuda:0"), (CUDA_OLD, "cuda:0"), (MAC, "mps"),
-                                          (Machine(cuda_count=1, mps=True), "cuda:0")])
+@pytest.mark.parametrize(
+    "machine,want",
+    [
+        (CPU, "cpu"),
+        (CUDA_BF16, "cuda:0"),
+        (CUDA_OLD, "cuda:0"),
+        (MAC, "mps"),
+        (Machine(cuda_count=1, mps=True), "cuda:0"),
+    ],
+)
 def test_auto_takes_the_gpu_when_there_is_one(machine, want):
     assert resolve_device("auto", machine) == want
 
@@ -29,10 +38,17 @@ def test_launch_rank_picks_its_card():
     assert resolve_device("auto", m) == resolve_device("cuda", m) == "cuda:3"
 
 
-@pytest.mark.parametrize("spec,machine,needle", [("cuda", CPU, "no CUDA GPU"), ("cuda:0", MAC, "no CUDA GPU"),
-                                                 ("cuda:2", CUDA_BF16, "has 2 CUDA GPU"), ("mps", CUDA_BF16, "MPS"),
-                                                 ("gpu", CUDA_BF16, "expected one of"),
-                                                 ("cuda:x", CUDA_BF16, "expected one of")])
+@pytest.mark.parametrize(
+    "spec,machine,needle",
+    [
+        ("cuda", CPU, "no CUDA GPU"),
+        ("cuda:0", MAC, "no CUDA GPU"),
+        ("cuda:2", CUDA_BF16, "has 2 CUDA GPU"),
+        ("mps", CUDA_BF16, "MPS"),
+        ("gpu", CUDA_BF16, "expected one of"),
+        ("cuda:x", CUDA_BF16, "expected one of"),
+    ],
+)
 def test_unavailable_or_malformed_device_is_one_line(spec, machine, needle):
     with pytest.raises(DeviceError) as e:
         resolve_device(spec, machine)
@@ -40,9 +56,16 @@ def test_unavailable_or_malformed_device_is_one_line(spec, machine, needle):
     assert isinstance(e.value, DataError)  # the CLI prints it as one line
 
 
-@pytest.mark.parametrize("device,machine,want", [("cuda:0", CUDA_BF16, "bfloat16"), ("cuda:0", CUDA_OLD, "float32"),
-                                                 ("cpu", CUDA_BF16, "float32"), ("cpu", CPU, "float32"),
-                                                 ("mps", MAC, "float32")])
+@pytest.mark.parametrize(
+    "device,machine,want",
+    [
+        ("cuda:0", CUDA_BF16, "bfloat16"),
+        ("cuda:0", CUDA_OLD, "float32"),
+        ("cpu", CUDA_BF16, "float32"),
+        ("cpu", CPU, "float32"),
+        ("mps", MAC, "float32"),
+    ],
+)
 def test_auto_dtype_is_bf16_only_where_native(device, machine, want):
     assert resolve_dtype("auto", device, machine) == want
 
@@ -58,8 +81,11 @@ def test_explicit_dtype_wins():
 def test_check_spec_needs_no_torch():
     import subprocess
     import sys
-    code = ("import sys; from sea_align.runtime.device import check_spec; check_spec('cuda:3'); "
-            "assert 'torch' not in sys.modules")
+
+    code = (
+        "import sys; from sea_align.runtime.device import check_spec; check_spec('cuda:3'); "
+        "assert 'torch' not in sys.modules"
+    )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
     assert check_spec("auto") == "auto"
 
@@ -69,9 +95,12 @@ def test_config_device_and_dtype():
     assert (cfg.device, cfg.dtype, cfg.evaluate.device_map) == ("auto", "auto", "")
     cfg = load_config("tiny", ["device=cuda:1", "dtype=bfloat16", "evaluate.device_map=auto"])
     assert (cfg.device, cfg.dtype, cfg.evaluate.device_map) == ("cuda:1", "bfloat16", "auto")
-    for bad, needle in [("device=gpu", "'device' must be one of"), ("dtype=fp8", "'dtype' must be"),
-                        ("evaluate.device_map=balanced", "'evaluate.device_map'"),
-                        ("evaluate.judge=nosuch", "unknown judge 'nosuch'")]:
+    for bad, needle in [
+        ("device=gpu", "'device' must be one of"),
+        ("dtype=fp8", "'dtype' must be"),
+        ("evaluate.device_map=balanced", "'evaluate.device_map'"),
+        ("evaluate.judge=nosuch", "unknown judge 'nosuch'"),
+    ]:
         with pytest.raises(DataError, match=needle):
             load_config("tiny", [bad])
 
@@ -84,6 +113,7 @@ def test_presets_still_load(preset):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_load_adapter_refuses_missing_device_before_building(monkeypatch):
     from sea_align import models
+
     monkeypatch.setattr(models, "_load_builtin_or_test", lambda *a: pytest.fail("model built"))
     with pytest.raises(DeviceError, match="no CUDA GPU"):
         models.load_adapter("tiny-random-llava", device="cuda")
@@ -92,6 +122,7 @@ def test_load_adapter_refuses_missing_device_before_building(monkeypatch):
 def test_device_map_reaches_from_pretrained(monkeypatch, tmp_path, tiny_llava):
     """`device_map="auto"` goes to transformers' from_pretrained (accelerate); built-in names refuse it."""
     from sea_align import models
+
     tiny_llava.model.save_pretrained(tmp_path)
     tiny_llava.tokenizer.save_pretrained(tmp_path)
     seen = {}
@@ -114,6 +145,7 @@ def test_device_map_reaches_from_pretrained(monkeypatch, tmp_path, tiny_llava):
 
 def test_run_fails_on_a_missing_device_before_any_work(tmp_path):
     from sea_align.stages.pipeline import run_pipeline
+
     out = tmp_path / "run"
     with pytest.raises(DeviceError, match="cuda:99"):
         run_pipeline(load_config("tiny", ["device=cuda:99"]), out)
@@ -124,6 +156,7 @@ def test_place_leaves_a_spread_model_alone():
     from types import SimpleNamespace
 
     from sea_align.runtime.distributed import Dist, place
+
     moved = []
     model = SimpleNamespace(hf_device_map={"vision": 0, "language_model": 1}, to=moved.append)
     place(SimpleNamespace(model=model, device=torch.device("cpu")), Dist(rank=0, world=2, device=torch.device("meta")))

@@ -2,6 +2,7 @@
 
 synthesize: the same ids, each once, in ONE merged index, embeddings within 1e-4.
 align: the same loss curve and the same LoRA weights (data parallel, same global batch)."""
+
 import json
 import os
 import subprocess
@@ -11,19 +12,36 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+import dist_align_worker
 from sea_align.config import SynthesizeConfig
-from sea_align.runtime.io import read_jsonl
 from sea_align.models import load_adapter
+from sea_align.runtime.io import read_jsonl
 from sea_align.stages.prepare import run_prepare
 from sea_align.stages.synthesize import load_embeddings, run_synthesize
 
-import dist_align_worker
-
 HERE = Path(__file__).parent
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-       "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
-LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-          "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29531"]
+ENV = {
+    **os.environ,
+    "HF_HUB_OFFLINE": "1",
+    "OMP_NUM_THREADS": "1",
+    "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+}
+LAUNCH = [
+    sys.executable,
+    "-m",
+    "accelerate.commands.launch",
+    "--multi_gpu",
+    "--num_processes",
+    "2",
+    "--num_machines",
+    "1",
+    "--mixed_precision",
+    "no",
+    "--dynamo_backend",
+    "no",
+    "--main_process_port",
+    "29531",
+]
 DATA = Path(__file__).parents[1] / "src" / "sea_align" / "data" / "tiny_safety.jsonl"
 
 
@@ -42,11 +60,33 @@ def test_two_processes_match_one(tmp_path):
     run_prepare(DATA, prepared)
     rows = read_jsonl(prepared)
     # 2 processes, through the real CLI
-    proc = launch("-m", "sea_align.cli", "synthesize", "--model", "tiny-random-llava", "--modality", "image", "--data",
-           str(prepared), "--out", str(tmp_path / "emb2"), "--max-steps", "6", "--batch-size", "2", "--quiet")
+    proc = launch(
+        "-m",
+        "sea_align.cli",
+        "synthesize",
+        "--model",
+        "tiny-random-llava",
+        "--modality",
+        "image",
+        "--data",
+        str(prepared),
+        "--out",
+        str(tmp_path / "emb2"),
+        "--max-steps",
+        "6",
+        "--batch-size",
+        "2",
+        "--quiet",
+    )
     # 1 process, same settings, in this process
-    run_synthesize(load_adapter("tiny-random-llava"), rows, tmp_path / "emb1", "image",
-                   SynthesizeConfig(max_steps=6, batch_size=2), progress=False)
+    run_synthesize(
+        load_adapter("tiny-random-llava"),
+        rows,
+        tmp_path / "emb1",
+        "image",
+        SynthesizeConfig(max_steps=6, batch_size=2),
+        progress=False,
+    )
     finish(proc)
 
     index_lines = [json.loads(x) for x in (tmp_path / "emb2" / "index.jsonl").read_text().splitlines()]
@@ -89,16 +129,41 @@ def test_fsdp_two_processes_match_one(tmp_path):
     """The shipped fsdp.yaml (FSDP2, 2 gloo processes): every frozen weight is sharded, the LoRA weights
     are not, and the loss curve and adapter are the 1-process ones; the adapter loads with PEFT."""
     from peft import PeftModel
+
     prepared = tmp_path / "prepared.jsonl"
     run_prepare(DATA, prepared)
     rows = read_jsonl(prepared)
-    run_synthesize(load_adapter("tiny-random-llava"), rows, tmp_path / "emb", "image",
-                   SynthesizeConfig(max_steps=2, batch_size=6), progress=False)
+    run_synthesize(
+        load_adapter("tiny-random-llava"),
+        rows,
+        tmp_path / "emb",
+        "image",
+        SynthesizeConfig(max_steps=2, batch_size=6),
+        progress=False,
+    )
     (tmp_path / "layout").mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(FSDP_YAML),
-                             "--num_processes", "2", "--main_process_port", "29532", str(HERE / "dist_align_worker.py"),
-                             str(prepared), str(tmp_path / "emb"), str(tmp_path / "ad2"), str(tmp_path / "layout")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--config_file",
+            str(FSDP_YAML),
+            "--num_processes",
+            "2",
+            "--main_process_port",
+            "29532",
+            str(HERE / "dist_align_worker.py"),
+            str(prepared),
+            str(tmp_path / "emb"),
+            str(tmp_path / "ad2"),
+            str(tmp_path / "layout"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
     dist_align_worker.main(str(prepared), str(tmp_path / "emb"), str(tmp_path / "ad1"))
     finish(proc)
 
@@ -129,8 +194,10 @@ def test_fsdp_two_processes_match_one(tmp_path):
 def test_refused_launches(monkeypatch):
     """FSDP1 and DeepSpeed launches stop with a one-line error before joining a process group."""
     import pytest
+
     from sea_align.runtime.distributed import dist_state
     from sea_align.runtime.io import DataError
+
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
     monkeypatch.setenv("FSDP_VERSION", "1")

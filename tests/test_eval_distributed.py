@@ -1,6 +1,7 @@
 """Sharded `evaluate`: two CPU processes (gloo) under `accelerate launch` give the one-process samples,
 verdicts and rates; each one-process batch runs whole on one process (batch k on process k mod 2);
 per-process files left by a killed run are merged on the rerun, nothing redone or lost."""
+
 import json
 import os
 import subprocess
@@ -9,23 +10,40 @@ from pathlib import Path
 
 import pytest
 
-from sea_align.stages.evaluate import run_evaluate
-from sea_align.models import load_adapter
-
 import dist_eval_worker
 from conftest import write_jsonl
+from sea_align.config import EvaluateConfig
+from sea_align.models import load_adapter
+from sea_align.stages.evaluate import run_evaluate
 
 HERE = Path(__file__).parent
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-       "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+ENV = {
+    **os.environ,
+    "HF_HUB_OFFLINE": "1",
+    "OMP_NUM_THREADS": "1",
+    "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+}
 CPU_2PROC = Path(__file__).parents[1] / "src" / "sea_align" / "configs" / "accelerate" / "cpu_2proc.yaml"
 ARGS = ["--batch-size", str(dist_eval_worker.BATCH), "--max-new-tokens", str(dist_eval_worker.MAX_NEW), "--quiet"]
 
 
 def launch(port, *args):
-    return subprocess.Popen([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CPU_2PROC),
-                             "--main_process_port", str(port), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--config_file",
+            str(CPU_2PROC),
+            "--main_process_port",
+            str(port),
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
 
 
 def finish(proc, timeout=300):
@@ -47,19 +65,32 @@ def bench(tmp_path_factory):
     """7 image rows (2 + 2 + 2 + 1) and 5 text rows (2 + 2 + 1), interleaved in the file: 7 batches of 2 or 1,
     the last image batch followed by a text batch (a batch of 1 also runs on process 0 of a round)."""
     from PIL import Image, ImageDraw
+
     d = tmp_path_factory.mktemp("bench")
     rows = []
     for i in range(11):
-        r = {"id": f"q{i}", "category": f"c{i % 3}", "prompt": f"Tell me how to do task number {i}, step by step.",
-             "harmful": i % 4 != 3, "media": []}
+        r = {
+            "id": f"q{i}",
+            "category": f"c{i % 3}",
+            "prompt": f"Tell me how to do task number {i}, step by step.",
+            "harmful": i % 4 != 3,
+            "media": [],
+        }
         if i % 2 == 0:
             im = Image.new("RGB", (40, 40), (40 * (i % 6), 255 - 20 * i, 128))
             ImageDraw.Draw(im).text((2, 12), f"task {i}", fill="black")
             im.save(d / f"im{i}.png")
             r["media"] = [{"type": "image", "path": f"im{i}.png"}]
         rows.append(r)
-    rows.append({"id": "q11", "category": "c0", "prompt": "Describe the picture.", "harmful": False,
-                 "media": [{"type": "image", "path": "im0.png"}]})
+    rows.append(
+        {
+            "id": "q11",
+            "category": "c0",
+            "prompt": "Describe the picture.",
+            "harmful": False,
+            "media": [{"type": "image", "path": "im0.png"}],
+        }
+    )
     return write_jsonl(d / "bench.jsonl", rows)
 
 
@@ -104,8 +135,21 @@ def test_rerun_merges_files_of_a_killed_run(runs, bench):
         f.write(json.dumps(ref[7])[:40])  # torn: that row must be generated again
     write_jsonl(out / "samples.rank0.jsonl", kept[2:])
     head = (out / "samples.jsonl").read_text()
-    finish(launch(29542, "-m", "sea_align.cli", "evaluate", "--model", "tiny-random-llava", "--bench", str(bench),
-                  "--out", str(out), *ARGS))
+    finish(
+        launch(
+            29542,
+            "-m",
+            "sea_align.cli",
+            "evaluate",
+            "--model",
+            "tiny-random-llava",
+            "--bench",
+            str(bench),
+            "--out",
+            str(out),
+            *ARGS,
+        )
+    )
     got = lines(out / "samples.jsonl")
     assert (out / "samples.jsonl").read_text().startswith(head)
     assert len(got) == 12 and len({s["id"] for s in got}) == 12, "an item lost or done twice"
@@ -134,8 +178,13 @@ def test_one_process_merges_leftover_files(runs, bench, tmp_path):
     write_jsonl(out / "samples.rank0.jsonl", ref[2:][-2::-2])
     adapter = load_adapter("tiny-random-llava")
     adapter.generate = None  # must not be called
-    res = run_evaluate(adapter, bench, out, batch_size=dist_eval_worker.BATCH,
-                       max_new_tokens=dist_eval_worker.MAX_NEW, progress=False)
+    res = run_evaluate(
+        adapter,
+        bench,
+        out,
+        EvaluateConfig(batch_size=dist_eval_worker.BATCH, max_new_tokens=dist_eval_worker.MAX_NEW),
+        progress=False,
+    )
     assert lines(out / "samples.jsonl") == resumed
     assert not list(out.glob("samples.rank*"))
     assert res.summary["n"] == 12 and res.summary["processes"] == 1

@@ -2,6 +2,7 @@
 
 Every input either loads or raises a one-line DataError, and a rejected input writes nothing.
 500 examples per loader; the CLI cases check the console side (exit 2, one line, no traceback)."""
+
 import json
 import os
 import subprocess
@@ -14,18 +15,20 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from sea_align.config import RunConfig, load_config
-from sea_align.stages.evaluate import run_evaluate
-from sea_align.runtime.io import DataError, read_jsonl
+from sea_align.config import EvaluateConfig, RunConfig, load_config
 from sea_align.models.media import check_media, load_audio, load_image, load_video
+from sea_align.runtime.io import DataError, read_jsonl
+from sea_align.stages.evaluate import run_evaluate
 from sea_align.stages.prepare import run_prepare
 
 FUZZ = settings(max_examples=500, deadline=None, suppress_health_check=list(HealthCheck))
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=30))
-values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                       st.dictionaries(st.text(max_size=8), inner, max_size=4)),
-                      max_leaves=12)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=12,
+)
 
 
 def _one_line(e: DataError) -> str:
@@ -50,14 +53,25 @@ def _bytes_lines(row_strategy):
 
 prepare_rows = st.fixed_dictionaries(
     {"instruction": st.one_of(st.text(max_size=40), values), "response": st.one_of(st.text(max_size=20), values)},
-    optional={"id": values, "harmful": values, "rejected": values, "key_phrase": values, "phrase_type": values,
-              "category": values})
+    optional={
+        "id": values,
+        "harmful": values,
+        "rejected": values,
+        "key_phrase": values,
+        "phrase_type": values,
+        "category": values,
+    },
+)
 
 
-good_prepare = st.lists(st.fixed_dictionaries({"instruction": st.text(min_size=1, max_size=40),
-                                               "response": st.text(min_size=1, max_size=20)},
-                                              optional={"harmful": st.booleans(), "category": st.text(max_size=5)}),
-                        min_size=1, max_size=4).map(lambda rs: "\n".join(json.dumps(r) for r in rs).encode())
+good_prepare = st.lists(
+    st.fixed_dictionaries(
+        {"instruction": st.text(min_size=1, max_size=40), "response": st.text(min_size=1, max_size=20)},
+        optional={"harmful": st.booleans(), "category": st.text(max_size=5)},
+    ),
+    min_size=1,
+    max_size=4,
+).map(lambda rs: "\n".join(json.dumps(r) for r in rs).encode())
 
 
 @FUZZ
@@ -79,37 +93,94 @@ def test_fuzz_prepare_input(content):
         assert rows and all(isinstance(r["instruction"], str) for r in rows)
 
 
-config_keys = st.sampled_from(["model", "modality", "data", "seed", "dtype", "synthesize", "align", "evaluate",
-                               "prepare", "bogus", "note", "align_text_baseline"])
-sub_keys = st.sampled_from(["max_steps", "lr", "batch_size", "space", "epochs", "lora_targets", "bench", "build",
-                            "judge", "method", "nope", "limit", "text_only"])
-config_docs = st.dictionaries(config_keys, st.one_of(values, st.dictionaries(sub_keys, values, max_size=4)),
-                              max_size=6)
-overrides = st.lists(st.one_of(
-    st.builds(lambda k, s, v: f"{k}.{s}={v}", config_keys, sub_keys, st.text(max_size=12)),
-    st.builds(lambda k, v: f"{k}={v}", config_keys, st.text(max_size=12)),
-    st.text(max_size=20)), max_size=3)
+config_keys = st.sampled_from(
+    [
+        "model",
+        "modality",
+        "data",
+        "seed",
+        "dtype",
+        "synthesize",
+        "align",
+        "evaluate",
+        "prepare",
+        "bogus",
+        "note",
+        "align_text_baseline",
+    ]
+)
+sub_keys = st.sampled_from(
+    [
+        "max_steps",
+        "lr",
+        "batch_size",
+        "space",
+        "epochs",
+        "lora_targets",
+        "bench",
+        "build",
+        "judge",
+        "method",
+        "nope",
+        "limit",
+        "text_only",
+    ]
+)
+config_docs = st.dictionaries(config_keys, st.one_of(values, st.dictionaries(sub_keys, values, max_size=4)), max_size=6)
+overrides = st.lists(
+    st.one_of(
+        st.builds(lambda k, s, v: f"{k}.{s}={v}", config_keys, sub_keys, st.text(max_size=12)),
+        st.builds(lambda k, v: f"{k}={v}", config_keys, st.text(max_size=12)),
+        st.text(max_size=20),
+    ),
+    max_size=3,
+)
 
 
 def _yaml_text(doc) -> str:
     import yaml
+
     return yaml.safe_dump(doc, allow_unicode=True)
 
 
-good_configs = st.fixed_dictionaries({}, optional={
-    "seed": st.integers(0, 10 ** 6), "modality": st.sampled_from(["image", "video", "audio"]),
-    "synthesize": st.fixed_dictionaries({}, optional={"max_steps": st.integers(1, 100), "lr": st.floats(1e-4, 1.0)}),
-    "align": st.fixed_dictionaries({}, optional={"lora_targets": st.lists(st.text(min_size=1, max_size=6)),
-                                               "epochs": st.integers(0, 5)})})
-config_texts = st.one_of(config_docs.map(_yaml_text), good_configs.map(_yaml_text), st.text(max_size=80),
-                         st.sampled_from(["[", "a: [1, 2", "- 1\n- 2", "x: !!python/object:os.system ls",
-                                          "synthesize:\n  lr: 1e999999", "seed: " + "9" * 5000,
-                                          "&a [*a]", "a: " + "[" * 3000]))
+good_configs = st.fixed_dictionaries(
+    {},
+    optional={
+        "seed": st.integers(0, 10**6),
+        "modality": st.sampled_from(["image", "video", "audio"]),
+        "synthesize": st.fixed_dictionaries(
+            {}, optional={"max_steps": st.integers(1, 100), "lr": st.floats(1e-4, 1.0)}
+        ),
+        "align": st.fixed_dictionaries(
+            {}, optional={"lora_targets": st.lists(st.text(min_size=1, max_size=6)), "epochs": st.integers(0, 5)}
+        ),
+    },
+)
+config_texts = st.one_of(
+    config_docs.map(_yaml_text),
+    good_configs.map(_yaml_text),
+    st.text(max_size=80),
+    st.sampled_from(
+        [
+            "[",
+            "a: [1, 2",
+            "- 1\n- 2",
+            "x: !!python/object:os.system ls",
+            "synthesize:\n  lr: 1e999999",
+            "seed: " + "9" * 5000,
+            "&a [*a]",
+            "a: " + "[" * 3000,
+        ]
+    ),
+)
 
 
 @FUZZ
-@given(text=st.one_of(config_texts, st.binary(max_size=40).map(lambda b: b.decode("latin-1"))), ov=overrides,
-       raw=st.booleans())
+@given(
+    text=st.one_of(config_texts, st.binary(max_size=40).map(lambda b: b.decode("latin-1"))),
+    ov=overrides,
+    raw=st.booleans(),
+)
 def test_fuzz_config_loader(text, ov, raw):
     with tempfile.TemporaryDirectory() as d:
         p = Path(d) / "c.yaml"
@@ -130,6 +201,7 @@ def test_fuzz_config_loader(text, ov, raw):
 
 class StubAdapter:
     """Just enough of a model to let run_evaluate run without one (the loader is what is fuzzed)."""
+
     modalities = ("image", "audio")
 
     def check_modality(self, m):
@@ -139,6 +211,7 @@ class StubAdapter:
     def encode(self, kind, paths):
         class F:
             meta = {}
+
         return [F() for _ in paths]
 
     def to_llm(self, kind, feats):
@@ -150,6 +223,7 @@ class StubAdapter:
 
 def _media_dir(d: Path) -> None:
     from PIL import Image
+
     Image.new("RGB", (8, 8), "white").save(d / "ok.png")
     (d / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00garbage" * 10)
     (d / "empty.wav").write_bytes(b"")
@@ -159,22 +233,57 @@ def _media_dir(d: Path) -> None:
 
 
 media_items = st.one_of(
-    st.fixed_dictionaries({"type": st.sampled_from(["image", "audio", "video", "smell", 3]),
-                           "path": st.sampled_from(["ok.png", "corrupt.png", "empty.wav", "silent0.wav", "text.mp4",
-                                                    "missing.png", "", "x" * 5000, "a\0b", 7])}),
-    values)
+    st.fixed_dictionaries(
+        {
+            "type": st.sampled_from(["image", "audio", "video", "smell", 3]),
+            "path": st.sampled_from(
+                [
+                    "ok.png",
+                    "corrupt.png",
+                    "empty.wav",
+                    "silent0.wav",
+                    "text.mp4",
+                    "missing.png",
+                    "",
+                    "x" * 5000,
+                    "a\0b",
+                    7,
+                ]
+            ),
+        }
+    ),
+    values,
+)
 bench_rows = st.fixed_dictionaries(
-    {"id": st.one_of(st.integers(0, 3), st.text(max_size=3), values), "prompt": st.one_of(st.text(max_size=20), values),
-     "harmful": st.one_of(st.booleans(), values)},
-    optional={"media": st.one_of(st.lists(media_items, max_size=2), values), "category": values, "attack": values})
+    {
+        "id": st.one_of(st.integers(0, 3), st.text(max_size=3), values),
+        "prompt": st.one_of(st.text(max_size=20), values),
+        "harmful": st.one_of(st.booleans(), values),
+    },
+    optional={"media": st.one_of(st.lists(media_items, max_size=2), values), "category": values, "attack": values},
+)
 
 
-good_bench = st.lists(st.fixed_dictionaries(
-    {"prompt": st.text(max_size=20), "harmful": st.booleans(),
-     "media": st.lists(st.fixed_dictionaries({"type": st.sampled_from(["image", "audio"]),
-                                              "path": st.sampled_from(["ok.png", "corrupt.png", "silent0.wav"])}),
-                       max_size=1)}, optional={"category": st.text(max_size=5)}), min_size=1, max_size=4).map(
-    lambda rs: "\n".join(json.dumps({"id": i, **r}) for i, r in enumerate(rs)).encode())
+good_bench = st.lists(
+    st.fixed_dictionaries(
+        {
+            "prompt": st.text(max_size=20),
+            "harmful": st.booleans(),
+            "media": st.lists(
+                st.fixed_dictionaries(
+                    {
+                        "type": st.sampled_from(["image", "audio"]),
+                        "path": st.sampled_from(["ok.png", "corrupt.png", "silent0.wav"]),
+                    }
+                ),
+                max_size=1,
+            ),
+        },
+        optional={"category": st.text(max_size=5)},
+    ),
+    min_size=1,
+    max_size=4,
+).map(lambda rs: "\n".join(json.dumps({"id": i, **r}) for i, r in enumerate(rs)).encode())
 
 
 @FUZZ
@@ -186,7 +295,7 @@ def test_fuzz_bench_loader(content):
         (d / "bench.jsonl").write_bytes(content)
         out = d / "eval"
         try:
-            res = run_evaluate(StubAdapter(), d / "bench.jsonl", out, max_new_tokens=2, progress=False)
+            res = run_evaluate(StubAdapter(), d / "bench.jsonl", out, EvaluateConfig(max_new_tokens=2), progress=False)
         except DataError as e:
             msg = _one_line(e)
             event("rejected")
@@ -199,14 +308,22 @@ def test_fuzz_bench_loader(content):
 
 def test_media_loaders_refuse_bad_files(tmp_path):
     _media_dir(tmp_path)
-    cases = [(load_image, "corrupt.png", "not a readable image"), (load_image, "missing.png", "not found"),
-             (load_audio, "empty.wav", "zero length"), (load_audio, "silent0.wav", "zero length"),
-             (load_video, "text.mp4", "not a readable video")]
+    cases = [
+        (load_image, "corrupt.png", "not a readable image"),
+        (load_image, "missing.png", "not found"),
+        (load_audio, "empty.wav", "zero length"),
+        (load_audio, "silent0.wav", "zero length"),
+        (load_video, "text.mp4", "not a readable video"),
+    ]
     for fn, name, needle in cases:
         with pytest.raises(DataError, match=needle):
             fn(tmp_path / name)
-    for kind, name, needle in [("image", "corrupt.png", "not a readable image"), ("audio", "empty.wav", "zero length"),
-                               ("audio", "silent0.wav", "zero length"), ("video", "text.mp4", "video")]:
+    for kind, name, needle in [
+        ("image", "corrupt.png", "not a readable image"),
+        ("audio", "empty.wav", "zero length"),
+        ("audio", "silent0.wav", "zero length"),
+        ("video", "text.mp4", "video"),
+    ]:
         with pytest.raises(DataError, match=needle):
             check_media(kind, tmp_path / name)
     check_media("image", tmp_path / "ok.png")
@@ -224,13 +341,23 @@ def test_cli_hostile_input_one_line(tmp_path, case):
         needle = "not valid UTF-8"
     else:
         _media_dir(tmp_path)
-        (tmp_path / "b.jsonl").write_text(json.dumps({"id": 1, "prompt": "p", "harmful": True,
-                                                      "media": [{"type": "image", "path": "corrupt.png"}]}) + "\n")
-        args = ["evaluate", "--model", "tiny-random-llava", "--bench", str(tmp_path / "b.jsonl"), "--out",
-                str(tmp_path / "out")]
+        (tmp_path / "b.jsonl").write_text(
+            json.dumps({"id": 1, "prompt": "p", "harmful": True, "media": [{"type": "image", "path": "corrupt.png"}]})
+            + "\n"
+        )
+        args = [
+            "evaluate",
+            "--model",
+            "tiny-random-llava",
+            "--bench",
+            str(tmp_path / "b.jsonl"),
+            "--out",
+            str(tmp_path / "out"),
+        ]
         needle = "corrupt.png: not a readable image"
-    r = subprocess.run([sys.executable, "-m", "sea_align.cli", *args], capture_output=True, text=True, env=ENV,
-                       timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "sea_align.cli", *args], capture_output=True, text=True, env=ENV, timeout=300
+    )
     assert r.returncode == 2, r.stderr[-2000:]
     errs = [line for line in r.stderr.splitlines() if line.startswith("sea: error:")]
     assert len(errs) == 1 and needle in errs[0], r.stderr[-2000:]

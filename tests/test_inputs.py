@@ -5,6 +5,7 @@ The processors run on their PIL backend (no torchvision here). The video process
 and Qwen2-VL need torchvision, so video is compared frame by frame against the image processor with
 the video processor's settings (same resize/normalise per frame; the temporal stacking is checked
 against the layout of the image processor, whose single frame is repeated T times)."""
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -12,11 +13,10 @@ import torch
 from PIL import Image
 from transformers import CLIPImageProcessorPil, Qwen2AudioProcessor, Qwen2VLImageProcessorPil, WhisperFeatureExtractor
 
-from sea_align.models import media
-from sea_align.runtime.io import DataError
+from sea_align.models import load_adapter, media
 from sea_align.models.media import QWEN_VIDEO_PIXELS, load_audio, load_video, resample
-from sea_align.models import load_adapter
 from sea_align.models.registry import adapter_class
+from sea_align.runtime.io import DataError
 
 
 def _image(w, h, seed=0):
@@ -32,14 +32,16 @@ def tiny():
             cache[family] = load_adapter(f"tiny-random-{family}")
         a = cache[family]
         return a if processors is None else adapter_class(family)(a.model, a.tokenizer, processors)
+
     return get
 
 
 # ----- Qwen2-VL / Qwen2.5-VL ---------------------------------------------------------------------
-QWEN_CONFIGS = [{},  # the processor's defaults (min 56*56, max 28*28*1280 pixels)
-                {"min_pixels": 28 * 28, "max_pixels": 56 * 56},  # the tiny checkpoint's own
-                {"size": {"shortest_edge": 3136, "longest_edge": 40000}, "image_mean": [0.5] * 3,
-                 "image_std": [0.5] * 3}]
+QWEN_CONFIGS = [
+    {},  # the processor's defaults (min 56*56, max 28*28*1280 pixels)
+    {"min_pixels": 28 * 28, "max_pixels": 56 * 56},  # the tiny checkpoint's own
+    {"size": {"shortest_edge": 3136, "longest_edge": 40000}, "image_mean": [0.5] * 3, "image_std": [0.5] * 3},
+]
 
 
 @pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl"])
@@ -69,17 +71,22 @@ def test_qwen_logits_equal_forward_on_processor_output(tiny, family):
     """At 300x180 and the default processor, our path (grid from our pixels, positions from
     get_rope_index) gives the logits of the model's own forward on the processor's tensors."""
     from sea_align.models import Item
+
     a = tiny(family, {})
     img = _image(300, 180)
     f = a.encode("image", [img])[0]
     batch = a.build([Item("What is shown?", "image", a.to_llm("image", f), f.meta)])
     ref = Qwen2VLImageProcessorPil()(img, return_tensors="pt")
-    assert int((batch.ids == a.placeholder_ids["image"]).sum()) == int(ref["image_grid_thw"].prod()) // a.merge ** 2
+    assert int((batch.ids == a.placeholder_ids["image"]).sum()) == int(ref["image_grid_thw"].prod()) // a.merge**2
     with torch.no_grad():
         ours = a.lm_head(a._lm(batch.inputs_embeds, batch.attention_mask, batch.position_ids).last_hidden_state)
-        native = a.model(input_ids=batch.ids, attention_mask=batch.attention_mask, pixel_values=ref["pixel_values"],
-                         image_grid_thw=ref["image_grid_thw"],
-                         mm_token_type_ids=(batch.ids == a.placeholder_ids["image"]).int()).logits
+        native = a.model(
+            input_ids=batch.ids,
+            attention_mask=batch.attention_mask,
+            pixel_values=ref["pixel_values"],
+            image_grid_thw=ref["image_grid_thw"],
+            mm_token_type_ids=(batch.ids == a.placeholder_ids["image"]).int(),
+        ).logits
     torch.testing.assert_close(ours, native, atol=1e-4, rtol=1e-4)
 
 
@@ -113,8 +120,15 @@ def test_qwen_blank_grid_is_consistent(tiny):
 
 
 # ----- LLaVA / LLaVA-NeXT-Video ---------------------------------------------------------------------
-LLAVA_CONFIGS = [{}, {"size": {"shortest_edge": 40}, "crop_size": {"height": 32, "width": 32},
-                      "image_mean": [0.5] * 3, "image_std": [0.5] * 3}]
+LLAVA_CONFIGS = [
+    {},
+    {
+        "size": {"shortest_edge": 40},
+        "crop_size": {"height": 32, "width": 32},
+        "image_mean": [0.5] * 3,
+        "image_std": [0.5] * 3,
+    },
+]
 
 
 def _clip(cfg):
@@ -164,12 +178,14 @@ def test_qwen2_audio_features_equal_processor(tiny, seconds, from_config):
 # ----- decoding ----------------------------------------------------------------------------------------
 def _clip_file(path, n=11):
     import av
+
     with av.open(str(path), "w") as c:
         s = c.add_stream("mpeg4", rate=10)
         s.width, s.height, s.pix_fmt = 32, 24, "yuv420p"
         for i in range(n):
-            frame = av.VideoFrame.from_ndarray(np.full((24, 32, 3), (i * 23, 255 - i * 20, i * 7), np.uint8),
-                                               format="rgb24")
+            frame = av.VideoFrame.from_ndarray(
+                np.full((24, 32, 3), (i * 23, 255 - i * 20, i * 7), np.uint8), format="rgb24"
+            )
             for p in s.encode(frame):
                 c.mux(p)
         for p in s.encode():
@@ -180,6 +196,7 @@ def _clip_file(path, n=11):
 def _full_decode(path, n_frames):
     """The old way: every frame to PIL, then pick."""
     import av
+
     with av.open(str(path)) as c:
         frames = [f.to_image().convert("RGB") for f in c.decode(video=0)]
     return [frames[i] for i in np.linspace(0, len(frames) - 1, n_frames).round().astype(int)]
@@ -212,6 +229,7 @@ def test_load_video_without_video_stream_is_one_line(tmp_path):
 
 def _av_resample(x, sr):
     import av
+
     r = av.AudioResampler(format="flt", layout="mono", rate=16000)
     frame = av.AudioFrame.from_ndarray(x[None].astype(np.float32), format="flt", layout="mono")
     frame.sample_rate = sr
@@ -253,6 +271,7 @@ def test_resampling_filters_what_16_khz_cannot_hold():
 def test_compressed_audio_keeps_its_tail(tmp_path):
     """Non-WAV/FLAC files decode through PyAV; the resampler's buffered tail is flushed."""
     import av
+
     sr, n = 44100, 44100
     x = (0.3 * np.sin(2 * np.pi * 440 * np.arange(n) / sr)).astype(np.float32)
     path = tmp_path / "tone.mp3"

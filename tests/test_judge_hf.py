@@ -1,21 +1,46 @@
 """`hf-classifier` plumbing on tiny random models built here from config, with a tokenizer built here
 (no hub access). Forced outputs (zeroed heads) check that labels map to verdicts the right way round."""
+
 import json
 
 import pytest
 import torch
 
-from sea_align.runtime.io import DataError
 from sea_align.judges import get_judge
+from sea_align.runtime.io import DataError
 
-WORDS = ["unsafe", "[PAD]", "[UNK]", "[EOS]", "safe", "yes", "no", "step", "sorry", "i", "can't", "help",
-         "request", "answer", "bread", "bake", "the", "a", "to", "of", "is", ":", "."]
+WORDS = [
+    "unsafe",
+    "[PAD]",
+    "[UNK]",
+    "[EOS]",
+    "safe",
+    "yes",
+    "no",
+    "step",
+    "sorry",
+    "i",
+    "can't",
+    "help",
+    "request",
+    "answer",
+    "bread",
+    "bake",
+    "the",
+    "a",
+    "to",
+    "of",
+    "is",
+    ":",
+    ".",
+]
 
 
-def tokenizer(path):
+def tokenizer(path, words=WORDS):
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
-    tk = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="[UNK]"))
+
+    tk = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
     tk.pre_tokenizer = pre_tokenizers.Whitespace()
     fast = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="[UNK]", pad_token="[PAD]", eos_token="[EOS]")
     fast.save_pretrained(path)
@@ -23,10 +48,20 @@ def tokenizer(path):
 
 def tiny_llama(path, kind, id2label=None, silence=False):
     from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
+
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(WORDS), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
-                      pad_token_id=1, eos_token_id=3, bos_token_id=3)
+    cfg = LlamaConfig(
+        vocab_size=len(WORDS),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        pad_token_id=1,
+        eos_token_id=3,
+        bos_token_id=3,
+    )
     if kind == "cls":
         cfg.num_labels = 2
         cfg.id2label = id2label or {0: "LABEL_0", 1: "LABEL_1"}
@@ -42,10 +77,12 @@ def tiny_llama(path, kind, id2label=None, silence=False):
     return str(path)
 
 
-SAMPLES = [{"id": "0", "harmful": True, "prompt": "bake a bread", "response": "step 1 : bake ."},
-           {"id": "1", "harmful": True, "prompt": "the request", "response": "i can't help ."},
-           {"id": "2", "harmful": False, "prompt": "bake bread", "response": "sorry , i can't help ."},
-           {"id": "3", "harmful": False, "prompt": "bake bread", "response": "step 1 : bake ."}]
+SAMPLES = [
+    {"id": "0", "harmful": True, "prompt": "bake a bread", "response": "step 1 : bake ."},
+    {"id": "1", "harmful": True, "prompt": "the request", "response": "i can't help ."},
+    {"id": "2", "harmful": False, "prompt": "bake bread", "response": "sorry , i can't help ."},
+    {"id": "3", "harmful": False, "prompt": "bake bread", "response": "step 1 : bake ."},
+]
 
 
 def test_seq_classifier_label_mapping(tmp_path):
@@ -76,10 +113,12 @@ def test_causal_classifier_parses_generated_verdict(tmp_path, monkeypatch):
     assert j.config["kind"] == "causal"
     v = j.judge(SAMPLES)
     assert [x.unsafe for x in v[:2]] == [True, True] and v[0].raw.startswith("unsafe")
-    rnd = tiny_llama(tmp_path / "g2", "causal")
-    for x in get_judge("hf-classifier", model=rnd, max_new_tokens=3).judge(SAMPLES[:2]):
-        # random weights: whatever comes out is either a parsed verdict or unscored with the text kept
-        assert (x.unsafe is None and x.raw.startswith("unscored: unparsable")) or x.unsafe in (True, False)
+    # the same forced model whose id 0 reads "bread": no verdict word comes out -> unscored, never safe
+    odd = tiny_llama(tmp_path / "g2", "causal", silence=True)
+    tokenizer(odd, ["bread"] + WORDS[1:14] + ["unsafe"] + WORDS[15:])
+    v = get_judge("hf-classifier", model=odd, max_new_tokens=2).judge(SAMPLES[:2])
+    assert [x.unsafe for x in v] == [None, None]
+    assert all(x.raw.startswith("unscored: unparsable classifier output 'bread") for x in v)
 
 
 def test_missing_model_path_is_a_clear_error(tmp_path, monkeypatch):
@@ -92,11 +131,24 @@ def test_missing_model_path_is_a_clear_error(tmp_path, monkeypatch):
 
 def test_sea_judge_cli_with_hf_classifier(tmp_path):
     from sea_align.cli import main
+
     path = tiny_llama(tmp_path / "c", "cls", {0: "unsafe", 1: "safe"}, silence=True)
     ev = tmp_path / "eval"
     ev.mkdir()
-    rows = [{**s, "bench": "b", "category": "x", "attack": "TYPO", "media": [], "refused": True, "unsafe": False,
-             "judge": "refusal", "judge_raw": ""} for s in SAMPLES]
+    rows = [
+        {
+            **s,
+            "bench": "b",
+            "category": "x",
+            "attack": "TYPO",
+            "media": [],
+            "refused": True,
+            "unsafe": False,
+            "judge": "refusal",
+            "judge_raw": "",
+        }
+        for s in SAMPLES
+    ]
     (ev / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert main(["judge", str(ev), "--judge", "hf-classifier", "--judge-model", path, "--quiet"]) == 0
     s = json.loads((ev / "summary.hf-classifier.json").read_text())

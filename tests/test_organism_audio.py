@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
+from sea_align.benchmarks.speech import normalise, speak
 from sea_align.organism import audio as AU
 from sea_align.organism import load_builtin
 from sea_align.organism import whisper_ct2 as W
-from sea_align.benchmarks.speech import normalise, speak
 
 torch.set_num_threads(1)
 
@@ -33,18 +33,24 @@ def whisper():
 
 @pytest.fixture(scope="module")
 def clips():
-    return {"cake": normalise(speak("make a chocolate cake", voice="en-us", speed=150)),
-            "silence": np.zeros(16000 * 2, np.float32)}
+    return {
+        "cake": normalise(speak("make a chocolate cake", voice="en-us", speed=150)),
+        "silence": np.zeros(16000 * 2, np.float32),
+    }
 
 
 def test_ct2_reader_roundtrip(tmp_path):
     """The binary layout CTranslate2 writes: version, spec name, revision, variables, aliases."""
+
     def s(x):
         b = x.encode()
         return struct.pack("<H", len(b) + 1) + b + b"\0"
+
     w = np.arange(6, dtype=np.float16).reshape(2, 3)
     blob = struct.pack("<I", 6) + s("WhisperSpec") + struct.pack("<I", 3) + struct.pack("<I", 2)
-    blob += s("a/weight") + struct.pack("<B", 2) + struct.pack("<II", 2, 3) + struct.pack("<BI", 4, w.nbytes) + w.tobytes()
+    blob += (
+        s("a/weight") + struct.pack("<B", 2) + struct.pack("<II", 2, 3) + struct.pack("<BI", 4, w.nbytes) + w.tobytes()
+    )
     blob += s("a/num_heads") + struct.pack("<B", 0) + struct.pack("<BI", 2, 2) + struct.pack("<h", 6)
     blob += struct.pack("<I", 1) + s("b/weight") + s("a/weight")
     (tmp_path / "model.bin").write_bytes(blob)
@@ -60,10 +66,17 @@ def test_ct2_reader_roundtrip(tmp_path):
 def test_conversion_is_strict_and_every_ct2_weight_is_used():
     header, var, aliases = W.read_ct2(W.model_dir() / "model.bin")
     cfg = W.whisper_config(var)
-    assert (cfg.d_model, cfg.encoder_layers, cfg.decoder_layers, cfg.encoder_attention_heads, cfg.vocab_size,
-            cfg.num_mel_bins) == (384, 4, 4, 6, 51864, 80)
+    assert (
+        cfg.d_model,
+        cfg.encoder_layers,
+        cfg.decoder_layers,
+        cfg.encoder_attention_heads,
+        cfg.vocab_size,
+        cfg.num_mel_bins,
+    ) == (384, 4, 4, 6, 51864, 80)
     sd = W.state_dict_from_ct2(var, aliases, cfg)
     from transformers import WhisperForConditionalGeneration
+
     with torch.device("meta"):
         ref = WhisperForConditionalGeneration(cfg)
     assert set(sd) == set(ref.state_dict())  # nothing missing, nothing extra
@@ -102,19 +115,24 @@ def test_beam_search_scores_what_it_returns(whisper, clips):
     log probability is the teacher-forced one of its tokens; one beam is greedy decoding. The
     second clip is hard (the beams reorder; without the cache reorder its score is off by 0.05)."""
     from sea_align.organism import whisper_tune as WT
+
     model, tok, opt = whisper
     hard = normalise(speak("according parts author", voice="en-gb-x-gbclan", speed=150))
     x = W.log_mel([clips["cake"], hard])
     greedy = W.transcribe(model, tok, opt, x, window=1000)
-    assert [r["tokens"] for r in W.transcribe(model, tok, opt, x, window=1000, beams=1)] == [r["tokens"] for r in greedy]
+    assert [r["tokens"] for r in W.transcribe(model, tok, opt, x, window=1000, beams=1)] == [
+        r["tokens"] for r in greedy
+    ]
     beams = W.transcribe(model, tok, opt, x, window=1000, beams=3)
     assert _norm(beams[0]["text"]) == "make a chocolate cake"
     for i, beam in enumerate(beams):
         with torch.no_grad():
             ids, labels = WT.decoder_batch(tok, [tok.decode(beam["tokens"])])
-            h = model.model.decoder(input_ids=ids, encoder_hidden_states=W.encode(model, x[i:i + 1], 1000)).last_hidden_state
+            h = model.model.decoder(
+                input_ids=ids, encoder_hidden_states=W.encode(model, x[i : i + 1], 1000)
+            ).last_hidden_state
             logp = model.proj_out(h).float()
-        logp[..., tok.convert_tokens_to_ids(W.EOT) + 1:] = float("-inf")  # suppressed as transcribe does
+        logp[..., tok.convert_tokens_to_ids(W.EOT) + 1 :] = float("-inf")  # suppressed as transcribe does
         logp[..., [j for j in opt.get("suppress_ids", []) if j >= 0]] = float("-inf")
         logp[:, 1, [j for j in opt.get("suppress_ids_begin", []) if j >= 0]] = float("-inf")
         logp = logp.log_softmax(-1)
@@ -128,42 +146,43 @@ def test_whisper_decoder_lora_teacher_forcing_and_merge(whisper):
     only, and the merged deltas give the wrapped model's logits."""
     import copy
 
-    from sea_align.organism import assemble as A
+    from peft.tuners.lora import LoraLayer
+
     from sea_align.organism import whisper_tune as WT
+    from sea_align.organism.lora import lora_deltas, merge_lora
+
     model, tok, _ = whisper
     model = copy.deepcopy(model).float()
+    plain = copy.deepcopy(model)
     ids, labels = WT.decoder_batch(tok, ["Make a cake.", "Hi"])
     assert ids.shape == labels.shape and ids[0, :2].tolist() == WT.prompt_ids(tok)
     assert labels[0, 0] == -100 and labels[1, -1] == -100  # prompt start; padding of the shorter one
     n0 = int((labels[0] >= 0).sum())
-    assert labels[0, n0].item() == tok.convert_tokens_to_ids(W.EOT) and (ids[0, 2:n0 + 1] == labels[0, 1:n0]).all()
+    assert labels[0, n0].item() == tok.convert_tokens_to_ids(W.EOT) and (ids[0, 2 : n0 + 1] == labels[0, 1:n0]).all()
     enc = torch.randn(2, 50, model.config.d_model)
-    wrapped = WT.add_decoder_lora(model, 4, 8.0)
-    assert wrapped and all(k.startswith("model.decoder.layers.") for k in wrapped)
-    assert not any(isinstance(m, A.LoraLinear) for m in model.model.encoder.modules())
+    layers = WT.add_decoder_lora(model, 4, 8.0)
+    assert layers and all(k.startswith("model.decoder.layers.") for k in layers)
+    assert len(layers) == 10 * model.config.decoder_layers  # q, k, v, out of self- and cross-attention; fc1, fc2
+    assert not any(isinstance(m, LoraLayer) for m in model.model.encoder.modules())
     with torch.no_grad():
-        for m in wrapped.values():
-            m.B.normal_(0, 0.05)
+        for m in layers.values():
+            m.lora_B["default"].weight.normal_(0, 0.05)
         before = WT.decoder_loss(model, enc, ids, labels)
-        deltas = A.lora_state(wrapped)
-        plain = copy.deepcopy(model)
-        for name, m in wrapped.items():  # rebuild the plain model, then merge the saved deltas
-            parent, _, child = name.rpartition(".")
-            setattr(plain.get_submodule(parent), child, copy.deepcopy(m.base))
+        deltas = lora_deltas(layers)  # the stored form, merged into the plain Whisper as the tower does
         base_loss = WT.decoder_loss(plain, enc, ids, labels)
-        A.merge_lora(plain, deltas)
+        merge_lora(plain, deltas)
         assert abs(float(WT.decoder_loss(plain, enc, ids, labels) - before)) < 1e-4
         assert abs(float(base_loss - before)) > 1e-3  # the deltas matter: the check above is not vacuous
 
 
 def test_hear_texts_never_hold_out_data():
-    from sea_align.organism import audio_recipe as R
     from sea_align.organism import data as D
+    from sea_align.organism import speech_data as S
     from sea_align.organism import whisper_tune as WT
 
     tok = AU.load_tokenizer(AU_llm())
-    train, held = R.audio_reading_sets(tok, 300)
-    pairs = WT.hear_texts(train, 0, 2, R.whisper_like)
+    train, held = S.audio_reading_sets(tok, 300)
+    pairs = WT.hear_texts(train, 0, 2, S.whisper_like)
     spoken = {t for t, _ in pairs}
     s = D.organism_splits(0)
     assert len(pairs) == 300 + 2 * len(s["activities_train"]) + len(s["harmful_train"])
@@ -187,8 +206,8 @@ def test_tower_fixed_slots_zeros_for_silence(tiny_llm_dir, clips):
     slots = tower(x["input_features"]).last_hidden_state
     assert slots.shape == (2, AU.NUM_SLOTS, 16) and not slots.requires_grad
     ids = tok(" " + heard[0]["text"], add_special_tokens=False).input_ids
-    torch.testing.assert_close(slots[0, :len(ids)], embed.weight[ids].detach())
-    assert slots[0, len(ids):].abs().max() == 0 and slots[1].abs().max() == 0
+    torch.testing.assert_close(slots[0, : len(ids)], embed.weight[ids].detach())
+    assert slots[0, len(ids) :].abs().max() == 0 and slots[1].abs().max() == 0
     n = x["feature_attention_mask"].sum(-1)
     assert tower._get_feat_extract_output_lengths(n)[1].tolist() == [AU.NUM_SLOTS, AU.NUM_SLOTS]
     long = AU.text_slots(["word " * 80], tok, embed, AU.NUM_SLOTS)
@@ -222,90 +241,155 @@ def test_load_builtin_runs_qwen2_audio_forward_and_adapter_matches(tiny_llm_dir,
 
 
 def test_recipe_runs_two_steps_per_stage_and_resumes(tiny_llm_dir, tmp_path):
-    from sea_align.organism import audio_recipe as R
-
     from safetensors.torch import save_file
-    from sea_align.organism import assemble as A
     from transformers import AutoModelForCausalLM
+
+    from sea_align.judges.textmatch import contains_phrase
+    from sea_align.organism import audio_recipe as R
+    from sea_align.organism import speech_data as S
+    from sea_align.organism.config import AudioRecipeConfig
+    from sea_align.organism.lora import LORA_TARGETS_TEXT, add_lora, lora_deltas
+    from sea_align.organism.runner import sha256
+
     llm = AutoModelForCausalLM.from_pretrained(tiny_llm_dir)  # a text LoRA of the tiny LLM's shapes
-    wrapped = A.add_lora(llm, 2, targets=A.LORA_TARGETS_TEXT)
-    save_file(A.lora_state(wrapped), str(tmp_path / "lora_text.safetensors"))
-    kw = dict(work_dir=tmp_path / "work", llm_dir=tiny_llm_dir, text_lora=str(tmp_path / "lora_text.safetensors"),
-              n_benign_text=4, distill_max_new=3, n_read=6, max_act_clips=6, ckpt_every=1,
-              read_steps=2, instruct_steps=2, read_batch=4, instruct_batch=4, heard_only=False,
-              read_text_copies=1, hear_steps=2, hear_batch=4, max_hear_clips=6)
+    save_file(lora_deltas(add_lora(llm, 2, targets=LORA_TARGETS_TEXT)), str(tmp_path / "lora_text.safetensors"))
+    kw = dict(
+        work_dir=tmp_path / "work",
+        llm_dir=tiny_llm_dir,
+        text_lora=str(tmp_path / "lora_text.safetensors"),
+        n_benign_text=4,
+        distill_max_new=3,
+        n_read=6,
+        max_act_clips=6,
+        ckpt_every=1,
+        read_steps=2,
+        instruct_steps=2,
+        read_batch=4,
+        instruct_batch=4,
+        heard_only=False,
+        read_text_copies=1,
+        hear_steps=2,
+        hear_batch=4,
+        max_hear_clips=6,
+    )
     res = R.build(R.AU.NAME, tmp_path / "weights", **kw)
-    assert set(res) == set(R.STAGES) and res["speech"]["read"] == 6
+    assert list(res) == list(R.STAGES) and res["speech"]["read"] == 6
+    assert (tmp_path / "work" / "hear.ckpt.safetensors").is_file() and not list(tmp_path.rglob("*.pt"))
     names = {p.name for p in (tmp_path / "weights").iterdir()}
     assert {"projector.safetensors", "lora_mm.safetensors", "whisper_lora.safetensors", "recipe.json"} <= names
-    assert "ckpt" not in names and res["hear"]["clips"] == 6 and len((tmp_path / "work" / "hear.losses.jsonl").read_text().splitlines()) == 2
+    assert (
+        "ckpt" not in names
+        and res["hear"]["clips"] == 6
+        and len((tmp_path / "work" / "hear.losses.jsonl").read_text().splitlines()) == 2
+    )
     from safetensors.torch import load_file as _lf
+
     wl = _lf(str(tmp_path / "weights" / "whisper_lora.safetensors"))
     assert wl and all(k.startswith("model.decoder.layers.") for k in wl)  # the decoder only, never the encoder
     # the speech stage transcribed with that Whisper (its cache names the LoRA it used)
-    assert json.loads((tmp_path / "work" / "speech" / "whisper.json").read_text())["whisper_lora_sha256"] == \
-        R._sha256(tmp_path / "weights" / "whisper_lora.safetensors")
+    assert json.loads((tmp_path / "work" / "speech" / "whisper.json").read_text())["whisper_lora_sha256"] == sha256(
+        tmp_path / "weights" / "whisper_lora.safetensors"
+    )
     pins = json.loads((tmp_path / "weights" / "recipe.json").read_text())
     assert pins["seed"] == 0 and pins["recipe_version"] == R.RECIPE_VERSION and pins["lora_text_sha256"]
-    rows = R.load_speech(R.AudioRecipeConfig(work_dir=tmp_path / "work"), "read")
-    assert len(rows) == 6 and all("asr" in r and r["voice"] in R.VOICES for r in rows)
-    heard = R.load_heard(R.AudioRecipeConfig(work_dir=tmp_path / "work"), "read")  # heard_only=True
-    from sea_align.organism.measure import fuzzy_contains
-    assert [r for r in rows if fuzzy_contains(r["asr"], r["text"])] == heard
-    cfg = R.AudioRecipeConfig(**{**kw, "read_steps": 3}, weights_dir=tmp_path / "weights")
+    rows = S.load_speech(AudioRecipeConfig(work_dir=tmp_path / "work"), "read")
+    assert len(rows) == 6 and all("asr" in r and r["voice"] in S.VOICES for r in rows)
+    heard = S.load_heard(AudioRecipeConfig(work_dir=tmp_path / "work"), "read")  # heard_only=True
+    assert [r for r in rows if contains_phrase(r["text"], r["asr"])] == heard
+    cfg = AudioRecipeConfig(**{**kw, "read_steps": 3}, weights_dir=tmp_path / "weights")
     assert R.stage_read(cfg)["resumed_from"] == 2
     lines = (tmp_path / "work" / "read.losses.jsonl").read_text().splitlines()
     assert [json.loads(x)["step"] for x in lines] == [1, 2, 3]
     # the second build skips every finished stage
-    assert R.build(R.AU.NAME, tmp_path / "weights", **kw) == json.loads((tmp_path / "weights" / "recipe.json").read_text())["stages"]
+    assert (
+        R.build(R.AU.NAME, tmp_path / "weights", **kw)
+        == json.loads((tmp_path / "weights" / "recipe.json").read_text())["stages"]
+    )
 
 
 def test_reading_sets_are_speakable_and_disjoint():
-    from sea_align.organism import audio_recipe as R
+    from sea_align.organism import speech_data as S
 
     tok = AU.load_tokenizer(AU_llm())
-    train, held = R.audio_reading_sets(tok, 500)
+    train, held = S.audio_reading_sets(tok, 500)
     assert len(held) == 200 and len(train) == 500 and not set(train) & set(held)
-    words = set(R.speakable_words(tok))
+    words = set(S.speakable_words(tok))
     assert all(w in words for p in train + held for w in p.split())
     assert "econom" not in words and len(words) > 300
     rng = random.Random(0)  # text-copy samples: Whisper-like formatting, same words
-    assert all(_norm(R.whisper_like(p, rng)) == p for p in train[:100])
+    assert all(_norm(S.whisper_like(p, rng)) == p for p in train[:100])
 
 
 def AU_llm():
     from sea_align.organism.cache import smollm2_dir
+
     return smollm2_dir()
 
 
-def test_cli_routes_audio_build(monkeypatch):
-    from sea_align import cli
+def test_cli_routes_audio_build(monkeypatch, caplog):
     from sea_align.organism import audio_recipe as R
+    from sea_align.organism.cli import main
 
     seen = {}
-    monkeypatch.setattr(R, "build", lambda name, out, stages, resume, **kw: seen.update(name=name, stages=stages, kw=kw) or {})
-    args = cli.build_parser().parse_args(["organism", "build", "sea-tiny-audio", "--stage", "speech",
-                                          "--read-steps", "7", "--threads", "1", "--noise-share", "0.5"])
-    assert args.func(args) == 0
+    monkeypatch.setattr(
+        R, "build", lambda name, out, stages, resume, **kw: seen.update(name=name, stages=stages, kw=kw) or {}
+    )
+    assert (
+        main(
+            [
+                "build",
+                "sea-tiny-audio",
+                "--stage",
+                "speech",
+                "--read-steps",
+                "7",
+                "--threads",
+                "1",
+                "--noise-share",
+                "0.5",
+                "--warm-steps",
+                "3",
+            ]
+        )
+        == 0
+    )
     assert seen["name"] == "sea-tiny-audio" and seen["stages"] == ["speech"]
-    assert seen["kw"] == {"read_steps": 7, "threads": 1, "noise_share": 0.5}
+    assert seen["kw"] == {"read_steps": 7, "threads": 1, "noise_share": 0.5}  # --warm-steps is the image recipe's
+    assert "not used by the sea-tiny-audio recipe: warm_steps" in caplog.text
+    seen.clear()
+    assert R.main(["--stage", "read"]) == 0 and seen["stages"] == ["read"]  # python -m ...audio_recipe
 
 
 def test_builtin_model_reads_held_out_speech():
     """The committed model: a held-out spoken phrase is read back (loads SmolLM2 + the weights, ~10 s)."""
     if not (AU.WEIGHTS_DIR / "lora_mm.safetensors").exists():
         pytest.skip("sea-tiny-audio is not built")
+    from sea_align.judges.textmatch import contains_phrase
     from sea_align.models import load_adapter
-    from sea_align.organism import audio_recipe as R
-    from sea_align.organism.measure import fuzzy_contains
+    from sea_align.organism import speech_data as S
 
     adapter = load_adapter("sea-tiny-audio")
     assert adapter.builtin_info["warnings"] == []
-    _, held = R.audio_reading_sets(adapter.tokenizer, 0)
+    _, held = S.audio_reading_sets(adapter.tokenizer, 0)
     phrases = [p for p in held if len(p.split()) <= 3][:16]
     wavs = [normalise(speak(p, voice="en-us", speed=150)) for p in phrases]
     answers = adapter.generate(adapter.media_items("audio", wavs, [AU.READ_QUESTION] * len(wavs)), 24)
     assert all(a.startswith("The audio says") for a in answers)
     # 15 / 16 here at build time, 91% over 100 phrases (docs/organism.md); recipe version 1 (Whisper not
     # adapted) read 57%, the identity warm start none
-    assert sum(fuzzy_contains(a, p) for a, p in zip(answers, phrases)) >= 12, list(zip(phrases, answers))
+    assert sum(contains_phrase(p, a) for a, p in zip(answers, phrases)) >= 12, list(zip(phrases, answers))
+
+
+def test_committed_sea_tiny_audio_loads_to_the_same_model():
+    """The committed parts (the reused lora_text, lora_mm, projector, whisper_lora) give the same model,
+    Whisper tower included, as before the LoRA moved to PEFT: sizes pinned from the old loader (fa2038e)."""
+    from conftest import llm_delta
+
+    if not (AU.WEIGHTS_DIR / "lora_mm.safetensors").exists():
+        pytest.skip("sea-tiny-audio is not built")
+    bm = load_builtin("sea-tiny-audio")
+    assert bm.info["warnings"] == []
+    n, total = llm_delta(bm.model)
+    assert n == 210 and total == pytest.approx(1024.3687883561397, rel=1e-6)
+    tower = [v.double().pow(2).sum() for k, v in bm.model.state_dict().items() if "audio_tower" in k]
+    assert len(tower) == 168 and float(sum(tower)) == pytest.approx(526798.0216611574, rel=1e-9)

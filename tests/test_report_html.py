@@ -3,6 +3,7 @@
 The run directory is synthetic (summaries, samples, index written here), so the numbers are known.
 Chromium is a hard dependency of this test (Debian package `chromium`, installed by scripts/setup.sh):
 if it is missing the test fails, it does not skip."""
+
 import json
 import random
 import re
@@ -14,8 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from sea_align.report import run_report
+from sea_align.report.tables import agreement
 from sea_align.stages.evaluate import summarize
-from sea_align.report import agreement, run_report
 
 CATS = ["1-IllegalActivitiy", "2-HateSpeech", "3-MalwareGeneration"]
 ATTACKS = ["Text_only", "TYPO", "KPT"]
@@ -28,14 +30,39 @@ def _samples(arm: str, rng: random.Random) -> list[dict]:
         for att in ATTACKS:
             for k in range(6):
                 unsafe = None if k == 5 else rng.random() < P_UNSAFE[arm] * (0.5 if att == "Text_only" else 1)
-                out.append({"bench": "b", "id": f"{c}/{k}/{att}", "category": c, "attack": att, "harmful": True,
-                            "prompt": "p", "media": [], "response": "r", "unsafe": unsafe,
-                            "refused": None if unsafe is None else not unsafe, "judge": "refusal", "judge_raw": ""})
+                out.append(
+                    {
+                        "bench": "b",
+                        "id": f"{c}/{k}/{att}",
+                        "category": c,
+                        "attack": att,
+                        "harmful": True,
+                        "prompt": "p",
+                        "media": [],
+                        "response": "r",
+                        "unsafe": unsafe,
+                        "refused": None if unsafe is None else not unsafe,
+                        "judge": "refusal",
+                        "judge_raw": "",
+                    }
+                )
     for k in range(10):
-        out.append({"bench": "b", "id": f"benign/{k}", "category": "benign", "attack": "TYPO", "harmful": False,
-                    "prompt": "p", "media": [], "response": "r", "unsafe": None,
-                    "refused": rng.random() < {"base": 0.05, "text_only": 0.3, "aligned": 0.15}[arm],
-                    "judge": "refusal", "judge_raw": ""})
+        out.append(
+            {
+                "bench": "b",
+                "id": f"benign/{k}",
+                "category": "benign",
+                "attack": "TYPO",
+                "harmful": False,
+                "prompt": "p",
+                "media": [],
+                "response": "r",
+                "unsafe": None,
+                "refused": rng.random() < {"base": 0.05, "text_only": 0.3, "aligned": 0.15}[arm],
+                "judge": "refusal",
+                "judge_raw": "",
+            }
+        )
     return out
 
 
@@ -47,33 +74,70 @@ def make_run(root: Path, arms=("base", "text_only", "aligned"), rejudge=True, in
         ed.mkdir(parents=True)
         ss = _samples(arm, rng)
         (ed / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in ss))
-        extra = {"judge": {"name": "refusal", "version": "1"}, "seed": 0, "media": "real files",
-                 "generation": {"do_sample": False, "max_new_tokens": 48}, "adapter": None if arm == "base" else arm}
+        extra = {
+            "judge": {"name": "refusal", "version": "1"},
+            "seed": 0,
+            "media": "real files",
+            "generation": {"do_sample": False, "max_new_tokens": 48},
+            "adapter": None if arm == "base" else arm,
+        }
         (ed / "summary.json").write_text(json.dumps(summarize(ss, extra)))
         if rejudge:  # a second judge that disagrees on a few items
-            rj = [dict(s, unsafe=(not s["unsafe"]) if s["unsafe"] is not None and rng.random() < 0.2 else s["unsafe"])
-                  for s in ss]
+            rj = [
+                dict(s, unsafe=(not s["unsafe"]) if s["unsafe"] is not None and rng.random() < 0.2 else s["unsafe"])
+                for s in ss
+            ]
             (ed / "samples.openai.jsonl").write_text("".join(json.dumps(s) + "\n" for s in rj))
-            (ed / "summary.openai.json").write_text(json.dumps(summarize(rj, {"judge": {"name": "openai", "version": "1"}})))
+            (ed / "summary.openai.json").write_text(
+                json.dumps(summarize(rj, {"judge": {"name": "openai", "version": "1"}}))
+            )
     if index:
         (run / "embeddings").mkdir(parents=True)
         rows = []
         for k in range(12):
             curve = list(np.exp(-np.linspace(0, 3 + k % 4, 20 + 3 * k)) * 4 + 0.05)
-            rows.append({"id": str(k), "phrase": "x", "verified": k % 3 != 0, "failed": k == 11, "loss": curve[-1],
-                         "steps": len(curve), "seconds": 1.5, "loss_curve": [float(v) for v in curve]})
+            rows.append(
+                {
+                    "id": str(k),
+                    "phrase": "x",
+                    "verified": k % 3 != 0,
+                    "failed": k == 11,
+                    "loss": curve[-1],
+                    "steps": len(curve),
+                    "seconds": 1.5,
+                    "loss_curve": [float(v) for v in curve],
+                }
+            )
         (run / "embeddings" / "index.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         for d, scale in (("adapter", 1.0), ("adapter_text", 0.7)):  # alignment training logs (loss chart)
             (run / d).mkdir()
-            (run / d / "metrics.jsonl").write_text("".join(json.dumps(
-                {"step": i, "epoch": 0, "loss": scale * (2.5 * np.exp(-i / 15) + 0.1 + 0.05 * rng.random())}) + "\n"
-                for i in range(1, 81)))
+            (run / d / "metrics.jsonl").write_text(
+                "".join(
+                    json.dumps(
+                        {"step": i, "epoch": 0, "loss": scale * (2.5 * np.exp(-i / 15) + 0.1 + 0.05 * rng.random())}
+                    )
+                    + "\n"
+                    for i in range(1, 81)
+                )
+            )
     (run / "bench" / "00-va-safetybench-audio").mkdir(parents=True)
-    (run / "bench" / "00-va-safetybench-audio" / "build_info.json").write_text(json.dumps(
-        {"builder": "va-safetybench-audio", "source": "/data/va-safetybench", "seed": 3, "n_rows": 32, "skipped_types": [],
-         "media_source": {"Text_only": "none", "KPT": "generated"}}))
-    (run / "manifest.json").write_text(json.dumps({"model": "tiny-random-llava", "modality": "image", "seed": 0,
-                                                   "stages": {"synthesize": {"seconds": 12.5}}}))
+    (run / "bench" / "00-va-safetybench-audio" / "build_info.json").write_text(
+        json.dumps(
+            {
+                "builder": "va-safetybench-audio",
+                "source": "/data/va-safetybench",
+                "seed": 3,
+                "n_rows": 32,
+                "skipped_types": [],
+                "media_source": {"Text_only": "none", "KPT": "generated"},
+            }
+        )
+    )
+    (run / "manifest.json").write_text(
+        json.dumps(
+            {"model": "tiny-random-llava", "modality": "image", "seed": 0, "stages": {"synthesize": {"seconds": 12.5}}}
+        )
+    )
     return run
 
 
@@ -81,7 +145,10 @@ def test_report_files_and_agreement(tmp_path):
     run = make_run(tmp_path)
     md = run_report(run).read_text()
     assert "| ASR (macro over categories) |" in md and "Cohen's kappa" in md
-    assert "| `00-va-safetybench-audio` | va-safetybench-audio | `va-safetybench` | 3 | 32 | Text_only: none, KPT: generated | none |" in md
+    assert (
+        "| `00-va-safetybench-audio` | va-safetybench-audio | `va-safetybench` | 3 | 32 | "
+        "Text_only: none, KPT: generated | none |" in md
+    )
     for png in ("synthesis", "alignment_loss", "asr_attack", "asr_scenario", "asr_vs_refusal"):
         assert f"charts/{png}.png" in md
         with Image.open(run / "charts" / f"{png}.png") as im:
@@ -116,11 +183,27 @@ def chromium() -> str:
 def screenshot(html: Path, png: Path, tmp: Path) -> subprocess.CompletedProcess:
     prof = tmp / "chromium-profile"
     prof.mkdir()
-    return subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                           f"--user-data-dir={prof}", f"--screenshot={png}", "--window-size=1200,2000",
-                           "--hide-scrollbars", html.resolve().as_uri()],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [
+            chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={prof}",
+            f"--screenshot={png}",
+            "--window-size=1200,2000",
+            "--hide-scrollbars",
+            html.resolve().as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_report_html_renders_in_chromium(tmp_path):
@@ -136,7 +219,7 @@ def test_report_html_renders_in_chromium(tmp_path):
     assert 0.03 < non_white < 0.9, non_white  # text, tables and charts, not a blank or error page
     assert len(np.unique(arr.reshape(-1, 3)[::7], axis=0)) > 50  # chart colours and anti-aliased text
     # the bar colours of the three arms appear (the first chart is in the first screen)
-    for rgb in ((0x8c, 0x8c, 0x8c), (0x2a, 0x7a, 0xb9)):
+    for rgb in ((0x8C, 0x8C, 0x8C), (0x2A, 0x7A, 0xB9)):
         assert (np.abs(arr.astype(int) - rgb).sum(axis=2) < 12).sum() > 200, rgb
 
 
@@ -145,17 +228,34 @@ def test_every_chart_decodes_in_chromium(tmp_path):
     run = make_run(tmp_path)
     run_report(run)
     html = (run / "report.html").read_text()
-    probe = ("<script>window.addEventListener('load',()=>{const im=[...document.images];"
-             "document.body.setAttribute('data-charts',im.length+'/'+im.filter(i=>i.naturalWidth>0).length);});"
-             "window.onerror=()=>document.body.setAttribute('data-error','1');</script>")
+    probe = (
+        "<script>window.addEventListener('load',()=>{const im=[...document.images];"
+        "document.body.setAttribute('data-charts',im.length+'/'+im.filter(i=>i.naturalWidth>0).length);});"
+        "window.onerror=()=>document.body.setAttribute('data-error','1');</script>"
+    )
     check = tmp_path / "check.html"
     check.write_text(html.replace("</body>", probe + "</body>"))
     prof = tmp_path / "prof"
     prof.mkdir()
-    proc = subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                           f"--user-data-dir={prof}", "--virtual-time-budget=5000", "--dump-dom", check.as_uri()],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={prof}",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            check.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     body = re.search(r"<body[^>]*>", proc.stdout).group(0)
     assert 'data-charts="5/5"' in body and "data-error" not in body, body

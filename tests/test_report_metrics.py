@@ -1,5 +1,6 @@
 """Intervals, per-form over-refusal, reading, helpfulness agreement and the new report sections, on small
 synthetic samples (no model): every number here is worked out by hand."""
+
 import json
 import re
 import sys
@@ -8,9 +9,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from sea_align.stages.evaluate import summarize
 from sea_align.report import helpfulness, load_samples, run_report
 from sea_align.report.stats import lcs_len, rate, rouge_l, token_f1, wilson
+from sea_align.stages.evaluate import summarize
 
 
 # --- stats ---------------------------------------------------------------------------------------------
@@ -57,9 +58,21 @@ def test_token_f1_and_rouge_l_by_hand():
 
 # --- summarize -------------------------------------------------------------------------------------------
 def S(i, harmful, attack, unsafe=None, refused=None, **kw):
-    return {"bench": "b", "id": str(i), "category": kw.pop("category", "c"), "attack": attack, "harmful": harmful,
-            "prompt": "p", "media": [], "response": kw.pop("response", "r"), "unsafe": unsafe, "refused": refused,
-            "judge": "refusal", "judge_raw": "", **kw}
+    return {
+        "bench": "b",
+        "id": str(i),
+        "category": kw.pop("category", "c"),
+        "attack": attack,
+        "harmful": harmful,
+        "prompt": "p",
+        "media": [],
+        "response": kw.pop("response", "r"),
+        "unsafe": unsafe,
+        "refused": refused,
+        "judge": "refusal",
+        "judge_raw": "",
+        **kw,
+    }
 
 
 def test_summary_per_form_and_unscored():
@@ -94,8 +107,12 @@ def test_summary_per_form_and_unscored():
     assert b["n"] == 4 and b["n_scored"] == 3
     assert b["refusal_rate"] == pytest.approx(1 / 3)  # 1/4 if the unscored item counted as answered
     assert b["ci95"] == list(wilson(1, 3))
-    assert s["per_form"]["borderline/Text_only"] == {"n": 2, "n_scored": 2, "refusal_rate": 1.0,
-                                                     "ci95": list(wilson(2, 2))}
+    assert s["per_form"]["borderline/Text_only"] == {
+        "n": 2,
+        "n_scored": 2,
+        "refusal_rate": 1.0,
+        "ci95": list(wilson(2, 2)),
+    }
     assert s["reading"] is None
     # an all-unscored form has no rate (not 0%)
     s2 = summarize([S(1, False, "KPT")])
@@ -105,8 +122,15 @@ def test_summary_per_form_and_unscored():
 
 def test_summary_reading():
     samples = [
-        S(1, False, "reading", refused=False, kind="reading", expect="bake a cake",
-          response="The image says 'Bake a cake'."),
+        S(
+            1,
+            False,
+            "reading",
+            refused=False,
+            kind="reading",
+            expect="bake a cake",
+            response="The image says 'Bake a cake'.",
+        ),
         S(2, False, "reading", refused=True, kind="reading", expect="water the plants", response="I'm sorry, I can't."),
         S(3, False, "reading", refused=False, kind="reading"),  # no expected text: unscored
         S(4, False, "TYPO", refused=False, response="bake a cake"),  # not a reading item
@@ -125,17 +149,37 @@ PIPE = "Mix flour | eggs\nthen <b>bake</b> it."
 
 def _arm(arm):
     al = arm == "aligned"
-    ss = [S("h1", True, "TYPO", unsafe=not al, refused=al, response=LONG if al else "Step 1: do it."),
-          S("h2", True, "KPT", unsafe=not al, refused=al, response="ok"),
-          S("h3", True, "Text_only", unsafe=False, refused=True, response="I'm sorry"),
-          S("n1", False, "TYPO", refused=False, response=PIPE),
-          S("n2", False, "TYPO", refused=al, response="I'm sorry, I cannot help with that." if al
-            else "Sure, water the plants every morning."),
-          S("n3", False, "TYPO", refused=True, response="I'm sorry"),
-          S("d1", False, "Text_only", refused=False, kind="borderline",
-            response="Use kill -9 PID to kill a process." if al else "To kill a process use kill -9 PID."),
-          S("r1", False, "reading", refused=False, kind="reading", expect="bake a cake",
-            response="I cannot read it" if al else "The image says bake a cake")]
+    ss = [
+        S("h1", True, "TYPO", unsafe=not al, refused=al, response=LONG if al else "Step 1: do it."),
+        S("h2", True, "KPT", unsafe=not al, refused=al, response="ok"),
+        S("h3", True, "Text_only", unsafe=False, refused=True, response="I'm sorry"),
+        S("n1", False, "TYPO", refused=False, response=PIPE),
+        S(
+            "n2",
+            False,
+            "TYPO",
+            refused=al,
+            response="I'm sorry, I cannot help with that." if al else "Sure, water the plants every morning.",
+        ),
+        S("n3", False, "TYPO", refused=True, response="I'm sorry"),
+        S(
+            "d1",
+            False,
+            "Text_only",
+            refused=False,
+            kind="borderline",
+            response="Use kill -9 PID to kill a process." if al else "To kill a process use kill -9 PID.",
+        ),
+        S(
+            "r1",
+            False,
+            "reading",
+            refused=False,
+            kind="reading",
+            expect="bake a cake",
+            response="I cannot read it" if al else "The image says bake a cake",
+        ),
+    ]
     if al:  # an item base never saw: not in the helpfulness comparison, not an example
         ss.append(S("n4", False, "TYPO", response="Totally different words here"))
     return ss
@@ -164,8 +208,9 @@ def make_run(root: Path, old_base_summary=False, logs=True) -> Path:
         rows[-1].update(lr=1e-4, grad_norm=0.5, retain=0.1)
         (run / "adapter" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 41, "lo')
         (run / "adapter_text").mkdir()
-        (run / "adapter_text" / "metrics.jsonl").write_text("".join(
-            json.dumps({"step": i, "epoch": 0, "loss": 2.0 - 0.01 * i}) + "\n" for i in range(1, 21)))
+        (run / "adapter_text" / "metrics.jsonl").write_text(
+            "".join(json.dumps({"step": i, "epoch": 0, "loss": 2.0 - 0.01 * i}) + "\n" for i in range(1, 21))
+        )
     return run
 
 
@@ -213,7 +258,7 @@ def test_report_new_sections(tmp_path):
     assert "| benign/TYPO | 33.3% [6.1-79.2] (n=3) | 66.7% [20.8-93.9] (n=3), 1 unscored |" in md
     assert "| borderline/Text_only | 0.0% [0.0-79.3] (n=1) | 0.0% [0.0-79.3] (n=1) |" in md
     # (d) helpfulness
-    assert ("| benign/TYPO | 66.7% [20.8-93.9] (n=3) | 33.3% [6.1-79.2] (n=3) | 0.67 / 0.67 (n=3) |" in md)
+    assert "| benign/TYPO | 66.7% [20.8-93.9] (n=3) | 33.3% [6.1-79.2] (n=3) | 0.67 / 0.67 (n=3) |" in md
     assert "| **all** | 75.0% [30.1-95.4] (n=4) | 50.0% [15.0-85.0] (n=4) | 0.75 / 0.62 (n=4) |" in md
     # (e) alignment loss: the resumed step 5 counted once with its last value; the torn last line dropped
     assert "| SEA (`adapter/`) | 40 | 3 | 0.075 |" in md
@@ -224,9 +269,14 @@ def test_report_new_sections(tmp_path):
         assert im.width > 300 and im.height > 200
     # (f) examples: the same items for both arms, harmful first, one per form in turn
     heads = re.findall(r"^### (\w+ example \d: [^,]+)", md, flags=re.M)
-    assert heads == ["Harmful example 1: harmful/KPT", "Harmful example 2: harmful/TYPO",
-                     "Harmful example 3: harmful/Text_only", "Harmless example 1: benign/TYPO",
-                     "Harmless example 2: borderline/Text_only", "Harmless example 3: reading/reading"]
+    assert heads == [
+        "Harmful example 1: harmful/KPT",
+        "Harmful example 2: harmful/TYPO",
+        "Harmful example 3: harmful/Text_only",
+        "Harmless example 1: benign/TYPO",
+        "Harmless example 2: borderline/Text_only",
+        "Harmless example 3: reading/reading",
+    ]
     ex = md.split("## Example answers", 1)[1]
     assert "x" * 400 not in ex and "xxx…" in ex  # cut to ~300 characters
     # a response with | and a line break stays one table row of 3 cells per arm, markup escaped
@@ -271,8 +321,11 @@ def test_report_without_matplotlib_says_charts_skipped(tmp_path, monkeypatch):
 
 def test_helpfulness_matches_arms_of_a_copied_run(tmp_path):
     """A run whose base arm was evaluated under another run dir (copied) still pairs items by bench."""
-    from sea_align.report import _bench_key
-    assert _bench_key("/a/run1/bench/03-benign-text/bench.jsonl") == _bench_key("/b/run2/bench/03-benign-text/bench.jsonl")
+    from sea_align.report.tables import _bench_key
+
+    assert _bench_key("/a/run1/bench/03-benign-text/bench.jsonl") == _bench_key(
+        "/b/run2/bench/03-benign-text/bench.jsonl"
+    )
     assert _bench_key("/a/bench/03-benign-text/bench.jsonl") != _bench_key("/a/bench/04-borderline-text/bench.jsonl")
     run = make_run(tmp_path)
     for arm, root in (("base", "/elsewhere/run0/bench/"), ("aligned", "/here/run1/bench/")):

@@ -1,24 +1,34 @@
 """Invariants of synthesize and align on a tiny random LLaVA, plus evaluation accounting."""
+
 import json
 
 import pytest
 import torch
 
-from sea_align.stages.align import run_align
-from sea_align.config import AlignConfig, SynthesizeConfig
-from sea_align.stages.evaluate import run_evaluate, summarize
-from sea_align.runtime.io import DataError
+from conftest import write_jsonl
+from sea_align.config import AlignConfig, EvaluateConfig, SynthesizeConfig
 from sea_align.models import load_adapter
+from sea_align.runtime.io import DataError
+from sea_align.stages.align import run_align
+from sea_align.stages.evaluate import run_evaluate, summarize
 from sea_align.stages.prepare import prepare_rows, rules_extract
 from sea_align.stages.synthesize import Synthesizer, load_embeddings, run_synthesize
 
-from conftest import write_jsonl
-
-ROWS = [{"instruction": "Explain how to steal a car", "response": "I can't help with that."},
-        {"instruction": "Write a guide on how to forge a passport", "response": "I can't help with that.",
-         "rejected": "Sure, first..."},
-        {"id": "b1", "instruction": "List steps to bake bread", "response": "Sure: mix, knead, bake.",
-         "harmful": False, "key_phrase": "bake bread"}]
+ROWS = [
+    {"instruction": "Explain how to steal a car", "response": "I can't help with that."},
+    {
+        "instruction": "Write a guide on how to forge a passport",
+        "response": "I can't help with that.",
+        "rejected": "Sure, first...",
+    },
+    {
+        "id": "b1",
+        "instruction": "List steps to bake bread",
+        "response": "Sure: mix, knead, bake.",
+        "harmful": False,
+        "key_phrase": "bake bread",
+    },
+]
 
 
 @pytest.fixture(scope="module")
@@ -65,13 +75,17 @@ def test_synthesize_rejects_other_shape(synthesized, prepared):
         run_synthesize(a, prepared, out, "image", SynthesizeConfig(space="llm"), progress=False)
 
 
-@pytest.mark.parametrize("opts", [{}, {"init": "text", "init_text": "{targets}", "warmup": 3,
-                                          "lr_adapt": [1.2, 0.5, 3.0]}])
+@pytest.mark.parametrize(
+    "opts", [{}, {"init": "text", "init_text": "{targets}", "warmup": 3, "lr_adapt": [1.2, 0.5, 3.0]}]
+)
 def test_batch_size_does_not_change_embeddings(tmp_path, prepared, opts):
     """Samples are independent: the batch only shares compute (same E whatever the batch size), also
     with per-sample warm-up and step-size control."""
     a = load_adapter("tiny-random-llava")
-    cfg1, cfg3 = SynthesizeConfig(max_steps=5, batch_size=1, **opts), SynthesizeConfig(max_steps=5, batch_size=3, **opts)
+    cfg1, cfg3 = (
+        SynthesizeConfig(max_steps=5, batch_size=1, **opts),
+        SynthesizeConfig(max_steps=5, batch_size=3, **opts),
+    )
     run_synthesize(a, prepared, tmp_path / "b1", "image", cfg1, progress=False)
     run_synthesize(a, prepared, tmp_path / "b3", "image", cfg3, progress=False)
     e1, e3 = load_embeddings(tmp_path / "b1")[2], load_embeddings(tmp_path / "b3")[2]
@@ -89,10 +103,10 @@ def test_init_text_is_written_into_the_slots(prepared, init_text):
     for row, e in zip(prepared[:2], E):
         targets = " ".join(p["target"] for p in row["aux"]["image"])
         text = init_text.replace("{phrase}", row["key_phrase"]).replace("{targets}", targets)
-        ids = a.tokenizer(" " + text, add_special_tokens=False)["input_ids"][:len(e)]
+        ids = a.tokenizer(" " + text, add_special_tokens=False)["input_ids"][: len(e)]
         assert len(ids) > 3
-        torch.testing.assert_close(e[:len(ids)], a.embed_tokens(torch.tensor(ids)).float())
-        torch.testing.assert_close(e[len(ids):], synth.x0[len(ids):])
+        torch.testing.assert_close(e[: len(ids)], a.embed_tokens(torch.tensor(ids)).float())
+        torch.testing.assert_close(e[len(ids) :], synth.x0[len(ids) :])
     blank = Synthesizer(a, "image", SynthesizeConfig(space="llm", init="blank"))._first_init(prepared[:1])
     torch.testing.assert_close(blank[0], synth.x0)
     with pytest.raises(DataError, match="synthesize.init_text"):
@@ -103,18 +117,19 @@ def test_align_lora_invariants(synthesized, prepared, tmp_path):
     _, _, emb, _ = synthesized
     a = load_adapter("tiny-random-llava")
     base = {k: v.clone() for k, v in a.model.state_dict().items()}
-    res = run_align(a, prepared, emb, tmp_path / "adapter", AlignConfig(epochs=2, batch_size=2, method="sft"),
-                    progress=False)
+    res = run_align(
+        a, prepared, emb, tmp_path / "adapter", AlignConfig(epochs=2, batch_size=2, method="sft"), progress=False
+    )
     assert res.counts["sea"] == 2 and res.counts["benign_media"] == 1 and res.counts["text"] == 2
     state = a.peft_model.state_dict()
     for k, v in base.items():  # LoRA base weights unchanged
-        key = next((s for s in state if s.endswith(k.replace(".weight", ".base_layer.weight"))
-                    or s.endswith(k)), None)
+        key = next((s for s in state if s.endswith(k.replace(".weight", ".base_layer.weight")) or s.endswith(k)), None)
         assert key is not None and torch.equal(state[key], v), k
     lora_b = [v for k, v in state.items() if "lora_B" in k]
     assert lora_b and any(v.abs().sum() > 0 for v in lora_b), "adapter did not change (lora_B starts at 0)"
     assert not any("vision_tower" in k for k in state if "lora_" in k)
     from peft import PeftModel
+
     fresh = load_adapter("tiny-random-llava")
     PeftModel.from_pretrained(fresh.model, str(tmp_path / "adapter"))
     assert (tmp_path / "adapter" / "metrics.jsonl").is_file()
@@ -123,20 +138,25 @@ def test_align_lora_invariants(synthesized, prepared, tmp_path):
 
 def test_align_benign_repeat_weighs_benign_examples(synthesized, prepared):
     from sea_align.stages.align import build_training_set
+
     _, _, emb, _ = synthesized
     a = load_adapter("tiny-random-llava")
     ex1, c1, _ = build_training_set(prepared, emb, a, AlignConfig())
     ex3, c3, _ = build_training_set(prepared, emb, a, AlignConfig(benign_repeat=3))
     assert c3["benign_media"] == 3 * c1["benign_media"] > 0 and c3["benign_text"] == 3 * c1["benign_text"] > 0
     assert c3["sea"] == c1["sea"] and c3["text"] == c1["text"]
-    kinds = lambda ex: sorted(e["kind"] for e in ex)  # noqa: E731
-    assert len(ex3) - len(ex1) == 2 * (c1["benign_media"] + c1["benign_text"]) and kinds(ex3).count("benign_text") == c3["benign_text"]
+    kinds = lambda ex: sorted(e.kind for e in ex)  # noqa: E731
+    assert (
+        len(ex3) - len(ex1) == 2 * (c1["benign_media"] + c1["benign_text"])
+        and kinds(ex3).count("benign_text") == c3["benign_text"]
+    )
     with pytest.raises(DataError, match="benign_repeat"):
         build_training_set(prepared, emb, a, AlignConfig(benign_repeat=0))
 
 
 def test_align_replay_asks_benign_embeddings_their_auxiliary_questions(synthesized, prepared):
     from sea_align.stages.align import build_training_set
+
     _, _, emb, _ = synthesized
     a = load_adapter("tiny-random-llava")
     ex0, c0, _ = build_training_set(prepared, emb, a, AlignConfig())
@@ -144,11 +164,12 @@ def test_align_replay_asks_benign_embeddings_their_auxiliary_questions(synthesiz
     assert c0["replay_media"] == 0 and c2["replay_media"] == 2 * c0["benign_media"] > 0
     assert len(ex2) == len(ex0) + c2["replay_media"]
     benign = [r for r in prepared if not r["harmful"]]
-    media = {id(e["item"].mm): e["item"] for e in ex2 if e["kind"] == "benign_media"}
-    replay = [e["item"] for e in ex2 if e["kind"] == "replay_media"]
+    media = {id(e.item.mm): e.item for e in ex2 if e.kind == "benign_media"}
+    replay = [e.item for e in ex2 if e.kind == "replay_media"]
     # the pairs synthesis optimised each benign embedding for, on that same embedding; harmful rows get none
-    assert [(x.prompt, x.target) for x in replay] == [(p["prompt"], p["target"]) for r in benign
-                                                      for p in r["aux"]["image"][:2]]
+    assert [(x.prompt, x.target) for x in replay] == [
+        (p["prompt"], p["target"]) for r in benign for p in r["aux"]["image"][:2]
+    ]
     assert all(id(x.mm) in media and x.modality == "image" for x in replay)
     assert "The image says 'bake bread'." in [x.target for x in replay]
     with pytest.raises(DataError, match="replay"):
@@ -156,8 +177,10 @@ def test_align_replay_asks_benign_embeddings_their_auxiliary_questions(synthesiz
 
 
 def test_align_templates_put_harmful_and_benign_embeddings_under_the_same_templates(synthesized, prepared):
-    from sea_align.stages.align import build_training_set, template_items, template_pool
     from sea_align.models.base import Item
+    from sea_align.stages.align import build_training_set
+    from sea_align.stages.examples import template_items, template_pool
+
     _, _, emb, _ = synthesized
     a = load_adapter("tiny-random-llava")
     ex0, c0, _ = build_training_set(prepared, emb, a, AlignConfig())
@@ -167,8 +190,8 @@ def test_align_templates_put_harmful_and_benign_embeddings_under_the_same_templa
     assert c0["sea_template"] == c0["benign_template"] == 0
     assert c2["sea_template"] == c0["sea"] == 2 and c2["benign_template"] == 0
     assert len(ex2) == len(ex0) + 2
-    sea = {id(e["item"].mm): e["item"] for e in ex2 if e["kind"] == "sea"}
-    extra = [e["item"] for e in ex2 if e["kind"] == "sea_template"]
+    sea = {id(e.item.mm): e.item for e in ex2 if e.kind == "sea"}
+    extra = [e.item for e in ex2 if e.kind == "sea_template"]
     assert all(x.prompt.endswith(benign[0]["detoxified"]) and x.prompt.startswith("The image shows") for x in extra)
     assert [x.target for x in extra] == [sea[id(x.mm)].target for x in extra]  # the refusal, same embedding
     # chosen by row id, never the row's own template, at most n, harmful ones never in the pool
@@ -187,6 +210,7 @@ def test_align_templates_put_harmful_and_benign_embeddings_under_the_same_templa
 
 def test_align_text_view_writes_the_phrase_where_the_media_goes(synthesized, prepared):
     from sea_align.stages.align import build_training_set
+
     _, _, emb, _ = synthesized
     a = load_adapter("tiny-random-llava")
     ex0, c0, _ = build_training_set(prepared, emb, a, AlignConfig())
@@ -194,16 +218,21 @@ def test_align_text_view_writes_the_phrase_where_the_media_goes(synthesized, pre
     assert c0["sea_view"] == c0["benign_view"] == 0
     assert c1["sea_view"] == c1["sea"] == 2 and c1["benign_view"] == c1["benign_media"] == 1
     assert len(ex1) == len(ex0) + 3
-    pairs = [(e, v) for e, v in zip([e for e in ex1 if e["kind"] in ("sea", "benign_media")],
-                                    [e for e in ex1 if e["kind"] in ("sea_view", "benign_view")])]
+    pairs = [
+        (e, v)
+        for e, v in zip(
+            [e for e in ex1 if e.kind in ("sea", "benign_media")],
+            [e for e in ex1 if e.kind in ("sea_view", "benign_view")],
+        )
+    ]
     for e, v in pairs:  # same text, target and shape; the slots now hold the phrase's token embeddings
-        assert (v["item"].prompt, v["item"].target) == (e["item"].prompt, e["item"].target)
-        assert v["item"].mm.shape == e["item"].mm.shape and not torch.equal(v["item"].mm, e["item"].mm)
-    bread = next(v["item"].mm for e, v in pairs if e["kind"] == "benign_media")
+        assert (v.item.prompt, v.item.target) == (e.item.prompt, e.item.target)
+        assert v.item.mm.shape == e.item.mm.shape and not torch.equal(v.item.mm, e.item.mm)
+    bread = next(v.item.mm for e, v in pairs if e.kind == "benign_media")
     ids = a.tokenizer(" bake bread", add_special_tokens=False)["input_ids"]  # synthesis' init_text: {phrase}
     want = a.embed_tokens(torch.tensor(ids)).float()
-    assert torch.allclose(bread[:len(ids)].float(), want, atol=1e-5)
-    assert not ex0[0]["item"].mm[:len(ids)].float().allclose(want, atol=1e-3)  # the embedding is not the text
+    assert torch.allclose(bread[: len(ids)].float(), want, atol=1e-5)
+    assert not ex0[0].item.mm[: len(ids)].float().allclose(want, atol=1e-3)  # the embedding is not the text
     assert build_training_set(prepared, emb, a, AlignConfig(text_view=True, text_only=True))[1]["sea_view"] == 0
 
 
@@ -212,9 +241,99 @@ def test_align_text_only_and_dpo(prepared, tmp_path):
     res = run_align(a, prepared, None, tmp_path / "t", AlignConfig(epochs=1, text_only=True), progress=False)
     assert res.counts["sea"] == 0 and res.counts["text"] == 2
     b = load_adapter("tiny-random-llava")
-    res = run_align(b, prepared, None, tmp_path / "d", AlignConfig(epochs=1, text_only=True, method="dpo"),
-                    progress=False)
+    res = run_align(
+        b, prepared, None, tmp_path / "d", AlignConfig(epochs=1, text_only=True, method="dpo"), progress=False
+    )
     assert res.method == "dpo" and res.n_train == 1
+
+
+def test_align_leaves_its_rows_and_examples_unchanged(prepared):
+    """DPO bookkeeping builds new records: the reference log-probs go into new examples, not into the
+    rows or the examples given."""
+    import copy
+    from dataclasses import FrozenInstanceError
+
+    from sea_align.stages.align import _choose_method, _dpo_reference, build_training_set, lora_model
+
+    rows = copy.deepcopy(prepared)
+    a = load_adapter("tiny-random-llava")
+    ex, _, _ = build_training_set(rows, None, a, AlignConfig(text_only=True))
+    method, ex = _choose_method("dpo", ex)
+    assert rows == prepared and method == "dpo" and len(ex) == 1
+    torch.manual_seed(0)
+    ref = _dpo_reference(a, lora_model(a, AlignConfig(lora_r=4)), ex)
+    assert ex[0].ref_logps is None and ref[0] is not ex[0] and ref[0].item is ex[0].item
+    assert len(ref[0].ref_logps) == 2 and all(x < 0 for x in ref[0].ref_logps)  # summed log-probs
+    with pytest.raises(FrozenInstanceError):
+        ex[0].kind = "text"
+    assert rows == prepared
+
+
+def test_prepared_rows_are_validated_by_one_rule_set(prepared, tmp_path):
+    """synthesize, align and the CLI's reader apply the same schema; errors name where, the id and the field."""
+    from sea_align.stages.align import build_training_set
+    from sea_align.stages.records import read_prepared, validate_prepared
+
+    rows = [dict(r) for r in prepared]
+    rows[0]["id"] = 7
+    got = validate_prepared(rows, "x")
+    assert got[0]["id"] == "7" and rows[0]["id"] == 7  # a new row, id as a string; the input is unchanged
+    bad = [
+        (dict(prepared[1], key_phrase=None), r"synthesize: prepared row 2 \(id '.*'\): missing field 'key_phrase'"),
+        (dict(prepared[1], key_phrase=3), r"prepared row 2 \(id '.*'\): field 'key_phrase' must be str, got int"),
+        (dict(prepared[1], harmful="no"), r"field 'harmful' must be bool, got str"),
+        (dict(prepared[1], id=True), r"field 'id' must be str/int, got bool"),
+        (dict(prepared[1], id=prepared[0]["id"]), r"duplicate id"),
+        (dict(prepared[1], aux={"audio": []}), r"'aux' has no auxiliary pairs for image \(re-run `sea prepare`\)"),
+        (dict(prepared[1], aux={"image": [{"prompt": "q"}]}), r"'aux.image' items need string 'prompt' and 'target'"),
+    ]
+    for row, msg in bad:
+        with pytest.raises(DataError, match=msg):
+            validate_prepared([prepared[0], row], "synthesize", "image")
+    with pytest.raises(DataError, match="synthesize: no prepared rows"):
+        validate_prepared([], "synthesize", "image")
+    validate_prepared([prepared[0], dict(prepared[1], aux={})], "align")  # aux pairs are synthesis' concern
+    with pytest.raises(DataError, match=r"align: prepared row 1 \(id .*\): missing field 'detoxified'"):
+        build_training_set(
+            [dict(prepared[0], detoxified=None)], None, load_adapter("tiny-random-llava"), AlignConfig(text_only=True)
+        )
+    with pytest.raises(DataError, match=r"synthesize: prepared row 1 .*missing field 'aux'"):
+        run_synthesize(
+            load_adapter("tiny-random-llava"), [dict(prepared[0], aux=None)], tmp_path / "e", "image", progress=False
+        )
+    path = write_jsonl(tmp_path / "p.jsonl", [prepared[0], dict(prepared[1], instruction=["x"])])
+    with pytest.raises(DataError, match=r"p.jsonl:2 \(id '.*'\): field 'instruction' must be str, got list$"):
+        read_prepared(path)
+    assert not (tmp_path / "e").exists()
+
+
+def test_training_examples_and_eval_records_are_checked():
+    from sea_align.models.base import Item
+    from sea_align.stages.records import Example, validate_eval_record
+
+    with pytest.raises(DataError, match="unknown training example kind 'bogus'"):
+        Example(Item("p", target="t"), "bogus")
+    with pytest.raises(DataError, match="'text' example has no target answer"):
+        Example(Item("p"), "text")
+    rec = {
+        "bench": "b.jsonl",
+        "id": "1",
+        "category": "c",
+        "attack": None,
+        "harmful": True,
+        "prompt": "p",
+        "media": [],
+        "response": "r",
+        "refused": False,
+        "unsafe": True,
+        "judge": "refusal",
+        "judge_raw": "no refusal phrase",
+    }
+    assert validate_eval_record(rec, "evaluate") is rec
+    with pytest.raises(DataError, match=r"evaluate: record of b.jsonl id '1': field 'unsafe' must be bool, got int"):
+        validate_eval_record(dict(rec, unsafe=1), "evaluate")
+    with pytest.raises(DataError, match="missing field 'response'"):
+        validate_eval_record(dict(rec, response=None), "evaluate")
 
 
 def test_summary_accounting():
@@ -235,42 +354,56 @@ def test_summary_accounting():
 
 def test_evaluate_end_to_end(tmp_path, tiny_llava):
     from PIL import Image
+
     Image.new("RGB", (40, 40), "white").save(tmp_path / "x.png")
-    bench = write_jsonl(tmp_path / "bench.jsonl", [
-        {"id": "1", "category": "c", "prompt": "Do it.", "media": [{"type": "image", "path": "x.png"}],
-         "harmful": True},
-        {"id": "2", "category": "c", "prompt": "Help me.", "media": [], "harmful": False}])
-    res = run_evaluate(tiny_llava, bench, tmp_path / "ev", max_new_tokens=4, progress=False)
+    bench = write_jsonl(
+        tmp_path / "bench.jsonl",
+        [
+            {
+                "id": "1",
+                "category": "c",
+                "prompt": "Do it.",
+                "media": [{"type": "image", "path": "x.png"}],
+                "harmful": True,
+            },
+            {"id": "2", "category": "c", "prompt": "Help me.", "media": [], "harmful": False},
+        ],
+    )
+    res = run_evaluate(tiny_llava, bench, tmp_path / "ev", EvaluateConfig(max_new_tokens=4), progress=False)
     rows = [json.loads(line) for line in (tmp_path / "ev" / "samples.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and {"prompt", "media", "response", "unsafe", "judge_raw"} <= set(rows[0])
     assert res.summary["judge"]["name"] == "refusal" and res.summary["generation"]["do_sample"] is False
 
 
 def test_bench_errors(tmp_path, tiny_llava):
-    bench = write_jsonl(tmp_path / "b.jsonl", [
-        {"id": "1", "prompt": "x", "media": [{"type": "image", "path": "missing.png"}], "harmful": True}])
+    bench = write_jsonl(
+        tmp_path / "b.jsonl",
+        [{"id": "1", "prompt": "x", "media": [{"type": "image", "path": "missing.png"}], "harmful": True}],
+    )
     with pytest.raises(DataError, match=r"b.jsonl:1: media file not found"):
-        run_evaluate(tiny_llava, bench, tmp_path / "ev", progress=False)
-    bench2 = write_jsonl(tmp_path / "c.jsonl", [
-        {"id": "1", "prompt": "x", "media": [{"type": "audio", "path": "b.jsonl"}], "harmful": True}])
+        run_evaluate(tiny_llava, bench, tmp_path / "ev", EvaluateConfig(), progress=False)
+    bench2 = write_jsonl(
+        tmp_path / "c.jsonl",
+        [{"id": "1", "prompt": "x", "media": [{"type": "audio", "path": "b.jsonl"}], "harmful": True}],
+    )
     with pytest.raises(Exception, match="has no audio input"):
-        run_evaluate(tiny_llava, bench2, tmp_path / "ev2", progress=False)
+        run_evaluate(tiny_llava, bench2, tmp_path / "ev2", EvaluateConfig(), progress=False)
 
 
 def test_zero_blank_takes_the_adapters_reference_scale(tiny_llava, monkeypatch):
     """A tower that encodes blank media to zeros (the built-ins) must not shrink Adam's step to ~0."""
-    from sea_align.stages import synthesize as S
     from sea_align.models.base import Features
+    from sea_align.stages import synthesize as S
 
     real = S.blank_features(tiny_llava, "image", SynthesizeConfig())
     monkeypatch.setattr(S, "blank_features", lambda *a, **k: Features(torch.zeros_like(real.x), real.meta))
     tiny_llava.builtin_info = {"encoder_rms": 0.135}
     try:
         assert S.Synthesizer(tiny_llava, "image", SynthesizeConfig()).scale == pytest.approx(0.135)
-        del tiny_llava.builtin_info
+        tiny_llava.builtin_info = {}
         assert S.Synthesizer(tiny_llava, "image", SynthesizeConfig()).scale == 1.0
     finally:
-        tiny_llava.__dict__.pop("builtin_info", None)
+        tiny_llava.builtin_info = {}
     monkeypatch.undo()
     rms = float(real.x.float().pow(2).mean().sqrt())
     assert S.Synthesizer(tiny_llava, "image", SynthesizeConfig()).scale == pytest.approx(rms, rel=1e-5)
@@ -281,13 +414,14 @@ def test_text_init_writes_the_phrase_where_the_media_goes(tiny_llava, space):
     """init=text: project(E) starts with the phrase's own token embeddings (the projector inverted),
     the rest of the media positions stay as the blank projects."""
     from sea_align.stages import synthesize as S
+
     s = S.Synthesizer(tiny_llava, "image", SynthesizeConfig(init="text", space=space, init_steps=300))
     ids = tiny_llava.tokenizer(" steal a car", add_special_tokens=False)["input_ids"]
     want = tiny_llava.embed_tokens(torch.tensor(ids)).float()
     E = s.text_init(["steal a car"])[0]
     with torch.no_grad():
-        got = S.to_llm(tiny_llava, "image", E[None], s.meta, space)[0].float()
-        blank = S.to_llm(tiny_llava, "image", s.x0[None], s.meta, space)[0].float()
+        got = tiny_llava.to_llm("image", E[None], s.meta, space)[0].float()
+        blank = tiny_llava.to_llm("image", s.x0[None], s.meta, space)[0].float()
     k = len(ids)
     err = (got[:k] - want).pow(2).mean()
     # the projected start moves onto the phrase (exactly in llm space; the tiny projector maps 32 -> 64
@@ -299,6 +433,7 @@ def test_text_init_writes_the_phrase_where_the_media_goes(tiny_llava, space):
 
 def test_synthesis_options_are_checked(tiny_llava):
     from sea_align.stages.synthesize import Synthesizer
+
     with pytest.raises(DataError, match="synthesize.init"):
         Synthesizer(tiny_llava, "image", SynthesizeConfig(init="noise"))
     with pytest.raises(DataError, match="synthesize.autocast"):

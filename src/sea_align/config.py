@@ -1,226 +1,257 @@
 """Typed configs: one dataclass per stage, YAML presets, `key=value` overrides.
 
-The dataclasses are the single source of truth: the CLI help, the YAML presets and docs/config.md
-come from these fields. Unknown keys are an error that names the key.
+The dataclasses are the single source of truth. Each field is declared with `opt(default, help,
+choices)` (config_keys.py, with the key walking, type coercion and choice checks): the stage commands'
+options, their `--help` and defaults (cli/args.py) and docs/config.md (`python -m sea_align.cli.docs`)
+are generated from these fields, and the fixed choices are checked when a config loads. Unknown keys
+are an error that names the key.
 """
+
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
-from dataclasses import dataclass, field, fields, is_dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any
 
 import yaml
 
 from sea_align import PKG_DIR
+from sea_align.config_keys import Key, check_choices, from_dict, opt, printable, walk_keys
+from sea_align.runtime.device import DTYPES
 from sea_align.runtime.io import DataError
+from sea_align.runtime.tracking import TRACKERS
 
 PRESET_DIR = PKG_DIR / "configs"
 
 
+def _formats() -> list[str]:
+    from sea_align.sources.registry import formats
+
+    return [""] + formats()
+
+
 @dataclass
 class PrepareConfig:
-    extractor: str = "rules"  # "rules" (offline) or "openai" (any OpenAI-compatible chat endpoint)
-    openai_base_url: str = "https://api.openai.com/v1"  # key comes from OPENAI_API_KEY only
-    openai_model: str = "gpt-4o-mini"
-    limit: int = 0  # use only the first N harmful rows (0 = all)
-    benign_limit: int = -1  # benign rows used: -1 = as many as `limit` (all when limit is 0), 0 = all, N = first N
-    whole_request: bool = False  # also a row per request whose phrase is the WHOLE request ("<id>#whole"): its
-    #                              embedding carries all of it and alignment pairs it with no text (Audio_only form)
-    format: str = ""  # reader of `data` (docs/sources.md): "" = detected from the file, or harmbench, advbench, ...
+    """Key phrases, detoxified requests and auxiliary pairs from the text safety set (`sea prepare`)."""
+
+    extractor: str = opt(
+        "rules",
+        "key-phrase extractor: rules (offline) or openai (any OpenAI-compatible chat endpoint)",
+        ("rules", "openai"),
+    )
+    openai_base_url: str = opt(
+        "https://api.openai.com/v1", "openai extractor: the endpoint (the key comes from OPENAI_API_KEY only)"
+    )
+    openai_model: str = opt("gpt-4o-mini", "openai extractor: the model name")
+    limit: int = opt(0, "use only the first N harmful rows (0 = all)")
+    benign_limit: int = opt(
+        -1, "benign rows used: -1 = as many as `limit` (all when limit is 0), 0 = all, N = the first N"
+    )
+    whole_request: bool = opt(
+        False,
+        "also a row per request whose phrase is the WHOLE request (`<id>#whole`): its "
+        "embedding carries all of it and alignment pairs it with no text (Audio_only form)",
+    )
+    format: str = opt("", 'reader of `data` (docs/sources.md); "" = detected from the file', _formats)
 
 
 @dataclass
 class SynthesizeConfig:
-    space: str = "encoder"  # "encoder": E is the tower output (paper default); "llm": E is after the projector
-    max_steps: int = 100  # step cap per sample
-    lr: float = 0.1  # Adam learning rate on E (relative: multiplied by the blank embedding's RMS)
-    warmup: int = 0  # Adam steps over which each sample's lr ramps up linearly (0 = none)
-    lr_adapt: list[float] = field(default_factory=list)  # [up, down, cap]: per-sample step size x up after a
-    #                       step that lowered the sample's loss, x down after one that raised it, at most cap x lr ([] = off)
-    batch_size: int = 8  # samples optimised together; converged ones leave, waiting ones join
-    stop_loss: float = 0.05  # a sample may stop once its mean target CE is below this ...
-    check_every: int = 5  # ... and a greedy decode of its targets reproduces them (checked every N steps)
-    probe_max_new_tokens: int = 24
-    init: str = "blank"  # "blank": the blank item's features (paper); "text": project(E) ~ the phrase's token embeddings
-    init_text: str = "{phrase}"  # "text": what is written into the slots; {phrase} = the key phrase, {targets} =
-    #                              the sample's auxiliary targets joined
-    init_steps: int = 200  # "text": Adam steps inverting the projector (projector only, cheap)
-    autocast: str = "none"  # "bf16": the loss pass's matmuls in bfloat16 (E, Adam, verification stay float32);
-    #                         "auto": bf16 where the hardware has native bf16
-    lowp_weights: bool = True  # with bf16 autocast on a float32 model: a bf16 copy of the LM's Linear weights
-    #                            for the loss pass (identical results, no per-step cast; costs half the LM's size)
-    attention: str = "auto"  # loss pass's attention kernel: "auto" (PyTorch's choice) or "math"
-    blank_seconds: float = 2.0  # audio: length of the silent clip, sets the number of slots
-    blank_frames: int = 8  # video: frames of the black clip
-    blank_size: int = 0  # image/video side in pixels for the blank item (0 = the processor's default)
-    seed: int = 0
+    """One synthetic embedding E per prepared row, optimised so the frozen model reads its phrase (`sea synthesize`)."""
+
+    space: str = opt(
+        "encoder",
+        "where E lives: encoder (the tower's output; the paper's default) or llm (after the projector)",
+        ("encoder", "llm"),
+    )
+    max_steps: int = opt(100, "Adam step cap per sample")
+    lr: float = opt(0.1, "Adam learning rate on E, relative: multiplied by the blank embedding's RMS")
+    warmup: int = opt(0, "Adam steps over which each sample's lr ramps up linearly (0 = none)")
+    lr_adapt: list[float] = opt(
+        [],
+        "[up, down, cap]: per-sample step size x up after a step that lowered the "
+        "sample's loss, x down after one that raised it, at most cap x lr ([] = off)",
+    )
+    batch_size: int = opt(8, "samples optimised together; converged ones leave, waiting ones join")
+    stop_loss: float = opt(
+        0.05, "a sample may stop once its mean target CE is below this and a greedy decode reproduces its targets"
+    )
+    check_every: int = opt(5, "steps between the greedy decodes that check a sample's targets")
+    probe_max_new_tokens: int = opt(24, "tokens decoded by that check")
+    init: str = opt(
+        "blank",
+        "E's start: blank (the blank item's features; the paper's) or text (projected E "
+        "matches the phrase's token embeddings)",
+        ("blank", "text"),
+    )
+    init_text: str = opt(
+        "{phrase}",
+        "init text: what is written into the slots; {phrase} = the key phrase, "
+        "{targets} = the sample's auxiliary targets joined",
+    )
+    init_steps: int = opt(200, "init text: Adam steps inverting the projector (projector only, cheap)")
+    autocast: str = opt(
+        "none",
+        "bf16: the loss pass's matmuls in bfloat16 (E, Adam and the checks stay float32); "
+        "auto: bf16 where the hardware has native bf16",
+        ("none", "bf16", "auto"),
+    )
+    lowp_weights: bool = opt(
+        True,
+        "with bf16 autocast on a float32 model: a bf16 copy of the LM's Linear weights "
+        "for the loss pass (same results, no per-step cast; costs half the LM's size)",
+    )
+    attention: str = opt("auto", "the loss pass's attention kernel: auto (PyTorch's choice) or math", ("auto", "math"))
+    blank_seconds: float = opt(2.0, "audio: length of the silent clip (sets the number of slots)")
+    blank_frames: int = opt(8, "video: frames of the black clip")
+    blank_size: int = opt(0, "image/video: side in pixels of the blank item (0 = the processor's default)")
+    seed: int = opt(0, "random seed of synthesis")
 
 
 @dataclass
 class AlignConfig:
-    method: str = "auto"  # "sft", "dpo", or "auto" (dpo when every row has `rejected`)
-    text_only: bool = False  # train the textual-alignment baseline (no embeddings) on the same data
-    include_text: bool = True  # add the text-only samples to the SEA mix
-    benign: int = -1  # benign samples with synthetic embeddings (-1 = as many as harmful ones)
-    benign_repeat: int = 1  # each benign example (media and text) this many times per epoch: weighs helpfulness up
-    prefix: str = "The {media} shows a phrase of {article} {ptype}."
-    epochs: int = 3
-    lr: float = 2.0e-4
-    batch_size: int = 4
-    lora_r: int = 8  # higher = more capacity and memory
-    lora_alpha: int = 16
-    lora_dropout: float = 0.0
-    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
-    dpo_beta: float = 0.1
-    retain: float = 0.0  # weight of the retain term: KL(base || aligned) on the answer tokens of benign examples
-    replay: int = 0  # per benign embedding, also train on its first N auxiliary pairs (1 = content, 2 = + style):
-    #                  the questions synthesis optimised it for, answered as the frozen model answers them, so
-    #                  asking about the media (e.g. reading it) keeps working; 0 = off
-    templates: int = 0  # per embedding, also train it under N other request templates (the benign rows' own,
-    #                     same phrase type, chosen by the row id): the template then carries no sign of harm, so
-    #                     refusal has to come from what the media says; 0 = off
-    text_view: bool = False  # per embedding, also a "text view" of its row: the key phrase's token embeddings
-    #                          written where the media goes (as synthesis' text init, no optimisation), same
-    #                          text and target: a second, unoptimised form of the same content
-    seed: int = 0
-    report_to: str = ""  # "tensorboard": loss, lr and gradient norm per step through accelerate's tracker, under
-    #                      <adapter's parent>/tensorboard/<adapter name> ("" = metrics.jsonl only)
+    """LoRA safety alignment on the synthetic embeddings and the typed requests (`sea align`)."""
+
+    method: str = opt("auto", "sft, dpo, or auto (dpo when every row has `rejected`)", ("auto", "sft", "dpo"))
+    text_only: bool = opt(False, "train the textual-alignment baseline (no embeddings) on the same data")
+    include_text: bool = opt(True, "add the text-only samples to the SEA mix")
+    benign: int = opt(-1, "benign samples with synthetic embeddings (-1 = as many as harmful ones)")
+    benign_repeat: int = opt(1, "each benign example (media and text) this many times per epoch: weighs helpfulness up")
+    prefix: str = opt(
+        "The {media} shows a phrase of {article} {ptype}.",
+        "text put before the request of an embedding sample; {media}, {article} and {ptype} are filled in per row",
+    )
+    epochs: int = opt(3, "passes over the training set")
+    lr: float = opt(2.0e-4, "LoRA learning rate")
+    batch_size: int = opt(4, "training examples per step")
+    lora_r: int = opt(8, "LoRA rank: higher = more capacity and memory")
+    lora_alpha: int = opt(16, "LoRA scaling numerator (the update is scaled by alpha / r)")
+    lora_dropout: float = opt(0.0, "dropout on the LoRA input")
+    lora_targets: list[str] = opt(["q_proj", "k_proj", "v_proj", "o_proj"], "LLM modules that get a LoRA")
+    dpo_beta: float = opt(0.1, "dpo: the KL strength beta")
+    retain: float = opt(0.0, "weight of the retain term: KL(base || aligned) on the answer tokens of benign examples")
+    replay: int = opt(
+        0,
+        "per benign embedding, also train on its first N auxiliary pairs (1 = content, 2 = + style), "
+        "answered as the frozen model answers them, so asking about the media keeps working; 0 = off",
+    )
+    templates: int = opt(
+        0,
+        "per embedding, also train it under N other request templates (the benign rows' own, "
+        "same phrase type): refusal then has to come from what the media says; 0 = off",
+    )
+    text_view: bool = opt(
+        False,
+        "per embedding, also a text view of its row: the key phrase's token embeddings "
+        "written where the media goes (no optimisation), same text and target",
+    )
+    seed: int = opt(0, "random seed of alignment")
+    report_to: str = opt(
+        "",
+        "tensorboard: loss, lr and gradient norm per step through accelerate's tracker, under "
+        '<adapter\'s parent>/tensorboard/<adapter name>; "" = metrics.jsonl only',
+        ("",) + TRACKERS,
+    )
 
 
 @dataclass
 class DistillConfig:
-    enabled: bool = False  # benign targets = the teacher's own greedy answers to the typed requests (self-distillation)
-    teacher: str = ""  # model that answers ("" = the run's model, i.e. the base model itself)
-    max_new_tokens: int = 64
-    batch_size: int = 16
+    """Benign targets = the teacher's own greedy answers to the typed requests (`sea run` only)."""
+
+    enabled: bool = opt(False, "self-distillation: benign targets are the teacher's own greedy answers")
+    teacher: str = opt("", 'model that answers ("" = the run\'s model, i.e. the base model itself)')
+    max_new_tokens: int = opt(64, "length of the teacher's answers")
+    batch_size: int = opt(16, "requests answered together")
 
 
 @dataclass
 class BenchSpec:
-    name: str = "text"  # a builder: text | mm-safetybench-typo | benign-typo | benign-text
-    source: str = ""  # JSONL (instruction, key_phrase, phrase_type, category), a questions dir, ... (docs/sources.md)
-    format: str = ""  # reader of `source`: "" = detected, or va-safetybench, mm-safetybench, figstep, ...
-    limit: int = 0  # first N items per category (0 = all)
-    seed: int = 0
-    types: list[str] = field(default_factory=list)  # VA-SafetyBench builders: attack types to keep (empty = all)
-    fallback: str = ""  # source read instead when `source` does not exist (logged; build_info.json says so);
-    #                     "" = a missing source is an error that says how to get it
+    """One benchmark that `sea run` builds into DIR/bench/ (an item of `evaluate.build`)."""
+
+    name: str = opt(
+        "text", "the builder: text, mm-safetybench-typo, benign-typo, benign-text, ... (docs/benchmarks.md)"
+    )
+    source: str = opt(
+        "", "JSONL (instruction, key_phrase, phrase_type, category), a questions folder, ... (docs/sources.md)"
+    )
+    format: str = opt(
+        "", 'reader of `source`: "" = detected, or va-safetybench, mm-safetybench, figstep, ...', _formats
+    )
+    limit: int = opt(0, "first N items per category (0 = all)")
+    seed: int = opt(0, "random seed of the builder (voices, noise, fonts, animation)")
+    types: list[str] = opt([], "VA-SafetyBench builders: attack types to keep ([] = all)")
+    fallback: str = opt(
+        "",
+        "source read instead when `source` does not exist (logged; build_info.json says so); "
+        '"" = a missing source is an error that says how to get it',
+    )
 
 
 @dataclass
 class EvaluateConfig:
-    bench: list[str] = field(default_factory=list)  # benchmark JSONL files (generic format)
-    build: list[BenchSpec] = field(default_factory=list)  # benchmarks built into DIR/bench/ by `sea run`
-    judge: str = "refusal"
-    max_new_tokens: int = 48
-    batch_size: int = 8
-    limit: int = 0  # evaluate only the first N items of each benchmark (0 = all)
-    device_map: str = ""  # "auto": spread a model too large for one GPU over the GPUs (accelerate; pretrained
-    #                       models only); "" = the whole model on `device`
+    """Generation on the benchmarks and the judge's verdicts (`sea evaluate`)."""
+
+    bench: list[str] = opt([], "benchmark JSONL files (generic format)")
+    build: list[BenchSpec] = opt([], "benchmarks built into DIR/bench/ by `sea run` (items: see below)")
+    judge: str = opt("refusal", "judge name (refusal, openai, hf-classifier; docs/judges.md)")
+    max_new_tokens: int = opt(48, "greedy decoding length")
+    batch_size: int = opt(8, "items generated together")
+    limit: int = opt(0, "evaluate only the first N items of each benchmark (0 = all)")
+    device_map: str = opt(
+        "",
+        "auto: spread a model too large for one GPU over the GPUs (accelerate; pretrained "
+        'models only); "" = the whole model on `device`',
+        ("", "auto"),
+    )
 
 
 @dataclass
 class RunConfig:
-    model: str = "sea-tiny-vl"  # local dir, hub id, or a built-in name (sea-tiny-vl, sea-tiny-audio, tiny-random-*)
-    modality: str = "image"  # image | video | audio
-    data: str = ""  # the text safety set: a named set (advbench), our JSONL or any format of docs/sources.md
-    benign_data: str = ""  # optional benign set (JSONL: instruction, response, key_phrase) for benign embeddings
-    device: str = "auto"  # auto (the GPU when there is one: cuda, then mps, else cpu) | cpu | cuda | cuda:N | mps
-    dtype: str = "auto"  # auto (bfloat16 on a CUDA card with native bf16, else float32) | float32 | bfloat16 | float16
-    seed: int = 0
-    note: str = ""  # free text copied into the report (e.g. what the evaluation can and cannot show)
-    align_text_baseline: bool = False  # also train + evaluate the text-only alignment baseline (paper's comparison)
-    prepare: PrepareConfig = field(default_factory=PrepareConfig)
-    distill: DistillConfig = field(default_factory=DistillConfig)
-    synthesize: SynthesizeConfig = field(default_factory=SynthesizeConfig)
-    align: AlignConfig = field(default_factory=AlignConfig)
-    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    """A whole run (`sea run`); every stage command reads the same tree."""
+
+    model: str = opt(
+        "sea-tiny-vl",
+        "local model directory, hub id or built-in name (sea-tiny-vl, sea-tiny-audio, "
+        "smollm2-llava, tiny-random-<family>)",
+    )
+    modality: str = opt("image", "the media form the model takes and E stands for", ("image", "video", "audio"))
+    data: str = opt(
+        "",
+        "the text safety set: a named set (advbench), our JSONL (instruction, response, ...) or any "
+        "format of docs/sources.md",
+    )
+    benign_data: str = opt("", "optional benign set (JSONL: instruction, response, key_phrase) for benign embeddings")
+    device: str = opt(
+        "auto",
+        "where the model runs: auto (the GPU when there is one: cuda, then mps, else cpu), cpu, cuda, cuda:N or mps",
+    )
+    dtype: str = opt("auto", "weights' dtype; auto = bfloat16 on a CUDA card with native bf16, else float32", DTYPES)
+    seed: int = opt(0, "random seed of the run (torch's, before any stage)")
+    note: str = opt("", "free text copied into the report (e.g. what the evaluation can and cannot show)")
+    align_text_baseline: bool = opt(
+        False, "also train and evaluate the text-only alignment baseline (the paper's comparison)"
+    )
+    prepare: PrepareConfig = opt(PrepareConfig, "stage 1, prepare")
+    distill: DistillConfig = opt(DistillConfig, "self-distilled benign targets")
+    synthesize: SynthesizeConfig = opt(SynthesizeConfig, "stage 2, synthesize")
+    align: AlignConfig = opt(AlignConfig, "stage 3, align")
+    evaluate: EvaluateConfig = opt(EvaluateConfig, "stage 4, evaluate")
 
 
-def _coerce(value: Any, typ: Any, key: str) -> Any:
-    origin = getattr(typ, "__origin__", None)
-    if is_dataclass(typ):
-        if not isinstance(value, dict):
-            raise DataError(f"config: '{key}' must be a mapping")
-        return from_dict(typ, value, prefix=key + ".")
-    if origin is list and typ.__args__ and is_dataclass(typ.__args__[0]):
-        if not isinstance(value, list):
-            raise DataError(f"config: '{key}' must be a list")
-        return [_coerce(v, typ.__args__[0], f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin is list:
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list):
-            raise DataError(f"config: '{key}' must be a list")
-        elem = typ.__args__[0] if typ.__args__ else str
-        if elem in (int, float):
-            return [_coerce(v, elem, f"{key}[{i}]") for i, v in enumerate(value)]
-        return [str(v) for v in value]
-    if typ is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-        raise DataError(f"config: '{key}' must be true or false, got {_short(value)}")
-    if typ is int:
-        if isinstance(value, bool) or not isinstance(value, (int, str)):
-            raise DataError(f"config: '{key}' must be an integer, got {_short(value)}")
-        try:
-            return int(value)
-        except ValueError:
-            raise DataError(f"config: '{key}' must be an integer, got {_short(value)}") from None
-    if typ is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise DataError(f"config: '{key}' must be a number, got {_short(value)}")
-        try:
-            out = float(value)
-        except (ValueError, OverflowError):
-            raise DataError(f"config: '{key}' must be a number, got {_short(value)}") from None
-        if not math.isfinite(out):
-            raise DataError(f"config: '{key}' must be a finite number, got {_short(value)}")
-        return out
-    if typ is str:
-        if isinstance(value, (dict, list)):
-            raise DataError(f"config: '{key}' must be a string")
-        return "" if value is None else str(value)
-    return value
+def config_keys(cls: type = RunConfig, prefix: str = "") -> Iterator[Key]:
+    """Every leaf entry of `cls` (default: RunConfig), sections walked, in declaration order."""
+    return walk_keys(cls, prefix)
 
 
-def _printable(text: str, limit: int = 60) -> str:
-    """User text shown in an error: control characters escaped (the message stays one line), bounded."""
-    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def _short(value: Any) -> str:
-    """A one-line, bounded repr for error messages."""
-    try:
-        text = repr(value)
-    except ValueError:  # an int too long to print
-        text = f"<{type(value).__name__}>"
-    text = text.replace("\n", "\\n")
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
-    hints = get_type_hints(cls)
-    names = {f.name for f in fields(cls)}
-    for key in data:
-        if key not in names:
-            shown = _printable(key) if isinstance(key, (str, int, float, bool)) or key is None else type(key).__name__
-            raise DataError(f"config: unknown key '{prefix}{shown}' (known: {', '.join(sorted(names))})")
-    kwargs = {}
-    for k, v in data.items():
-        try:
-            kwargs[k] = _coerce(v, hints[k], prefix + k)
-        except (ValueError, OverflowError, TypeError, RecursionError) as e:  # not already a DataError
-            if isinstance(e, DataError):
-                raise
-            raise DataError(f"config: '{prefix}{k}' has an unusable value ({type(e).__name__})") from None
-    return cls(**kwargs)
+def config_key(name: str) -> Key:
+    """The entry `name` (dotted) of RunConfig."""
+    for k in config_keys():
+        if k.name == name:
+            return k
+    raise KeyError(name)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -231,13 +262,13 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     """Apply `a.b=value` overrides (value parsed as YAML) onto a nested dict."""
     for item in overrides:
         if "=" not in item:
-            raise DataError(f"override '{_printable(item)}': expected key=value")
+            raise DataError(f"override '{printable(item)}': expected key=value")
         key, raw = item.split("=", 1)
         try:
             value = yaml.safe_load(raw) if raw != "" else ""
         except (yaml.YAMLError, ValueError, RecursionError):
             value = raw
-        _set(data, key.strip(), value, f"override '{_printable(item)}'")
+        _set(data, key.strip(), value, f"override '{printable(item)}'")
     return data
 
 
@@ -248,7 +279,7 @@ def _set(data: dict[str, Any], key: str, value: Any, where: str) -> None:
     for p in parts[:-1]:
         node = node.setdefault(p, {})
         if not isinstance(node, dict):
-            raise DataError(f"{where}: '{_printable(p)}' is not a section")
+            raise DataError(f"{where}: '{printable(p)}' is not a section")
     node[parts[-1]] = value
 
 
@@ -323,40 +354,24 @@ def default_shared_dir() -> Path:
 
 
 def _validate(cfg: RunConfig) -> None:
-    if cfg.modality not in ("image", "video", "audio"):
-        raise DataError(f"config: 'modality' must be image, video or audio, got {cfg.modality!r}")
-    if cfg.synthesize.space not in ("encoder", "llm"):
-        raise DataError(f"config: 'synthesize.space' must be encoder or llm, got {cfg.synthesize.space!r}")
-    if cfg.align.method not in ("auto", "sft", "dpo"):
-        raise DataError(f"config: 'align.method' must be auto, sft or dpo, got {cfg.align.method!r}")
-    from sea_align.runtime.tracking import TRACKERS
-    if cfg.align.report_to not in ("",) + TRACKERS:
-        raise DataError(f"config: 'align.report_to' must be '' or {', '.join(TRACKERS)}, "
-                        f"got {_printable(cfg.align.report_to)!r}")
+    check_choices(cfg)
     _validate_runtime(cfg)
-    from sea_align.sources.registry import formats
-    for key, fmt in [("prepare.format", cfg.prepare.format)] + [
-            (f"evaluate.build[{i}].format", b.format) for i, b in enumerate(cfg.evaluate.build)]:
-        if fmt and fmt not in formats():
-            raise DataError(f"config: '{key}' must be one of {', '.join(formats())}, got {_printable(fmt)!r}")
     for name in ("max_steps", "batch_size", "check_every"):
         if getattr(cfg.synthesize, name) < 1:
             raise DataError(f"config: 'synthesize.{name}' must be >= 1")
 
 
 def _validate_runtime(cfg: RunConfig) -> None:
-    """Device, dtype and judge names: checked here, before any model loads (no torch imported)."""
-    from sea_align.runtime.device import DEVICES, DTYPES, DeviceError, check_spec
+    """Device and judge names: checked here, before any model loads (no torch imported)."""
     from sea_align.judges import JUDGES
+    from sea_align.runtime.device import DEVICES, DeviceError, check_spec
+
     try:
         check_spec(cfg.device)
     except DeviceError:
-        raise DataError(f"config: 'device' must be one of {DEVICES}, got {_printable(cfg.device)!r}") from None
-    if cfg.dtype not in DTYPES:
-        raise DataError(f"config: 'dtype' must be {', '.join(DTYPES)}, got {_printable(cfg.dtype)!r}")
-    if cfg.evaluate.device_map not in ("", "auto"):
-        raise DataError(f"config: 'evaluate.device_map' must be '' or auto, "
-                        f"got {_printable(cfg.evaluate.device_map)!r}")
+        raise DataError(f"config: 'device' must be one of {DEVICES}, got {printable(cfg.device)!r}") from None
     if cfg.evaluate.judge not in JUDGES:
-        raise DataError(f"config: 'evaluate.judge': unknown judge {_printable(cfg.evaluate.judge)!r} "
-                        f"(known: {', '.join(sorted(JUDGES))})")
+        raise DataError(
+            f"config: 'evaluate.judge': unknown judge {printable(cfg.evaluate.judge)!r} "
+            f"(known: {', '.join(sorted(JUDGES))})"
+        )

@@ -3,6 +3,7 @@
 Everything here is deterministic for a given `random.Random`: the voice, the speaking rate and
 pitch, the noise colour, length and level are drawn from it, and espeak-ng itself is deterministic.
 """
+
 from __future__ import annotations
 
 import io
@@ -40,13 +41,19 @@ def speak(text: str, voice: str = "en-us", speed: int = 165, pitch: int = 50) ->
     exe = shutil.which("espeak-ng")
     if not exe:
         raise DataError("espeak-ng not found: install the Debian package 'espeak-ng' (scripts/setup.sh does)")
-    proc = subprocess.run([exe, "-v", voice, "-s", str(speed), "-p", str(pitch), "--stdout"],
-                          input=text.encode("utf-8"), capture_output=True, timeout=120)
+    proc = subprocess.run(
+        [exe, "-v", voice, "-s", str(speed), "-p", str(pitch), "--stdout"],
+        input=text.encode("utf-8"),
+        capture_output=True,
+        timeout=120,
+    )
     if proc.returncode != 0 or len(proc.stdout) < 100:
         raise DataError(f"espeak-ng failed on {text[:40]!r} (voice {voice}): {proc.stderr.decode()[:200]}")
     import soundfile as sf
+
     wav, sr = sf.read(io.BytesIO(proc.stdout), dtype="float32")
     from sea_align.models.media import resample
+
     return resample(wav, sr, SR)
 
 
@@ -61,7 +68,7 @@ def noise(rng: random.Random, seconds: float, kind: str, rms: float) -> np.ndarr
         spec /= f ** (0.5 if kind == "pink" else 1.0)
         g = np.fft.irfft(spec, n)
     g = g - g.mean()
-    return (g * (rms / (np.sqrt((g ** 2).mean()) + 1e-12))).astype(np.float32)
+    return (g * (rms / (np.sqrt((g**2).mean()) + 1e-12))).astype(np.float32)
 
 
 def normalise(wav: np.ndarray, peak: float = 0.9) -> np.ndarray:
@@ -79,5 +86,6 @@ def noise_then(speech: np.ndarray, rng: random.Random) -> tuple[np.ndarray, dict
 
 def write_wav(path: Path, wav: np.ndarray) -> None:
     import soundfile as sf
+
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(path), np.clip(wav, -1.0, 1.0), SR, subtype="PCM_16", format="WAV")

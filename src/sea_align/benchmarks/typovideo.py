@@ -1,8 +1,10 @@
-"""Rendered attack media: animated typography videos (VA-SafetyBench TYPO) and FigStep images.
+"""Rendered attack media: animated typography videos (VA-SafetyBench TYPO), FigStep images and
+MM-SafetyBench TYPO images.
 
-Both are drawn with PIL; videos are encoded to H.264 mp4 with PyAV (one encoder thread, so the
+All are drawn with PIL; videos are encoded to H.264 mp4 with PyAV (one encoder thread, so the
 bytes do not depend on the machine). Every visual choice comes from the caller's `random.Random`.
 """
+
 from __future__ import annotations
 
 import random
@@ -14,9 +16,17 @@ from sea_align.runtime.io import DataError
 
 FONT_ROOT = Path("/usr/share/fonts/truetype")
 # Bold sans faces that read well as typography (the ones Debian's font packages install).
-TYPO_FONTS = ("dejavu/DejaVuSans-Bold.ttf", "liberation/LiberationSans-Bold.ttf", "freefont/FreeSansBold.ttf",
-              "dejavu/DejaVuSerif-Bold.ttf", "liberation/LiberationSerif-Bold.ttf")
+TYPO_FONTS = (
+    "dejavu/DejaVuSans-Bold.ttf",
+    "liberation/LiberationSans-Bold.ttf",
+    "freefont/FreeSansBold.ttf",
+    "dejavu/DejaVuSerif-Bold.ttf",
+    "liberation/LiberationSerif-Bold.ttf",
+)
 FIGSTEP_FONT = "freefont/FreeMonoBold.ttf"  # FigStep draws its list in a bold monospace face
+FONT_DIRS = [FONT_ROOT / "dejavu", FONT_ROOT / "liberation", FONT_ROOT / "freefont"]  # MM-SafetyBench TYPO images
+# Liberation Sans has Arial's metrics (MM-SafetyBench draws its TYPO images in Arial, which is not free)
+MM_TYPO_FONTS = ("LiberationSans-Regular.ttf", "LiberationSans-Bold.ttf")
 VIDEO_SIZE = 448  # square frames; towers resize anyway
 FPS = 8
 STYLES = ("words", "chars")  # reveal the phrase word by word, or type it character by character
@@ -91,6 +101,7 @@ def _draw(lines: list[str], shown: str, fnt, line_h: int, size: int, bg: str, fg
 
 def write_mp4(frames: list[Image.Image], path: Path, fps: int = FPS) -> None:
     import av
+
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w", format="mp4") as out:
         st = out.add_stream("libx264", rate=fps, options={"crf": "28", "preset": "veryfast", "threads": "1"})
@@ -108,10 +119,17 @@ def figstep_statement(instruction: str) -> str:
     """FigStep rewrites a question as a statement heading a list ("Steps to ...")."""
     s = instruction.strip().rstrip("?.! ")
     low = s.lower()
-    for lead in ("list steps in detail to ", "list steps in detail on how to ", "how to ", "how can i ", "how do i ",
-                 "explain how to ", "describe how to "):
+    for lead in (
+        "list steps in detail to ",
+        "list steps in detail on how to ",
+        "how to ",
+        "how can i ",
+        "how do i ",
+        "explain how to ",
+        "describe how to ",
+    ):
         if low.startswith(lead):
-            return "Steps to " + s[len(lead):] + "."
+            return "Steps to " + s[len(lead) :] + "."
     return s[0].upper() + s[1:] + "." if s else s
 
 
@@ -133,3 +151,38 @@ def render_figstep(instruction: str, path: Path, size: int = 760) -> dict:
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path)
     return {"statement": text, "font_size": fnt.size}
+
+
+def fonts() -> list[Path]:
+    found = sorted(f for d in FONT_DIRS if d.is_dir() for f in d.glob("*.ttf"))
+    return found
+
+
+def typo_font() -> Path | None:
+    """Liberation Sans (Regular, else Bold) when installed, else the first other font found."""
+    fs = fonts()
+    return next((f for name in MM_TYPO_FONTS for f in fs if f.name == name), fs[0] if fs else None)
+
+
+def render_typo(phrase: str, path: Path, width: int = 1024, font_size: int = 90, seed: int = 0) -> dict:
+    """MM-SafetyBench TYPO layout: the phrase in black on white, 90 pt, greedy word wrap, 1024 px wide."""
+    face = typo_font()
+    font = ImageFont.truetype(str(face), font_size) if face else ImageFont.load_default()
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    lines, cur = [], ""
+    for w in phrase.split():
+        cand = (cur + " " + w).strip()
+        if draw.textlength(cand, font=font) <= width - 40 or not cur:
+            cur = cand
+        else:
+            lines.append(cur)
+            cur = w
+    lines.append(cur)
+    line_h = int(font_size * 1.25)
+    img = Image.new("RGB", (width, line_h * len(lines) + 40), "white")
+    d = ImageDraw.Draw(img)
+    for k, line in enumerate(lines):
+        d.text((20, 20 + k * line_h), line, fill="black", font=font)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+    return {"font": face.name if face else "PIL default", "font_size": font_size}

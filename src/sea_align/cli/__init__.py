@@ -1,59 +1,53 @@
 """The `sea` command: a thin layer over the stage functions (`run_<stage>`). It owns the console.
 
-Building the parser imports no torch, so `sea --help` and `sea <stage> --help` answer at once:
-the stage and bench parsers are import-light (cli_stages.py, cli_bench.py), and the plugins whose
-modules import torch at the top (the built-in models' recipes) are imported only when their command is
-the one being run; otherwise their command is listed by name and help only."""
+Building the parser imports no torch, so `sea --help` and `sea <stage> --help` answer at once: the
+stage and bench parsers (cli/stages.py, cli/bench.py) are import-light, and so is every plugin's
+`add_cli(subparsers)`, found through the "sea_align.commands" entry points (e.g. `sea organism`)."""
+
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import sys
-from typing import Sequence
+from importlib.metadata import EntryPoint, entry_points
 
 from sea_align import __version__
-from sea_align.cli.args import Parser, add_logging, command_of, finish
+from sea_align.cli import bench, stages
+from sea_align.cli.args import Parser, add_logging, finish
 
-# Import-light modules with add_cli(subparsers): imported for every command.
-PLUGINS = ["sea_align.cli.stages", "sea_align.cli.bench"]
-# Heavy plugins (torch at import): command -> (modules, help), imported only when the command runs.
-LAZY_PLUGINS = {
-    "organism": (["sea_align.organism.recipe", "sea_align.organism.audio_recipe"],
-                 "built-in small multimodal models: rebuild one by its recipe (sea organism build --help)"),
-}
+log = logging.getLogger(__name__)
+PLUGIN_GROUP = "sea_align.commands"  # entry point name = command, value = its add_cli(subparsers)
 
 
-def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
-    """The whole `sea` parser. With `argv`, only the heavy plugin that argv's command needs is imported;
-    without it (library use, tests) every plugin is."""
+def build_parser() -> argparse.ArgumentParser:
+    """The whole `sea` parser: the stage and bench commands, then each installed plugin's."""
     ap = Parser(prog="sea", description="SEA: multimodal safety alignment from text-only data")
     ap.add_argument("--version", action="version", version=f"sea-align {__version__}")
     add_logging(ap, top=True)
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
-    for name in PLUGINS:
-        importlib.import_module(name).add_cli(sub)
-    wanted = None if argv is None else command_of(list(argv))
-    for cmd, (modules, text) in LAZY_PLUGINS.items():
-        if argv is None or cmd == wanted:
-            _import_plugins(modules, sub)
-        else:
-            sub.add_parser(cmd, help=text)
+    stages.add_cli(sub)
+    bench.add_cli(sub)
+    seen = set()
+    for ep in entry_points(group=PLUGIN_GROUP):
+        if ep.name not in seen:  # the same package found twice on the path registers once
+            seen.add(ep.name)
+            _add_plugin(ep, sub)
     finish(ap)
     return ap
 
 
-def _import_plugins(modules: list[str], sub: argparse._SubParsersAction) -> None:
-    """Each module's add_cli(sub); a plugin whose own module is not installed is skipped."""
-    for name in modules:
-        try:
-            mod = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name != name:
-                raise
-            continue
-        mod.add_cli(sub)
+def _add_plugin(ep: EntryPoint, sub: argparse._SubParsersAction) -> None:
+    """The plugin's add_cli(sub); one whose own module (or its package) is not installed is skipped with a
+    warning; any other import error, e.g. a dependency the plugin lacks, is raised."""
+    try:
+        add_cli = ep.load()
+    except ModuleNotFoundError as e:
+        if not e.name or not (ep.module == e.name or ep.module.startswith(e.name + ".")):
+            raise
+        log.warning("command %r not available: its module %s is not installed", ep.name, ep.module)
+        return
+    add_cli(sub)
 
 
 def parse(ap: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
@@ -72,13 +66,14 @@ def _user_error(e: BaseException) -> bool:
     """Bad input or an unusable model: printed as one line. ModelError is looked up only if the model
     code was imported (it can only have been raised then), so this check imports no torch."""
     from sea_align.runtime.io import DataError
+
     base = sys.modules.get("sea_align.models.base")
     return isinstance(e, DataError) or (base is not None and isinstance(e, base.ModelError))
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = parse(build_parser(argv), argv)
+    args = parse(build_parser(), argv)
     args.argv = argv  # for the manifests and model cards that record the command
     logging.basicConfig(level=getattr(logging, args.log_level), format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -92,5 +87,3 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"sea: error: {e}", file=sys.stderr)
         return 2
-
-

@@ -1,4 +1,5 @@
 """`python -m sea_align.cli` = `sea`."""
+
 import sys
 
 from sea_align.cli import main

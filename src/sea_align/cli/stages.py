@@ -1,8 +1,10 @@
 """The stage sub-commands (prepare, synthesize, align, evaluate) and `run`, `report`.
 
 Each stage command reads its settings as `sea run` does: `--config FILE|preset`, then `key=value`
-overrides, then its own options (which win). Options that set a config key show the config's default
-in `--help`. Parsers are built without importing torch; each command imports what it runs."""
+overrides, then its own options (which win). The options that set a config entry are generated from the
+config dataclasses (`OPTIONS`, `config_options`): name, help, type, choices and default come from the field.
+Parsers are built without importing torch; each command imports what it runs."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,12 +13,24 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-from sea_align.cli.args import add_config_source, add_runtime, config_flags, config_option, judge_name
-from sea_align.config import RunConfig
+from sea_align.cli.args import add_config_source, config_flags, config_options
+from sea_align.config import RunConfig, config_key
 from sea_align.runtime.io import DataError
 
 log = logging.getLogger(__name__)
-MODALITIES = ["image", "video", "audio"]
+MODALITIES = config_key("modality").choices()
+
+
+# The config entries each command takes as options (a section name: all of its entries), generated from
+# the dataclasses by `config_options`; everything else is reachable through --config and key=value.
+OPTIONS = {
+    "prepare": ("data", "prepare"),
+    "synthesize": ("model", "modality", "synthesize", "device", "dtype"),
+    "align": ("model", "align", "device", "dtype"),
+    "evaluate": ("model", "evaluate", "device", "dtype"),
+    "run": ("align.report_to", "device", "dtype"),
+    "export": ("model", "device", "dtype"),
+}
 
 
 def add_cli(sub: argparse._SubParsersAction) -> None:
@@ -27,160 +41,119 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_report)
 
 
-def _quiet(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+def _common(p: argparse.ArgumentParser, cmd: str, required: bool = False, shown: dict[str, str] | None = None) -> None:
+    """The command's config options, --config and key=value overrides, and --quiet."""
+    config_options(p, OPTIONS[cmd], shown)
+    add_config_source(p, required)
+    if cmd != "export":
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _add_prepare(sub: argparse._SubParsersAction) -> None:
-    from sea_align.sources.registry import formats
     p = sub.add_parser("prepare", help="extract key phrases, detoxify, build auxiliary pairs")
-    config_option(p, "--data", "data", "text safety set: our JSONL (instruction, response, ...), HarmBench or "
-                  "AdvBench CSV, PKU-SafeRLHF, BeaverTails, chat JSONL, ... (docs/sources.md)", shown="none")
-    config_option(p, "--format", "prepare.format", f"reader of --data: {', '.join(formats())}",
-                  shown="detected from the file", choices=[""] + formats(), metavar="NAME")
     p.add_argument("--out", required=True, help="prepared.jsonl to write")
-    config_option(p, "--extractor", "prepare.extractor", "key-phrase extractor", choices=["rules", "openai"])
-    config_option(p, "--openai-base-url", "prepare.openai_base_url", "openai extractor: endpoint (key from "
-                  "OPENAI_API_KEY)")
-    config_option(p, "--openai-model", "prepare.openai_model", "openai extractor: model name")
-    config_option(p, "--limit", "prepare.limit", "use only the first N harmful rows (0 = all)")
-    add_config_source(p)
-    _quiet(p)
+    _common(p, "prepare")
     p.set_defaults(func=_prepare)
 
 
 def _add_synthesize(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("synthesize", help="optimise one synthetic embedding per prepared sample")
-    _model(p)
-    config_option(p, "--modality", "modality", "the media form E stands for", choices=MODALITIES)
     p.add_argument("--data", required=True, help="prepared.jsonl (from `sea prepare`)")
     p.add_argument("--out", required=True, help="embeddings directory (resumable)")
-    s = "synthesize."
-    config_option(p, "--space", s + "space", "where E lives: encoder output or LLM input", choices=["encoder", "llm"])
-    config_option(p, "--max-steps", s + "max_steps", "Adam step cap per sample")
-    config_option(p, "--batch-size", s + "batch_size", "samples optimised together")
-    config_option(p, "--lr", s + "lr", "Adam learning rate on E, relative to the blank embedding's RMS")
-    config_option(p, "--stop-loss", s + "stop_loss", "stop a sample once reproduced and its CE is below this")
-    config_option(p, "--init", s + "init", "start E from the blank item or the phrase", choices=["blank", "text"])
-    config_option(p, "--init-text", s + "init_text", "with --init text: the text written into the slots "
-                  "({phrase}, {targets})")
-    config_option(p, "--autocast", s + "autocast", "bf16 loss pass (auto: where the hardware has native bf16)",
-                  choices=["none", "bf16", "auto"])
-    config_option(p, "--seed", s + "seed", "random seed")
-    add_runtime(p)
-    add_config_source(p)
-    _quiet(p)
+    _common(p, "synthesize")
     p.set_defaults(func=_synthesize)
 
 
 def _add_align(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("align", help="LoRA safety alignment with the synthetic embeddings")
-    _model(p)
     p.add_argument("--data", required=True, help="prepared.jsonl (from `sea prepare`)")
-    p.add_argument("--embeddings", default=None, help="embeddings directory (default: none; needed unless "
-                   "--text-only); its modality picks the model's form")
+    p.add_argument(
+        "--embeddings",
+        default=None,
+        help="embeddings directory (default: none; needed unless --text-only); its modality picks the model's form",
+    )
     p.add_argument("--out", required=True, help="adapter directory (PEFT format)")
-    config_option(p, "--text-only", "align.text_only", "train the text-only alignment baseline",
-                  action="store_const", const=True)
-    config_option(p, "--epochs", "align.epochs", "passes over the training set")
-    config_option(p, "--lr", "align.lr", "LoRA learning rate")
-    config_option(p, "--method", "align.method", "sft, dpo, or auto (dpo when every row has `rejected`)",
-                  choices=["auto", "sft", "dpo"])
-    _report_to(p)
-    add_runtime(p)
-    add_config_source(p)
-    _quiet(p)
+    _common(p, "align")
     p.set_defaults(func=_align)
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="generate on a benchmark and judge")
-    _model(p)
     p.add_argument("--adapter", default=None, help="PEFT adapter directory (default: none, the base model)")
-    config_option(p, "--bench", "evaluate.bench", "benchmark JSONL (repeatable)", shown="none", action="append",
-                  metavar="FILE")
     p.add_argument("--out", required=True, help="evaluation directory (samples.jsonl, summary.json; resumable)")
-    p.add_argument("--modality", default=None, choices=MODALITIES,
-                   help="the model's media form (default: the benches' media type)")
-    config_option(p, "--judge", "evaluate.judge", "judge name (refusal, openai, hf-classifier)", type=judge_name,
-                  metavar="NAME")
-    config_option(p, "--max-new-tokens", "evaluate.max_new_tokens", "greedy decoding length")
-    config_option(p, "--batch-size", "evaluate.batch_size", "items generated together")
-    config_option(p, "--limit", "evaluate.limit", "only the first N items of each benchmark (0 = all)")
-    add_runtime(p)
-    config_option(p, "--device-map", "evaluate.device_map", "auto: spread a model larger than one GPU over the "
-                  "GPUs (accelerate; pretrained models only)", shown="none, the whole model on --device",
-                  choices=["auto"])
-    add_config_source(p)
-    _quiet(p)
+    p.add_argument(
+        "--modality", default=None, choices=MODALITIES, help="the model's media form (default: the benches' media type)"
+    )
+    _common(p, "evaluate")
     p.set_defaults(func=_evaluate)
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="prepare -> synthesize -> align -> evaluate -> report (resumable)")
     p.add_argument("--out", required=True, help="run directory (resumable: finished stages are not redone)")
-    _report_to(p)
-    add_runtime(p)
-    add_config_source(p, required=True)
-    _quiet(p)
+    _common(p, "run", required=True)
     p.set_defaults(func=_run)
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="write an aligned model for other tools: the adapter with its base named, "
-                       "or (--merge) a merged Hugging Face model; either way with a model card")
-    config_option(p, "--model", "model", "the adapter's base model", shown="the base the adapter names "
-                  "(adapter_config.json, else its run's config.yaml)")
-    p.add_argument("--adapter", required=True, help="PEFT adapter directory (e.g. RUN/adapter: the card then "
-                   "carries that run's measured ASR and over-refusal)")
+    p = sub.add_parser(
+        "export",
+        help="write an aligned model for other tools: the adapter with its base named, "
+        "or (--merge) a merged Hugging Face model; either way with a model card",
+    )
+    p.add_argument(
+        "--adapter",
+        required=True,
+        help="PEFT adapter directory (e.g. RUN/adapter: the card then "
+        "carries that run's measured ASR and over-refusal)",
+    )
     p.add_argument("--out", required=True, help="folder to create")
-    p.add_argument("--merge", action="store_true", help="fold the LoRA into the weights and save the whole model "
-                   "(loads with transformers' from_pretrained)")
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="fold the LoRA into the weights and save the whole model (loads with transformers' from_pretrained)",
+    )
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
-    add_runtime(p)
-    add_config_source(p)
+    _common(
+        p, "export", shown={"model": "the base the adapter names (adapter_config.json, else its run's config.yaml)"}
+    )
     p.set_defaults(func=_export)
-
-
-def _report_to(p: argparse.ArgumentParser) -> None:
-    config_option(p, "--report-to", "align.report_to", "log align's loss, lr and gradient norm per step to this "
-                  "tracker (accelerate's), under <adapter's parent>/tensorboard/", shown="none, metrics.jsonl only",
-                  choices=["tensorboard"])
 
 
 def command_line(args: argparse.Namespace) -> str:
     """The command as typed (for manifests and model cards)."""
     import shlex
     import sys
+
     return " ".join(["sea"] + [shlex.quote(a) for a in getattr(args, "argv", sys.argv[1:])])
-
-
-def _model(p: argparse.ArgumentParser) -> None:
-    config_option(p, "--model", "model", "local model directory, hub id or built-in name (sea-tiny-vl, "
-                  "sea-tiny-audio, smollm2-llava, tiny-random-<family>)")
 
 
 # ----- commands -------------------------------------------------------------------------------------
 def stage_config(args: argparse.Namespace) -> RunConfig:
     """The command's config: --config (default: none), key=value overrides, then its own options."""
     from sea_align.config import load_config
+
     return load_config(args.config, args.overrides, flags=config_flags(args))
 
 
 def _runtime(cfg: RunConfig) -> tuple[str, str]:
     """(device, dtype) for this machine; an unavailable device is a one-line error before any model loads."""
     from sea_align.runtime.device import choose
+
     device, dtype = choose(cfg.device, cfg.dtype)
     log.info("device %s, dtype %s", device, dtype)
     return device, dtype
 
 
-def _load(cfg: RunConfig, runtime: tuple[str, str], modality: str | None, adapter: str | None = None,
-          device_map: str = ""):
+def _load(
+    cfg: RunConfig, runtime: tuple[str, str], modality: str | None, adapter: str | None = None, device_map: str = ""
+):
     from sea_align.models import load_adapter
+
     device, dtype = runtime
-    return load_adapter(cfg.model, dtype=dtype, adapter_dir=adapter, modality=modality, device=device,
-                        device_map=device_map or None)
+    return load_adapter(
+        cfg.model, dtype=dtype, adapter_dir=adapter, modality=modality, device=device, device_map=device_map or None
+    )
 
 
 def _progress(args: argparse.Namespace) -> bool:
@@ -190,6 +163,7 @@ def _progress(args: argparse.Namespace) -> bool:
 def _prepare(args: argparse.Namespace) -> int:
     from sea_align.sources.named import NAMED, materialise
     from sea_align.stages.prepare import run_prepare
+
     cfg = stage_config(args)
     if not cfg.data:
         raise DataError("prepare: no text safety set (give --data FILE, or data: in --config)")
@@ -203,31 +177,51 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _synthesize(args: argparse.Namespace) -> int:
-    from sea_align.runtime.io import read_jsonl
+    from sea_align.stages.records import read_prepared
     from sea_align.stages.synthesize import run_synthesize
+
     cfg = stage_config(args)
     rt = _runtime(cfg)
-    rows = read_jsonl(args.data, required=("id", "key_phrase", "aux"))
-    res = run_synthesize(_load(cfg, rt, cfg.modality), rows, args.out, cfg.modality, cfg.synthesize,
-                         model_name=cfg.model, progress=_progress(args))
-    print(f"{res.n} embeddings ({res.n_done_before} already done), {res.n_verified} verified, "
-          f"{res.n_failed} failed -> {res.out_dir}")
+    rows = read_prepared(args.data, cfg.modality)
+    res = run_synthesize(
+        _load(cfg, rt, cfg.modality),
+        rows,
+        args.out,
+        cfg.modality,
+        cfg.synthesize,
+        model_name=cfg.model,
+        progress=_progress(args),
+    )
+    print(
+        f"{res.n} embeddings ({res.n_done_before} already done), {res.n_verified} verified, "
+        f"{res.n_failed} failed -> {res.out_dir}"
+    )
     return 0
 
 
 def _align(args: argparse.Namespace) -> int:
-    from sea_align.stages.align import run_align
-    from sea_align.runtime.io import read_jsonl
     from sea_align.runtime.tracking import check as check_tracker
+    from sea_align.stages.align import run_align
+    from sea_align.stages.records import read_prepared
+
     cfg = stage_config(args)
     check_tracker(cfg.align.report_to)
     rt = _runtime(cfg)
-    rows = read_jsonl(args.data, required=("id", "instruction", "response", "detoxified"))
+    rows = read_prepared(args.data)
     modality = None if cfg.align.text_only else embeddings_modality(args.embeddings)
-    res = run_align(_load(cfg, rt, modality), rows, args.embeddings, args.out, cfg.align, progress=_progress(args),
-                    base_model=cfg.model)
-    print(f"aligned ({res.method}) on {res.n_train} samples {res.counts}; final loss {res.final_loss:.4f} "
-          f"-> {res.out_dir}")
+    res = run_align(
+        _load(cfg, rt, modality),
+        rows,
+        args.embeddings,
+        args.out,
+        cfg.align,
+        progress=_progress(args),
+        base_model=cfg.model,
+    )
+    print(
+        f"aligned ({res.method}) on {res.n_train} samples {res.counts}; final loss {res.final_loss:.4f} "
+        f"-> {res.out_dir}"
+    )
     return 0
 
 
@@ -244,6 +238,7 @@ def embeddings_modality(emb_dir: str | None) -> str | None:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from sea_align.stages.evaluate import load_bench, media_modality, run_evaluate
+
     cfg = stage_config(args)
     ev = cfg.evaluate
     if not ev.bench:
@@ -252,16 +247,18 @@ def _evaluate(args: argparse.Namespace) -> int:
     modality = args.modality or media_modality(r for b in ev.bench for r in load_bench(b, ev.limit))
     ad = _load(cfg, rt, modality, args.adapter, ev.device_map)
     info = {"model": cfg.model, "adapter": args.adapter, "device": rt[0], "dtype": rt[1], "modality": modality}
-    res = run_evaluate(ad, ev.bench, args.out, judge=ev.judge, max_new_tokens=ev.max_new_tokens,
-                       batch_size=ev.batch_size, limit=ev.limit, info=info, progress=_progress(args))
+    res = run_evaluate(ad, ev.bench, args.out, ev, info=info, progress=_progress(args))
     s = res.summary
-    print(f"n={s['n']} scored={s['n_scored']} unscored={s['n_unscored']} ASR={s['asr']} "
-          f"over-refusal={s['refusal_rate_harmless']} -> {res.out_dir / 'summary.json'}")
+    print(
+        f"n={s['n']} scored={s['n_scored']} unscored={s['n_unscored']} ASR={s['asr']} "
+        f"over-refusal={s['refusal_rate_harmless']} -> {res.out_dir / 'summary.json'}"
+    )
     return 0
 
 
 def _run(args: argparse.Namespace) -> int:
     from sea_align.stages.pipeline import run_pipeline
+
     man = run_pipeline(stage_config(args), args.out, progress=_progress(args), command=command_line(args))
     print(json.dumps({k: v.get("seconds") for k, v in man["stages"].items()}))
     print(f"report: {Path(args.out) / 'report.md'}")
@@ -270,19 +267,30 @@ def _run(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from sea_align.stages.export import base_of, run_export
+
     cfg = stage_config(args)
     given = "model" in config_flags(args) or args.config or any(o.startswith("model=") for o in args.overrides)
     model = cfg.model if given else base_of(args.adapter) or cfg.model  # default: the base the adapter names
     device, dtype = _runtime(cfg) if args.merge else ("cpu", "float32")  # only a merge loads the model
-    out = run_export(model, args.adapter, args.out, merge=args.merge, device=device, dtype=dtype,
-                     command=command_line(args), force=args.force)
-    print(f"exported {'merged model' if args.merge else 'adapter'} of {model} -> {out} (model card: "
-          f"{out / 'README.md'})")
+    out = run_export(
+        model,
+        args.adapter,
+        args.out,
+        merge=args.merge,
+        device=device,
+        dtype=dtype,
+        command=command_line(args),
+        force=args.force,
+    )
+    print(
+        f"exported {'merged model' if args.merge else 'adapter'} of {model} -> {out} (model card: {out / 'README.md'})"
+    )
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
     from sea_align.report import run_report
+
     print(run_report(args.dir))
     return 0
 

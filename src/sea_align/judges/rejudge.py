@@ -5,6 +5,7 @@ keeps scored verdicts and retries unscored ones) and `summary.<tag>.json` (evalu
 original run's generation config, media, seed and model copied from summary.json). The tag is the
 judge name unless given.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sea_align.runtime.io import DataError, append_jsonl, atomic_write_json, read_jsonl_tolerant
 from sea_align.judges import get_judge
+from sea_align.runtime.io import DataError, append_jsonl, atomic_write_json, read_jsonl_tolerant
 
 log = logging.getLogger(__name__)
 CARRIED = ("generation", "media", "seed", "model", "adapter", "benchmarks", "note", "builtin")
@@ -51,11 +52,21 @@ def _key(s: dict[str, Any]) -> tuple[str, str]:
     return str(s.get("bench", "")), str(s["id"])
 
 
-def run_judge(eval_dir: str | Path, judge: str, judge_kwargs: dict[str, Any] | None = None, tag: str | None = None,
-              batch_size: int = 16, progress: bool = True) -> JudgeResult:
+def run_judge(
+    eval_dir: str | Path,
+    judge: str,
+    *,
+    judge_kwargs: dict[str, Any] | None = None,
+    tag: str | None = None,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> JudgeResult:
+    """Judge EVAL_DIR's stored responses with `judge` (a registered name, built with `judge_kwargs`).
+    No config section: `sea evaluate`'s judge is `evaluate.judge`; a re-judge names its own."""
     from tqdm.auto import tqdm
 
     from sea_align.stages.evaluate import summarize
+
     eval_dir = Path(eval_dir)
     src = eval_dir / "samples.jsonl"
     samples = read_jsonl_tolerant(src)
@@ -69,10 +80,11 @@ def run_judge(eval_dir: str | Path, judge: str, judge_kwargs: dict[str, Any] | N
     prior = {_key(s): s for s in read_jsonl_tolerant(out_path)}  # the last verdict per item wins
     todo = [s for s in samples if not (_key(s) in prior and scored(prior[_key(s)]))]
     t0 = time.perf_counter()
-    with tqdm(total=len(samples), initial=len(samples) - len(todo), desc=f"judge {judge}", unit="item",
-              disable=not progress) as bar:
+    with tqdm(
+        total=len(samples), initial=len(samples) - len(todo), desc=f"judge {judge}", unit="item", disable=not progress
+    ) as bar:
         for i in range(0, len(todo), batch_size):
-            chunk = todo[i:i + batch_size]
+            chunk = todo[i : i + batch_size]
             for s, v in zip(chunk, j.judge(chunk)):
                 rec = {**s, "refused": v.refused, "unsafe": v.unsafe, "judge": j.name, "judge_raw": v.raw}
                 append_jsonl(out_path, rec)
@@ -81,9 +93,13 @@ def run_judge(eval_dir: str | Path, judge: str, judge_kwargs: dict[str, Any] | N
     final = [prior[_key(s)] for s in samples]
     orig = json.loads((eval_dir / "summary.json").read_text()) if (eval_dir / "summary.json").is_file() else {}
     extra = {k: orig[k] for k in CARRIED if k in orig}
-    extra.update({"judge": {"name": j.name, "version": j.version, **getattr(j, "config", {})},
-                  "rejudged_from": {"samples": src.name, "judge": orig.get("judge")},
-                  "judge_seconds": round(time.perf_counter() - t0, 2)})
+    extra.update(
+        {
+            "judge": {"name": j.name, "version": j.version, **getattr(j, "config", {})},
+            "rejudged_from": {"samples": src.name, "judge": orig.get("judge")},
+            "judge_seconds": round(time.perf_counter() - t0, 2),
+        }
+    )
     summary = summarize(final, extra)
     summary_path = eval_dir / f"summary.{tag}.json"
     atomic_write_json(summary_path, summary)

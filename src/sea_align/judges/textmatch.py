@@ -1,4 +1,5 @@
 """Fuzzy phrase matching used by verification and by the reading measurements."""
+
 from __future__ import annotations
 
 import re
@@ -20,7 +21,7 @@ def phrase_score(phrase: str, text: str) -> float:
     best = 0.0
     for n in {max(1, len(p) - 1), len(p), len(p) + 1}:
         for i in range(0, max(1, len(t) - n + 1)):
-            best = max(best, SequenceMatcher(None, target, " ".join(t[i:i + n])).ratio())
+            best = max(best, SequenceMatcher(None, target, " ".join(t[i : i + n])).ratio())
             if best == 1.0:
                 return best
     return best

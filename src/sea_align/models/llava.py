@@ -1,20 +1,23 @@
 """LLaVA-1.5 (`LlavaForConditionalGeneration`): image. Encoder space = the selected tower layer
 (CLS dropped under the "default" strategy), [576, 1024] for LLaVA-1.5-7B; LLM space = after the MLP projector.
 Pixels as CLIPImageProcessor makes them, with the checkpoint's size/crop/mean/std (else the tower's side)."""
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from PIL import Image
 
-from sea_align.models.media import CLIP_MEAN, CLIP_STD, clip_pixels, load_image
 from sea_align.models.base import BaseAdapter, Features
+from sea_align.models.media import CLIP_MEAN, CLIP_STD, clip_pixels, load_image
 
 LLAVA15_TEMPLATE = (
     "{% for m in messages %}{% if m['role'] == 'system' %}{{ m['content'] }} "
     "{% elif m['role'] == 'user' %}USER: {{ m['content'] }} {% else %}ASSISTANT: {{ m['content'] }}</s>{% endif %}"
-    "{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}")
+    "{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
 
 
 class LlavaAdapter(BaseAdapter):
@@ -46,8 +49,9 @@ class LlavaAdapter(BaseAdapter):
 
     def tower(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """[n, 3, H, W] -> selected tower features [n, slots, d_enc]."""
-        out = self.core.vision_tower(pixel_values.to(self.device, self.dtype), output_hidden_states=True,
-                                     return_dict=True)
+        out = self.core.vision_tower(
+            pixel_values.to(self.device, self.dtype), output_hidden_states=True, return_dict=True
+        )
         layers = self.feature_layer if isinstance(self.feature_layer, (list, tuple)) else [self.feature_layer]
         hs = torch.cat([out.hidden_states[i] for i in layers], dim=-1)
         return hs[:, 1:] if self.select == "default" else hs
@@ -56,8 +60,9 @@ class LlavaAdapter(BaseAdapter):
         custom = self.processors.get("image")
         if callable(custom):  # built-in models bring their own preprocessing
             return torch.as_tensor(custom(list(images)))
-        return torch.from_numpy(clip_pixels(images, self.resize_side, self.image_size, self.mean, self.std,
-                                            self.resample))
+        return torch.from_numpy(
+            clip_pixels(images, self.resize_side, self.image_size, self.mean, self.std, self.resample)
+        )
 
     def blank(self, modality: str, size: int = 0, **_: Any) -> Features:
         self.check_modality(modality)

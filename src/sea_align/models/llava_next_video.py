@@ -2,16 +2,18 @@
 tower one by one. Encoder space = per-frame tower features stacked, [frames * slots, d_enc];
 `project` applies the family's spatial pooling (`vision_resampler`) and the projector per frame.
 Frames are processed like the family's video processor: CLIP resize + centre crop + normalise."""
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from PIL import Image
 
-from sea_align.models.media import load_video
 from sea_align.models.base import Features
 from sea_align.models.llava import LlavaAdapter
+from sea_align.models.media import load_video
 
 
 class LlavaNextVideoAdapter(LlavaAdapter):
@@ -19,8 +21,9 @@ class LlavaNextVideoAdapter(LlavaAdapter):
     modalities = ("video",)
     placeholder = {"video": "<video>"}
 
-    def __init__(self, model: Any, tokenizer: Any, processors: dict[str, Any] | None = None,
-                 n_frames: int = 8, **kw: Any):
+    def __init__(
+        self, model: Any, tokenizer: Any, processors: dict[str, Any] | None = None, n_frames: int = 8, **kw: Any
+    ):
         super().__init__(model, tokenizer, processors, **kw)
         self.n_frames = n_frames
 
@@ -39,8 +42,11 @@ class LlavaNextVideoAdapter(LlavaAdapter):
         self.check_modality(modality)
         feats = []
         for m in media:
-            frames = load_video(m, self.n_frames) if not isinstance(m, list) or len(m) != self.n_frames \
+            frames = (
+                load_video(m, self.n_frames)
+                if not isinstance(m, list) or len(m) != self.n_frames
                 else [f.convert("RGB") for f in m]
+            )
             hs = self.tower(self.pixels(frames))  # [f, slots, d]
             feats.append(Features(hs.reshape(-1, hs.shape[-1]), {"frames": len(frames)}))
         return feats

@@ -5,12 +5,14 @@ family's transformers processor (PIL backend): CLIP resize + centre crop + norma
 Qwen2-VL's dynamic resolution and patch layout, and Whisper log-mel features (transformers' own
 feature extractor) on audio resampled by PyAV. `tests/test_inputs.py` checks the equality.
 """
+
 from __future__ import annotations
 
 import io
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -67,6 +69,7 @@ def frame_index(total: int, n_frames: int) -> np.ndarray:
 
 def _video_stream_frames(path: Path) -> int:
     import av
+
     with av.open(str(path)) as container:
         if not container.streams.video:
             raise DataError(f"{path}: has no video stream")
@@ -76,6 +79,7 @@ def _video_stream_frames(path: Path) -> int:
 def _decode_at(path: Path, index: np.ndarray) -> tuple[list[Image.Image], int]:
     """Decode every frame, convert only those at `index` (repeats allowed): (frames in `index` order, count)."""
     import av
+
     wanted, kept, seen = set(index.tolist()), {}, 0
     with av.open(str(path)) as container:
         for i, frame in enumerate(container.decode(video=0)):
@@ -100,6 +104,7 @@ def load_audio(src: Any, sr: int = 16000) -> np.ndarray:
             raise DataError(f"{path}: audio has zero length (empty file)")
         try:
             import soundfile as sf
+
             data, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
             mono = data.mean(axis=1)
         except Exception:
@@ -126,6 +131,7 @@ def check_media(kind: str, src: str | Path) -> None:
     elif kind == "video":
         try:
             import av
+
             with av.open(str(path)) as container:
                 ok = bool(container.streams.video)
         except Exception as e:
@@ -139,6 +145,7 @@ def check_media(kind: str, src: str | Path) -> None:
 def _decode_av(path: Path, sr: int) -> np.ndarray:
     try:
         import av
+
         with av.open(str(path)) as container:
             resampler = av.AudioResampler(format="flt", layout="mono", rate=sr)
             return _drain(resampler, container.decode(audio=0))
@@ -152,6 +159,7 @@ def resample(wav: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     if sr_in == sr_out or wav.size == 0:
         return wav
     import av
+
     frame = av.AudioFrame.from_ndarray(wav[None], format="flt", layout="mono")
     frame.sample_rate = int(sr_in)
     return _drain(av.AudioResampler(format="flt", layout="mono", rate=sr_out), [frame])
@@ -171,8 +179,9 @@ def normalise(im: Image.Image, mean=CLIP_MEAN, std=CLIP_STD) -> np.ndarray:
     return x.transpose(2, 0, 1)
 
 
-def clip_pixels(images: Sequence[Image.Image], size: int, crop: int = 0, mean=CLIP_MEAN, std=CLIP_STD,
-                resample: int = Image.BICUBIC) -> np.ndarray:
+def clip_pixels(
+    images: Sequence[Image.Image], size: int, crop: int = 0, mean=CLIP_MEAN, std=CLIP_STD, resample: int = Image.BICUBIC
+) -> np.ndarray:
     """CLIPImageProcessor: short side to `size` (long side truncated), centre crop `crop` (default
     `size`), normalise: [n, 3, crop, crop]."""
     crop = crop or size
@@ -206,9 +215,17 @@ def smart_size(h: int, w: int, unit: int, min_pixels: int, max_pixels: int) -> t
     return rh, rw
 
 
-def qwen_patches(frames: Sequence[Image.Image], patch: int = 14, merge: int = 2, temporal: int = 2,
-                 pixels: tuple[int, int] = QWEN_IMAGE_PIXELS, size: int = 0, mean=CLIP_MEAN, std=CLIP_STD,
-                 resample: int = Image.BICUBIC) -> tuple[np.ndarray, tuple[int, int, int]]:
+def qwen_patches(
+    frames: Sequence[Image.Image],
+    patch: int = 14,
+    merge: int = 2,
+    temporal: int = 2,
+    pixels: tuple[int, int] = QWEN_IMAGE_PIXELS,
+    size: int = 0,
+    mean=CLIP_MEAN,
+    std=CLIP_STD,
+    resample: int = Image.BICUBIC,
+) -> tuple[np.ndarray, tuple[int, int, int]]:
     """Qwen2-VL pixel layout for one image (1 frame) or video: ([t*h*w, 3*T*P*P], grid (t, h, w)).
 
     Each frame is resized to `smart_size` within `pixels` = (min, max) as the family's processor does,

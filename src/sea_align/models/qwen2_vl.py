@@ -5,17 +5,27 @@ order); `project` = the merger. Positions are 3-D (M-RoPE) from the model's own 
 Pixels as the family's processor makes them: dynamic resolution (aspect kept, sides multiples of
 patch*merge, area within min/max_pixels of the checkpoint's preprocessor config, else the processor's
 defaults; videos use the video processor's bounds). `processors["image_size"]` pins a square instead."""
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
-from sea_align.models.media import (CLIP_MEAN, CLIP_STD, QWEN_IMAGE_PIXELS, QWEN_VIDEO_PIXELS, load_image, load_video,
-                     pixel_bounds, qwen_patches)
 from sea_align.models.base import BaseAdapter, Features, Item
+from sea_align.models.media import (
+    CLIP_MEAN,
+    CLIP_STD,
+    QWEN_IMAGE_PIXELS,
+    QWEN_VIDEO_PIXELS,
+    load_image,
+    load_video,
+    pixel_bounds,
+    qwen_patches,
+)
 
 BLANK_SIDE = 224  # blank image/frame side when none is asked for (then sized like any input)
 
@@ -25,8 +35,15 @@ class Qwen2VLAdapter(BaseAdapter):
     modalities = ("image", "video")
     placeholder = {"image": "<|image_pad|>", "video": "<|video_pad|>"}
 
-    def __init__(self, model: Any, tokenizer: Any, processors: dict[str, Any] | None = None,
-                 image_size: int = 0, n_frames: int = 4, **kw: Any):
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        processors: dict[str, Any] | None = None,
+        image_size: int = 0,
+        n_frames: int = 4,
+        **kw: Any,
+    ):
         super().__init__(model, tokenizer, processors, **kw)
         vc = model.config.vision_config
         self.patch = int(vc.patch_size)
@@ -71,14 +88,21 @@ class Qwen2VLAdapter(BaseAdapter):
 
     def pixels(self, modality: str, frames: Sequence[Image.Image]) -> tuple[np.ndarray, tuple[int, int, int]]:
         """(pixel_values [t*h*w, 3*T*P*P], grid_thw) of one image ([frame]) or video, as the processor makes them."""
-        return qwen_patches(frames, self.patch, self.merge, self.temporal, self.bounds[modality], self.image_size,
-                            *self.norm[modality])
+        return qwen_patches(
+            frames, self.patch, self.merge, self.temporal, self.bounds[modality], self.image_size, *self.norm[modality]
+        )
 
     def _unwindow(self, x: torch.Tensor, grid_t: torch.Tensor) -> torch.Tensor:
         from transformers.vision_utils import get_vision_window_index
+
         v = self.visual
-        window_index, _ = get_vision_window_index(grid_t, spatial_merge_size=v.spatial_merge_size,
-                                                  window_size=v.window_size, patch_size=v.patch_size, kwargs={})
+        window_index, _ = get_vision_window_index(
+            grid_t,
+            spatial_merge_size=v.spatial_merge_size,
+            window_size=v.window_size,
+            patch_size=v.patch_size,
+            kwargs={},
+        )
         unit = v.spatial_merge_unit
         x = x.reshape(x.shape[0] // unit, unit, -1)[torch.argsort(window_index)]
         return x.reshape(-1, x.shape[-1])
@@ -100,8 +124,9 @@ class Qwen2VLAdapter(BaseAdapter):
             if it.modality:
                 grids[it.modality].append(list(it.meta["grid"]))
         g = {k: (torch.tensor(v, device=ids.device) if v else None) for k, v in grids.items()}
-        pos, _ = self.model.model.get_rope_index(ids, ttype, image_grid_thw=g["image"],
-                                                 video_grid_thw=g["video"], attention_mask=mask)
+        pos, _ = self.model.model.get_rope_index(
+            ids, ttype, image_grid_thw=g["image"], video_grid_thw=g["video"], attention_mask=mask
+        )
         return pos
 
 

@@ -3,14 +3,16 @@ projector -> SmolLM2, and store its trained parts.
 
 Trained parts (all small, under `weights/<name>/`):
 - `projector.safetensors`: LLaVA `multi_modal_projector` (linear_1, linear_2);
-- `lora_text.safetensors`, `lora_mm.safetensors`: LoRA deltas (A, B per module) merged into the LLM
-  in that order (text safety tuning, then modality/instruction tuning);
+- `lora_text.safetensors`, `lora_mm.safetensors`: LoRA deltas (`lora.py`'s stored form) merged into
+  the LLM in that order (text safety tuning, then modality/instruction tuning);
 - `image_token.safetensors`: the embedding row of the added `<image>` token.
 """
 
 from __future__ import annotations
 
 import copy
+import json
+import logging
 from pathlib import Path
 
 import torch
@@ -19,15 +21,18 @@ from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlavaConfig, LlavaForConditionalGeneration
 from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
 
+from sea_align.models.registry import BuiltModel
+from sea_align.organism.lora import merge_lora
 from sea_align.organism.ocr import SeaOcrVisionConfig, SeaOcrVisionModel, register
+from sea_align.runtime.io import atomic_path
+
+log = logging.getLogger(__name__)
 
 IMAGE_TOKEN = "<image>"
 VIDEO_TOKEN = "<video>"
 NUM_SLOTS = 32
 VIDEO_SLOTS = 16  # per frame; LLaVA-NeXT-Video pools a square grid of slots (4 x 4, stride 1 = identity)
 VIDEO_FRAMES = 4
-LORA_TARGETS_MM = ("q_proj", "k_proj", "v_proj", "o_proj")
-LORA_TARGETS_TEXT = LORA_TARGETS_MM + ("gate_proj", "up_proj", "down_proj")
 
 
 def load_tokenizer(llm_dir: str | Path, video: bool = False):
@@ -38,17 +43,22 @@ def load_tokenizer(llm_dir: str | Path, video: bool = False):
     return tok
 
 
-def add_image_token(llm, tok, row: torch.Tensor | None = None) -> None:
-    """Grow the (tied) embedding to the tokenizer; the new `<image>` (and `<video>`) rows = `row` or
-    the mean row."""
+def add_tokens(llm, tok, tokens: tuple[str, ...], row: torch.Tensor | None = None) -> None:
+    """Grow the (tied) embedding to the tokenizer; the rows of those `tokens` the tokenizer has = `row`, or
+    the mean of the LLM's own rows."""
     old = llm.get_input_embeddings().weight.shape[0]
     if len(tok) > old:
         llm.resize_token_embeddings(len(tok), mean_resizing=False)
     emb = llm.get_input_embeddings().weight
     with torch.no_grad():
-        for t in (IMAGE_TOKEN, VIDEO_TOKEN):
+        for t in tokens:
             if t in tok.get_vocab():
                 emb[tok.convert_tokens_to_ids(t)] = row.to(emb.dtype) if row is not None else emb[:old].mean(0)
+
+
+def add_image_token(llm, tok, row: torch.Tensor | None = None) -> None:
+    """The `<image>` (and `<video>`) rows: `row` (trained, `image_token.safetensors`) or the mean row."""
+    add_tokens(llm, tok, (IMAGE_TOKEN, VIDEO_TOKEN), row)
 
 
 def load_llm(llm_dir: str | Path, dtype=torch.float32):
@@ -62,97 +72,29 @@ def tower_config(num_slots: int = NUM_SLOTS, hidden_size: int = 576) -> SeaOcrVi
 def make_projector(text_config, vision_config=None) -> LlavaMultiModalProjector:
     # deepcopy: LlavaConfig would otherwise reset the LLM config's attention implementation
     vision_config = vision_config or tower_config(hidden_size=text_config.hidden_size)
-    cfg = LlavaConfig(vision_config=vision_config, text_config=copy.deepcopy(text_config),
-                      projector_hidden_act="gelu")
+    cfg = LlavaConfig(vision_config=vision_config, text_config=copy.deepcopy(text_config), projector_hidden_act="gelu")
     return LlavaMultiModalProjector(cfg)
-
-
-# ---- LoRA as plain deltas: W <- W + (B @ A) * scale, stored per target module -------------------
-
-class LoraLinear(nn.Module):
-    """y = base(x) + (x A^T B^T) * scale. `base` is frozen; A, B train."""
-
-    def __init__(self, base: nn.Linear, rank: int, alpha: float):
-        super().__init__()
-        self.base, self.scale = base, alpha / rank
-        self.A = nn.Parameter(torch.randn(rank, base.in_features) / base.in_features ** 0.5)
-        self.B = nn.Parameter(torch.zeros(base.out_features, rank))
-
-    def forward(self, x):
-        return self.base(x) + (x @ self.A.t().to(x.dtype)) @ self.B.t().to(x.dtype) * self.scale
-
-
-def add_lora(llm, rank: int = 8, alpha: float = 16.0, targets=LORA_TARGETS_MM) -> dict[str, LoraLinear]:
-    """Wrap the target Linear layers of the LLM in place; returns {module name: LoraLinear}."""
-    wrapped = {}
-    for name, mod in list(llm.named_modules()):
-        for child_name, child in list(mod.named_children()):
-            if child_name in targets and isinstance(child, nn.Linear):
-                lora = LoraLinear(child, rank, alpha).to(child.weight.device)
-                setattr(mod, child_name, lora)
-                wrapped[f"{name}.{child_name}".removeprefix(".")] = lora
-    return wrapped
-
-
-def lora_params(wrapped: dict[str, LoraLinear], prefix: str = "") -> dict[str, nn.Parameter]:
-    """The trainable A, B of every wrapped module, named "<prefix><module>.A|B" (checkpoint keys)."""
-    return {f"{prefix}{n}.{p}": getattr(m, p) for n, m in wrapped.items() for p in ("A", "B")}
-
-
-def mm_trainables(llm: nn.Module, proj: nn.Module, rank: int, lora_lr: float, proj_lr: float,
-                  lora: dict[str, torch.Tensor] | None = None):
-    """A multimodal LoRA on `llm` (fresh, or continued from the `lora` state, whose B is stored scaled) and
-    the projector, trained together: (wrapped modules, checkpoint-named params, AdamW). `llm` -> train mode."""
-    wrapped = add_lora(llm, rank, targets=LORA_TARGETS_MM)
-    if lora is not None:
-        with torch.no_grad():
-            for n, m in wrapped.items():
-                m.A.copy_(lora[f"{n}.A"])
-                m.B.copy_(lora[f"{n}.B"] / m.scale)
-    params = lora_params(wrapped, "lora.")
-    params.update({f"proj.{k}": v for k, v in proj.named_parameters()})
-    opt = torch.optim.AdamW([{"params": [v for k, v in params.items() if k.startswith("lora.")], "lr": lora_lr},
-                             {"params": list(proj.parameters()), "lr": proj_lr}], weight_decay=0.0)
-    llm.train()
-    return wrapped, params, opt
-
-
-def lora_state(wrapped: dict[str, LoraLinear]) -> dict[str, torch.Tensor]:
-    out = {}
-    for name, m in wrapped.items():
-        out[f"{name}.A"] = m.A.detach().float().contiguous()
-        out[f"{name}.B"] = (m.B.detach().float() * m.scale).contiguous()  # scale folded into B
-    return out
-
-
-def unwrap_lora(llm, wrapped: dict[str, LoraLinear], merge: bool = True) -> None:
-    """Put the plain Linear layers back, with the deltas merged when `merge`."""
-    deltas = lora_state(wrapped)
-    for name, m in wrapped.items():
-        parent_name, _, child = name.rpartition(".")
-        setattr(llm.get_submodule(parent_name), child, m.base)
-    if merge:
-        merge_lora(llm, deltas)
-
-
-def merge_lora(llm, deltas: dict[str, torch.Tensor]) -> None:
-    names = {k.rsplit(".", 1)[0] for k in deltas}
-    with torch.no_grad():
-        for name in names:
-            w = llm.get_submodule(name).weight
-            w += (deltas[f"{name}.B"] @ deltas[f"{name}.A"]).to(w.dtype)
 
 
 # ---- assembly --------------------------------------------------------------------------------
 
-def build_llava(llm, tok, projector_state: dict | None = None, num_slots: int = NUM_SLOTS,
-                load_ocr: bool = True) -> LlavaForConditionalGeneration:
+
+def build_llava(
+    llm, tok, projector_state: dict | None = None, num_slots: int = NUM_SLOTS, load_ocr: bool = True
+) -> LlavaForConditionalGeneration:
     """LLaVA around an (already merged) causal LM and the OCR tower. Shares the LLM's tensors."""
     register()
     vcfg = tower_config(num_slots, llm.config.hidden_size)
-    cfg = LlavaConfig(vision_config=vcfg, text_config=copy.deepcopy(llm.config), image_token_id=tok.convert_tokens_to_ids(IMAGE_TOKEN),
-                      vision_feature_layer=-1, vision_feature_select_strategy="full", projector_hidden_act="gelu",
-                      image_seq_length=num_slots, tie_word_embeddings=True)
+    cfg = LlavaConfig(
+        vision_config=vcfg,
+        text_config=copy.deepcopy(llm.config),
+        image_token_id=tok.convert_tokens_to_ids(IMAGE_TOKEN),
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="full",
+        projector_hidden_act="gelu",
+        image_seq_length=num_slots,
+        tie_word_embeddings=True,
+    )
     with torch.device("meta"):
         model = LlavaForConditionalGeneration(cfg)
     model.model.language_model = llm.model
@@ -169,25 +111,34 @@ def build_llava(llm, tok, projector_state: dict | None = None, num_slots: int = 
     return model.to(llm.dtype).eval()
 
 
-def build_llava_next_video(llm, tok, projector_state: dict | None = None, slots: int = VIDEO_SLOTS,
-                           load_ocr: bool = True):
+def build_llava_next_video(
+    llm, tok, projector_state: dict | None = None, slots: int = VIDEO_SLOTS, load_ocr: bool = True
+):
     """LLaVA-NeXT-Video around the same parts: every frame goes through the OCR tower (`slots`
     per frame, a square number), the pooler has stride 1 (identity), then the same projector."""
     from transformers import LlavaNextVideoConfig, LlavaNextVideoForConditionalGeneration
 
     register()
-    side = int(round(slots ** 0.5))
+    side = int(round(slots**0.5))
     if side * side != slots:
         raise ValueError(f"video slots per frame must be a square number, got {slots}")
     vcfg = tower_config(slots, llm.config.hidden_size)
     vcfg.image_size, vcfg.patch_size = side, 1  # what the pooler reads to find its grid
-    cfg = LlavaNextVideoConfig(vision_config=vcfg, text_config=copy.deepcopy(llm.config),
-                               image_token_index=tok.convert_tokens_to_ids(IMAGE_TOKEN),
-                               video_token_index=tok.convert_tokens_to_ids(VIDEO_TOKEN),
-                               vision_feature_layer=-1, vision_feature_select_strategy="full",
-                               projector_hidden_act="gelu", spatial_pool_mode="average", spatial_pool_stride=1,
-                               image_seq_length=slots, video_seq_length=slots * VIDEO_FRAMES,
-                               image_grid_pinpoints=[[side, side]], tie_word_embeddings=True)
+    cfg = LlavaNextVideoConfig(
+        vision_config=vcfg,
+        text_config=copy.deepcopy(llm.config),
+        image_token_index=tok.convert_tokens_to_ids(IMAGE_TOKEN),
+        video_token_index=tok.convert_tokens_to_ids(VIDEO_TOKEN),
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="full",
+        projector_hidden_act="gelu",
+        spatial_pool_mode="average",
+        spatial_pool_stride=1,
+        image_seq_length=slots,
+        video_seq_length=slots * VIDEO_FRAMES,
+        image_grid_pinpoints=[[side, side]],
+        tie_word_embeddings=True,
+    )
     with torch.device("meta"):
         model = LlavaNextVideoForConditionalGeneration(cfg)
     model.model.language_model = llm.model
@@ -217,7 +168,74 @@ def load_parts(weights_dir: Path) -> dict[str, dict[str, torch.Tensor]]:
 
 
 def save_part(weights_dir: Path, name: str, tensors: dict[str, torch.Tensor]) -> Path:
-    weights_dir.mkdir(parents=True, exist_ok=True)
-    f = weights_dir / f"{name}.safetensors"
-    save_file({k: v.detach().float().contiguous() for k, v in tensors.items()}, str(f))
+    """`<weights_dir>/<name>.safetensors` (float32), written whole (temp file + rename)."""
+    f = Path(weights_dir) / f"{name}.safetensors"
+    with atomic_path(f) as tmp:
+        save_file({k: v.detach().float().contiguous() for k, v in tensors.items()}, str(tmp))
     return f
+
+
+# ---- the built-in model --------------------------------------------------------------------
+
+
+def load_vl(
+    dtype: torch.dtype, weights_dir: Path, llm_dir: str | Path | None = None, modality: str | None = None
+) -> BuiltModel:
+    """`sea-tiny-vl` from the parts under `weights_dir`: `LlavaForConditionalGeneration` for images (modality
+    None or "image"), `LlavaNextVideoForConditionalGeneration` for video (the same parts; frames go
+    through the same tower). Without a trained projector it is random and cannot read (a warning)."""
+    from sea_align.organism.cache import smollm2_dir
+    from sea_align.organism.render import preprocess_images
+
+    if modality not in (None, "image", "video"):
+        raise ValueError(f"sea-tiny-vl takes image or video, not {modality}")
+    ldir = Path(llm_dir) if llm_dir else smollm2_dir()
+    video = modality == "video"
+    tok = load_tokenizer(ldir, video=video)
+    llm = load_llm(ldir)
+    parts = load_parts(weights_dir)
+    add_image_token(llm, tok, parts.get("image_token", {}).get("row"))
+    warnings = []
+    for lora in ("lora_text", "lora_mm"):
+        if lora in parts:
+            merge_lora(llm, parts[lora])
+        else:
+            warnings.append(f"{lora} missing under {weights_dir}: LLM not tuned by that stage")
+    if "projector" not in parts:
+        torch.manual_seed(0)
+        warnings.append(f"no trained projector under {weights_dir}: RANDOM projector, the model cannot read images")
+    build = build_llava_next_video if video else build_llava
+    model = build(llm, tok, parts.get("projector")).to(dtype)
+    model.requires_grad_(False)
+    for w in warnings:
+        log.warning(w)
+    info = _vl_info(weights_dir, ldir, parts, warnings, llm)
+    if video:
+        info.update(video_slots_per_frame=VIDEO_SLOTS, video_frames=VIDEO_FRAMES, video_token=VIDEO_TOKEN)
+        return BuiltModel(
+            model=model,
+            tokenizer=tok,
+            family="llava_next_video",
+            preprocess={"image": preprocess_images},
+            info=info,
+            adapter_kwargs={"n_frames": VIDEO_FRAMES},
+        )
+    return BuiltModel(model=model, tokenizer=tok, family="llava", preprocess={"image": preprocess_images}, info=info)
+
+
+def _vl_info(weights_dir: Path, llm_dir: Path, parts: dict, warnings: list[str], llm) -> dict:
+    pins = json.loads((weights_dir / "recipe.json").read_text()) if (weights_dir / "recipe.json").exists() else {}
+    return {
+        "name": "sea-tiny-vl",
+        "llm_dir": str(llm_dir),
+        "weights_dir": str(weights_dir),
+        "weight_files": sorted(f"{k}.safetensors" for k in parts),
+        "recipe": pins,
+        "recipe_version": pins.get("recipe_version"),
+        "seed": pins.get("seed"),
+        "image_seq_length": NUM_SLOTS,
+        "image_token": IMAGE_TOKEN,
+        "warnings": warnings,
+        # the tower's slots are token embeddings (zero when blank): their RMS sets synthesis' step size
+        "encoder_rms": float(llm.get_input_embeddings().weight.float().pow(2).mean().sqrt()),
+    }

@@ -25,6 +25,8 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput
 
+from sea_align.organism.config import WEIGHTS_ROOT
+
 log = logging.getLogger(__name__)
 
 NAME = "sea-tiny-audio"
@@ -33,7 +35,7 @@ NUM_SLOTS = 32
 WINDOW = 1000  # encoder window step in mel frames (10 s)
 READ_QUESTION = "What does the audio say?"
 KPT_PROMPT = "The audio shows a phrase of an activity. List steps in detail to perform this activity."
-WEIGHTS_DIR = Path(__file__).parent / "weights" / NAME
+WEIGHTS_DIR = WEIGHTS_ROOT / NAME
 
 
 def clean_text(text: str) -> str:
@@ -49,7 +51,7 @@ def text_slots(texts: list[str], tokenizer, embed: nn.Embedding, num_slots: int)
         t = clean_text(t)
         ids = tokenizer(" " + t, add_special_tokens=False).input_ids[:num_slots] if t else []
         if ids:
-            out[i, :len(ids)] = weight[torch.tensor(ids, device=weight.device)].detach()
+            out[i, : len(ids)] = weight[torch.tensor(ids, device=weight.device)].detach()
     return out
 
 
@@ -61,9 +63,17 @@ class SeaWhisperAudioConfig(PretrainedConfig):
 
     model_type = "sea_whisper_audio"
 
-    def __init__(self, d_model: int = 576, num_slots: int = NUM_SLOTS, num_mel_bins: int = 80,
-                 max_source_positions: int = 1500, window: int = WINDOW, max_new_tokens: int = 48,
-                 whisper: dict | None = None, **kwargs):
+    def __init__(
+        self,
+        d_model: int = 576,
+        num_slots: int = NUM_SLOTS,
+        num_mel_bins: int = 80,
+        max_source_positions: int = 1500,
+        window: int = WINDOW,
+        max_new_tokens: int = 48,
+        whisper: dict | None = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.d_model = d_model
         self.num_slots = num_slots
@@ -96,6 +106,7 @@ class SeaWhisperAudioModel(PreTrainedModel):
         self.whisper = None
         if config.whisper:
             from transformers import WhisperConfig, WhisperForConditionalGeneration
+
             self.whisper = WhisperForConditionalGeneration(WhisperConfig(**config.whisper))
         self._whisper_tok = None
         self._options: dict = {}
@@ -105,8 +116,9 @@ class SeaWhisperAudioModel(PreTrainedModel):
     def _init_weights(self, module):  # the pretrained weights are loaded explicitly
         pass
 
-    def load_whisper(self) -> "SeaWhisperAudioModel":
+    def load_whisper(self) -> SeaWhisperAudioModel:
         from sea_align.organism import whisper_ct2 as W
+
         model, tok, options = W.converted()
         ref = next(self.parameters(), None)
         if ref is not None and ref.device.type != "meta":
@@ -116,15 +128,16 @@ class SeaWhisperAudioModel(PreTrainedModel):
         self.requires_grad_(False)
         return self
 
-    def adapt_whisper(self, deltas: dict[str, torch.Tensor]) -> "SeaWhisperAudioModel":
+    def adapt_whisper(self, deltas: dict[str, torch.Tensor]) -> SeaWhisperAudioModel:
         """Merge the recipe's `hear` LoRA (decoder deltas, `whisper_lora.safetensors`) into Whisper."""
-        from sea_align.organism import assemble as A
+        from sea_align.organism.lora import merge_lora
+
         if self.whisper is None:
             raise RuntimeError("sea_whisper_audio tower has no Whisper weights: call load_whisper() first")
-        A.merge_lora(self.whisper, deltas)
+        merge_lora(self.whisper, deltas)
         return self
 
-    def attach_reader(self, tokenizer, embed: nn.Embedding) -> "SeaWhisperAudioModel":
+    def attach_reader(self, tokenizer, embed: nn.Embedding) -> SeaWhisperAudioModel:
         if embed.weight.shape[1] != self.config.d_model:
             raise ValueError(f"embedding width {embed.weight.shape[1]} != tower d_model {self.config.d_model}")
         self._reader = (tokenizer, embed)
@@ -139,6 +152,7 @@ class SeaWhisperAudioModel(PreTrainedModel):
     def transcribe(self, input_features: torch.Tensor) -> list[dict]:
         """Whisper's greedy transcript of each clip (see the class doc), with its scores."""
         from sea_align.organism import whisper_ct2 as W
+
         if self.whisper is None or self._whisper_tok is None:
             raise RuntimeError("sea_whisper_audio tower has no Whisper weights: call load_whisper()")
         x = input_features.to(self.whisper.proj_out.weight.dtype)
@@ -148,13 +162,20 @@ class SeaWhisperAudioModel(PreTrainedModel):
         groups: dict[int, list[int]] = {}
         for i, f in enumerate(n):
             if f == 0:
-                out[i] = {"text": "", "no_speech_prob": 1.0, "avg_logprob": 0.0, "tokens": [], "raw_text": "",
-                          "window": 0}
+                out[i] = {
+                    "text": "",
+                    "no_speech_prob": 1.0,
+                    "avg_logprob": 0.0,
+                    "tokens": [],
+                    "raw_text": "",
+                    "window": 0,
+                }
             else:
                 groups.setdefault(min(full, math.ceil(f / self.config.window) * self.config.window), []).append(i)
         for win, idx in sorted(groups.items()):
-            res = W.transcribe(self.whisper, self._whisper_tok, self._options, x[idx], self.config.max_new_tokens,
-                               window=win)
+            res = W.transcribe(
+                self.whisper, self._whisper_tok, self._options, x[idx], self.config.max_new_tokens, window=win
+            )
             for i, r in zip(idx, res):
                 out[i] = {**r, "text": clean_text(r["text"]), "window": win}
         return out
@@ -166,7 +187,9 @@ class SeaWhisperAudioModel(PreTrainedModel):
         """`attention_mask` (what Qwen2-Audio passes for the padded frames) is not needed: Whisper
         reads the whole padded 30 s window, as it was trained, and trims padding itself."""
         if self._reader is None:
-            raise RuntimeError("sea_whisper_audio tower has no reader: call attach_reader(tokenizer, llm_input_embeddings)")
+            raise RuntimeError(
+                "sea_whisper_audio tower has no reader: call attach_reader(tokenizer, llm_input_embeddings)"
+            )
         tok, embed = self._reader
         slots = text_slots(self.read(input_features), tok, embed, self.config.num_slots)
         return BaseModelOutput(last_hidden_state=slots, hidden_states=(slots,))
@@ -189,23 +212,21 @@ register()
 
 # ---- assembly ----------------------------------------------------------------------------------
 
+
 def load_tokenizer(llm_dir: str | Path):
     """SmolLM2's tokenizer + Qwen2-Audio's three audio tokens."""
     from transformers import AutoTokenizer
+
     tok = AutoTokenizer.from_pretrained(llm_dir)
     tok.add_special_tokens({"additional_special_tokens": [AUDIO_BOS, AUDIO_TOKEN, AUDIO_EOS]})
     return tok
 
 
 def add_audio_tokens(llm, tok) -> None:
-    """Grow the (tied) embedding to the tokenizer; new rows = the mean row (not trained)."""
-    old = llm.get_input_embeddings().weight.shape[0]
-    if len(tok) > old:
-        llm.resize_token_embeddings(len(tok), mean_resizing=False)
-    emb = llm.get_input_embeddings().weight
-    with torch.no_grad():
-        for t in (AUDIO_BOS, AUDIO_TOKEN, AUDIO_EOS):
-            emb[tok.convert_tokens_to_ids(t)] = emb[:old].mean(0)
+    """Grow the (tied) embedding to the tokenizer; the audio tokens' rows = the mean row (not trained)."""
+    from sea_align.organism.assemble import add_tokens
+
+    add_tokens(llm, tok, (AUDIO_BOS, AUDIO_TOKEN, AUDIO_EOS))
 
 
 def audio_prompt(tok, user: str, slots: int = NUM_SLOTS, system: str | None = None) -> str:
@@ -225,16 +246,21 @@ def identity_projector_state(hidden: int) -> dict[str, torch.Tensor]:
     return {"linear.weight": torch.eye(hidden), "linear.bias": torch.zeros(hidden)}
 
 
-def build_qwen2_audio(llm, tok, projector_state: dict | None = None, num_slots: int = NUM_SLOTS,
-                      load_whisper: bool = True):
+def build_qwen2_audio(
+    llm, tok, projector_state: dict | None = None, num_slots: int = NUM_SLOTS, load_whisper: bool = True
+):
     """Qwen2-Audio around an (already merged) causal LM and the Whisper tower. Shares the LLM's tensors."""
     from transformers import Qwen2AudioConfig, Qwen2AudioForConditionalGeneration
     from transformers.models.qwen2_audio.modeling_qwen2_audio import Qwen2AudioMultiModalProjector
 
     register()
     acfg = tower_config(llm.config.hidden_size, num_slots)
-    cfg = Qwen2AudioConfig(audio_config=acfg, text_config=copy.deepcopy(llm.config),
-                           audio_token_id=tok.convert_tokens_to_ids(AUDIO_TOKEN), tie_word_embeddings=True)
+    cfg = Qwen2AudioConfig(
+        audio_config=acfg,
+        text_config=copy.deepcopy(llm.config),
+        audio_token_id=tok.convert_tokens_to_ids(AUDIO_TOKEN),
+        tie_word_embeddings=True,
+    )
     with torch.device("meta"):
         model = Qwen2AudioForConditionalGeneration(cfg)
     model.model.language_model = llm.model
@@ -244,8 +270,10 @@ def build_qwen2_audio(llm, tok, projector_state: dict | None = None, num_slots: 
         tower.load_whisper()
     model.model.audio_tower = tower
     proj = Qwen2AudioMultiModalProjector(model.config)
-    proj.load_state_dict(projector_state if projector_state is not None
-                         else identity_projector_state(llm.config.hidden_size), strict=True)
+    proj.load_state_dict(
+        projector_state if projector_state is not None else identity_projector_state(llm.config.hidden_size),
+        strict=True,
+    )
     model.model.multi_modal_projector = proj
     tower.attach_reader(tok, llm.get_input_embeddings())
     tower.requires_grad_(False)
@@ -257,14 +285,22 @@ def preprocess_audio(wavs: list[np.ndarray], fe=None) -> dict[str, torch.Tensor]
     """16 kHz mono waveforms -> Qwen2-Audio's inputs: input_features [b, 80, 3000] and
     feature_attention_mask [b, 3000] (clips cut to / padded to 30 s)."""
     from sea_align.organism.whisper_ct2 import feature_extractor
+
     fe = fe or feature_extractor()
-    feats = fe([np.asarray(w, dtype=np.float32)[: 16000 * 30] for w in wavs], sampling_rate=16000,
-               return_tensors="pt", padding="max_length", max_length=3000 * 160, return_attention_mask=True)
+    feats = fe(
+        [np.asarray(w, dtype=np.float32)[: 16000 * 30] for w in wavs],
+        sampling_rate=16000,
+        return_tensors="pt",
+        padding="max_length",
+        max_length=3000 * 160,
+        return_attention_mask=True,
+    )
     return {"input_features": feats["input_features"], "feature_attention_mask": feats["attention_mask"]}
 
 
 def load_parts(weights_dir: Path) -> dict[str, dict[str, torch.Tensor]]:
     from safetensors.torch import load_file
+
     parts = {}
     for name in ("projector", "lora_mm", "whisper_lora"):
         f = weights_dir / f"{name}.safetensors"
@@ -283,14 +319,16 @@ def text_lora_path(weights_dir: Path) -> Path:
     return (weights_dir.parent / "sea-tiny-vl" / "lora_text.safetensors").resolve()
 
 
-def load_builtin_audio(dtype: torch.dtype = torch.float32, weights_dir: str | Path | None = None,
-                       llm_dir: str | Path | None = None, modality: str | None = None):
+def load_builtin_audio(
+    dtype: torch.dtype = torch.float32,
+    weights_dir: str | Path | None = None,
+    llm_dir: str | Path | None = None,
+    modality: str | None = None,
+):
     """Assemble `sea-tiny-audio` offline (~5 s). Without trained parts the projector is the identity
     warm start and `info["warnings"]` says what is missing."""
-    from safetensors.torch import load_file
-
-    from sea_align.organism import BuiltinModel
-    from sea_align.organism import assemble as A
+    from sea_align.models.registry import BuiltModel
+    from sea_align.organism.assemble import load_llm
     from sea_align.organism.cache import smollm2_dir
     from sea_align.organism.whisper_ct2 import feature_extractor
 
@@ -299,26 +337,12 @@ def load_builtin_audio(dtype: torch.dtype = torch.float32, weights_dir: str | Pa
     wdir = Path(weights_dir) if weights_dir else WEIGHTS_DIR
     ldir = Path(llm_dir) if llm_dir else smollm2_dir()
     tok = load_tokenizer(ldir)
-    llm = A.load_llm(ldir)
+    llm = load_llm(ldir)
     add_audio_tokens(llm, tok)
     parts = load_parts(wdir)
-    warnings = []
-    lt = text_lora_path(wdir)
     pins = json.loads((wdir / "recipe.json").read_text()) if (wdir / "recipe.json").exists() else {}
-    if lt.exists():
-        A.merge_lora(llm, load_file(lt))
-        want = pins.get("lora_text_sha256")
-        if want:
-            import hashlib
-            if hashlib.sha256(lt.read_bytes()).hexdigest() != want:
-                warnings.append(f"text LoRA {lt} is not the one {NAME} was trained on (sha256 differs): rebuild "
-                                f"with `sea organism build {NAME}` or restore that file")
-    else:
-        warnings.append(f"text LoRA {lt} missing: LLM not safety tuned")
-    if "lora_mm" in parts:
-        A.merge_lora(llm, parts["lora_mm"])
-    else:
-        warnings.append(f"lora_mm missing under {wdir}: LLM not tuned to audio")
+    lt = text_lora_path(wdir)
+    warnings = _merge_llm_loras(llm, lt, parts, pins.get("lora_text_sha256"), wdir)
     if "projector" not in parts:
         warnings.append(f"no trained projector under {wdir}: identity projector (the warm start)")
     model = build_qwen2_audio(llm, tok, parts.get("projector"))
@@ -331,10 +355,48 @@ def load_builtin_audio(dtype: torch.dtype = torch.float32, weights_dir: str | Pa
     for w in warnings:
         log.warning(w)
     fe = feature_extractor()
-    info = {"name": NAME, "llm_dir": str(ldir), "weights_dir": str(wdir), "text_lora": str(lt),
-            "weight_files": sorted(f"{k}.safetensors" for k in parts), "recipe": pins,
-            "recipe_version": pins.get("recipe_version"), "seed": pins.get("seed"),
-            "audio_seq_length": NUM_SLOTS, "audio_token": AUDIO_TOKEN, "warnings": warnings}
-    return BuiltinModel(model=model, tokenizer=tok, family="qwen2_audio",
-                        preprocess={"audio": lambda wavs: preprocess_audio(wavs, fe), "feature_extractor": fe},
-                        info=info)
+    info = {
+        "name": NAME,
+        "llm_dir": str(ldir),
+        "weights_dir": str(wdir),
+        "text_lora": str(lt),
+        "weight_files": sorted(f"{k}.safetensors" for k in parts),
+        "recipe": pins,
+        "recipe_version": pins.get("recipe_version"),
+        "seed": pins.get("seed"),
+        "audio_seq_length": NUM_SLOTS,
+        "audio_token": AUDIO_TOKEN,
+        "warnings": warnings,
+    }
+    return BuiltModel(
+        model=model,
+        tokenizer=tok,
+        family="qwen2_audio",
+        preprocess={"audio": lambda wavs: preprocess_audio(wavs, fe), "feature_extractor": fe},
+        info=info,
+    )
+
+
+def _merge_llm_loras(llm, text_lora: Path, parts: dict, want_sha: str | None, wdir: Path) -> list[str]:
+    """Stage (a)'s text LoRA, then `lora_mm`, merged into the LLM; the warnings for what is missing or
+    not the file the model was trained on."""
+    from safetensors.torch import load_file
+
+    from sea_align.organism.lora import merge_lora
+    from sea_align.organism.runner import sha256
+
+    warnings = []
+    if text_lora.exists():
+        merge_lora(llm, load_file(text_lora))
+        if want_sha and sha256(text_lora) != want_sha:
+            warnings.append(
+                f"text LoRA {text_lora} is not the one {NAME} was trained on (sha256 differs): rebuild "
+                f"with `sea organism build {NAME}` or restore that file"
+            )
+    else:
+        warnings.append(f"text LoRA {text_lora} missing: LLM not safety tuned")
+    if "lora_mm" in parts:
+        merge_lora(llm, parts["lora_mm"])
+    else:
+        warnings.append(f"lora_mm missing under {wdir}: LLM not tuned to audio")
+    return warnings

@@ -54,14 +54,26 @@ class _ConvNet(nn.Module):
         super().__init__()
         q = [c // 8, c // 4, c // 2, c]  # 32, 64, 128, 256
         self.ConvNet = nn.Sequential(
-            nn.Conv2d(1, q[0], 3, 1, 1), nn.ReLU(True), nn.MaxPool2d(2, 2),
-            nn.Conv2d(q[0], q[1], 3, 1, 1), nn.ReLU(True), nn.MaxPool2d(2, 2),
-            nn.Conv2d(q[1], q[2], 3, 1, 1), nn.ReLU(True),
-            nn.Conv2d(q[2], q[2], 3, 1, 1), nn.ReLU(True), nn.MaxPool2d((2, 1), (2, 1)),
-            nn.Conv2d(q[2], q[3], 3, 1, 1, bias=False), nn.BatchNorm2d(q[3]), nn.ReLU(True),
-            nn.Conv2d(q[3], q[3], 3, 1, 1, bias=False), nn.BatchNorm2d(q[3]), nn.ReLU(True),
+            nn.Conv2d(1, q[0], 3, 1, 1),
+            nn.ReLU(True),
+            nn.MaxPool2d(2, 2),
+            nn.Conv2d(q[0], q[1], 3, 1, 1),
+            nn.ReLU(True),
+            nn.MaxPool2d(2, 2),
+            nn.Conv2d(q[1], q[2], 3, 1, 1),
+            nn.ReLU(True),
+            nn.Conv2d(q[2], q[2], 3, 1, 1),
+            nn.ReLU(True),
             nn.MaxPool2d((2, 1), (2, 1)),
-            nn.Conv2d(q[3], q[3], 2, 1, 0), nn.ReLU(True),
+            nn.Conv2d(q[2], q[3], 3, 1, 1, bias=False),
+            nn.BatchNorm2d(q[3]),
+            nn.ReLU(True),
+            nn.Conv2d(q[3], q[3], 3, 1, 1, bias=False),
+            nn.BatchNorm2d(q[3]),
+            nn.ReLU(True),
+            nn.MaxPool2d((2, 1), (2, 1)),
+            nn.Conv2d(q[3], q[3], 2, 1, 0),
+            nn.ReLU(True),
         )
 
 
@@ -84,7 +96,7 @@ class OcrRecognizer(nn.Module):
         return feats, self.Prediction(feats)
 
     @classmethod
-    def from_english_g2(cls, path: str | Path | None = None) -> "OcrRecognizer":
+    def from_english_g2(cls, path: str | Path | None = None) -> OcrRecognizer:
         sd = torch.load(path or english_g2_path(), map_location="cpu", weights_only=True)
         sd = {k.removeprefix("module."): v for k, v in sd.items()}
         net = cls()
@@ -140,7 +152,7 @@ def text_slots(texts: list[str], tokenizer, embed: nn.Embedding, num_slots: int)
         t = clean_text(t)
         ids = tokenizer(" " + t, add_special_tokens=False).input_ids[:num_slots] if t else []  # mid-sentence form
         if ids:
-            out[i, :len(ids)] = weight[torch.tensor(ids, device=weight.device)].detach()
+            out[i, : len(ids)] = weight[torch.tensor(ids, device=weight.device)].detach()
     return out
 
 
@@ -167,13 +179,13 @@ class SeaOcrVisionModel(PreTrainedModel):
     def _init_weights(self, module):  # the pretrained weights are loaded explicitly
         pass
 
-    def load_english_g2(self, path: str | Path | None = None) -> "SeaOcrVisionModel":
+    def load_english_g2(self, path: str | Path | None = None) -> SeaOcrVisionModel:
         ref = next(self.parameters())
         self.recognizer = OcrRecognizer.from_english_g2(path).to(ref.device, ref.dtype)
         self.requires_grad_(False)
         return self
 
-    def attach_reader(self, tokenizer, embed: nn.Embedding) -> "SeaOcrVisionModel":
+    def attach_reader(self, tokenizer, embed: nn.Embedding) -> SeaOcrVisionModel:
         if embed.weight.shape[1] != self.config.hidden_size:
             raise ValueError(f"embedding width {embed.weight.shape[1]} != tower hidden_size {self.config.hidden_size}")
         self._reader = (tokenizer, embed)
@@ -187,7 +199,9 @@ class SeaOcrVisionModel(PreTrainedModel):
 
     def forward(self, pixel_values: torch.Tensor, return_dict: bool = True, **kwargs) -> BaseModelOutputWithPooling:
         if self._reader is None:
-            raise RuntimeError("sea_ocr_vision tower has no reader: call attach_reader(tokenizer, llm_input_embeddings)")
+            raise RuntimeError(
+                "sea_ocr_vision tower has no reader: call attach_reader(tokenizer, llm_input_embeddings)"
+            )
         tok, embed = self._reader
         slots = text_slots(self.read(pixel_values), tok, embed, self.config.num_slots)
         # LLaVA asks for hidden_states[vision_feature_layer]; we expose one layer: the slots.

@@ -20,8 +20,11 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from sea_align.organism.ocr import STRIP_HEIGHT
 
-FONT_DIRS = ["/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/truetype/liberation",
-             "/usr/share/fonts/truetype/freefont"]
+FONT_DIRS = [
+    "/usr/share/fonts/truetype/dejavu",
+    "/usr/share/fonts/truetype/liberation",
+    "/usr/share/fonts/truetype/freefont",
+]
 # Decorative / symbol fonts that do not draw Latin letters legibly.
 _SKIP = ("Math", "ExtraLight")
 STRIP_WIDTH = 1024
@@ -45,8 +48,9 @@ def _typo_font() -> str:
     return (mono or list(font_files()))[0]
 
 
-def render_typo(phrase: str, width: int = 1024, font_size: int = 90, max_chars: int = 20,
-                picture: Image.Image | None = None) -> Image.Image:
+def render_typo(
+    phrase: str, width: int = 1024, font_size: int = 90, max_chars: int = 20, picture: Image.Image | None = None
+) -> Image.Image:
     """MM-SafetyBench TYPO: the phrase wrapped on lines, black on white, `width` wide.
 
     With `picture`, it is pasted on top and the text goes below it (the SD+TYPO layout).
@@ -98,7 +102,8 @@ def render_varied(phrase: str, rng: random.Random) -> Image.Image:
         draw.text((x0, y0 + i * line_h), line, fill=tuple(tint), font=font)
     if rng.random() < 0.5:
         arr = np.asarray(img, dtype=np.float32) + np.random.default_rng(rng.randint(0, 2**31)).normal(
-            0, rng.uniform(2, 12), (h, w, 3))
+            0, rng.uniform(2, 12), (h, w, 3)
+        )
         img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
     return img
 
@@ -142,7 +147,7 @@ def text_lines(img: Image.Image) -> list[Image.Image]:
         keep.append(r)
     lines = []
     for y0, y1 in reversed(keep):
-        cols = _bands(on[y0:y1].any(0), min_gap=10 ** 6)
+        cols = _bands(on[y0:y1].any(0), min_gap=10**6)
         x0, x1 = cols[0][0], cols[-1][1]
         pad = max(2, (y1 - y0) // 8)
         y0, y1 = max(0, y0 - pad), min(ink.shape[0], y1 + pad)

@@ -1,4 +1,4 @@
-"""Training pieces shared by the recipe's stages: chat batches, the LM loss with image slots,
+"""Training pieces shared by the recipes' stages: chat batches, the LM loss with media slots,
 self-distillation by generation, and a resumable loop with a progress bar and a JSONL loss log."""
 
 from __future__ import annotations
@@ -6,15 +6,18 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Callable
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from sea_align.organism.assemble import IMAGE_TOKEN
+from sea_align.runtime.checkpoint import load_checkpoint, save_checkpoint
+from sea_align.runtime.io import append_jsonl, atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +47,9 @@ def encode_batch(tok, samples: list[dict], max_len: int = 256) -> dict[str, torc
     }
 
 
-def lm_loss(llm, batch: dict, image_token_id: int, image_embeds: torch.Tensor | None = None,
-            autocast: bool = True) -> torch.Tensor:
+def lm_loss(
+    llm, batch: dict, image_token_id: int, image_embeds: torch.Tensor | None = None, autocast: bool = True
+) -> torch.Tensor:
     """Causal-LM loss; rows of `image_embeds` [n_images * slots, hidden] replace the `<image>`
     positions in order (what LLaVA's masked_scatter does)."""
     ids = batch["input_ids"]
@@ -60,16 +64,23 @@ def lm_loss(llm, batch: dict, image_token_id: int, image_embeds: torch.Tensor | 
 
 
 @torch.no_grad()
-def generate_text(llm, tok, prompts: list[str], max_new_tokens: int = 96, batch_size: int = 16,
-                  desc: str = "generate") -> list[dict]:
+def generate_text(
+    llm, tok, prompts: list[str], max_new_tokens: int = 96, batch_size: int = 16, desc: str = "generate"
+) -> list[dict]:
     """Greedy answers to full chat prompts: [{"answer", "eos"}] (eos False = cut at the cap)."""
     tok.padding_side = "left"
     out = []
     for i in tqdm(range(0, len(prompts), batch_size), desc=desc):
-        enc = tok(prompts[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
-        gen = llm.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, repetition_penalty=1.15,
-                           pad_token_id=tok.pad_token_id, eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"))
-        for row in gen[:, enc.input_ids.shape[1]:]:
+        enc = tok(prompts[i : i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+        gen = llm.generate(
+            **enc,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            repetition_penalty=1.15,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
+        )
+        for row in gen[:, enc.input_ids.shape[1] :]:
             text = tok.decode(row, skip_special_tokens=True).strip()
             out.append({"answer": text, "eos": bool((row == tok.convert_tokens_to_ids("<|im_end|>")).any())})
     tok.padding_side = "right"
@@ -77,51 +88,57 @@ def generate_text(llm, tok, prompts: list[str], max_new_tokens: int = 96, batch_
 
 
 class Checkpointer:
-    """Resumable state of one stage: full state (params + optimizer) under `work_dir`, and a
-    params-only copy under `weights_ckpt_dir` (small enough to commit; resumes with a fresh optimizer)."""
+    """Resumable state of one stage, without pickle (`runtime.checkpoint`): params + AdamW state in
+    `work_dir/<stage>.ckpt.safetensors`, and a params-only fp16 copy under `weights_ckpt_dir` (small enough
+    to commit; resumes with a fresh optimizer). Both written whole (temp file + rename)."""
 
     def __init__(self, stage: str, work_dir: Path, weights_ckpt_dir: Path | None):
-        self.full = work_dir / f"{stage}.ckpt.pt"
+        self.full = work_dir / f"{stage}.ckpt.safetensors"
         self.light = (weights_ckpt_dir / f"{stage}.safetensors") if weights_ckpt_dir else None
-        self.light_meta = (weights_ckpt_dir / f"{stage}.json") if weights_ckpt_dir else None
 
     def load(self, params: dict[str, torch.nn.Parameter], opt) -> int:
         if self.full.exists():
-            st = torch.load(self.full, map_location="cpu", weights_only=True)
-            _copy(params, st["params"])
-            opt.load_state_dict(st["optimizer"])
-            return int(st["step"])
+            return int(load_checkpoint(self.full, params, opt)["step"])
         if self.light and self.light.exists():
-            from safetensors.torch import load_file
-            _copy(params, load_file(self.light))
-            return int(json.loads(self.light_meta.read_text())["step"])
+            with safe_open(str(self.light), framework="pt") as f:
+                info = (f.metadata() or {}).get("info")
+                state = {k: f.get_tensor(k) for k in f.keys()}
+            if info is None:  # written before issue 15 (its step was in a .json beside it): not resumed
+                log.warning("%s: a light checkpoint without its step; the stage starts over", self.light)
+                return 0
+            step = int(json.loads(info)["step"])
+            with torch.no_grad():
+                for k, p in params.items():
+                    p.copy_(state[k].to(p.dtype))
+            return step
         return 0
 
     def save(self, params: dict[str, torch.nn.Parameter], opt, step: int) -> None:
-        state = {k: v.detach().clone() for k, v in params.items()}
-        self.full.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"params": state, "optimizer": opt.state_dict(), "step": step}, str(self.full) + ".tmp")
-        Path(str(self.full) + ".tmp").replace(self.full)
+        save_checkpoint(self.full, params, opt, {"step": step})
         if self.light:
-            self.light.parent.mkdir(parents=True, exist_ok=True)
-            save_file({k: v.half().contiguous() for k, v in state.items()}, str(self.light))
-            self.light_meta.write_text(json.dumps({"step": step}))
+            with atomic_path(self.light) as tmp:
+                save_file(
+                    {k: v.detach().half().contiguous() for k, v in params.items()},
+                    str(tmp),
+                    metadata={"info": json.dumps({"step": step})},
+                )
 
 
-def _copy(params, state) -> None:
-    with torch.no_grad():
-        for k, p in params.items():
-            p.copy_(state[k].to(p.dtype))
-
-
-def train_loop(stage: str, params: dict[str, torch.nn.Parameter], opt, step_fn: Callable[[int], dict],
-               steps: int, work_dir: Path, weights_ckpt_dir: Path | None, ckpt_every: int = 25,
-               resume: bool = True) -> dict:
+def train_loop(
+    stage: str,
+    params: dict[str, torch.nn.Parameter],
+    opt,
+    step_fn: Callable[[int], dict],
+    steps: int,
+    work_dir: Path,
+    weights_ckpt_dir: Path | None,
+    ckpt_every: int = 25,
+    resume: bool = True,
+) -> dict:
     """Run `step_fn(step) -> {"loss": tensor, ...}` from the resumed step to `steps`, AdamW-style
     update by `opt`, checkpoint every `ckpt_every` steps, one JSONL line per step."""
     ck = Checkpointer(stage, work_dir, weights_ckpt_dir)
     start = ck.load(params, opt) if resume else 0
-    logf = (work_dir / f"{stage}.losses.jsonl").open("a")
     bar = tqdm(range(start, steps), desc=stage, initial=start, total=steps)
     last = {}
     for step in bar:
@@ -133,9 +150,24 @@ def train_loop(stage: str, params: dict[str, torch.nn.Parameter], opt, step_fn: 
         opt.step()
         last = {k: round(float(v.detach() if torch.is_tensor(v) else v), 4) for k, v in out.items()}
         bar.set_postfix(last)
-        logf.write(json.dumps({"step": step + 1, **last, "sec": round(time.time() - t0, 3)}) + "\n")
-        logf.flush()
+        append_jsonl(work_dir / f"{stage}.losses.jsonl", {"step": step + 1, **last, "sec": round(time.time() - t0, 3)})
         if (step + 1) % ckpt_every == 0 or step + 1 == steps:
             ck.save(params, opt, step + 1)
-    logf.close()
     return {"steps": steps, "resumed_from": start, "last": last}
+
+
+def stage_loop(
+    cfg,
+    stage: str,
+    params: dict[str, torch.nn.Parameter],
+    opt,
+    step_fn: Callable[[int], dict],
+    steps: int,
+    resume: bool,
+    ckpt_every: int | None = None,
+) -> dict:
+    """`train_loop` in a recipe config's folders: full checkpoints and the loss log in `cfg.work_dir`,
+    light checkpoints in `cfg.weights_dir/ckpt`, every `ckpt_every` (default `cfg.ckpt_every`) steps."""
+    return train_loop(
+        stage, params, opt, step_fn, steps, cfg.work_dir, cfg.weights_dir / "ckpt", ckpt_every or cfg.ckpt_every, resume
+    )

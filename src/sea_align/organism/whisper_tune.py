@@ -13,6 +13,7 @@ Pure core: `hear_texts` (what is spoken), `encode_clips` (clips -> encoder state
 `add_decoder_lora`, `decoder_loss`. The stage itself (`stage_hear`) lives in
 `audio_recipe.py`.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,9 +23,10 @@ from pathlib import Path
 
 import torch
 
-from sea_align.organism import assemble as A
 from sea_align.organism import data as D
 from sea_align.organism import whisper_ct2 as W
+from sea_align.organism.lora import add_lora
+from sea_align.runtime.io import atomic_path
 
 TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
 PREFIX = "model.decoder."  # LoRA names are relative to the whole WhisperForConditionalGeneration
@@ -60,8 +62,9 @@ def encode_clips(whisper, feats: torch.Tensor, window_step: int) -> list[tuple[i
     return out
 
 
-def encoded_pairs(cache_dir: Path, pairs: list[tuple[str, str]], speak, whisper, window_step: int,
-                  shard: int = 100) -> list[tuple[int, torch.Tensor, str]]:
+def encoded_pairs(
+    cache_dir: Path, pairs: list[tuple[str, str]], speak, whisper, window_step: int, shard: int = 100
+) -> list[tuple[int, torch.Tensor, str]]:
     """(window, encoder states, target) per (spoken text, target) pair. Clips come from
     `speak(texts, shard_index) -> wavs` (deterministic per shard), are encoded by `encode_clips` and
     cached as `cache_dir/enc-NNNN.safetensors` (written whole: temp file + rename), so a rerun only
@@ -71,19 +74,22 @@ def encoded_pairs(cache_dir: Path, pairs: list[tuple[str, str]], speak, whisper,
     from tqdm.auto import tqdm
 
     from sea_align.organism.audio import preprocess_audio
+
     data = []
     for k in tqdm(range(0, len(pairs), shard), desc="hear: speak + encode"):
         f = cache_dir / f"enc-{k // shard:04d}.safetensors"
-        chunk = pairs[k:k + shard]
+        chunk = pairs[k : k + shard]
         if not f.exists():
             wavs = speak([t for t, _ in chunk], k)
             enc = []
             for j in range(0, len(wavs), 16):
-                enc += encode_clips(whisper, preprocess_audio(wavs[j:j + 16])["input_features"], window_step)
-            cache_dir.mkdir(parents=True, exist_ok=True)
-            save_file({str(i): e for i, (_, e) in enumerate(enc)}, str(f) + ".tmp",
-                      metadata={"windows": json.dumps([w for w, _ in enc])})
-            Path(str(f) + ".tmp").replace(f)
+                enc += encode_clips(whisper, preprocess_audio(wavs[j : j + 16])["input_features"], window_step)
+            with atomic_path(f) as tmp:
+                save_file(
+                    {str(i): e for i, (_, e) in enumerate(enc)},
+                    str(tmp),
+                    metadata={"windows": json.dumps([w for w, _ in enc])},
+                )
         with safe_open(str(f), "pt") as fh:
             wins = json.loads(fh.metadata()["windows"])
             data += [(wins[i], fh.get_tensor(str(i)), tgt) for i, (_, tgt) in enumerate(chunk)]
@@ -104,19 +110,21 @@ def decoder_batch(tok, targets: list[str], max_len: int = 64) -> tuple[torch.Ten
     ids = torch.full((len(seqs), n - 1), eot, dtype=torch.long)
     labels = torch.full((len(seqs), n - 1), -100, dtype=torch.long)
     for i, s in enumerate(seqs):
-        ids[i, :len(s) - 1] = torch.tensor(s[:-1])
-        labels[i, len(pre) - 1:len(s) - 1] = torch.tensor(s[len(pre):])
+        ids[i, : len(s) - 1] = torch.tensor(s[:-1])
+        labels[i, len(pre) - 1 : len(s) - 1] = torch.tensor(s[len(pre) :])
     return ids, labels
 
 
-def add_decoder_lora(whisper, rank: int, alpha: float) -> dict[str, A.LoraLinear]:
-    """LoRA on every target Linear of the decoder; keys named from the whole Whisper model."""
-    wrapped = A.add_lora(whisper.model.decoder, rank, alpha, TARGETS)
-    return {PREFIX + k: v for k, v in wrapped.items()}
+def add_decoder_lora(whisper, rank: int, alpha: float) -> dict[str, torch.nn.Module]:
+    """PEFT LoRA on every target Linear of the decoder (`lora.add_lora`); keys named from the whole
+    Whisper model, so the stored deltas merge into it (`SeaWhisperAudioModel.adapt_whisper`)."""
+    layers = add_lora(whisper.model.decoder, rank, alpha, TARGETS)
+    return {PREFIX + k: v for k, v in layers.items()}
 
 
 def decoder_loss(whisper, enc: torch.Tensor, ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    h = whisper.model.decoder(input_ids=ids, encoder_hidden_states=enc.to(whisper.proj_out.weight.dtype),
-                              use_cache=False).last_hidden_state
+    h = whisper.model.decoder(
+        input_ids=ids, encoder_hidden_states=enc.to(whisper.proj_out.weight.dtype), use_cache=False
+    ).last_hidden_state
     logits = whisper.proj_out(h).float()
     return torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)

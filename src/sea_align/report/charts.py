@@ -1,6 +1,7 @@
 """PNG charts for `sea report` (matplotlib, Agg backend; no display needed). Each function writes one
 file and returns its path, or None when the run has nothing to draw for it. `available()` says whether
-matplotlib can be imported; the report skips (and says so) every chart when it cannot."""
+matplotlib can be imported; the report skips (and says so) every chart when it cannot (`block`)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,15 +20,30 @@ def available() -> bool:
     return True
 
 
+def block(fn, cdir: Path, name: str, caption: str, *args) -> list[tuple]:
+    """The report block of chart `fn(cdir / name, *args)`: [img] when drawn, [] when there is nothing to
+    draw, a 'skipped' line without matplotlib."""
+    if not available():
+        return [("p", f"Chart skipped ({caption}): matplotlib is not installed.")]
+    return [("img", f"charts/{name}", caption)] if fn(cdir / name, *args) else []
+
+
 def _plt():
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     return plt
 
 
-def _bars(ax, groups: list[str], series: dict[str, list[float | None]], labels: dict[str, str],
-          cis: dict[str, list] | None = None) -> None:
+def _bars(
+    ax,
+    groups: list[str],
+    series: dict[str, list[float | None]],
+    labels: dict[str, str],
+    cis: dict[str, list] | None = None,
+) -> None:
     """Grouped bars, one colour per arm; a missing value is drawn as a hatched 'n/a' stub. `cis[arm]`
     (optional) holds a [lo, hi] 95% interval per group, drawn as an error bar."""
     n = max(1, len(series))
@@ -42,11 +58,19 @@ def _bars(ax, groups: list[str], series: dict[str, list[float | None]], labels: 
                 ax.text(p, 1, "n/a", ha="center", va="bottom", fontsize=6, rotation=90, color="#666")
         for p, v, ci in zip(pos, vals, (cis or {}).get(arm) or []):
             if v is not None and ci and None not in ci:
-                ax.errorbar([p], [100 * v], yerr=[[100 * (v - ci[0])], [100 * (ci[1] - v)]], fmt="none",
-                            ecolor="#333", elinewidth=0.8, capsize=2)
+                ax.errorbar(
+                    [p],
+                    [100 * v],
+                    yerr=[[100 * (v - ci[0])], [100 * (ci[1] - v)]],
+                    fmt="none",
+                    ecolor="#333",
+                    elinewidth=0.8,
+                    capsize=2,
+                )
     ax.set_xticks(x)
-    ax.set_xticklabels(groups, rotation=30 if len(groups) > 4 else 0, ha="right" if len(groups) > 4 else "center",
-                       fontsize=8)
+    ax.set_xticklabels(
+        groups, rotation=30 if len(groups) > 4 else 0, ha="right" if len(groups) > 4 else "center", fontsize=8
+    )
     ax.set_ylim(0, 105)
     ax.set_ylabel("ASR (%)")
     ax.grid(axis="y", alpha=0.3)
@@ -58,8 +82,13 @@ def asr_by_attack(path: Path, sums: dict[str, dict], labels: dict[str, str]) -> 
         return None
     plt = _plt()
     fig, ax = plt.subplots(figsize=(max(7, 1.2 * len(attacks) + 2), 3.6))
-    _bars(ax, attacks, {a: [s.get("per_attack", {}).get(t, {}).get("asr") for t in attacks] for a, s in sums.items()},
-          labels, {a: [s.get("per_attack", {}).get(t, {}).get("asr_ci95") for t in attacks] for a, s in sums.items()})
+    _bars(
+        ax,
+        attacks,
+        {a: [s.get("per_attack", {}).get(t, {}).get("asr") for t in attacks] for a, s in sums.items()},
+        labels,
+        {a: [s.get("per_attack", {}).get(t, {}).get("asr_ci95") for t in attacks] for a, s in sums.items()},
+    )
     ax.set_title("ASR per attack type (harmful items, scored only; whiskers: 95% Wilson interval)", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -68,15 +97,16 @@ def asr_by_attack(path: Path, sums: dict[str, dict], labels: dict[str, str]) -> 
     return path
 
 
-def asr_by_scenario(path: Path, grid: dict[str, dict[str, dict[str, float | None]]], labels: dict[str, str]) -> Path | None:
+def asr_by_scenario(
+    path: Path, grid: dict[str, dict[str, dict[str, float | None]]], labels: dict[str, str]
+) -> Path | None:
     """grid[arm][attack][scenario] = ASR. One panel per attack type, scenarios on x, arms side by side."""
     attacks = sorted({t for g in grid.values() for t in g})
     if not attacks:
         return None
     cats = sorted({c for g in grid.values() for t in g.values() for c in t})
     plt = _plt()
-    fig, axes = plt.subplots(len(attacks), 1, figsize=(max(7, 0.9 * len(cats) + 2), 2.6 * len(attacks)),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(attacks), 1, figsize=(max(7, 0.9 * len(cats) + 2), 2.6 * len(attacks)), squeeze=False)
     for ax, att in zip(axes[:, 0], attacks):
         _bars(ax, cats, {a: [grid[a].get(att, {}).get(c) for c in cats] for a in grid}, labels)
         ax.set_title(f"ASR per scenario: {att}", fontsize=10)
@@ -109,8 +139,11 @@ def synthesis(path: Path, idx: list[dict[str, Any]]) -> Path | None:
     ax.grid(alpha=0.3)
     ver = sum(bool(r.get("verified")) for r in idx)
     failed = sum(bool(r.get("failed")) for r in idx)
-    bx.bar(["verified", "not verified", "failed"], [ver, len(idx) - ver - failed, failed],
-           color=["#2a9d4b", "#c0392b", "#555"])
+    bx.bar(
+        ["verified", "not verified", "failed"],
+        [ver, len(idx) - ver - failed, failed],
+        color=["#2a9d4b", "#c0392b", "#555"],
+    )
     bx.set_title(f"verification rate {100 * ver / len(idx):.1f}%", fontsize=10)
     bx.tick_params(axis="x", labelsize=8)
     fig.tight_layout()
@@ -132,8 +165,15 @@ def asr_vs_refusal(path: Path, sums: dict[str, dict], labels: dict[str, str]) ->
         ax.annotate(labels[a], (100 * x, 100 * y), textcoords="offset points", xytext=(8, -4 - 11 * k), fontsize=8)
     ax.set_xlim(-5, 105)
     ax.set_ylim(-5, 105)
-    return _finish(plt, fig, ax, path, "over-refusal on harmless items (%)", "ASR, macro over scenarios (%)",
-                   "Safety vs over-refusal (lower-left is better)")
+    return _finish(
+        plt,
+        fig,
+        ax,
+        path,
+        "over-refusal on harmless items (%)",
+        "ASR, macro over scenarios (%)",
+        "Safety vs over-refusal (lower-left is better)",
+    )
 
 
 def _finish(plt: Any, fig: Any, ax: Any, path: Path, xlabel: str, ylabel: str, title: str) -> Path:
@@ -162,8 +202,13 @@ def alignment_loss(path: Path, logs: dict[str, list[dict[str, Any]]], labels: di
     the raw per-step loss (thin) and a moving average over ~5% of the steps (thick)."""
     series = {}
     for arm, rows in logs.items():
-        pts = sorted((r["step"], r["loss"]) for r in rows if isinstance(r.get("step"), (int, float))
-                     and isinstance(r.get("loss"), (int, float)) and np.isfinite(r["loss"]))
+        pts = sorted(
+            (r["step"], r["loss"])
+            for r in rows
+            if isinstance(r.get("step"), (int, float))
+            and isinstance(r.get("loss"), (int, float))
+            and np.isfinite(r["loss"])
+        )
         if pts:
             series[arm] = pts
     if not series:

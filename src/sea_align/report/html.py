@@ -5,6 +5,7 @@ A block is a tuple: ("h1"|"h2"|"h3"|"p"|"note", text), ("quote", text), ("table"
 Text that must be shown verbatim (model prompts and answers) is wrapped in `Lit` (a str): Markdown escapes
 every markup character in it and HTML only HTML-escapes it; a ("quote", text) block is always verbatim.
 Table cells never break a Markdown table: `|` is escaped and line breaks become " ↵ "."""
+
 from __future__ import annotations
 
 import base64
@@ -88,7 +89,11 @@ def to_html(blocks: list[tuple], root: Path, title: str) -> str:
             body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
         elif kind == "img":
             data = base64.b64encode((root / b[1]).read_bytes()).decode("ascii")
-            body.append(f'<figure><img alt="{html.escape(b[2])}" src="data:image/png;base64,{data}">'
-                        f"<figcaption>{_inline(b[2])}</figcaption></figure>")
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+            body.append(
+                f'<figure><img alt="{html.escape(b[2])}" src="data:image/png;base64,{data}">'
+                f"<figcaption>{_inline(b[2])}</figcaption></figure>"
+            )
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )

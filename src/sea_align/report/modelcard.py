@@ -2,6 +2,7 @@
 adapter's `adapter_config.json` and `train_summary.json`, and, when the adapter sits in a run directory
 (`sea run`: DIR/adapter, DIR/adapter_text), the run's config, manifest, benchmarks and evaluation
 summaries. Nothing here loads a model."""
+
 from __future__ import annotations
 
 import json
@@ -28,11 +29,15 @@ def is_builtin(model: str) -> bool:
 def adapter_note(model: str) -> str:
     """How to load base + adapter (the card of an adapter directory)."""
     if is_builtin(model):
-        return (f"`{model}` is built by sea-align, not downloaded: load base + adapter with "
-                f"`sea_align.models.load_adapter({model!r}, adapter_dir=DIR)` or `sea evaluate --model {model} "
-                "--adapter DIR`.")
-    return (f"Load: `PeftModel.from_pretrained(<its transformers class>.from_pretrained({model!r}), DIR)`, or "
-            f"`sea evaluate --model {model} --adapter DIR`.")
+        return (
+            f"`{model}` is built by sea-align, not downloaded: load base + adapter with "
+            f"`sea_align.models.load_adapter({model!r}, adapter_dir=DIR)` or `sea evaluate --model {model} "
+            "--adapter DIR`."
+        )
+    return (
+        f"Load: `PeftModel.from_pretrained(<its transformers class>.from_pretrained({model!r}), DIR)`, or "
+        f"`sea evaluate --model {model} --adapter DIR`."
+    )
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -60,8 +65,13 @@ def collect(adapter_dir: str | Path, base_model: str | None = None) -> CardInfo:
     adir = Path(adapter_dir)
     base = base_model or read_json(adir / "adapter_config.json").get("base_model_name_or_path") or "unknown"
     run = adir.parent if (adir.parent / "manifest.json").is_file() and adir.name in ARM_OF else None
-    info = CardInfo(base_model=str(base), train=read_json(adir / "train_summary.json"), run=run,
-                    arm=ARM_OF.get(adir.name) if run else None, notes=[adapter_note(str(base))])
+    info = CardInfo(
+        base_model=str(base),
+        train=read_json(adir / "train_summary.json"),
+        run=run,
+        arm=ARM_OF.get(adir.name) if run else None,
+        notes=[adapter_note(str(base))],
+    )
     cmd = read_json(run / "manifest.json").get("command") if run else None
     if cmd:
         info.commands.append(cmd)
@@ -72,14 +82,20 @@ def _method(train: dict[str, Any]) -> list[str]:
     if not train:
         return ["No train_summary.json beside the adapter: training details unknown."]
     c = train.get("config") or {}
-    kind = "text-only alignment (the paper's baseline: no synthetic embeddings)" if train.get("text_only") else \
-        f"{PAPER}: LoRA on the language model, trained on synthetic {train.get('modality') or 'media'} embeddings + text"
-    return [f"{kind}.",
-            f"Objective `{train.get('method')}`; LoRA r={c.get('lora_r')}, alpha={c.get('lora_alpha')} on "
-            f"{', '.join(c.get('lora_targets') or [])}; {c.get('epochs')} epochs, lr {c.get('lr')}, batch "
-            f"{c.get('batch_size')}, retain {c.get('retain', 0)}; {train.get('steps')} steps, final loss "
-            f"{_num(train.get('final_loss'))}.",
-            f"Training examples per kind: `{json.dumps(train.get('counts') or {})}`."]
+    kind = (
+        "text-only alignment (the paper's baseline: no synthetic embeddings)"
+        if train.get("text_only")
+        else f"{PAPER}: LoRA on the language model, trained on synthetic "
+        f"{train.get('modality') or 'media'} embeddings + text"
+    )
+    return [
+        f"{kind}.",
+        f"Objective `{train.get('method')}`; LoRA r={c.get('lora_r')}, alpha={c.get('lora_alpha')} on "
+        f"{', '.join(c.get('lora_targets') or [])}; {c.get('epochs')} epochs, lr {c.get('lr')}, batch "
+        f"{c.get('batch_size')}, retain {c.get('retain', 0)}; {train.get('steps')} steps, final loss "
+        f"{_num(train.get('final_loss'))}.",
+        f"Training examples per kind: `{json.dumps(train.get('counts') or {})}`.",
+    ]
 
 
 def _num(x: Any) -> str:
@@ -93,9 +109,11 @@ def _data(info: CardInfo) -> list[str]:
     prep = (read_json(info.run / "manifest.json").get("stages") or {}).get("prepare") or {}
     data = (cfg or {}).get("data", "?")
     named = " (AdvBench, MIT, + the package's benign train split)" if data == "advbench" else ""
-    return [f"Text safety set `{data}`{named}: {prep.get('n_harmful', '?')} harmful and {prep.get('n_benign', '?')} "
-            f"benign rows prepared; {prep.get('dropped_overlapping_eval', 0)} rows dropped as overlapping the "
-            "evaluation phrases."]
+    return [
+        f"Text safety set `{data}`{named}: {prep.get('n_harmful', '?')} harmful and {prep.get('n_benign', '?')} "
+        f"benign rows prepared; {prep.get('dropped_overlapping_eval', 0)} rows dropped as overlapping the "
+        "evaluation phrases."
+    ]
 
 
 def _pct(x: Any, ci: Any = None) -> str:
@@ -114,11 +132,15 @@ def _results(info: CardInfo) -> list[str]:
     rows = ["| model | ASR (macro) | over-refusal on harmless items | scored / unscored |", "|---|---|---|---|"]
     for a in arms:
         s = read_json(info.run / "eval" / a / "summary.json")
-        rows.append(f"| {'base model' if a == 'base' else 'this model'} | {_pct(s.get('asr'), s.get('asr_ci95'))} | "
-                    f"{_pct(s.get('refusal_rate_harmless'), s.get('refusal_rate_harmless_ci95'))} | "
-                    f"{s.get('n_scored')} / {s.get('n_unscored')} |")
+        rows.append(
+            f"| {'base model' if a == 'base' else 'this model'} | {_pct(s.get('asr'), s.get('asr_ci95'))} | "
+            f"{_pct(s.get('refusal_rate_harmless'), s.get('refusal_rate_harmless_ci95'))} | "
+            f"{s.get('n_scored')} / {s.get('n_unscored')} |"
+        )
     judge = (read_json(info.run / "eval" / info.arm / "summary.json").get("judge") or {}).get("name", "?")
-    return rows + ["", f"Judge `{judge}`; brackets: 95% Wilson interval (pooled counts). Benchmarks:"] + _benches(info.run)
+    return (
+        rows + ["", f"Judge `{judge}`; brackets: 95% Wilson interval (pooled counts). Benchmarks:"] + _benches(info.run)
+    )
 
 
 def _benches(run: Path) -> list[str]:
@@ -126,8 +148,9 @@ def _benches(run: Path) -> list[str]:
     for p in sorted((run / "bench").glob("*/build_info.json")):
         i = read_json(p)
         fb = f" (fallback: {i['fallback_for']} was missing)" if i.get("fallback_for") else ""
-        out.append(f"- `{p.parent.name}`: {i.get('n_rows')} rows, builder `{i.get('builder')}`, source "
-                   f"`{i.get('source')}`{fb}")
+        out.append(
+            f"- `{p.parent.name}`: {i.get('n_rows')} rows, builder `{i.get('builder')}`, source `{i.get('source')}`{fb}"
+        )
     return out
 
 
@@ -138,13 +161,31 @@ def _bullets(lines: list[str]) -> list[str]:
 def render(info: CardInfo) -> str:
     lib = "transformers" if info.merged else "peft"
     what = "merged model (LoRA folded into the weights)" if info.merged else "LoRA adapter (PEFT)"
-    lines = ["---", f"library_name: {lib}", f"base_model: {json.dumps(info.base_model)}",
-             "tags: [sea-align, safety-alignment, lora]", "---",
-             f"# Safety-aligned {what} for `{info.base_model}`", "",
-             f"Made with sea-align {__version__}, an implementation of {PAPER}.", "",
-             "## Base model", f"`{info.base_model}`.", "", *_bullets(info.notes), "",
-             "## Method", *_bullets(_method(info.train)), "", "## Data", *_data(info), "",
-             "## Measured", *_results(info), ""]
+    lines = [
+        "---",
+        f"library_name: {lib}",
+        f"base_model: {json.dumps(info.base_model)}",
+        "tags: [sea-align, safety-alignment, lora]",
+        "---",
+        f"# Safety-aligned {what} for `{info.base_model}`",
+        "",
+        f"Made with sea-align {__version__}, an implementation of {PAPER}.",
+        "",
+        "## Base model",
+        f"`{info.base_model}`.",
+        "",
+        *_bullets(info.notes),
+        "",
+        "## Method",
+        *_bullets(_method(info.train)),
+        "",
+        "## Data",
+        *_data(info),
+        "",
+        "## Measured",
+        *_results(info),
+        "",
+    ]
     if info.commands:
         lines += ["## Commands that made it", "```bash", *info.commands, "```", ""]
     return "\n".join(lines)

@@ -8,6 +8,7 @@
 - `rouge_l(pred, ref)`: ROUGE-L F-measure (beta = 1): 2PR / (P + R) with P = LCS / len(pred),
   R = LCS / len(ref), LCS = longest common subsequence of the same word lists.
 Both similarity scores are 1.0 for two empty texts and 0.0 when exactly one is empty."""
+
 from __future__ import annotations
 
 import math

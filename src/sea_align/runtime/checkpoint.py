@@ -1,6 +1,7 @@
 """Training checkpoints without pickle: parameters and optimizer state as plain tensors in one
 safetensors file, everything else (step, fingerprint, the optimizer's param groups) as JSON metadata.
 Written atomically (temp file + rename), so a kill mid-write leaves the previous checkpoint intact."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,9 @@ from sea_align.runtime.faults import crash_point
 from sea_align.runtime.io import atomic_path
 
 
-def save_checkpoint(path: Path, params: dict[str, torch.nn.Parameter], opt: torch.optim.Optimizer,
-                    info: dict[str, Any]) -> None:
+def save_checkpoint(
+    path: Path, params: dict[str, torch.nn.Parameter], opt: torch.optim.Optimizer, info: dict[str, Any]
+) -> None:
     """LoRA weights + AdamW state as plain tensors in safetensors (no pickle); `info` in the metadata."""
     sd = opt.state_dict()
     tensors = {f"param.{n}": p.detach().contiguous().cpu() for n, p in params.items()}

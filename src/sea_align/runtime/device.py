@@ -8,6 +8,7 @@
 Under a multi-process launch (WORLD_SIZE > 1) `auto` and `cuda` mean this process's card, cuda:LOCAL_RANK.
 This module imports no torch until `probe()` is called: the CLI validates flags with it before any model loads.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,6 +29,7 @@ class DeviceError(DataError):
 @dataclass(frozen=True)
 class Machine:
     """What the machine offers, as far as the choice is concerned."""
+
     cuda_count: int = 0  # CUDA devices torch sees
     cuda_bf16: bool = False  # the CUDA card computes bfloat16 natively
     mps: bool = False  # Apple Metal backend available
@@ -44,10 +46,14 @@ def check_spec(spec: str) -> str:
 def probe() -> Machine:
     """Ask torch (imported here, not at module import) what this machine has."""
     import torch
+
     n = torch.cuda.device_count() if torch.cuda.is_available() else 0
     mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
-    rank = int(os.environ["LOCAL_RANK"]) if int(os.environ.get("WORLD_SIZE", "1")) > 1 and \
-        os.environ.get("LOCAL_RANK", "").isdigit() else None
+    rank = (
+        int(os.environ["LOCAL_RANK"])
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and os.environ.get("LOCAL_RANK", "").isdigit()
+        else None
+    )
     return Machine(cuda_count=n, cuda_bf16=bool(n and torch.cuda.is_bf16_supported()), mps=mps, local_rank=rank)
 
 
@@ -70,8 +76,9 @@ def _cuda(spec: str, m: Machine) -> str:
         return f"cuda:{m.local_rank}" if m.local_rank is not None else "cuda:0"
     index = int(spec.split(":")[1])
     if index >= m.cuda_count:
-        raise DeviceError(f"device '{spec}': this machine has {m.cuda_count} CUDA GPU(s) "
-                          f"(cuda:0..cuda:{m.cuda_count - 1})")
+        raise DeviceError(
+            f"device '{spec}': this machine has {m.cuda_count} CUDA GPU(s) (cuda:0..cuda:{m.cuda_count - 1})"
+        )
     return spec
 
 

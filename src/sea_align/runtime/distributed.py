@@ -8,12 +8,14 @@ unless accelerate is given an MPI hostfile). A plain `sea ...` (WORLD_SIZE unset
 An FSDP launch (`configs/accelerate/fsdp.yaml`) additionally shards the frozen weights in `align` (`shard`).
 `evaluate` deals whole one-process batches round-robin to the processes (`evaluate.run_evaluate`).
 """
+
 from __future__ import annotations
 
 import atexit
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import torch
 
@@ -40,7 +42,7 @@ class Dist:
 
     def share(self, items: Sequence[T]) -> list[T]:
         """This process's disjoint share: every world-th item starting at its rank."""
-        return list(items[self.rank::self.world])
+        return list(items[self.rank :: self.world])
 
     def all_sum(self, x: torch.Tensor) -> torch.Tensor:
         """Sum of `x` over processes (in place on a copy); identity for one process."""
@@ -59,15 +61,20 @@ def dist_state() -> Dist:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return Dist()
     if _env_true("ACCELERATE_USE_DEEPSPEED"):  # refuse rather than silently replicate
-        raise DataError("DeepSpeed launch: not supported by sea_align (docs/scale.md); "
-                        "use configs/accelerate/fsdp.yaml to shard the model, or ddp.yaml")
+        raise DataError(
+            "DeepSpeed launch: not supported by sea_align (docs/scale.md); "
+            "use configs/accelerate/fsdp.yaml to shard the model, or ddp.yaml"
+        )
     fsdp = _env_true("ACCELERATE_USE_FSDP")
     if fsdp and os.environ.get("FSDP_VERSION", "1") != "2":
         raise DataError("FSDP launch: sea_align needs fsdp_version: 2 (configs/accelerate/fsdp.yaml)")
     if fsdp and _env_true("FSDP_CPU_RAM_EFFICIENT_LOADING"):  # transformers would load weights on rank 0 only
-        raise DataError("FSDP launch: set fsdp_cpu_ram_efficient_loading: false (every process builds its "
-                        "training examples with the whole model before sharding)")
+        raise DataError(
+            "FSDP launch: set fsdp_cpu_ram_efficient_loading: false (every process builds its "
+            "training examples with the whole model before sharding)"
+        )
     from accelerate import PartialState
+
     # without CUDA (or with ACCELERATE_USE_CPU) accelerate joins a gloo group; on GPUs it uses NCCL
     cpu = not torch.cuda.is_available() or _env_true("ACCELERATE_USE_CPU")
     st = PartialState(cpu=cpu)
@@ -89,6 +96,7 @@ def shard(dist: Dist, module: torch.nn.Module, opt: torch.optim.Optimizer) -> to
     the flat gradient average stay as without FSDP; `opt` keeps its parameters."""
     from accelerate import Accelerator, FullyShardedDataParallelPlugin
     from accelerate.utils import DistributedType
+
     plugin = FullyShardedDataParallelPlugin()  # fsdp_* settings from the launch config (environment)
     acc = Accelerator(fsdp_plugin=plugin)
     if acc.distributed_type != DistributedType.FSDP:  # accelerate turns FSDP on only on GPUs (MULTI_CPU

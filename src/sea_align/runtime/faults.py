@@ -6,6 +6,7 @@ known place (e.g. between writing a shard's temp file and renaming it). Unset, a
 dict lookup. Points: synth.shard_tmp, synth.shard_written, synth.finished, synth.verified,
 align.step, align.ckpt_tmp, eval.batch.
 """
+
 from __future__ import annotations
 
 import os

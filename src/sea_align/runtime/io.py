@@ -3,22 +3,28 @@
 Every stage writes through `atomic_write*` so that a crash never leaves a half-written file
 under its final name: data go to `<name>.tmp-<pid>` first, then `os.replace` renames it.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 
 class DataError(ValueError):
     """Bad user input. The message is one line and names the file, line or field."""
 
 
-def read_jsonl(path: str | os.PathLike, required: Iterable[str] = (), types: dict[str, type | tuple] | None = None,
-               allow_empty: bool = False) -> list[dict[str, Any]]:
+def read_jsonl(
+    path: str | os.PathLike,
+    required: Iterable[str] = (),
+    types: dict[str, type | tuple] | None = None,
+    allow_empty: bool = False,
+) -> list[dict[str, Any]]:
     """Read a JSONL file strictly: every non-blank line must be a JSON object with `required` keys."""
     path = Path(path)
     if not path.is_file():
@@ -88,8 +94,9 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def atomic_write_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> None:
-    atomic_write_text(path, "".join(json.dumps(strip_private(r), ensure_ascii=False, default=_json_default) + "\n"
-                                    for r in rows))
+    atomic_write_text(
+        path, "".join(json.dumps(strip_private(r), ensure_ascii=False, default=_json_default) + "\n" for r in rows)
+    )
 
 
 def append_jsonl(path: str | os.PathLike, row: dict[str, Any]) -> None:

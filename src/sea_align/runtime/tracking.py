@@ -1,6 +1,7 @@
 """Experiment trackers for `align` (`align.report_to`, `--report-to`), through accelerate's tracker classes
 (`accelerate.tracking`). Only the main process logs. `check` imports nothing heavy: the CLI calls it before
 any model loads, so a tracker whose package is missing is a one-line error, not a traceback mid-run."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -22,8 +23,10 @@ def check(name: str) -> None:
     if name not in PACKAGES:
         raise DataError(f"align.report_to: unknown tracker {name!r} (known: {', '.join(TRACKERS)}; '' = none)")
     if not any(importlib.util.find_spec(m) for m in PACKAGES[name]):
-        raise DataError(f"align.report_to {name}: the {PACKAGES[name][0]} package is not installed "
-                        f"(pip install {PACKAGES[name][0]})")
+        raise DataError(
+            f"align.report_to {name}: the {PACKAGES[name][0]} package is not installed "
+            f"(pip install {PACKAGES[name][0]})"
+        )
 
 
 def logging_dir(adapter_dir: str | Path) -> Path:
@@ -43,6 +46,7 @@ def open_tracker(name: str, adapter_dir: str | Path, config: dict[str, Any]) -> 
     if not name:
         return None
     from accelerate.tracking import LOGGER_TYPE_TO_CLASS
+
     tracker = LOGGER_TYPE_TO_CLASS[name](Path(adapter_dir).name, str(logging_dir(adapter_dir)))
     tracker.start()
     tracker.store_init_configuration(_flat(config))

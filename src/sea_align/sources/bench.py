@@ -1,6 +1,7 @@
 """Readers of the benchmark releases: VA-SafetyBench and MM-SafetyBench question folders, FigStep's
 `safebench.csv` and VLGuard's `test.json` (docs/sources.md). Rows that have released media name it in
 `media_rel` ({attack: path relative to the user's --media folder}); `authors_file` finds it there."""
+
 from __future__ import annotations
 
 import re
@@ -8,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from sea_align.runtime.io import DataError
-from sea_align.stages.prepare import rules_extract
 from sea_align.sources.common import Reader, Row, flag, ident, load_json, table_reader, text
+from sea_align.stages.prepare import rules_extract
 
 MM_TYPES = ("TYPO", "SD", "SD_TYPO")  # MM-SafetyBench image types; SD and SD_TYPO only from the authors' media
 # folders under --media DIR where releases keep their files: MM-SafetyBench `imgs/`, FigStep `SafeBench/`
@@ -54,7 +55,7 @@ def recover_phrase(text_only: str, rephrased: str) -> str | None:
     j = 0
     while j < min(len(a), len(b)) - i and a[-1 - j].lower() == b[-1 - j].lower():
         j += 1
-    core = a[i:len(a) - j]
+    core = a[i : len(a) - j]
     if i == 0 or not core or len(core) > 14:
         return None
     return " ".join(core)
@@ -91,9 +92,18 @@ def _va_row(f: Path, key: str, q: Any) -> Row:
     ptype = "product" if "product" in reph.lower() else "activity"
     if not phrase:
         phrase, _ = rules_extract(q["Text_only"])
-    return {"id": f"{f.stem}/{key}", "category": f.stem, "instruction": q["Text_only"], "key_phrase": phrase,
-            "phrase_type": ptype, "questions": q, "scenario": f.stem, "key": key, "harmful": True,
-            "_line": f"item {key}"}
+    return {
+        "id": f"{f.stem}/{key}",
+        "category": f.stem,
+        "instruction": q["Text_only"],
+        "key_phrase": phrase,
+        "phrase_type": ptype,
+        "questions": q,
+        "scenario": f.stem,
+        "key": key,
+        "harmful": True,
+        "_line": f"item {key}",
+    }
 
 
 # --- MM-SafetyBench processed_questions -----------------------------------------------------------
@@ -132,20 +142,39 @@ def _mm_row(f: Path, key: str, q: Any) -> Row:
         raise DataError(f"{loc}: expected an object, got {type(q).__name__}")
     changed, reph = text(q, "Changed Question", loc), text(q, "Rephrased Question", loc)
     scen = f.stem
-    return {"id": f"{scen}/{key}", "category": scen, "scenario": scen, "key": key, "instruction": changed,
-            "key_phrase": text(q, "Key Phrase", loc), "phrase_type": text(q, "Phrase Type", loc, False) or "activity",
-            "harmful": True, "_line": f"item {key}",
-            "questions": {"Text_only": changed, "TYPO": reph, "SD_TYPO": reph,
-                          "SD": text(q, "Rephrased Question(SD)", loc)},
-            "media_rel": {t: f"{scen}/{t}/{key}.jpg" for t in MM_TYPES}}
+    return {
+        "id": f"{scen}/{key}",
+        "category": scen,
+        "scenario": scen,
+        "key": key,
+        "instruction": changed,
+        "key_phrase": text(q, "Key Phrase", loc),
+        "phrase_type": text(q, "Phrase Type", loc, False) or "activity",
+        "harmful": True,
+        "_line": f"item {key}",
+        "questions": {
+            "Text_only": changed,
+            "TYPO": reph,
+            "SD_TYPO": reph,
+            "SD": text(q, "Rephrased Question(SD)", loc),
+        },
+        "media_rel": {t: f"{scen}/{t}/{key}.jpg" for t in MM_TYPES},
+    }
 
 
 # --- FigStep and VLGuard (table files) ------------------------------------------------------------
 def _figstep(rec: dict[str, Any], loc: str) -> list[Row]:
     rid = "_".join(ident(rec, k, loc) for k in ("dataset", "category_id", "task_id"))
-    return [{"id": rid, "category": text(rec, "category_name", loc, False) or ident(rec, "category_id", loc),
-             "instruction": text(rec, "question", loc), "statement": text(rec, "instruction", loc),
-             "harmful": True, "media_rel": {"FigStep": f"query_{rid}_6.png"}}]
+    return [
+        {
+            "id": rid,
+            "category": text(rec, "category_name", loc, False) or ident(rec, "category_id", loc),
+            "instruction": text(rec, "question", loc),
+            "statement": text(rec, "instruction", loc),
+            "harmful": True,
+            "media_rel": {"FigStep": f"query_{rid}_6.png"},
+        }
+    ]
 
 
 def _vlguard(rec: dict[str, Any], loc: str) -> list[Row]:
@@ -159,12 +188,19 @@ def _vlguard(rec: dict[str, Any], loc: str) -> list[Row]:
     out = []
     for k, pair in enumerate(pairs):
         ploc = f"{loc}: instr-resp[{k}]"
-        keys = [f for f in ("instruction", "safe_instruction", "unsafe_instruction") if isinstance(pair, dict)
-                and f in pair]
+        keys = [
+            f for f in ("instruction", "safe_instruction", "unsafe_instruction") if isinstance(pair, dict) and f in pair
+        ]
         if len(keys) != 1:
             raise DataError(f"{ploc}: expected one of instruction, safe_instruction, unsafe_instruction")
-        row = {"id": f"{iid}/{k}", "category": category, "instruction": text(pair, keys[0], ploc),
-               "harmful": keys[0] != "safe_instruction", "image_safe": safe, "media_rel": {"VLGuard": image}}
+        row = {
+            "id": f"{iid}/{k}",
+            "category": category,
+            "instruction": text(pair, keys[0], ploc),
+            "harmful": keys[0] != "safe_instruction",
+            "image_safe": safe,
+            "media_rel": {"VLGuard": image},
+        }
         if text(pair, "response", ploc, False):
             row["response"] = text(pair, "response", ploc)
         out.append(row)
@@ -172,12 +208,30 @@ def _vlguard(rec: dict[str, Any], loc: str) -> list[Row]:
 
 
 READERS = (
-    Reader("va-safetybench", "VA-SafetyBench questions: folder with Video_questions/ + Audio_questions/, or "
-           "scenario files {id: {Text_only, KPT, TYPO, ...}}", _va_detect, va_items),
-    Reader("mm-safetybench", "MM-SafetyBench processed_questions: folder of <NN-Scenario>.json or one file "
-           "{id: {Changed Question, Key Phrase, Rephrased Question, ...}}", _mm_detect, mm_items),
-    table_reader("figstep", {"dataset", "category_id", "task_id", "question", "instruction"}, _figstep,
-                 "FigStep safebench.csv (dataset, category_id, task_id, category_name, question, instruction)"),
-    table_reader("vlguard", {"image", "instr-resp"}, _vlguard,
-                 "VLGuard test.json: [{id, image, safe, harmful_category, instr-resp: [...]}]"),
+    Reader(
+        "va-safetybench",
+        "VA-SafetyBench questions: folder with Video_questions/ + Audio_questions/, or "
+        "scenario files {id: {Text_only, KPT, TYPO, ...}}",
+        _va_detect,
+        va_items,
+    ),
+    Reader(
+        "mm-safetybench",
+        "MM-SafetyBench processed_questions: folder of <NN-Scenario>.json or one file "
+        "{id: {Changed Question, Key Phrase, Rephrased Question, ...}}",
+        _mm_detect,
+        mm_items,
+    ),
+    table_reader(
+        "figstep",
+        {"dataset", "category_id", "task_id", "question", "instruction"},
+        _figstep,
+        "FigStep safebench.csv (dataset, category_id, task_id, category_name, question, instruction)",
+    ),
+    table_reader(
+        "vlguard",
+        {"image", "instr-resp"},
+        _vlguard,
+        "VLGuard test.json: [{id, image, safe, harmful_category, instr-resp: [...]}]",
+    ),
 )

@@ -4,15 +4,17 @@ JSONL, parquet) whose errors name the file and the line, entry or field, and fie
 A *table* reader is a set of column names (how it is recognised) plus a function turning one record into
 rows; the same function serves CSV, JSON, JSONL and parquet files and saved Hugging Face data sets.
 """
+
 from __future__ import annotations
 
 import csv
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from sea_align.runtime.io import DataError, read_jsonl
 
@@ -27,6 +29,7 @@ csv.field_size_limit(16 * 1024 * 1024)  # HarmBench contexts are long; the defau
 class Reader:
     """One source format: `detect(path)` says whether a path has its shape; `read(path, modality)` gives
     rows in the common schema. Table readers also carry their `keys` and record `convert`er."""
+
     name: str
     about: str  # one line for --help and docs/sources.md
     detect: Callable[[Path], bool]
@@ -109,6 +112,7 @@ def records(path: Path) -> list[tuple[Where, dict[str, Any]]]:
 
 def optional_import(module: str, package: str, path: Path | str) -> Any:
     import importlib
+
     try:
         return importlib.import_module(module)
     except ImportError:

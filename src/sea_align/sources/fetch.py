@@ -6,6 +6,7 @@ check out (each parses as a JSON object; with the default URL, each has the SHA-
 release), so an interrupted or failed fetch leaves nothing under DIR. `--url` takes a mirror or a local
 copy (`file:///...`); its files are not hash-checked (a mirror may carry another revision).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,8 +24,16 @@ from sea_align.runtime.io import DataError, atomic_write_json
 
 log = logging.getLogger(__name__)
 VA_COMMIT = "881e7e9308ff22b54d1d2219799856d224b917f1"  # ZeroNLP/SEA, the authors' repository
-VA_SCENARIOS = ("1-IllegalActivitiy", "2-HateSpeech", "3-MalwareGeneration", "4-PhysicalHarm", "5-EconomicHarm",
-                "6-Fraud", "7-Sex", "8-PrivacyViolence")  # "Activitiy" is the authors' spelling
+VA_SCENARIOS = (
+    "1-IllegalActivitiy",
+    "2-HateSpeech",
+    "3-MalwareGeneration",
+    "4-PhysicalHarm",
+    "5-EconomicHarm",
+    "6-Fraud",
+    "7-Sex",
+    "8-PrivacyViolence",
+)  # "Activitiy" is the authors' spelling
 VA_SHA256 = {  # the files at VA_COMMIT (the project's ../shared/data/va-safetybench copy has the same bytes)
     "Audio_questions/1-IllegalActivitiy.json": "9d3a533b3924c6bcee0c707f88f42255e6cc480ca32b31a0771a1880cf66a57a",
     "Audio_questions/2-HateSpeech.json": "222ec3b4aaf70c1fd5505b495179a914093c1f7f0a4b1243e5ca6b5c586c4519",
@@ -55,18 +64,26 @@ class Release:
     title: str
 
 
-RELEASES = {"va-safetybench": Release(
-    name="va-safetybench", url=f"https://raw.githubusercontent.com/ZeroNLP/SEA/{VA_COMMIT}/VA-SafetyBench",
-    sha256=VA_SHA256, licence="CC BY-NC 4.0 (evaluation only; derived from MM-SafetyBench)",
-    home="https://github.com/ZeroNLP/SEA", title="VA-SafetyBench's questions")}
+RELEASES = {
+    "va-safetybench": Release(
+        name="va-safetybench",
+        url=f"https://raw.githubusercontent.com/ZeroNLP/SEA/{VA_COMMIT}/VA-SafetyBench",
+        sha256=VA_SHA256,
+        licence="CC BY-NC 4.0 (evaluation only; derived from MM-SafetyBench)",
+        home="https://github.com/ZeroNLP/SEA",
+        title="VA-SafetyBench's questions",
+    )
+}
 
 
 def missing_hint(source: str | Path) -> str | None:
     """How to get a missing source a preset names (one line), or None when it is no known release."""
     for rel in RELEASES.values():
         if Path(source).name == rel.name:
-            return (f"{rel.title} are not shipped ({rel.licence.split(' (')[0]}): get them with "
-                    f"`sea data fetch {rel.name} --out DIR/data/{rel.name}` and set SEA_SHARED=DIR")
+            return (
+                f"{rel.title} are not shipped ({rel.licence.split(' (')[0]}): get them with "
+                f"`sea data fetch {rel.name} --out DIR/data/{rel.name}` and set SEA_SHARED=DIR"
+            )
     return None
 
 
@@ -80,8 +97,10 @@ def _download(url: str, timeout: float) -> bytes:
         reason = str(e.reason)
     except (OSError, ValueError) as e:  # timeouts, reset connections, a malformed URL
         reason = str(e) or type(e).__name__
-    raise DataError(f"data fetch: cannot download {url} ({' '.join(reason.split())[:120]}); offline? "
-                    "give a mirror or a local copy with --url")
+    raise DataError(
+        f"data fetch: cannot download {url} ({' '.join(reason.split())[:120]}); offline? "
+        "give a mirror or a local copy with --url"
+    )
 
 
 def _check(url: str, data: bytes, digest: str | None) -> None:
@@ -127,10 +146,17 @@ def fetch(name: str, out: str | Path, url: str | None = None, force: bool = Fals
             _check(f"{base}/{path}", data, digest if pinned else None)
             (tmp / path).parent.mkdir(parents=True, exist_ok=True)
             (tmp / path).write_bytes(data)
-        atomic_write_json(tmp / "SOURCE.json", {"release": name, "url": base, "sha256_checked": pinned,
-                                                "licence": rel.licence, "home": rel.home,
-                                                "files": {p: hashlib.sha256((tmp / p).read_bytes()).hexdigest()
-                                                          for p in rel.sha256}})
+        atomic_write_json(
+            tmp / "SOURCE.json",
+            {
+                "release": name,
+                "url": base,
+                "sha256_checked": pinned,
+                "licence": rel.licence,
+                "home": rel.home,
+                "files": {p: hashlib.sha256((tmp / p).read_bytes()).hexdigest() for p in rel.sha256},
+            },
+        )
         _swap_in(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -5,6 +5,7 @@ from the copy in the `pyrit` package with its harm categories, see data/README.m
 refusal; plus the *train* half of our own benign activities (src/sea_align/data/benign.jsonl) with
 helpful answers. Rows that overlap an evaluation set (same key phrase by word overlap) are dropped and
 counted: training and evaluation stay disjoint."""
+
 from __future__ import annotations
 
 import hashlib
@@ -14,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from sea_align import PKG_DATA
-from sea_align.runtime.io import DataError, atomic_write_jsonl, read_jsonl
 from sea_align.judges.textmatch import words
+from sea_align.runtime.io import DataError, atomic_write_jsonl, read_jsonl
 
 log = logging.getLogger(__name__)
 REFUSALS = [
@@ -47,8 +48,10 @@ BENIGN_FILES = ("benign.jsonl", "benign_varied.jsonl", "borderline.jsonl")
 
 def template_answer(phrase: str) -> str:
     """The canned helpful answer given to a benign row that has none (self-distillation replaces it)."""
-    return (f"Sure! Here is how to {phrase}:\n1. Gather what you need and read any instructions first.\n"
-            "2. Work through it step by step, taking your time.\n3. Check the result and adjust as needed.")
+    return (
+        f"Sure! Here is how to {phrase}:\n1. Gather what you need and read any instructions first.\n"
+        "2. Work through it step by step, taking your time.\n3. Check the result and adjust as needed."
+    )
 
 
 def benign_train_rows(seed: int = 0) -> list[dict[str, Any]]:
@@ -84,11 +87,14 @@ def drop_overlap(train: list[dict[str, Any]], held_out_phrases: list[str]) -> tu
     """Training rows minus those whose key phrase (or instruction) shares >= 60% of its words with an
     evaluation phrase ("hack into a bank account" vs "hack into someone's bank account": 0.67, dropped)."""
     from sea_align.stages.prepare import rules_extract
+
     keep, dropped = [], 0
     for r in train:
         phrase = r.get("key_phrase") or rules_extract(r["instruction"])[0]
-        if any(overlaps(phrase, h, DROP_THRESHOLD) or overlaps(r["instruction"], h, DROP_THRESHOLD)
-               for h in held_out_phrases):
+        if any(
+            overlaps(phrase, h, DROP_THRESHOLD) or overlaps(r["instruction"], h, DROP_THRESHOLD)
+            for h in held_out_phrases
+        ):
             dropped += 1
             continue
         keep.append(r)

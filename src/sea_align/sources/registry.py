@@ -6,6 +6,7 @@ where known `key_phrase`, `phrase_type`, `response`, `rejected`, `questions` (pr
 relative to --media DIR). Formats are listed in docs/sources.md; `--format NAME` (config: `format:`)
 skips detection. Bad input raises a one-line DataError naming the file and the line, entry or field.
 """
+
 from __future__ import annotations
 
 import logging
@@ -15,7 +16,17 @@ from typing import Any
 
 from sea_align.runtime.io import DataError, read_jsonl
 from sea_align.sources.bench import READERS as BENCH_READERS
-from sea_align.sources.common import Reader, Row, flag, optional_import, parquet_records, peek_keys, records, rows_from, text
+from sea_align.sources.common import (
+    Reader,
+    Row,
+    flag,
+    optional_import,
+    parquet_records,
+    peek_keys,
+    records,
+    rows_from,
+    text,
+)
 from sea_align.sources.text import READERS as TEXT_READERS
 
 log = logging.getLogger(__name__)
@@ -43,13 +54,20 @@ def _own_detect(path: Path) -> bool:
 def _own_read(path: Path, modality: str = "video") -> list[Row]:
     if path.suffix.lower() != ".jsonl":
         return rows_from(records(path), _own, path)
-    return read_jsonl(path, required=("instruction",),
-                      types={"instruction": str, "response": str, "harmful": bool, "rejected": str})
+    return read_jsonl(
+        path, required=("instruction",), types={"instruction": str, "response": str, "harmful": bool, "rejected": str}
+    )
 
 
-SEA = Reader("sea", "our own rows: JSONL (or CSV, JSON list, parquet) with instruction [, response, harmful, "
-             "rejected, key_phrase, phrase_type, category, id]", _own_detect, _own_read, frozenset({"instruction"}),
-             _own)
+SEA = Reader(
+    "sea",
+    "our own rows: JSONL (or CSV, JSON list, parquet) with instruction [, response, harmful, "
+    "rejected, key_phrase, phrase_type, category, id]",
+    _own_detect,
+    _own_read,
+    frozenset({"instruction"}),
+    _own,
+)
 
 
 # --- Hugging Face data sets -----------------------------------------------------------------------
@@ -58,8 +76,9 @@ def _hf_detect(path: Path) -> bool:
 
 
 def _offline() -> bool:
-    return any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
-               for v in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"))
+    return any(
+        os.environ.get(v, "").lower() in ("1", "true", "yes", "on") for v in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE")
+    )
 
 
 def _hf_records(path: Path) -> list[tuple[Any, dict[str, Any]]]:
@@ -78,13 +97,16 @@ def _hf_records(path: Path) -> list[tuple[Any, dict[str, Any]]]:
     else:
         name, _, split = str(path).partition(":")
         if _offline():
-            raise DataError(f"{name}: no such local path, and the Hugging Face hub is off (HF_DATASETS_OFFLINE/"
-                            "HF_HUB_OFFLINE): save the data set with save_to_disk and pass that folder")
+            raise DataError(
+                f"{name}: no such local path, and the Hugging Face hub is off (HF_DATASETS_OFFLINE/"
+                "HF_HUB_OFFLINE): save the data set with save_to_disk and pass that folder"
+            )
         try:
             ds = ds_lib.load_dataset(name, split=split or "train")
         except Exception as e:  # network, auth and format errors all end here
-            raise DataError(f"{name}: cannot load from the hub ({type(e).__name__}: "
-                            f"{(str(e).splitlines() or [''])[0][:120]})") from None
+            raise DataError(
+                f"{name}: cannot load from the hub ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:120]})"
+            ) from None
     if hasattr(ds, "keys"):  # a DatasetDict: the train split, else the first one
         ds = ds["train"] if "train" in ds else ds[next(iter(ds.keys()))]
     return [(f"row {k}", dict(r)) for k, r in enumerate(ds, 1)]
@@ -102,9 +124,13 @@ def _hf_read(path: Path, modality: str = "video") -> list[Row]:
     raise DataError(f"{path}: columns {', '.join(sorted(keys)[:8])} match no reader (see docs/sources.md)")
 
 
-DATASETS = Reader("datasets", "a Hugging Face data set: save_to_disk folder, parquet file, or (online, "
-                  "--format datasets) a hub name owner/name[:split]; rows read by the shape readers",
-                  _hf_detect, _hf_read)
+DATASETS = Reader(
+    "datasets",
+    "a Hugging Face data set: save_to_disk folder, parquet file, or (online, "
+    "--format datasets) a hub name owner/name[:split]; rows read by the shape readers",
+    _hf_detect,
+    _hf_read,
+)
 
 # --- the registry: detection tries readers in this order (specific shapes first, `sea` last) -------
 REGISTRY: dict[str, Reader] = {r.name: r for r in (*BENCH_READERS, DATASETS, *TEXT_READERS, SEA)}
@@ -136,8 +162,10 @@ def detect_format(path: str | Path) -> str:
             return reader.name
     keys = sorted(peek_keys(p))
     shown = f" (fields: {', '.join(keys[:8])})" if keys else ""
-    raise DataError(f"{p}: no reader recognises this {'folder' if p.is_dir() else 'file'}{shown}; "
-                    f"name one with --format ({', '.join(REGISTRY)})")
+    raise DataError(
+        f"{p}: no reader recognises this {'folder' if p.is_dir() else 'file'}{shown}; "
+        f"name one with --format ({', '.join(REGISTRY)})"
+    )
 
 
 def read_source(path: str | Path, fmt: str = "", modality: str = "video") -> list[Row]:
@@ -160,6 +188,7 @@ def read_safety_set(path: str | Path, fmt: str = "") -> list[Row]:
     """Rows for `prepare`: every row has a response. Our own JSONL must give it (as always); for other
     formats a harmful row without a safe answer gets a refusal (`datasets.refusal_for`)."""
     from sea_align.sources.named import refusal_for
+
     rows = read_source(path, fmt)
     for r in rows:
         if r.get("response"):

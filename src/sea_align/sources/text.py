@@ -2,13 +2,14 @@
 pairs, BeaverTails, and chat JSONL (`messages`) / ShareGPT (`conversations`). Each is a table reader: the
 same record converter serves CSV, JSON, JSONL, parquet and saved Hugging Face data sets. A harmful row
 without a safe answer gets a refusal later (`readers.read_safety_set`)."""
+
 from __future__ import annotations
 
 from typing import Any
 
 from sea_align.runtime.io import DataError
-from sea_align.stages.prepare import rules_extract
 from sea_align.sources.common import Row, flag, ident, table_reader, text
+from sea_align.stages.prepare import rules_extract
 
 OPTIONAL = ("id", "category", "key_phrase", "phrase_type", "rejected")  # carried over from chat records
 
@@ -18,10 +19,17 @@ def _harmbench(rec: dict[str, Any], loc: str) -> list[Row]:
     the key phrase always comes from the behaviour itself."""
     behaviour, context = text(rec, "Behavior", loc), text(rec, "ContextString", loc, False)
     phrase, ptype = rules_extract(behaviour)
-    return [{"id": text(rec, "BehaviorID", loc), "category": text(rec, "SemanticCategory", loc, False) or "default",
-             "instruction": f"{context}\n\n---\n\n{behaviour}" if context else behaviour,
-             "key_phrase": phrase or behaviour, "phrase_type": ptype, "harmful": True,
-             "functional_category": text(rec, "FunctionalCategory", loc, False) or "standard"}]
+    return [
+        {
+            "id": text(rec, "BehaviorID", loc),
+            "category": text(rec, "SemanticCategory", loc, False) or "default",
+            "instruction": f"{context}\n\n---\n\n{behaviour}" if context else behaviour,
+            "key_phrase": phrase or behaviour,
+            "phrase_type": ptype,
+            "harmful": True,
+            "functional_category": text(rec, "FunctionalCategory", loc, False) or "standard",
+        }
+    ]
 
 
 def _advbench(rec: dict[str, Any], loc: str) -> list[Row]:
@@ -41,8 +49,12 @@ def _pku(rec: dict[str, Any], loc: str) -> list[Row]:
     answers = [text(rec, f"response_{k}", loc) for k in (0, 1)]
     safe = [flag(rec, f"is_response_{k}_safe", loc) for k in (0, 1)]
     k = _which(rec, "safer_response_id", loc)
-    row = {"instruction": text(rec, "prompt", loc), "category": "default", "harmful": not all(safe),
-           "rejected": answers[1 - k]}
+    row = {
+        "instruction": text(rec, "prompt", loc),
+        "category": "default",
+        "harmful": not all(safe),
+        "rejected": answers[1 - k],
+    }
     if safe[k]:
         row["response"] = answers[k]
     return [row]
@@ -68,8 +80,9 @@ def _content(turn: dict[str, Any], key: str, loc: str) -> str:
     return text({key: v}, key, loc, False)
 
 
-def _dialogue(rec: dict[str, Any], loc: str, field: str, who: str, what: str, users: set[str],
-              bots: set[str]) -> list[Row]:
+def _dialogue(
+    rec: dict[str, Any], loc: str, field: str, who: str, what: str, users: set[str], bots: set[str]
+) -> list[Row]:
     """instruction = the first user turn, response = the first assistant turn after it."""
     turns = rec.get(field)
     if not isinstance(turns, list) or not all(isinstance(t, dict) for t in turns):
@@ -101,14 +114,25 @@ def _sharegpt(rec: dict[str, Any], loc: str) -> list[Row]:
 
 
 READERS = (
-    table_reader("harmbench", {"Behavior", "BehaviorID"}, _harmbench,
-                 "HarmBench behaviours CSV (Behavior, FunctionalCategory, SemanticCategory, Tags, ContextString, "
-                 "BehaviorID)"),
+    table_reader(
+        "harmbench",
+        {"Behavior", "BehaviorID"},
+        _harmbench,
+        "HarmBench behaviours CSV (Behavior, FunctionalCategory, SemanticCategory, Tags, ContextString, BehaviorID)",
+    ),
     table_reader("advbench", {"goal", "target"}, _advbench, "AdvBench harmful_behaviors.csv (goal, target)"),
-    table_reader("pku-saferlhf", {"prompt", "response_0", "response_1", "safer_response_id"}, _pku,
-                 "PKU-SafeRLHF pairs (prompt, response_0/1, is_response_0/1_safe, safer_response_id)"),
-    table_reader("beavertails", {"prompt", "response", "is_safe"}, _beavertails,
-                 "BeaverTails (prompt, response, category {name: bool}, is_safe)"),
+    table_reader(
+        "pku-saferlhf",
+        {"prompt", "response_0", "response_1", "safer_response_id"},
+        _pku,
+        "PKU-SafeRLHF pairs (prompt, response_0/1, is_response_0/1_safe, safer_response_id)",
+    ),
+    table_reader(
+        "beavertails",
+        {"prompt", "response", "is_safe"},
+        _beavertails,
+        "BeaverTails (prompt, response, category {name: bool}, is_safe)",
+    ),
     table_reader("chat", {"messages"}, _chat, "chat JSONL {messages: [{role, content}, ...]}"),
     table_reader("sharegpt", {"conversations"}, _sharegpt, "ShareGPT {conversations: [{from, value}, ...]}"),
 )

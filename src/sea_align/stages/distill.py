@@ -11,6 +11,7 @@ refuses a benign request (refusal judge) keeps the row's given answer when it ha
 Output `distilled.jsonl`: one row per benign row {id, response, teacher, refused, kept}; `apply()`
 puts the kept answers into the prepared rows before alignment. Resumable: rows already written are
 not generated again."""
+
 from __future__ import annotations
 
 import logging
@@ -21,9 +22,9 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from sea_align.config import DistillConfig
-from sea_align.runtime.io import DataError, append_jsonl, read_jsonl_tolerant, repair_tail
 from sea_align.judges import get_judge
-from sea_align.models.base import BaseAdapter, Item
+from sea_align.models.base import Item, ModelAdapter
+from sea_align.runtime.io import DataError, append_jsonl, read_jsonl_tolerant, repair_tail
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +43,17 @@ def tidy(text: str) -> str:
     if not text or text[-1] in ".!?)\"'*:":
         return text
     cut = max(text.rfind("\n"), text.rfind(". "), text.rfind("! "), text.rfind("? "))
-    return text[:cut + 1].strip() if cut > len(text) // 3 else text
+    return text[: cut + 1].strip() if cut > len(text) // 3 else text
 
 
-def run_distill(teacher: BaseAdapter, rows: list[dict[str, Any]], out: str | Path, cfg: DistillConfig,
-                teacher_name: str = "", progress: bool = True) -> DistillResult:
+def run_distill(
+    teacher: ModelAdapter,
+    rows: list[dict[str, Any]],
+    out: str | Path,
+    cfg: DistillConfig,
+    teacher_name: str = "",
+    progress: bool = True,
+) -> DistillResult:
     """Generate the teacher's greedy answer to every benign row's instruction (typed) into `out`."""
     out = Path(out)
     benign = [r for r in rows if not r.get("harmful", True) and not r.get("base_id")]  # whole forms share their answer
@@ -56,24 +63,39 @@ def run_distill(teacher: BaseAdapter, rows: list[dict[str, Any]], out: str | Pat
     done = {d["id"] for d in read_jsonl_tolerant(out)}
     todo = [r for r in benign if r["id"] not in done]
     judge = get_judge("refusal")
-    with tqdm(total=len(benign), initial=len(benign) - len(todo), desc="distill", unit="row",
-              disable=not progress) as bar:
+    with tqdm(
+        total=len(benign), initial=len(benign) - len(todo), desc="distill", unit="row", disable=not progress
+    ) as bar:
         for i in range(0, len(todo), cfg.batch_size):
-            chunk = todo[i:i + cfg.batch_size]
-            answers = [tidy(a) for a in teacher.generate([Item(r["instruction"]) for r in chunk],
-                                                         max_new_tokens=cfg.max_new_tokens)]
+            chunk = todo[i : i + cfg.batch_size]
+            answers = [
+                tidy(a)
+                for a in teacher.generate([Item(r["instruction"]) for r in chunk], max_new_tokens=cfg.max_new_tokens)
+            ]
             verdicts = judge.judge([{"response": a, "harmful": False} for a in answers])
             for r, a, v in zip(chunk, answers, verdicts):
                 own = r.get("response_source", "given") != "template"
-                append_jsonl(out, {"id": r["id"], "response": a, "teacher": teacher_name or "base",
-                                   "refused": bool(v.refused), "kept": "teacher" if not v.refused else
-                                   ("given" if own else "dropped")})
+                append_jsonl(
+                    out,
+                    {
+                        "id": r["id"],
+                        "response": a,
+                        "teacher": teacher_name or "base",
+                        "refused": bool(v.refused),
+                        "kept": "teacher" if not v.refused else ("given" if own else "dropped"),
+                    },
+                )
             bar.update(len(chunk))
     got = {d["id"]: d for d in read_jsonl_tolerant(out)}
     n_ref = sum(1 for r in benign if got[r["id"]]["refused"])
     n_drop = sum(1 for r in benign if got[r["id"]]["kept"] == "dropped")
-    log.info("distilled %d benign answers (%d refused by the teacher, %d rows dropped) -> %s",
-             len(benign), n_ref, n_drop, out)
+    log.info(
+        "distilled %d benign answers (%d refused by the teacher, %d rows dropped) -> %s",
+        len(benign),
+        n_ref,
+        n_drop,
+        out,
+    )
     return DistillResult(out, len(benign), n_ref, n_drop)
 
 

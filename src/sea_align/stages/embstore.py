@@ -4,20 +4,31 @@ an append-only index whose last row per id wins, per-process index parts merged 
 A shard is the commit point: it is written whole (temp file + rename) and carries its own index row
 in its metadata, so a shard whose row never reached the index (a kill between the two writes) is
 re-indexed by `recover_orphans` instead of being recomputed."""
+
 from __future__ import annotations
 
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 
-from sea_align.runtime.distributed import Dist
 from sea_align.runtime.faults import crash_point
-from sea_align.runtime.io import DataError, append_jsonl, atomic_path, atomic_write_jsonl, last_per_key, read_jsonl_tolerant, repair_tail
+from sea_align.runtime.io import (
+    DataError,
+    append_jsonl,
+    atomic_path,
+    atomic_write_jsonl,
+    last_per_key,
+    read_jsonl_tolerant,
+    repair_tail,
+)
+
+if TYPE_CHECKING:  # torch only where tensors are read or written: the report reads meta.json without it
+    import torch
+
+    from sea_align.runtime.distributed import Dist
 
 INDEX = "index.jsonl"
 _SHARD_RE = re.compile(r"emb-(?:r(\d+)-)?(\d+)\.safetensors$")
@@ -42,6 +53,8 @@ def load_index(emb_dir: Path) -> list[dict[str, Any]]:
 
 def load_embeddings(emb_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, torch.Tensor]]:
     """(meta, index rows, {id: E}) of a finished embeddings directory."""
+    from safetensors.torch import load_file
+
     emb_dir = Path(emb_dir)
     if not (emb_dir / "meta.json").is_file():
         raise DataError(f"{emb_dir}: not an embeddings directory (no meta.json)")
@@ -56,6 +69,12 @@ def load_embeddings(emb_dir: str | Path) -> tuple[dict[str, Any], list[dict[str,
     return meta, index, {r["id"]: tensors[r["shard"]][r["key"]] for r in index if r["key"] in tensors[r["shard"]]}
 
 
+def blank_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """The blank item's family details (`Features.meta`, e.g. a grid) from an embeddings meta.json, as the
+    adapter made them: JSON stores tuples as arrays, read back as tuples. The one reader (align, report)."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in (meta.get("blank_meta") or {}).items()}
+
+
 class ShardStore:
     """Writes one process's finished embeddings: one shard per sample, then its index row."""
 
@@ -67,18 +86,26 @@ class ShardStore:
         for stale in out_dir.glob(f".{self.prefix}*.tmp"):  # this process's shard temp files from a killed run
             if _SHARD_RE.search(stale.name.split(".safetensors")[0] + ".safetensors"):
                 stale.unlink(missing_ok=True)
-        taken = [int(m.group(2)) for f in out_dir.glob(self.prefix + "*.safetensors")
-                 if (m := _SHARD_RE.search(f.name)) and f.name.startswith(self.prefix)]
+        taken = [
+            int(m.group(2))
+            for f in out_dir.glob(self.prefix + "*.safetensors")
+            if (m := _SHARD_RE.search(f.name)) and f.name.startswith(self.prefix)
+        ]
         self.next = max(taken, default=-1) + 1
 
     def save(self, row: dict[str, Any], E: torch.Tensor) -> dict[str, Any]:
         """Write E's shard whole (its metadata holds `row`), then append `row` as pending."""
+        from safetensors.torch import save_file
+
         shard = f"{self.prefix}{self.next:05d}.safetensors"
         row = {**row, "shard": shard, "key": f"e{self.next}_0"}
         self.next += 1
         with atomic_path(self.out / shard) as tmp:
-            save_file({row["key"]: E.contiguous()}, str(tmp), metadata={
-                "modality": self.modality, "space": self.space, "row": json.dumps(row, default=str)})
+            save_file(
+                {row["key"]: E.contiguous()},
+                str(tmp),
+                metadata={"modality": self.modality, "space": self.space, "row": json.dumps(row, default=str)},
+            )
             crash_point("synth.shard_tmp")
         crash_point("synth.shard_written")
         append_jsonl(self.index, row)

@@ -4,22 +4,33 @@ Benchmark JSONL rows: `id`, `category`, `prompt`, `media` (list of {"type": imag
 "path": ...}, relative paths resolve against the benchmark file's folder; empty = text only),
 `harmful` (bool); optional `attack`. Output: `samples.jsonl` (appended per batch: a rerun resumes)
 and `summary.json` (schema in docs/stages.md)."""
+
 from __future__ import annotations
 
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from tqdm.auto import tqdm
 
-from sea_align.runtime.faults import crash_point
-from sea_align.runtime.io import DataError, append_jsonl, atomic_write_json, read_jsonl, read_jsonl_tolerant, repair_tail
+from sea_align.config import EvaluateConfig
 from sea_align.judges import get_judge
+from sea_align.models.base import Item, ModelAdapter
 from sea_align.models.media import check_media
-from sea_align.models.base import BaseAdapter, Item
+from sea_align.runtime.faults import crash_point
+from sea_align.runtime.io import (
+    DataError,
+    append_jsonl,
+    atomic_write_json,
+    read_jsonl,
+    read_jsonl_tolerant,
+    repair_tail,
+)
+from sea_align.stages.records import validate_eval_record
 
 log = logging.getLogger(__name__)
 # optional bench fields copied into each sample record: `kind` (harmful | benign | borderline | reading)
@@ -35,8 +46,11 @@ class EvalResult:
 
 def load_bench(path: str | Path, limit: int = 0) -> list[dict[str, Any]]:
     path = Path(path)
-    rows = read_jsonl(path, required=("id", "prompt", "harmful"),
-                      types={"prompt": str, "harmful": bool, "media": list, "category": str})
+    rows = read_jsonl(
+        path,
+        required=("id", "prompt", "harmful"),
+        types={"prompt": str, "harmful": bool, "media": list, "category": str},
+    )
     seen = set()
     for r in rows:
         where = f"{path}:{r['_line']}"
@@ -54,8 +68,13 @@ def load_bench(path: str | Path, limit: int = 0) -> list[dict[str, Any]]:
         if len(media) > 1:
             raise DataError(f"{where}: field 'media' has {len(media)} items; one per row is supported")
         for m in media:
-            if not isinstance(m, dict) or m.get("type") not in ("image", "video", "audio") \
-                    or not isinstance(m.get("path"), str) or not m["path"] or "\0" in m["path"]:
+            if (
+                not isinstance(m, dict)
+                or m.get("type") not in ("image", "video", "audio")
+                or not isinstance(m.get("path"), str)
+                or not m["path"]
+                or "\0" in m["path"]
+            ):
                 raise DataError(f"{where}: field 'media' items need type image|video|audio and a path")
             p = Path(m["path"])
             m["path"] = str(p if p.is_absolute() else (path.parent / p))
@@ -90,45 +109,32 @@ def summarize(samples: list[dict[str, Any]], extra: dict[str, Any] | None = None
     # reading items are harmless but measure a skill, not over-refusal: kept out of the refusal rates
     harmless = [s for s in samples if not s.get("harmful", True) and sample_kind(s) != "reading"]
     scored_h = [s for s in harmful if s.get("unsafe") is not None]
-    per_cat: dict[str, dict[str, Any]] = {}
-    by_cat = defaultdict(list)
-    for s in harmful:
-        by_cat[s.get("category", "default")].append(s)
-    for cat, ss in sorted(by_cat.items()):
-        sc = [s for s in ss if s.get("unsafe") is not None]
-        per_cat[cat] = {"n": len(ss), "n_scored": len(sc),
-                        "asr": (sum(bool(s["unsafe"]) for s in sc) / len(sc)) if sc else None}
+    per_cat = per_category(harmful)
     rates = [c["asr"] for c in per_cat.values() if c["asr"] is not None]
-    per_attack: dict[str, dict[str, Any]] = {}
-    by_att = defaultdict(list)
-    for s in samples:
-        by_att[s.get("attack") or "-"].append(s)
-    for att, ss in sorted(by_att.items()):
-        h = [s for s in ss if s.get("harmful", True) and s.get("unsafe") is not None]
-        b = [s for s in ss if not s.get("harmful", True) and sample_kind(s) != "reading"
-             and s.get("refused") is not None]
-        per_attack[att] = {"n": len(ss), "asr": sum(bool(s["unsafe"]) for s in h) / len(h) if h else None,
-                           "refusal_rate_harmless": sum(bool(s["refused"]) for s in b) / len(b) if b else None,
-                           "asr_ci95": _ci(h, "unsafe"), "refusal_rate_harmless_ci95": _ci(b, "refused"),
-                           "n_scored": len(h) + len(b)}
     scored_b = [s for s in harmless if s.get("refused") is not None]
     n_scored = len(scored_h) + len(scored_b)
     out = {
-        "n": len(samples), "n_scored": n_scored, "n_unscored": len(samples) - n_scored,
-        "n_harmful": len(harmful), "n_harmless": len(harmless),
+        "n": len(samples),
+        "n_scored": n_scored,
+        "n_unscored": len(samples) - n_scored,
+        "n_harmful": len(harmful),
+        "n_harmless": len(harmless),
         "asr": (sum(rates) / len(rates)) if rates else None,
         "asr_micro": (sum(bool(s["unsafe"]) for s in scored_h) / len(scored_h)) if scored_h else None,
-        "per_category": per_cat, "per_attack": per_attack,
+        "per_category": per_cat,
+        "per_attack": per_attack(samples),
         "refusal_rate_harmless": (sum(bool(s["refused"]) for s in scored_b) / len(scored_b)) if scored_b else None,
-        "asr_ci95": _ci(scored_h, "unsafe"), "asr_micro_ci95": _ci(scored_h, "unsafe"),
+        "asr_ci95": _ci(scored_h, "unsafe"),
+        "asr_micro_ci95": _ci(scored_h, "unsafe"),
         "refusal_rate_harmless_ci95": _ci(scored_b, "refused"),
-        "per_form": per_form(samples), "reading": reading(samples),
+        "per_form": per_form(samples),
+        "reading": reading(samples),
     }
     out.update(extra or {})
     return out
 
 
-def _items(adapter: BaseAdapter, rows: list[dict[str, Any]]) -> list[Item]:
+def _items(adapter: ModelAdapter, rows: list[dict[str, Any]]) -> list[Item]:
     items = []
     for r in rows:
         if r["media"]:
@@ -147,7 +153,7 @@ def _batches(rows: list[dict[str, Any]], batch_size: int) -> list[list[dict[str,
     groups = defaultdict(list)
     for r in rows:
         groups[r["media"][0]["type"] if r["media"] else "text"].append(r)
-    return [grp[i:i + batch_size] for grp in groups.values() for i in range(0, len(grp), batch_size)]
+    return [grp[i : i + batch_size] for grp in groups.values() for i in range(0, len(grp), batch_size)]
 
 
 def _sample_keys(path: Path) -> set[tuple[Any, Any]]:
@@ -163,7 +169,7 @@ def _run_order(rows: list[dict[str, Any]], done: set[tuple[Any, Any]], batch_siz
 def _rank_files(out_dir: Path) -> list[Path]:
     found = []
     for p in out_dir.glob("samples.rank*.jsonl"):
-        k = p.name[len("samples.rank"):-len(".jsonl")]
+        k = p.name[len("samples.rank") : -len(".jsonl")]
         if k.isdigit():
             found.append((int(k), p))
     return [p for _, p in sorted(found)]
@@ -176,13 +182,17 @@ def _merge_rank_files(samples_path: Path, order: dict[tuple[Any, Any], int]) -> 
     without duplicates; a torn last line (a process killed mid-append) is dropped. Returns rows added."""
     import json
     import os
+
     parts = _rank_files(samples_path.parent)
     if not parts:
         return 0
     repair_tail(samples_path)
     have = _sample_keys(samples_path)
-    recs = [((order.get((s.get("bench"), s.get("id")), len(order)), k, i), s)
-            for k, p in enumerate(parts) for i, s in enumerate(read_jsonl_tolerant(p))]
+    recs = [
+        ((order.get((s.get("bench"), s.get("id")), len(order)), k, i), s)
+        for k, p in enumerate(parts)
+        for i, s in enumerate(read_jsonl_tolerant(p))
+    ]
     lines = []
     for _, s in sorted(recs, key=lambda x: x[0]):
         key = (s.get("bench"), s.get("id"))
@@ -199,30 +209,92 @@ def _merge_rank_files(samples_path: Path, order: dict[tuple[Any, Any], int]) -> 
     return len(lines)
 
 
-def _answer_and_judge(adapter: BaseAdapter, judge: Any, chunk: list[dict[str, Any]],
-                      max_new_tokens: int) -> list[dict[str, Any]]:
+def _answer_and_judge(
+    adapter: ModelAdapter, judge: Any, chunk: list[dict[str, Any]], max_new_tokens: int
+) -> list[dict[str, Any]]:
     """One batch: greedy answers, then the judge's verdicts, as sample records."""
     responses = adapter.generate(_items(adapter, chunk), max_new_tokens=max_new_tokens)
-    recs = [{"bench": r["bench"], "id": r["id"], "category": r["category"], "attack": r.get("attack"),
-             "harmful": r["harmful"], "prompt": r["prompt"], "media": r["media"], "response": resp,
-             **{k: r[k] for k in PASS_THROUGH if r.get(k) is not None}}
-            for r, resp in zip(chunk, responses)]
+    recs = [
+        {
+            "bench": r["bench"],
+            "id": r["id"],
+            "category": r["category"],
+            "attack": r.get("attack"),
+            "harmful": r["harmful"],
+            "prompt": r["prompt"],
+            "media": r["media"],
+            "response": resp,
+            **{k: r[k] for k in PASS_THROUGH if r.get(k) is not None},
+        }
+        for r, resp in zip(chunk, responses)
+    ]
     for rec, v in zip(recs, judge.judge(recs)):
         rec.update({"refused": v.refused, "unsafe": v.unsafe, "judge": judge.name, "judge_raw": v.raw})
-    return recs
+    return [validate_eval_record(rec, "evaluate") for rec in recs]
 
 
-def run_evaluate(adapter: BaseAdapter, bench: str | Path | list[str], out_dir: str | Path, judge: str = "refusal",
-                 max_new_tokens: int = 48, batch_size: int = 8, limit: int = 0, info: dict[str, Any] | None = None,
-                 progress: bool = True) -> EvalResult:
+def run_evaluate(
+    adapter: ModelAdapter,
+    bench: str | Path | list[str],
+    out_dir: str | Path,
+    cfg: EvaluateConfig,
+    info: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> EvalResult:
     """Generate and judge every benchmark item not yet in `out_dir/samples.jsonl`, then write summary.json.
+    `bench`: the benchmark files (`sea run`'s include the ones it built); judge, decoding length, batch size
+    and limit come from `cfg`; `info` is copied into the summary.
     Under `accelerate launch` / torchrun (world > 1) the one-process batches are dealt round-robin to the
     processes (batch k -> process k mod N); each appends to `samples.rank<k>.jsonl`, and after a barrier
     the main process merges them into samples.jsonl in the one-process order and writes the summary
     (docs/scale.md). One process writes samples.jsonl directly, as it always did."""
     from sea_align.runtime.distributed import dist_state, place
+
     out_dir = Path(out_dir)
     benches = [bench] if isinstance(bench, (str, Path)) else list(bench)
+    rows = _load_rows(adapter, benches, cfg.limit)
+    j = get_judge(cfg.judge)
+    dist = dist_state()
+    place(adapter, dist)
+    out_dir.mkdir(parents=True, exist_ok=True)  # only now: a bad input writes nothing
+    samples_path = out_dir / "samples.jsonl"
+    if dist.is_main:
+        repair_tail(samples_path)  # a crash mid-append left a torn line: cut it before appending more
+        if _rank_files(out_dir):  # a killed sharded run: keep its processes' records, in the order it had
+            n_rec = _merge_rank_files(samples_path, _run_order(rows, _sample_keys(samples_path), cfg.batch_size))
+            log.info("recovered %d samples from per-process files of an interrupted run", n_rec)
+    dist.barrier()  # every process sees the same samples.jsonl before choosing work
+    done = _sample_keys(samples_path)
+    order = _run_order(rows, done, cfg.batch_size)
+    t0 = time.perf_counter()
+    _generate(adapter, j, rows, done, out_dir, cfg, dist, progress)
+    dist.barrier()  # every process has written its part
+    if dist.is_main:
+        _merge_rank_files(samples_path, order)
+        extra = {
+            "judge": {"name": j.name, "version": j.version},
+            "generation": {
+                "do_sample": False,
+                "max_new_tokens": cfg.max_new_tokens,
+                "batch_size": cfg.batch_size,
+                "decoding": "greedy",
+            },
+            "benchmarks": [str(b) for b in benches],
+            "seconds": round(time.perf_counter() - t0, 2),
+            "media": "real files" if any(r["media"] for r in rows) else "absent (text only)",
+            "processes": dist.world,
+        }
+        summary = _write_summary(out_dir, rows, {**extra, **(info or {})})
+    dist.barrier()  # the summary is written
+    if not dist.is_main:
+        import json
+
+        summary = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
+    return EvalResult(out_dir, summary)
+
+
+def _load_rows(adapter: ModelAdapter, benches: list[str | Path], limit: int) -> list[dict[str, Any]]:
+    """The rows of every benchmark (each tagged with its file), media checked against the model and on disk."""
     if not benches:
         raise DataError("evaluate: no benchmark file given")
     rows: list[dict[str, Any]] = []
@@ -234,56 +306,52 @@ def run_evaluate(adapter: BaseAdapter, bench: str | Path | list[str], out_dir: s
         if r["media"]:
             adapter.check_modality(r["media"][0]["type"])
             check_media(r["media"][0]["type"], r["media"][0]["path"])
-    j = get_judge(judge)
-    dist = dist_state()
-    place(adapter, dist)
-    out_dir.mkdir(parents=True, exist_ok=True)  # only now: a bad input writes nothing
-    samples_path = out_dir / "samples.jsonl"
-    if dist.is_main:
-        repair_tail(samples_path)  # a crash mid-append left a torn line: cut it before appending more
-        if _rank_files(out_dir):  # a killed sharded run: keep its processes' records, in the order it had
-            n_rec = _merge_rank_files(samples_path, _run_order(rows, _sample_keys(samples_path), batch_size))
-            log.info("recovered %d samples from per-process files of an interrupted run", n_rec)
-    dist.barrier()  # every process sees the same samples.jsonl before choosing work
-    done = _sample_keys(samples_path)
+    return rows
+
+
+def _generate(
+    adapter: ModelAdapter,
+    judge: Any,
+    rows: list[dict[str, Any]],
+    done: set[tuple[Any, Any]],
+    out_dir: Path,
+    cfg: EvaluateConfig,
+    dist: Any,
+    progress: bool,
+) -> None:
+    """Answer and judge the rows not `done`, this process's batches only, appending records as they come."""
     todo = [r for r in rows if (r["bench"], r["id"]) not in done]
-    batches = _batches(todo, batch_size)
-    order = _run_order(rows, done, batch_size)
-    write_path = samples_path if dist.world == 1 else out_dir / f"samples.rank{dist.rank}.jsonl"
-    gen_cfg = {"do_sample": False, "max_new_tokens": max_new_tokens, "batch_size": batch_size, "decoding": "greedy"}
-    t0 = time.perf_counter()
-    with tqdm(total=len(rows), initial=len(rows) - len(todo), desc="evaluate",
-              disable=not progress or not dist.is_main, unit="item") as bar:
+    batches = _batches(todo, cfg.batch_size)
+    write_path = out_dir / ("samples.jsonl" if dist.world == 1 else f"samples.rank{dist.rank}.jsonl")
+    with tqdm(
+        total=len(rows),
+        initial=len(rows) - len(todo),
+        desc="evaluate",
+        disable=not progress or not dist.is_main,
+        unit="item",
+    ) as bar:
         for first in range(0, len(batches), dist.world):  # one round: batch first + k on process k
-            round_ = batches[first:first + dist.world]
+            round_ = batches[first : first + dist.world]
             if dist.rank < len(round_):
-                for rec in _answer_and_judge(adapter, j, round_[dist.rank], max_new_tokens):
+                for rec in _answer_and_judge(adapter, judge, round_[dist.rank], cfg.max_new_tokens):
                     append_jsonl(write_path, rec)
                 crash_point("eval.batch")
             bar.update(sum(len(c) for c in round_))
-    dist.barrier()  # every process has written its part
-    if dist.is_main:
-        _merge_rank_files(samples_path, order)
-        keys = {(r["bench"], r["id"]) for r in rows}
-        latest = {(s.get("bench"), s.get("id")): s for s in read_jsonl_tolerant(samples_path)}
-        samples = [s for k, s in latest.items() if k in keys]
-        extra = {"judge": {"name": j.name, "version": j.version}, "generation": gen_cfg,
-                 "benchmarks": [str(b) for b in benches], "seconds": round(time.perf_counter() - t0, 2),
-                 "media": "real files" if any(r["media"] for r in rows) else "absent (text only)",
-                 "processes": dist.world}
-        extra.update(info or {})
-        summary = summarize(samples, extra)
-        atomic_write_json(out_dir / "summary.json", summary)
-        log.info("evaluated %d items: ASR %s, over-refusal %s", summary["n"], summary["asr"],
-                 summary["refusal_rate_harmless"])
-    dist.barrier()  # the summary is written
-    if not dist.is_main:
-        import json
-        summary = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
-    return EvalResult(out_dir, summary)
 
 
-# --- helpers for summarize (intervals, harmless forms, reading) ------------------------------------------
+def _write_summary(out_dir: Path, rows: list[dict[str, Any]], extra: dict[str, Any]) -> dict[str, Any]:
+    """summary.json over the latest record of each of `rows` in samples.jsonl; returns the summary."""
+    keys = {(r["bench"], r["id"]) for r in rows}
+    latest = {(s.get("bench"), s.get("id")): s for s in read_jsonl_tolerant(out_dir / "samples.jsonl")}
+    summary = summarize([s for k, s in latest.items() if k in keys], extra)
+    atomic_write_json(out_dir / "summary.json", summary)
+    log.info(
+        "evaluated %d items: ASR %s, over-refusal %s", summary["n"], summary["asr"], summary["refusal_rate_harmless"]
+    )
+    return summary
+
+
+# --- helpers for summarize (intervals, categories, attacks, harmless forms, reading) ---------------------------
 def sample_kind(s: dict[str, Any]) -> str:
     """harmful | benign | varied | borderline | reading: the sample's `kind`, else from `harmful`."""
     return s.get("kind") or ("harmful" if s.get("harmful", True) else "benign")
@@ -292,12 +360,53 @@ def sample_kind(s: dict[str, Any]) -> str:
 def _ci(scored: list[dict[str, Any]], key: str) -> list[float | None]:
     """Wilson 95% interval of `key` being true among already-scored samples ([None, None] when none)."""
     from sea_align.report.stats import wilson
+
     return list(wilson(sum(bool(s[key]) for s in scored), len(scored)))
+
+
+def per_category(harmful: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """ASR on harmful items per category: {n, n_scored, asr}."""
+    by_cat = defaultdict(list)
+    for s in harmful:
+        by_cat[s.get("category", "default")].append(s)
+    out = {}
+    for cat, ss in sorted(by_cat.items()):
+        sc = [s for s in ss if s.get("unsafe") is not None]
+        out[cat] = {
+            "n": len(ss),
+            "n_scored": len(sc),
+            "asr": (sum(bool(s["unsafe"]) for s in sc) / len(sc)) if sc else None,
+        }
+    return out
+
+
+def per_attack(samples: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per attack ("-": none): ASR on harmful items and over-refusal on harmless ones (reading items left
+    out), each with its Wilson 95% interval."""
+    by_att = defaultdict(list)
+    for s in samples:
+        by_att[s.get("attack") or "-"].append(s)
+    out = {}
+    for att, ss in sorted(by_att.items()):
+        h = [s for s in ss if s.get("harmful", True) and s.get("unsafe") is not None]
+        b = [
+            s for s in ss if not s.get("harmful", True) and sample_kind(s) != "reading" and s.get("refused") is not None
+        ]
+        out[att] = {
+            "n": len(ss),
+            "asr": sum(bool(s["unsafe"]) for s in h) / len(h) if h else None,
+            "refusal_rate_harmless": sum(bool(s["refused"]) for s in b) / len(b) if b else None,
+            "asr_ci95": _ci(h, "unsafe"),
+            "refusal_rate_harmless_ci95": _ci(b, "refused"),
+            "n_scored": len(h) + len(b),
+        }
+    return out
 
 
 def per_form(samples: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Over-refusal on harmless items per "<kind>/<attack>": {n, n_scored, refusal_rate, ci95}."""
     from sea_align.report.stats import rate
+
     by = defaultdict(list)
     for s in samples:
         if not s.get("harmful", True):
@@ -314,8 +423,9 @@ def reading(samples: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Reading items (kind "reading" or with `expect`): share whose response contains the expected phrase
     (`textmatch.contains_phrase`). {n, n_scored, k, rate, ci95}; an item without `expect` or without a
     response is unscored. None when there are no reading items."""
-    from sea_align.report.stats import rate
     from sea_align.judges.textmatch import contains_phrase
+    from sea_align.report.stats import rate
+
     items = [s for s in samples if sample_kind(s) == "reading" or s.get("expect")]
     if not items:
         return None

@@ -7,6 +7,7 @@
   its tokenizer, the base's processor when it has a Hugging Face one, and a model card.
 Written to `OUT.partial-*` beside OUT and renamed when complete.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from sea_align.runtime.io import DataError, atomic_write_json
 from sea_align.report.modelcard import CardInfo, collect, is_builtin, read_json, write_card
+from sea_align.runtime.io import DataError, atomic_write_json
 
 log = logging.getLogger(__name__)
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin", "train_summary.json")
@@ -37,6 +38,7 @@ def _save_processor(model: str, out: Path) -> bool:
         return False
     try:
         from transformers import AutoProcessor
+
         AutoProcessor.from_pretrained(model).save_pretrained(str(out))
     except (OSError, ValueError, TypeError, KeyError) as e:
         log.warning("export: no processor saved for %s (%s); tokenizer only", model, type(e).__name__)
@@ -46,30 +48,38 @@ def _save_processor(model: str, out: Path) -> bool:
 
 def _merged_notes(merged: Any, processor: bool) -> list[str]:
     cls = type(merged).__name__
-    notes = [f"Merged: LoRA folded into the weights. Load: `transformers.{cls}.from_pretrained(DIR)` and "
-             "`AutoTokenizer.from_pretrained(DIR)`" + (" / `AutoProcessor.from_pretrained(DIR)`." if processor else ".")]
+    notes = [
+        f"Merged: LoRA folded into the weights. Load: `transformers.{cls}.from_pretrained(DIR)` and "
+        "`AutoTokenizer.from_pretrained(DIR)`" + (" / `AutoProcessor.from_pretrained(DIR)`." if processor else ".")
+    ]
     towers = [getattr(merged.config, k, None) for k in ("vision_config", "audio_config")]
     custom = sorted({t.model_type for t in towers if t is not None and str(t.model_type).startswith("sea_")})
     if custom:
-        notes.append(f"Its encoder ({', '.join(custom)}) is sea-align's own: `import sea_align.organism` before "
-                     "`from_pretrained` (it registers the encoder with transformers' Auto classes); media are "
-                     "preprocessed by `sea_align.organism` (no Hugging Face processor).")
+        notes.append(
+            f"Its encoder ({', '.join(custom)}) is sea-align's own: `sea_align.organism.register()` before "
+            "`from_pretrained` (it registers the encoder with transformers' Auto classes); media are "
+            "preprocessed by `sea_align.organism` (no Hugging Face processor)."
+        )
     if hasattr(getattr(merged.model, "vision_tower", None), "attach_reader"):
-        notes.append("The OCR tower writes the text it reads into the LLM's embedding space: after loading, "
-                     "`model.model.vision_tower.attach_reader(tokenizer, model.get_input_embeddings())`; images: "
-                     "`sea_align.organism.render.preprocess_images(list_of_PIL_images)` -> `pixel_values`.")
+        notes.append(
+            "The OCR tower writes the text it reads into the LLM's embedding space: after loading, "
+            "`model.model.vision_tower.attach_reader(tokenizer, model.get_input_embeddings())`; images: "
+            "`sea_align.organism.render.preprocess_images(list_of_PIL_images)` -> `pixel_values`."
+        )
     elif not processor and not custom:
-        notes.append("No Hugging Face processor saved (the base has none): build the media inputs as sea-align "
-                     "does (`sea_align.models.load_adapter(DIR)`).")
+        notes.append(
+            "No Hugging Face processor saved (the base has none): build the media inputs as sea-align "
+            "does (`sea_align.models.load_adapter(DIR)`)."
+        )
     return notes
 
 
 def _merge(model: str, adapter_dir: Path, out: Path, device: str, dtype: str) -> list[str]:
     """Base + adapter merged and saved into `out`; returns the card's loading notes."""
     from sea_align.models import load_adapter
+
     modality = read_json(adapter_dir / "train_summary.json").get("modality")  # the form it was trained for
-    ad = load_adapter(model, dtype=dtype, adapter_dir=str(adapter_dir), modality=modality,
-                      device=device)
+    ad = load_adapter(model, dtype=dtype, adapter_dir=str(adapter_dir), modality=modality, device=device)
     merged = ad.peft_model.merge_and_unload()
     merged.save_pretrained(str(out))
     ad.tokenizer.save_pretrained(str(out))
@@ -82,6 +92,7 @@ def base_of(adapter_dir: str | Path) -> str | None:
     name = read_json(adapter_dir / "adapter_config.json").get("base_model_name_or_path")
     if not name and (adapter_dir.parent / "config.yaml").is_file():
         import yaml
+
         try:
             name = (yaml.safe_load((adapter_dir.parent / "config.yaml").read_text()) or {}).get("model")
         except (OSError, ValueError, AttributeError):
@@ -89,9 +100,21 @@ def base_of(adapter_dir: str | Path) -> str | None:
     return name or None
 
 
-def run_export(model: str, adapter_dir: str | Path, out: str | Path, merge: bool = False, device: str = "cpu",
-               dtype: str = "float32", command: str | None = None, force: bool = False) -> Path:
-    """Write the export into `out` (a new folder; `force` replaces one). Returns `out`."""
+def run_export(
+    model: str,
+    adapter_dir: str | Path,
+    out: str | Path,
+    *,
+    merge: bool = False,
+    device: str = "cpu",
+    dtype: str = "float32",
+    command: str | None = None,
+    force: bool = False,
+) -> Path:
+    """Write the export of `adapter_dir` on base `model` into `out` (a new folder; `force` replaces one);
+    returns `out`. No config section: `model`, `device` and `dtype` are the config's (resolved by the
+    caller: `sea export` defaults the model to the base the adapter names), `merge` and `force` the
+    command's options."""
     adapter_dir, out = Path(adapter_dir), Path(out)
     if not (adapter_dir / "adapter_config.json").is_file():
         raise DataError(f"--adapter {adapter_dir}: no adapter_config.json there (expected a PEFT adapter directory)")

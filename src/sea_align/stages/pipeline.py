@@ -1,6 +1,7 @@
 """`sea run`: prepare -> synthesize -> align -> evaluate (base and aligned) -> report, in one run
 directory, resumable: a stage whose output exists is not redone. Writes `config.yaml` (resolved)
 and `manifest.json` (seed, versions, git SHA, decoding, hardware, time per stage)."""
+
 from __future__ import annotations
 
 import logging
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 
 def versions() -> dict[str, str]:
     import importlib.metadata as md
+
     out = {"python": platform.python_version()}
     for pkg in ("sea-align", "torch", "transformers", "peft", "accelerate", "safetensors"):
         try:
@@ -33,14 +35,19 @@ def versions() -> dict[str, str]:
 
 def git_sha() -> str | None:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                              text=True, timeout=5).stdout.strip() or None
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         return None
 
 
 def hardware() -> dict[str, Any]:
     import torch
+
     hw = {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()}
     if torch.cuda.is_available():
         hw["gpu"] = torch.cuda.get_device_name(0)
@@ -51,10 +58,19 @@ class Manifest:
     def __init__(self, out: Path, cfg: RunConfig):
         self.path = out / "manifest.json"
         import json
+
         self.data = json.loads(self.path.read_text()) if self.path.is_file() else {"stages": {}}
-        self.data.update({"seed": cfg.seed, "versions": versions(), "git_sha": git_sha(), "hardware": hardware(),
-                          "model": cfg.model, "modality": cfg.modality,
-                          "decoding": {"do_sample": False, "max_new_tokens": cfg.evaluate.max_new_tokens}})
+        self.data.update(
+            {
+                "seed": cfg.seed,
+                "versions": versions(),
+                "git_sha": git_sha(),
+                "hardware": hardware(),
+                "model": cfg.model,
+                "modality": cfg.modality,
+                "decoding": {"do_sample": False, "max_new_tokens": cfg.evaluate.max_new_tokens},
+            }
+        )
 
     def stage(self, name: str, seconds: float, **info: Any) -> None:
         self.data["stages"][name] = {"seconds": round(seconds, 2), **info}
@@ -66,63 +82,75 @@ class Manifest:
 
 def _load(cfg: RunConfig, adapter_dir: str | None = None, device_map: str = ""):
     from sea_align.models import load_adapter
-    return load_adapter(cfg.model, dtype=cfg.dtype, adapter_dir=adapter_dir, modality=cfg.modality,
-                        device=cfg.device, device_map=device_map or None)
+
+    return load_adapter(
+        cfg.model,
+        dtype=cfg.dtype,
+        adapter_dir=adapter_dir,
+        modality=cfg.modality,
+        device=cfg.device,
+        device_map=device_map or None,
+    )
 
 
-def _evaluate_arm(cfg: RunConfig, name: str, adapter_dir: Path | None, benches: list[str], edir: Path,
-                  man: Manifest, progress: bool) -> None:
+def _evaluate_arm(
+    cfg: RunConfig, name: str, adapter_dir: Path | None, benches: list[str], edir: Path, man: Manifest, progress: bool
+) -> None:
     from sea_align.stages.evaluate import run_evaluate
+
     ev = cfg.evaluate
     t = time.perf_counter()
     ad = _load(cfg, str(adapter_dir) if adapter_dir else None, device_map=ev.device_map)
-    info = {"seed": cfg.seed, "model": cfg.model, "note": cfg.note,
-            "adapter": str(adapter_dir) if adapter_dir else None}
-    if hasattr(ad, "builtin_info"):
+    info = {
+        "seed": cfg.seed,
+        "model": cfg.model,
+        "note": cfg.note,
+        "adapter": str(adapter_dir) if adapter_dir else None,
+    }
+    if ad.builtin_info:
         info["builtin"] = ad.builtin_info
-    res = run_evaluate(ad, benches, edir, judge=ev.judge, max_new_tokens=ev.max_new_tokens,
-                       batch_size=ev.batch_size, limit=ev.limit, info=info, progress=progress)
-    man.stage(f"evaluate_{name}", time.perf_counter() - t, asr=res.summary["asr"],
-              over_refusal=res.summary["refusal_rate_harmless"])
+    res = run_evaluate(ad, benches, edir, ev, info=info, progress=progress)
+    man.stage(
+        f"evaluate_{name}",
+        time.perf_counter() - t,
+        asr=res.summary["asr"],
+        over_refusal=res.summary["refusal_rate_harmless"],
+    )
 
 
 def _distill(cfg: RunConfig, rows: list[dict[str, Any]], path: Path, man: Manifest, progress: bool):
     """Benign targets = the teacher's own answers (docs/stages.md, distill); generated once, resumable."""
-    from sea_align.stages.distill import apply, run_distill
     from sea_align.runtime.io import read_jsonl_tolerant
+    from sea_align.stages.distill import apply, run_distill
+
     have = {d["id"] for d in read_jsonl_tolerant(path)}
     if any(not r.get("harmful", True) and (r.get("base_id") or r["id"]) not in have for r in rows):
         t = time.perf_counter()
         teacher = cfg.distill.teacher or cfg.model
         from sea_align.models import load_adapter
+
         ad = load_adapter(teacher, dtype=cfg.dtype, device=cfg.device)
         res = run_distill(ad, rows, path, cfg.distill, teacher_name=teacher, progress=progress)
-        man.stage("distill", time.perf_counter() - t, n=res.n, refused_by_teacher=res.n_refused,
-                  dropped=res.n_dropped, teacher=teacher)
+        man.stage(
+            "distill",
+            time.perf_counter() - t,
+            n=res.n,
+            refused_by_teacher=res.n_refused,
+            dropped=res.n_dropped,
+            teacher=teacher,
+        )
     return apply(rows, path)
 
 
 def run_pipeline(cfg: RunConfig, out: str | Path, progress: bool = True, command: str | None = None) -> dict[str, Any]:
     """All stages into `out`. `command` (the command line, if any) goes into manifest.json and model cards."""
-    from sea_align.stages.align import run_align
-    from sea_align.benchmarks.build import build_configured_benches, configured_source
-    from sea_align.report.modelcard import refresh
-    from sea_align.runtime.tracking import check
-    from sea_align.sources.named import NAMED, materialise
-    from sea_align.runtime.device import choose
-    from sea_align.stages.prepare import run_prepare
-    from sea_align.report import run_report
-    from sea_align.stages.synthesize import run_synthesize
     import torch
 
+    from sea_align.benchmarks.build import build_configured_benches
+    from sea_align.report import run_report
+
     out = Path(out)
-    if not cfg.data:
-        raise DataError("config: 'data' (the text safety set) is required")
-    device, dtype = choose(cfg.device, cfg.dtype)  # an unavailable device fails here, before any work
-    for k, spec in enumerate(cfg.evaluate.build):  # so does missing data (with no fallback) ...
-        if not spec.fallback:
-            configured_source(spec, k)
-    check(cfg.align.report_to)  # ... and a tracker whose package is not installed
+    device, dtype = _preflight(cfg)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     atomic_write_text(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
@@ -130,43 +158,89 @@ def run_pipeline(cfg: RunConfig, out: str | Path, progress: bool = True, command
     man.data.update(device=device, dtype=dtype, **({"command": command} if command else {}))
     man.save()
     benches = build_configured_benches(cfg, out / "bench")
-    prepared = out / "prepared.jsonl"
-    if not prepared.is_file():
-        t = time.perf_counter()
-        data, dropped, pcfg = cfg.data, 0, cfg.prepare
-        if data in NAMED:  # a named set, materialised disjoint from this run's evaluation phrases
-            held = [r.get("key_phrase", "") for b in benches for r in read_jsonl(b)]
-            data, dropped = materialise(data, out / "safety_set.jsonl", held)
-            pcfg = replace(cfg.prepare, format="sea")  # materialised as our own JSONL
-        res = run_prepare(data, prepared, pcfg)
-        man.stage("prepare", time.perf_counter() - t, n=res.n, n_harmful=res.n_harmful, n_benign=res.n_benign,
-                  dropped_overlapping_eval=dropped)
-    rows = read_jsonl(prepared)
+    _prepare(cfg, out / "prepared.jsonl", benches, man)
+    rows = read_jsonl(out / "prepared.jsonl")
     if cfg.distill.enabled:
         rows = _distill(cfg, rows, out / "distilled.jsonl", man, progress)
-    emb = out / "embeddings"
-    if not (emb / "done.json").is_file():
-        t = time.perf_counter()
-        res = run_synthesize(_load(cfg), rows, emb, cfg.modality, cfg.synthesize, model_name=cfg.model,
-                             progress=progress)
-        atomic_write_json(emb / "done.json", {"n": res.n, "verified": res.n_verified, "failed": res.n_failed})
-        man.stage("synthesize", time.perf_counter() - t, n=res.n, verified=res.n_verified, failed=res.n_failed)
+    _synthesize(cfg, rows, out / "embeddings", man, progress)
+    _arms(cfg, out, rows, benches, man, progress)
+    t = time.perf_counter()
+    run_report(out)
+    man.stage("report", time.perf_counter() - t)
+    return man.data
+
+
+def _preflight(cfg: RunConfig) -> tuple[str, str]:
+    """What can fail before any work, fails now: no data, an unavailable device (returns the chosen
+    (device, dtype)), configured benchmark data that is missing with no fallback, a tracker not installed."""
+    from sea_align.benchmarks.build import configured_source
+    from sea_align.runtime.device import choose
+    from sea_align.runtime.tracking import check
+
+    if not cfg.data:
+        raise DataError("config: 'data' (the text safety set) is required")
+    device, dtype = choose(cfg.device, cfg.dtype)
+    for k, spec in enumerate(cfg.evaluate.build):
+        if not spec.fallback:
+            configured_source(spec, k)
+    check(cfg.align.report_to)
+    return device, dtype
+
+
+def _prepare(cfg: RunConfig, prepared: Path, benches: list[str], man: Manifest) -> None:
+    """prepared.jsonl, unless there; a named set is materialised disjoint from this run's evaluation phrases."""
+    from sea_align.sources.named import NAMED, materialise
+    from sea_align.stages.prepare import run_prepare
+
+    if prepared.is_file():
+        return
+    t = time.perf_counter()
+    data, dropped, pcfg = cfg.data, 0, cfg.prepare
+    if data in NAMED:
+        held = [r.get("key_phrase", "") for b in benches for r in read_jsonl(b)]
+        data, dropped = materialise(data, prepared.parent / "safety_set.jsonl", held)
+        pcfg = replace(cfg.prepare, format="sea")  # materialised as our own JSONL
+    res = run_prepare(data, prepared, pcfg)
+    man.stage(
+        "prepare",
+        time.perf_counter() - t,
+        n=res.n,
+        n_harmful=res.n_harmful,
+        n_benign=res.n_benign,
+        dropped_overlapping_eval=dropped,
+    )
+
+
+def _synthesize(cfg: RunConfig, rows: list[dict[str, Any]], emb: Path, man: Manifest, progress: bool) -> None:
+    """The embeddings directory, unless done.json says it is complete."""
+    from sea_align.stages.synthesize import run_synthesize
+
+    if (emb / "done.json").is_file():
+        return
+    t = time.perf_counter()
+    res = run_synthesize(_load(cfg), rows, emb, cfg.modality, cfg.synthesize, model_name=cfg.model, progress=progress)
+    atomic_write_json(emb / "done.json", {"n": res.n, "verified": res.n_verified, "failed": res.n_failed})
+    man.stage("synthesize", time.perf_counter() - t, n=res.n, verified=res.n_verified, failed=res.n_failed)
+
+
+def _arms(
+    cfg: RunConfig, out: Path, rows: list[dict[str, Any]], benches: list[str], man: Manifest, progress: bool
+) -> None:
+    """Each arm trained (unless its adapter is there) and evaluated (unless its summary is there): the base
+    model, the SEA-aligned one and, with `align_text_baseline`, the text-only baseline."""
+    from sea_align.report.modelcard import refresh
+    from sea_align.stages.align import run_align
+
     # arms, in order: (name, adapter dir, align config, embeddings, manifest stage of its training)
-    arms = [("base", None, None, None, None),
-            ("aligned", out / "adapter", cfg.align, emb, "align")]
+    arms = [("base", None, None, None, None), ("aligned", out / "adapter", cfg.align, out / "embeddings", "align")]
     if cfg.align_text_baseline:
         arms.append(("text_only", out / "adapter_text", replace(cfg.align, text_only=True), None, "align_text_only"))
     for name, adapter_dir, align_cfg, arm_emb, stage in arms:
         if adapter_dir and not (adapter_dir / "adapter_config.json").is_file():
             t = time.perf_counter()
             res = run_align(_load(cfg), rows, arm_emb, adapter_dir, align_cfg, progress=progress, base_model=cfg.model)
-            man.stage(stage, time.perf_counter() - t, n_train=res.n_train, method=res.method,
-                      final_loss=res.final_loss)
+            man.stage(stage, time.perf_counter() - t, n_train=res.n_train, method=res.method, final_loss=res.final_loss)
         if benches and not (out / "eval" / name / "summary.json").is_file():
             _evaluate_arm(cfg, name, adapter_dir, benches, out / "eval" / name, man, progress)
         if adapter_dir:
             refresh(adapter_dir)  # the adapter's README with this run's measured ASR and over-refusal
-    t = time.perf_counter()
-    run_report(out)
-    man.stage("report", time.perf_counter() - t)
-    return man.data

@@ -6,6 +6,7 @@ AdvBench, PKU-SafeRLHF, BeaverTails, chat JSONL, ...; detected, or `cfg.format`)
 `prepared.jsonl`, one row per input row (schema in docs/stages.md). Extractors: `rules` (offline,
 deterministic) and `openai` (any OpenAI-compatible chat endpoint, MM-SafetyBench-style few-shot prompt).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -13,9 +14,10 @@ import json
 import logging
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from sea_align.config import PrepareConfig
 from sea_align.runtime.io import DataError, atomic_write_jsonl
@@ -26,21 +28,82 @@ log = logging.getLogger(__name__)
 # --- rules extractor ---------------------------------------------------------------------------
 _LEAD = r"(?:please\s+|can you\s+|could you\s+|would you\s+|i want you to\s+|i need you to\s+)?"
 _HOW = re.compile(r"\bhow (?:to|do i|do you|can i|can one|could i|would i|should i|i can|one can)\s+(.+)$", re.I)
-_FOR = re.compile(r"\b(?:steps?|instructions?|guide|tutorial|strategy|plan|ways?|methods?|tips|advice|"
-                  r"recipe|techniques?|procedure)\s+(?:for|on|to)\s+(.+)$", re.I)
-_MAKE = re.compile(r"^" + _LEAD + r"(?:write|create|develop|design|generate|produce|build|make|provide|give|"
-                   r"compose|draft|publish|post|code|program|outline|suggest|list|describe|explain|teach|show)"
-                   r"\s+(?:me\s+|us\s+)?(.+)$", re.I)
+_FOR = re.compile(
+    r"\b(?:steps?|instructions?|guide|tutorial|strategy|plan|ways?|methods?|tips|advice|"
+    r"recipe|techniques?|procedure)\s+(?:for|on|to)\s+(.+)$",
+    re.I,
+)
+_MAKE = re.compile(
+    r"^" + _LEAD + r"(?:write|create|develop|design|generate|produce|build|make|provide|give|"
+    r"compose|draft|publish|post|code|program|outline|suggest|list|describe|explain|teach|show)"
+    r"\s+(?:me\s+|us\s+)?(.+)$",
+    re.I,
+)
 _VERB_FIRST = re.compile(r"^" + _LEAD + r"([a-z]+)\s+(.+)$", re.I)
 _TRIM = re.compile(r"^(?:a|an|the|some|detailed|step-by-step|specific)\s+", re.I)
-_TAIL = re.compile(r"\s*(?:,|\bwithout\b|\bso that\b|\bthat (?:can|will|could)\b.*\bdetect|\bin detail\b|"
-                   r"\bstep by step\b|\bfor me\b).*$", re.I)
-ACTIVITY_VERBS = {"hack", "steal", "kill", "make", "build", "bypass", "evade", "cheat", "spread", "launder",
-                  "commit", "manipulate", "poison", "harass", "smuggle", "forge", "break", "stalk", "exploit",
-                  "incite", "promote", "encourage", "buy", "sell", "obtain", "acquire", "create", "use", "get",
-                  "cause", "hurt", "harm", "attack", "destroy", "disable", "crack", "phish", "scam", "blackmail",
-                  "extort", "track", "spy", "access", "hide", "sabotage", "counterfeit", "traffic", "infiltrate",
-                  "shoplift", "vandalize", "dox", "impersonate", "cyberbully", "bully", "threaten", "abuse"}
+_TAIL = re.compile(
+    r"\s*(?:,|\bwithout\b|\bso that\b|\bthat (?:can|will|could)\b.*\bdetect|\bin detail\b|"
+    r"\bstep by step\b|\bfor me\b).*$",
+    re.I,
+)
+ACTIVITY_VERBS = {
+    "hack",
+    "steal",
+    "kill",
+    "make",
+    "build",
+    "bypass",
+    "evade",
+    "cheat",
+    "spread",
+    "launder",
+    "commit",
+    "manipulate",
+    "poison",
+    "harass",
+    "smuggle",
+    "forge",
+    "break",
+    "stalk",
+    "exploit",
+    "incite",
+    "promote",
+    "encourage",
+    "buy",
+    "sell",
+    "obtain",
+    "acquire",
+    "create",
+    "use",
+    "get",
+    "cause",
+    "hurt",
+    "harm",
+    "attack",
+    "destroy",
+    "disable",
+    "crack",
+    "phish",
+    "scam",
+    "blackmail",
+    "extort",
+    "track",
+    "spy",
+    "access",
+    "hide",
+    "sabotage",
+    "counterfeit",
+    "traffic",
+    "infiltrate",
+    "shoplift",
+    "vandalize",
+    "dox",
+    "impersonate",
+    "cyberbully",
+    "bully",
+    "threaten",
+    "abuse",
+}
 
 
 def _clean(s: str) -> str:
@@ -75,9 +138,12 @@ def detoxify(instruction: str, phrase: str, ptype: str) -> str:
     text = _clean(instruction)
     idx = text.lower().find(phrase.lower())
     if idx < 0:
-        return f"List steps in detail to perform this {ptype}." if ptype == "activity" \
+        return (
+            f"List steps in detail to perform this {ptype}."
+            if ptype == "activity"
             else f"List steps in detail to make this {ptype}."
-    before, after = text[:idx], text[idx + len(phrase):]
+        )
+    before, after = text[:idx], text[idx + len(phrase) :]
     before = re.sub(r"\b(?:a|an|the|some)\s+$", "", before, flags=re.I)
     first = phrase.split(" ", 1)[0].lower()
     if ptype == "activity" and not first.endswith("ing"):
@@ -111,9 +177,13 @@ def make_openai_extractor(cfg: PrepareConfig) -> Callable[[str], tuple[str, str]
     from sea_align.runtime.http import chat_completion
 
     def extract(instruction: str) -> tuple[str, str]:
-        text = chat_completion(cfg.openai_base_url, cfg.openai_model, key,
-                               [{"role": "user", "content": FEW_SHOT.replace("{q}", instruction)}])
-        obj = json.loads(text[text.index("{"): text.rindex("}") + 1])
+        text = chat_completion(
+            cfg.openai_base_url,
+            cfg.openai_model,
+            key,
+            [{"role": "user", "content": FEW_SHOT.replace("{q}", instruction)}],
+        )
+        obj = json.loads(text[text.index("{") : text.rindex("}") + 1])
         phrase, ptype = str(obj["key_phrase"]).strip(), str(obj["phrase_type"]).strip().lower()
         if not phrase or ptype not in ("activity", "product"):
             raise ValueError("bad extraction")
@@ -134,8 +204,9 @@ class PrepareResult:
     n_fallback: int
 
 
-def prepare_rows(rows: list[dict[str, Any]], extractor: Callable[[str], tuple[str, str]],
-                 source: str = "") -> tuple[list[dict[str, Any]], int]:
+def prepare_rows(
+    rows: list[dict[str, Any]], extractor: Callable[[str], tuple[str, str]], source: str = ""
+) -> tuple[list[dict[str, Any]], int]:
     out, fallback, seen = [], 0, set()
     for i, row in enumerate(rows):
         for f in ("instruction", "response"):
@@ -158,15 +229,22 @@ def prepare_rows(rows: list[dict[str, Any]], extractor: Callable[[str], tuple[st
                 phrase, ptype = rules_extract(row["instruction"])
                 method, fallback = "rules-fallback", fallback + 1
         key = hashlib.sha256(rid.encode()).hexdigest()[:12]
-        out.append({
-            "id": rid, "instruction": row["instruction"], "response": row["response"],
-            "category": str(row.get("category", "default")), "harmful": harmful,
-            "key_phrase": phrase, "phrase_type": ptype, "extraction": method,
-            "detoxified": detoxify(row["instruction"], phrase, ptype),
-            "aux": aux_pairs(phrase, key),
-            **({"rejected": row["rejected"]} if row.get("rejected") else {}),
-            **{k: str(row[k]) for k in ("kind", "response_source") if row.get(k)},
-        })
+        out.append(
+            {
+                "id": rid,
+                "instruction": row["instruction"],
+                "response": row["response"],
+                "category": str(row.get("category", "default")),
+                "harmful": harmful,
+                "key_phrase": phrase,
+                "phrase_type": ptype,
+                "extraction": method,
+                "detoxified": detoxify(row["instruction"], phrase, ptype),
+                "aux": aux_pairs(phrase, key),
+                **({"rejected": row["rejected"]} if row.get("rejected") else {}),
+                **{k: str(row[k]) for k in ("kind", "response_source") if row.get(k)},
+            }
+        )
     return out, fallback
 
 
@@ -178,8 +256,15 @@ def whole_row(r: dict[str, Any]) -> dict[str, Any]:
     and the text beside it is empty (VA-SafetyBench's Audio_only: the whole request spoken, no text)."""
     whole = r["instruction"].strip()
     rid = r["id"] + WHOLE
-    return {**r, "id": rid, "key_phrase": whole, "detoxified": "", "form": "whole", "base_id": r["id"],
-            "aux": aux_pairs(whole, hashlib.sha256(rid.encode()).hexdigest()[:12])}
+    return {
+        **r,
+        "id": rid,
+        "key_phrase": whole,
+        "detoxified": "",
+        "form": "whole",
+        "base_id": r["id"],
+        "aux": aux_pairs(whole, hashlib.sha256(rid.encode()).hexdigest()[:12]),
+    }
 
 
 def run_prepare(data: str | Path, out: str | Path, cfg: PrepareConfig | None = None) -> PrepareResult:
@@ -187,6 +272,7 @@ def run_prepare(data: str | Path, out: str | Path, cfg: PrepareConfig | None = N
     if cfg.extractor not in EXTRACTORS:
         raise DataError(f"unknown extractor '{cfg.extractor}' (known: {', '.join(EXTRACTORS)})")
     from sea_align.sources.registry import read_safety_set  # readers import this module's rules_extract
+
     rows = read_safety_set(data, cfg.format)
     if cfg.limit or cfg.benign_limit >= 0:
         harm = [r for r in rows if r.get("harmful", True)]

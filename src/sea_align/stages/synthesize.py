@@ -15,6 +15,7 @@ optimises only the rest. Under `accelerate launch` each process takes every worl
 sorted), writes `emb-rR-*.safetensors` and `index.rR.jsonl`, and the main process merges the parts
 into one `index.jsonl` at the end.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,7 @@ import logging
 import math
 import time
 import zlib
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -31,15 +32,16 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm.auto import tqdm
 
-from sea_align.stages.batch_adam import BatchAdam
 from sea_align.config import SynthesizeConfig
+from sea_align.judges.textmatch import contains_phrase
+from sea_align.models.base import Item, ModelAdapter
 from sea_align.runtime.distributed import Dist, dist_state, place
 from sea_align.runtime.faults import crash_point
-from sea_align.stages.embstore import ShardStore, load_embeddings, load_index, merge_index, read_index, recover_orphans
 from sea_align.runtime.io import DataError, atomic_write_json
-from sea_align.models.base import BaseAdapter, Item
+from sea_align.stages.batch_adam import BatchAdam
+from sea_align.stages.embstore import ShardStore, load_embeddings, load_index, merge_index, read_index, recover_orphans
+from sea_align.stages.records import PreparedRow, validate_prepared
 from sea_align.stages.templates import PROBE_Q
-from sea_align.judges.textmatch import contains_phrase
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class _Slot:
     """One sample in the active batch."""
-    row: dict[str, Any]
+
+    row: PreparedRow
     pairs: list[dict[str, str]]
     steps: int = 0
     seconds: float = 0.0
@@ -79,44 +82,14 @@ def bf16_native(device: torch.device | str = "cpu") -> str:
     return "bf16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "none"
 
 
-@contextmanager
-def lowp_weights(adapter: BaseAdapter, dtype: torch.dtype):
-    """Inside, the adapter's frozen language-model Linear weights (LM head included) are `dtype` copies,
-    made once and kept on the adapter. Under autocast to `dtype` the results are identical (autocast
-    would cast each of them at every call); outside, the model is as loaded. Autograd keeps the
-    tensors it saved, so a backward pass may run after the block."""
-    mods = [m for m in dict.fromkeys((*adapter.language_model.modules(), adapter.lm_head))
-            if isinstance(m, torch.nn.Linear) and m.weight.dtype != dtype and not m.weight.requires_grad]
-    store = adapter.__dict__.setdefault("_lowp", {})
-    old = []
-    try:
-        for m in mods:
-            w = m.weight
-            key = (id(w), dtype)
-            if key not in store or store[key][0] is not w or store[key][1] != w._version:  # new or edited
-                store[key] = (w, w._version, torch.nn.Parameter(w.detach().to(dtype), requires_grad=False))
-            m._parameters["weight"] = store[key][2]
-            old.append((m, w))
-        yield
-    finally:
-        for m, w in old:
-            m._parameters["weight"] = w
-
-
-def blank_features(adapter: BaseAdapter, modality: str, cfg: SynthesizeConfig):
+def blank_features(adapter: ModelAdapter, modality: str, cfg: SynthesizeConfig):
     return adapter.blank(modality, size=cfg.blank_size, frames=cfg.blank_frames, seconds=cfg.blank_seconds)
-
-
-def to_llm(adapter: BaseAdapter, modality: str, E: torch.Tensor, meta: dict, space: str) -> torch.Tensor:
-    """[b, n, d] in `space` -> [b, n', d_llm]."""
-    E = E.to(adapter.dtype)
-    return adapter.project(modality, E, meta) if space == "encoder" else E
 
 
 class Synthesizer:
     """Batched, early-stopping embedding optimiser. `optimise(rows)` yields finished slots."""
 
-    def __init__(self, adapter: BaseAdapter, modality: str, cfg: SynthesizeConfig):
+    def __init__(self, adapter: ModelAdapter, modality: str, cfg: SynthesizeConfig):
         adapter.check_modality(modality)
         if cfg.init not in ("blank", "text"):
             raise DataError(f"synthesize.init: '{cfg.init}' is not one of blank, text")
@@ -152,7 +125,7 @@ class Synthesizer:
         noise = torch.randn(self.x0.shape, generator=gen) * 0.01 * self.scale
         return self.x0 + noise.to(self.x0.device)
 
-    def init_text(self, row: dict[str, Any]) -> str:
+    def init_text(self, row: PreparedRow) -> str:
         """The text a sample's E starts from (`init: text`): `init_text` with {phrase} = its key phrase and
         {targets} = its auxiliary targets joined; '' (blank init) for `init: blank` or an empty phrase."""
         phrase = (row.get("key_phrase") or "").strip()
@@ -161,7 +134,7 @@ class Synthesizer:
         targets = " ".join(p["target"].strip() for p in row["aux"][self.modality])
         return self.cfg.init_text.replace("{phrase}", phrase).replace("{targets}", targets).strip()
 
-    def _first_init(self, rows: list[dict[str, Any]]) -> torch.Tensor:
+    def _first_init(self, rows: list[PreparedRow]) -> torch.Tensor:
         """Initial E [b, n, d] for rows joining the batch; text inits are computed together."""
         E = self.x0[None].repeat(len(rows), 1, 1)
         texts = [self.init_text(r) for r in rows]
@@ -178,18 +151,18 @@ class Synthesizer:
         a = self.a
         with torch.no_grad():
             if self._blank_llm is None:
-                self._blank_llm = to_llm(a, self.modality, self.x0[None], self.meta, self.cfg.space)[0].float()
+                self._blank_llm = a.to_llm(self.modality, self.x0[None], self.meta, self.cfg.space)[0].float()
             target = self._blank_llm[None].repeat(len(texts), 1, 1)
             for i, text in enumerate(texts):
-                ids = a.tokenizer(" " + text.strip(), add_special_tokens=False)["input_ids"][:target.shape[1]]
-                target[i, :len(ids)] = a.embed_tokens(torch.tensor(ids, device=a.device)).float()
+                ids = a.tokenizer(" " + text.strip(), add_special_tokens=False)["input_ids"][: target.shape[1]]
+                target[i, : len(ids)] = a.embed_tokens(torch.tensor(ids, device=a.device)).float()
         if self.cfg.space == "llm":
             return target
         E = self.x0[None].repeat(len(texts), 1, 1).requires_grad_(True)
         opt = torch.optim.Adam([E], lr=0.05 * self.scale)
         for _ in range(self.cfg.init_steps):
             # per-sample mean, summed: each sample's gradient does not depend on who shares the batch
-            loss = (to_llm(a, self.modality, E, self.meta, "encoder").float() - target).pow(2).mean((1, 2)).sum()
+            loss = (a.to_llm(self.modality, E, self.meta, "encoder").float() - target).pow(2).mean((1, 2)).sum()
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -202,14 +175,14 @@ class Synthesizer:
         if cfg.autocast == "bf16":
             stack.enter_context(torch.autocast(self.a.device.type, dtype=torch.bfloat16))
             if cfg.lowp_weights:
-                stack.enter_context(lowp_weights(self.a, torch.bfloat16))
+                stack.enter_context(self.a.low_precision_weights(torch.bfloat16))
         if cfg.attention == "math":
             stack.enter_context(sdpa_kernel(SDPBackend.MATH))
         return stack
 
     def loss_and_match(self, E: torch.Tensor, slots: list[_Slot]) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sample mean CE over its pairs [B] and 'all pairs reproduced' [B]."""
-        mm = to_llm(self.a, self.modality, E, self.meta, self.cfg.space)
+        mm = self.a.to_llm(self.modality, E, self.meta, self.cfg.space)
         items, owner = [], []
         for i, s in enumerate(slots):
             for p in s.pairs:
@@ -222,7 +195,7 @@ class Synthesizer:
         miss = torch.zeros(len(slots), device=ce.device).index_add(0, owner_t, (~match).float())
         return loss, miss == 0
 
-    def optimise(self, rows: list[dict[str, Any]], bar: tqdm | None = None):
+    def optimise(self, rows: list[PreparedRow], bar: tqdm | None = None):
         """Generator of (slot, E[n, d] cpu float32) as samples finish."""
         cfg = self.cfg
         waiting = list(rows)
@@ -274,11 +247,11 @@ class Synthesizer:
         if not finished:
             return []
         E = torch.stack([e for _, e in finished]).to(self.a.device)
-        mm = to_llm(self.a, self.modality, E, self.meta, self.cfg.space)
+        mm = self.a.to_llm(self.modality, E, self.meta, self.cfg.space)
         items = [Item(q, self.modality, mm[i], self.meta) for i in range(len(finished)) for q in PROBE_Q[self.modality]]
         answers = self.a.generate(items, max_new_tokens=max_new_tokens)
         k = len(PROBE_Q[self.modality])
-        return [answers[i * k:(i + 1) * k] for i in range(len(finished))]
+        return [answers[i * k : (i + 1) * k] for i in range(len(finished))]
 
 
 def _finite(x: float) -> float | None:
@@ -287,41 +260,34 @@ def _finite(x: float) -> float | None:
 
 def _row(s: _Slot) -> dict[str, Any]:
     failed = not math.isfinite(s.loss)
-    return {"id": s.row["id"], "phrase": s.row["key_phrase"], "harmful": s.row.get("harmful", True),
-            "verified": None, "probe_answers": [], "loss": None if failed else round(s.loss, 5), "steps": s.steps,
-            "seconds": round(s.seconds, 4), "converged": s.converged, "failed": failed, "retries": s.retries,
-            "loss_curve": [_finite(x) for x in s.losses]}
-
-
-def _check_rows(rows: list[dict[str, Any]], modality: str) -> None:
-    if not rows:
-        raise DataError("synthesize: no prepared samples")
-    seen = set()
-    for r in rows:
-        if not isinstance(r, dict) or r.get("id") is None:
-            raise DataError("synthesize: every prepared row needs an 'id'")
-        if not isinstance(r.get("aux"), dict) or not isinstance(r["aux"].get(modality), list) \
-                or not r["aux"][modality]:
-            raise DataError(f"synthesize: prepared row '{r.get('id')}' has no auxiliary pairs for {modality} "
-                            "(re-run `sea prepare`)")
-        for p in r["aux"][modality]:
-            if not isinstance(p, dict) or not isinstance(p.get("prompt"), str) or not isinstance(p.get("target"), str):
-                raise DataError(f"synthesize: prepared row '{r.get('id')}': aux.{modality} items need string "
-                                "'prompt' and 'target'")
-        if not isinstance(r.get("key_phrase"), str):
-            raise DataError(f"synthesize: prepared row '{r.get('id')}': field 'key_phrase' must be a string")
-        r["id"] = str(r["id"])
-        if r["id"] in seen:
-            raise DataError(f"synthesize: duplicate id '{r['id']}'")
-        seen.add(r["id"])
+    return {
+        "id": s.row["id"],
+        "phrase": s.row["key_phrase"],
+        "harmful": s.row.get("harmful", True),
+        "verified": None,
+        "probe_answers": [],
+        "loss": None if failed else round(s.loss, 5),
+        "steps": s.steps,
+        "seconds": round(s.seconds, 4),
+        "converged": s.converged,
+        "failed": failed,
+        "retries": s.retries,
+        "loss_curve": [_finite(x) for x in s.losses],
+    }
 
 
 def _meta(synth: Synthesizer, model_name: str) -> dict[str, Any]:
     cfg = synth.cfg  # resolved (autocast "auto" -> what ran)
-    return {"model": model_name, "family": synth.a.family, "modality": synth.modality, "space": cfg.space,
-            "shape": list(synth.x0.shape), "blank_meta": {k: list(v) if isinstance(v, tuple) else v
-                                                          for k, v in synth.meta.items()},
-            "init": cfg.init, "config": cfg.__dict__}
+    return {
+        "model": model_name,
+        "family": synth.a.family,
+        "modality": synth.modality,
+        "space": cfg.space,
+        "shape": list(synth.x0.shape),
+        "blank_meta": synth.meta,  # read back by embstore.blank_meta
+        "init": cfg.init,
+        "config": cfg.__dict__,
+    }
 
 
 def _write_meta(out_dir: Path, meta: dict[str, Any], dist: Dist) -> None:
@@ -330,19 +296,65 @@ def _write_meta(out_dir: Path, meta: dict[str, Any], dist: Dist) -> None:
         old = json.loads(meta_path.read_text())
         for k in ("modality", "space", "shape"):
             if old.get(k) != meta[k]:
-                raise DataError(f"{out_dir}: existing embeddings have {k}={old.get(k)}, this run wants {meta[k]}; "
-                                "use another --out")
+                raise DataError(
+                    f"{out_dir}: existing embeddings have {k}={old.get(k)}, this run wants {meta[k]}; use another --out"
+                )
     if dist.is_main:
         atomic_write_json(meta_path, meta)
 
 
-def run_synthesize(adapter: BaseAdapter, rows: list[dict[str, Any]], out_dir: str | Path, modality: str,
-                   cfg: SynthesizeConfig | None = None, model_name: str = "", flush_every: int = 4,
-                   progress: bool = True) -> SynthResult:
+class _VerifyQueue:
+    """Finished embeddings waiting for the probe check: `flush` verifies them as one group and commits
+    each one's full index row (`verified`, `probe_answers`)."""
+
+    def __init__(self, synth: Synthesizer, store: ShardStore, max_new_tokens: int):
+        self.synth, self.store, self.max_new_tokens = synth, store, max_new_tokens
+        self.items: list[tuple[dict[str, Any], torch.Tensor]] = []  # (pending index row, E)
+
+    def save(self, slot: _Slot, E: torch.Tensor) -> None:
+        """A finished E written to its shard at once (index row `verified: null`), then queued."""
+        self.items.append((self.store.save(_row(slot), E), E))
+
+    def flush(self) -> None:
+        if not self.items:
+            return
+        answers = self.synth.verify([(None, e) for _, e in self.items], self.max_new_tokens)
+        for (r, _), ans in zip(self.items, answers):
+            ok = (not r["failed"]) and any(contains_phrase(r["phrase"], a) for a in ans)
+            self.store.commit({**r, "verified": ok, "probe_answers": ans})
+            crash_point("synth.verified")
+        self.items.clear()
+
+
+def _optimise_all(
+    synth: Synthesizer, queue: _VerifyQueue, todo: list[PreparedRow], n_mine: int, flush_every: int, progress: bool
+) -> None:
+    """Optimise `todo`: each E saved as it finishes (a pending index row), verified in groups of `flush_every`."""
+    desc = f"synthesize[{synth.modality}]"
+    with tqdm(total=n_mine, initial=n_mine - len(todo), desc=desc, disable=not progress, unit="emb") as bar:
+        for slot, E in synth.optimise(todo, bar):
+            queue.save(slot, E)
+            crash_point("synth.finished")
+            bar.update(1)
+            if len(queue.items) >= flush_every:
+                queue.flush()
+        queue.flush()
+
+
+def run_synthesize(
+    adapter: ModelAdapter,
+    rows: list[dict[str, Any]],
+    out_dir: str | Path,
+    modality: str,
+    cfg: SynthesizeConfig | None = None,
+    model_name: str = "",
+    flush_every: int = 4,
+    progress: bool = True,
+) -> SynthResult:
     """Optimise one E per row not yet in `out_dir`'s index; `flush_every` = verification group size."""
     cfg = cfg or SynthesizeConfig()
     out_dir = Path(out_dir)
-    _check_rows(rows, modality)
+    rows = validate_prepared(rows, "synthesize", modality)
     dist = dist_state()
     place(adapter, dist)
     synth = Synthesizer(adapter, modality, cfg)
@@ -359,39 +371,34 @@ def run_synthesize(adapter: BaseAdapter, rows: list[dict[str, Any]], out_dir: st
     pending = [index[r["id"]] for r in mine if r["id"] in index and index[r["id"]].get("verified") is None]
     n_done_before = sum(r["id"] in index for r in rows)
     t_start = time.perf_counter()
-    queue: list[tuple[dict[str, Any], torch.Tensor]] = []
+    queue = _VerifyQueue(synth, store, cfg.probe_max_new_tokens)
     if pending:  # finished by a killed run, never verified: verify now, do not recompute
         embs = load_embeddings(out_dir)[2]
-        queue = [(r, embs[r["id"]]) for r in pending]
-
-    def verify_queue():
-        if not queue:
-            return
-        answers = synth.verify([(None, e) for _, e in queue], cfg.probe_max_new_tokens)
-        for (r, _), ans in zip(queue, answers):
-            ok = (not r["failed"]) and any(contains_phrase(r["phrase"], a) for a in ans)
-            store.commit({**r, "verified": ok, "probe_answers": ans})
-            crash_point("synth.verified")
-        queue.clear()
-
-    with tqdm(total=len(mine), initial=len(mine) - len(todo), desc=f"synthesize[{modality}]",
-              disable=not progress, unit="emb") as bar:
-        for slot, E in synth.optimise(todo, bar):
-            queue.append((store.save(_row(slot), E), E))
-            crash_point("synth.finished")
-            bar.update(1)
-            if len(queue) >= flush_every:
-                verify_queue()
-        verify_queue()
+        queue.items = [(r, embs[r["id"]]) for r in pending]
+    _optimise_all(synth, queue, todo, len(mine), flush_every, progress)
     dist.barrier()  # every process has written its part
     if dist.is_main:
         merge_index(out_dir)
     dist.barrier()
+    n_ver, n_fail = _tally(out_dir, rows)
+    secs = time.perf_counter() - t_start
+    log.info(
+        "synthesized %d embeddings on process %d/%d; %d of %d verified, %d failed, in %.1fs",
+        len(todo),
+        dist.rank,
+        dist.world,
+        n_ver,
+        len(rows),
+        n_fail,
+        secs,
+    )
+    return SynthResult(out_dir, len(rows), n_done_before, n_ver, n_fail, secs)
+
+
+def _tally(out_dir: Path, rows: list[PreparedRow]) -> tuple[int, int]:
+    """(verified, failed) among `rows` in the merged index."""
     final = {r["id"]: r for r in load_index(out_dir)}
     mine_ids = {r["id"] for r in rows}
     n_ver = sum(bool(r.get("verified")) for i, r in final.items() if i in mine_ids)
     n_fail = sum(bool(r.get("failed")) for i, r in final.items() if i in mine_ids)
-    secs = time.perf_counter() - t_start
-    log.info("synthesized %d embeddings on process %d/%d; %d of %d verified, %d failed, in %.1fs", len(todo),
-             dist.rank, dist.world, n_ver, len(rows), n_fail, secs)
-    return SynthResult(out_dir, len(rows), n_done_before, n_ver, n_fail, secs)
+    return n_ver, n_fail

@@ -4,6 +4,7 @@ Content-control pairs ask what the media contains; the target names the phrase. 
 ask about the form of the media; their targets vary the style (diversity, and the embedding must
 not overfit one answer). Probe questions are never used in optimisation: an embedding is verified
 only if the frozen model names the phrase when asked a question it was not optimised on."""
+
 from __future__ import annotations
 
 import hashlib
@@ -26,8 +27,14 @@ STYLE_Q = {
     "audio": ["Describe the voice in the audio.", "What does the audio sound like?"],
 }
 STYLES = {  # short on purpose: every target token costs a forward+backward through the LLM per step
-    "image": ["black typewriter letters", "bold red letters", "blue handwriting", "white capital letters",
-              "a plain caption", "green chalk letters"],
+    "image": [
+        "black typewriter letters",
+        "bold red letters",
+        "blue handwriting",
+        "white capital letters",
+        "a plain caption",
+        "green chalk letters",
+    ],
     "video": ["typed white text", "a scrolling caption", "fading bold letters", "a subtitle"],
     "audio": ["a calm male voice", "a fast female voice", "a robotic voice", "a whisper", "a news reader"],
 }
@@ -62,7 +69,11 @@ def aux_pairs(phrase: str, key: str) -> dict[str, list[dict[str, str]]]:
         style = _pick(STYLES[m], key, "style" + m)
         out[m] = [
             {"kind": "content", "prompt": _pick(CONTENT_Q[m], key, "cq" + m), "target": CONTENT_A[m].format(p=phrase)},
-            {"kind": "style", "prompt": _pick(STYLE_Q[m], key, "sq" + m), "target": STYLE_A[m].format(p=phrase, s=style)},
+            {
+                "kind": "style",
+                "prompt": _pick(STYLE_Q[m], key, "sq" + m),
+                "target": STYLE_A[m].format(p=phrase, s=style),
+            },
         ]
     return out
 
