@@ -269,3 +269,22 @@ def test_nan_loss_retries_that_sample_only(prepared, tmp_path):
     clean_embs = load_embeddings(tmp_path / "clean")[2]
     for r in rows[2:]:
         torch.testing.assert_close(embs[r["id"]], clean_embs[r["id"]], atol=1e-5, rtol=1e-4)
+
+
+def test_align_killed_between_summary_and_rename_publishes_without_the_checkpoint(tmp_path):
+    """A kill after train_summary.json was written but before _publish removed the checkpoint: the rerun
+    publishes the finished adapter, and the checkpoint is not shipped inside it."""
+    from sea_align.runtime.distributed import dist_state
+    from sea_align.stages.align import _finished_before
+    from sea_align.stages.align_loop import CKPT
+
+    tmp, out = tmp_path / "adapter.partial", tmp_path / "adapter"
+    tmp.mkdir()
+    (tmp / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "base_model_name_or_path": "m"}))
+    summary = {"fingerprint": "fp1", "method": "sft", "n_train": 4, "counts": {}, "final_loss": 1.0, "seconds": 2.0}
+    (tmp / "train_summary.json").write_text(json.dumps(summary))
+    (tmp / CKPT).write_bytes(b"checkpoint")
+    assert _finished_before(tmp, out, "other-fp", dist_state()) is None  # another run's files: not published
+    res = _finished_before(tmp, out, "fp1", dist_state())
+    assert res is not None and res.n_train == 4 and out.is_dir() and not tmp.exists()
+    assert (out / "train_summary.json").is_file() and not (out / CKPT).exists()

@@ -144,7 +144,7 @@ def test_device_map_reaches_from_pretrained(monkeypatch, tmp_path, tiny_llava):
 
 
 def test_run_fails_on_a_missing_device_before_any_work(tmp_path):
-    from sea_align.stages.pipeline import run_pipeline
+    from sea_align.pipeline import run_pipeline
 
     out = tmp_path / "run"
     with pytest.raises(DeviceError, match="cuda:99"):

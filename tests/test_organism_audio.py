@@ -357,7 +357,7 @@ def test_cli_routes_audio_build(monkeypatch, caplog):
     assert seen["kw"] == {"read_steps": 7, "threads": 1, "noise_share": 0.5}  # --warm-steps is the image recipe's
     assert "not used by the sea-tiny-audio recipe: warm_steps" in caplog.text
     seen.clear()
-    assert R.main(["--stage", "read"]) == 0 and seen["stages"] == ["read"]  # python -m ...audio_recipe
+    assert main(["build", "sea-tiny-audio", "--stage", "read"]) == 0 and seen["stages"] == ["read"]
 
 
 def test_builtin_model_reads_held_out_speech():

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from sea_align.judges.stats import lcs_len, rate, rouge_l, token_f1, wilson
 from sea_align.report import helpfulness, load_samples, run_report
-from sea_align.report.stats import lcs_len, rate, rouge_l, token_f1, wilson
 from sea_align.stages.evaluate import summarize
 
 

@@ -32,8 +32,8 @@ from sea_align.benchmarks.rows import (
 from sea_align.benchmarks.typovideo import render_typo  # noqa: F401  (re-exported)
 from sea_align.runtime.io import DataError, atomic_write_json, atomic_write_jsonl, read_jsonl
 from sea_align.sources.bench import MM_TYPES, authors_file, recover_phrase, va_items  # noqa: F401  (re-exported)
+from sea_align.sources.keyphrase import rules_extract
 from sea_align.sources.registry import read_source
-from sea_align.stages.prepare import rules_extract
 
 log = logging.getLogger(__name__)
 VA_TYPES = {

@@ -232,7 +232,7 @@ def _data_fetch(args: argparse.Namespace) -> int:
 
 
 def _judge(args: argparse.Namespace) -> int:
-    from sea_align.judges.rejudge import parse_kwargs, run_judge
+    from sea_align.stages.rejudge import parse_kwargs, run_judge
 
     kw = parse_kwargs(args.judge_arg)
     if args.judge_model:

@@ -257,7 +257,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from sea_align.stages.pipeline import run_pipeline
+    from sea_align.pipeline import run_pipeline
 
     man = run_pipeline(stage_config(args), args.out, progress=_progress(args), command=command_line(args))
     print(json.dumps({k: v.get("seconds") for k, v in man["stages"].items()}))

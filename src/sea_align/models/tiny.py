@@ -29,6 +29,8 @@ SPECIALS = [
     "<|AUDIO|>",
 ]
 D = 32  # hidden size of every tiny part
+# the size of every tiny transformer: the language models and the CLIP tower
+_LAYERS = dict(hidden_size=D, intermediate_size=2 * D, num_hidden_layers=2, num_attention_heads=2)
 
 
 def byte_tokenizer() -> PreTrainedTokenizerFast:
@@ -47,10 +49,7 @@ def byte_tokenizer() -> PreTrainedTokenizerFast:
 def _text(vocab: int, **extra) -> dict:
     return dict(
         vocab_size=vocab,
-        hidden_size=D,
-        intermediate_size=2 * D,
-        num_hidden_layers=2,
-        num_attention_heads=2,
+        **_LAYERS,
         num_key_value_heads=1,
         max_position_embeddings=2048,
         tie_word_embeddings=False,
@@ -58,16 +57,7 @@ def _text(vocab: int, **extra) -> dict:
     )
 
 
-_CLIP = dict(
-    model_type="clip_vision_model",
-    hidden_size=D,
-    intermediate_size=2 * D,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    image_size=32,
-    patch_size=8,
-    projection_dim=D,
-)
+_CLIP = dict(model_type="clip_vision_model", **_LAYERS, image_size=32, patch_size=8, projection_dim=D)
 _LLAVA = dict(vision_feature_layer=-2, vision_feature_select_strategy="default")
 _PATCHES = dict(patch_size=14, spatial_merge_size=2, temporal_patch_size=2, in_channels=3)
 _MROPE = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]}

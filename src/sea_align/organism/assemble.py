@@ -79,36 +79,55 @@ def make_projector(text_config, vision_config=None) -> LlavaMultiModalProjector:
 # ---- assembly --------------------------------------------------------------------------------
 
 
+def _shared_config(llm, vcfg: SeaOcrVisionConfig, slots: int) -> dict:
+    """What the LLaVA and LLaVA-NeXT-Video configs share: the tower's whole output, `slots` per image."""
+    return dict(
+        vision_config=vcfg,
+        text_config=copy.deepcopy(llm.config),
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="full",
+        projector_hidden_act="gelu",
+        image_seq_length=slots,
+        tie_word_embeddings=True,
+    )
+
+
+def _shell(model_cls, cfg, llm, vcfg: SeaOcrVisionConfig, projector_state: dict | None):
+    """`model_cls(cfg)` made on the meta device around the LLM's modules and an OCR tower -> (the model, the
+    projector: `projector_state`, else random)."""
+    with torch.device("meta"):
+        model = model_cls(cfg)
+    model.model.language_model = llm.model
+    model.lm_head = llm.lm_head
+    model.model.vision_tower = SeaOcrVisionModel(vcfg)
+    proj = make_projector(llm.config, vcfg)
+    if projector_state is not None:
+        proj.load_state_dict(projector_state, strict=True)
+    return model, proj
+
+
+def _finish(model, llm, tok, load_ocr: bool):
+    """The tower's recogniser (unless `load_ocr` is False) and reader, frozen; the LLM's dtype and
+    generation config; eval mode."""
+    if load_ocr:
+        model.model.vision_tower.load_english_g2()
+    model.model.vision_tower.attach_reader(tok, llm.get_input_embeddings())
+    model.model.vision_tower.requires_grad_(False)
+    model.generation_config = llm.generation_config
+    return model.to(llm.dtype).eval()
+
+
 def build_llava(
     llm, tok, projector_state: dict | None = None, num_slots: int = NUM_SLOTS, load_ocr: bool = True
 ) -> LlavaForConditionalGeneration:
     """LLaVA around an (already merged) causal LM and the OCR tower. Shares the LLM's tensors."""
     register()
     vcfg = tower_config(num_slots, llm.config.hidden_size)
-    cfg = LlavaConfig(
-        vision_config=vcfg,
-        text_config=copy.deepcopy(llm.config),
-        image_token_id=tok.convert_tokens_to_ids(IMAGE_TOKEN),
-        vision_feature_layer=-1,
-        vision_feature_select_strategy="full",
-        projector_hidden_act="gelu",
-        image_seq_length=num_slots,
-        tie_word_embeddings=True,
-    )
-    with torch.device("meta"):
-        model = LlavaForConditionalGeneration(cfg)
-    model.model.language_model = llm.model
-    model.lm_head = llm.lm_head
-    model.model.vision_tower = SeaOcrVisionModel(vcfg)
-    model.model.multi_modal_projector = make_projector(llm.config, vcfg)
-    if load_ocr:
-        model.model.vision_tower.load_english_g2()
-    model.model.vision_tower.attach_reader(tok, llm.get_input_embeddings())
-    if projector_state is not None:
-        model.model.multi_modal_projector.load_state_dict(projector_state, strict=True)
-    model.model.vision_tower.requires_grad_(False)
-    model.generation_config = llm.generation_config
-    return model.to(llm.dtype).eval()
+    image_token_id = tok.convert_tokens_to_ids(IMAGE_TOKEN)
+    cfg = LlavaConfig(**_shared_config(llm, vcfg, num_slots), image_token_id=image_token_id)
+    model, proj = _shell(LlavaForConditionalGeneration, cfg, llm, vcfg, projector_state)
+    model.model.multi_modal_projector = proj
+    return _finish(model, llm, tok, load_ocr)
 
 
 def build_llava_next_video(
@@ -125,37 +144,19 @@ def build_llava_next_video(
     vcfg = tower_config(slots, llm.config.hidden_size)
     vcfg.image_size, vcfg.patch_size = side, 1  # what the pooler reads to find its grid
     cfg = LlavaNextVideoConfig(
-        vision_config=vcfg,
-        text_config=copy.deepcopy(llm.config),
+        **_shared_config(llm, vcfg, slots),
         image_token_index=tok.convert_tokens_to_ids(IMAGE_TOKEN),
         video_token_index=tok.convert_tokens_to_ids(VIDEO_TOKEN),
-        vision_feature_layer=-1,
-        vision_feature_select_strategy="full",
-        projector_hidden_act="gelu",
         spatial_pool_mode="average",
         spatial_pool_stride=1,
-        image_seq_length=slots,
         video_seq_length=slots * VIDEO_FRAMES,
         image_grid_pinpoints=[[side, side]],
-        tie_word_embeddings=True,
     )
-    with torch.device("meta"):
-        model = LlavaNextVideoForConditionalGeneration(cfg)
-    model.model.language_model = llm.model
-    model.lm_head = llm.lm_head
-    model.model.vision_tower = SeaOcrVisionModel(vcfg)
-    proj = make_projector(llm.config, vcfg)
-    if projector_state is not None:
-        proj.load_state_dict(projector_state, strict=True)
+    model, proj = _shell(LlavaNextVideoForConditionalGeneration, cfg, llm, vcfg, projector_state)
     model.model.multi_modal_projector.load_state_dict(proj.state_dict(), strict=True, assign=True)
     model.model.vision_resampler = type(model.model.vision_resampler)(cfg)
     model.model.image_newline = nn.Parameter(torch.zeros(llm.config.hidden_size))  # images are not used
-    if load_ocr:
-        model.model.vision_tower.load_english_g2()
-    model.model.vision_tower.attach_reader(tok, llm.get_input_embeddings())
-    model.model.vision_tower.requires_grad_(False)
-    model.generation_config = llm.generation_config
-    return model.to(llm.dtype).eval()
+    return _finish(model, llm, tok, load_ocr)
 
 
 def load_parts(weights_dir: Path) -> dict[str, dict[str, torch.Tensor]]:

@@ -25,7 +25,6 @@ import json
 import logging
 import random
 import shutil
-import sys
 from pathlib import Path
 
 import torch
@@ -362,14 +361,3 @@ def build(
     if not _text_lora_file(cfg).exists():
         raise FileNotFoundError(f"stage (a) LoRA {_text_lora_file(cfg)} missing (build sea-tiny-vl's stage text first)")
     return run_stages(cfg, STAGES, stages, resume, _pins)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Standalone: `python -m sea_align.organism.audio_recipe [--stage S] [--read-steps N] ...`."""
-    from sea_align.organism.cli import main as cli_main
-
-    return cli_main(["build", AU.NAME, *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

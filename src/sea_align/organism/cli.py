@@ -44,14 +44,19 @@ def add_commands(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_build(b: argparse.ArgumentParser) -> None:
-    b.add_argument(
+def _add_name(p: argparse.ArgumentParser, verb: str) -> None:
+    """The positional NAME: the built-in model to `verb`."""
+    p.add_argument(
         "name",
         nargs="?",
         default="sea-tiny-vl",
         choices=sorted(CONFIGS),
-        help="the model to rebuild (default: sea-tiny-vl)",
+        help=f"the model to {verb} (default: sea-tiny-vl)",
     )
+
+
+def _add_build(b: argparse.ArgumentParser) -> None:
+    _add_name(b, "rebuild")
     stages = "; ".join(f"{n}: {', '.join(s)}" for n, s in STAGE_ORDER.items())
     b.add_argument(
         "--stage",
@@ -112,13 +117,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _add_measure(m: argparse.ArgumentParser) -> None:
-    m.add_argument(
-        "name",
-        nargs="?",
-        default="sea-tiny-vl",
-        choices=sorted(CONFIGS),
-        help="the model to measure (default: sea-tiny-vl)",
-    )
+    _add_name(m, "measure")
     m.add_argument(
         "--name", "--model", dest="name_opt", choices=sorted(CONFIGS), help="the same as NAME (default: NAME)"
     )

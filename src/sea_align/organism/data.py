@@ -350,3 +350,14 @@ def organism_splits(seed: int) -> dict[str, list[str]]:
         "borderline_train": border_train,
         "borderline_held": border_held,
     }
+
+
+def reading_sets(cfg, tok) -> tuple[list[str], list[str]]:
+    """(training, held-out) reading phrases; held-out ones are never rendered for training."""
+    s = organism_splits(cfg.seed)
+    words = reading_words(tok, extra=s["harmful_train"] + s["activities_train"])  # organism data only
+    held = reading_phrases(words, 200, random.Random(f"{cfg.seed}-read-held"))
+    train = [
+        p for p in reading_phrases(words, cfg.n_read + 200, random.Random(f"{cfg.seed}-read")) if p not in set(held)
+    ]
+    return train[: cfg.n_read], held

@@ -20,15 +20,14 @@ from __future__ import annotations
 import json
 import logging
 import random
-import sys
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from sea_align.judges import get_judge
 from sea_align.judges.textmatch import contains_phrase
 from sea_align.organism import data as D
+from sea_align.organism.train import greedy, refused
 from sea_align.runtime.io import atomic_write_json, atomic_write_jsonl
 
 log = logging.getLogger(__name__)
@@ -40,11 +39,6 @@ def va_dir(path: str | Path | None = None) -> Path:
     from sea_align.config import default_shared_dir
 
     return Path(path) if path else default_shared_dir() / "data" / "va-safetybench"
-
-
-def refused(answers: list[str]) -> list[bool]:
-    """The core refusal judge's verdicts (`judges` "refusal", what `sea evaluate` uses by default)."""
-    return [v.refused for v in get_judge("refusal").judge([{"response": a} for a in answers])]
 
 
 def va_items(per_scenario: int, seed: int = 0, modality: str = "video", path: str | Path | None = None) -> list[dict]:
@@ -111,16 +105,7 @@ def answer(
         texts = [_media_prompt(bm, p, bool(images)) for p in chunk]
         enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         kw = _media_inputs(bm, images[i : i + batch_size]) if images else {}
-        gen = model.generate(
-            **enc,
-            **kw,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            repetition_penalty=1.15,
-            pad_token_id=tok.pad_token_id,
-            eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
-        )
-        outs += [tok.decode(r, skip_special_tokens=True).strip() for r in gen[:, enc.input_ids.shape[1] :]]
+        outs += [tok.decode(r, skip_special_tokens=True).strip() for r in greedy(model, tok, enc, max_new_tokens, **kw)]
     tok.padding_side = "right"
     return outs
 
@@ -178,13 +163,12 @@ def run_measure(
 ) -> dict:
     """The image part (module doc); per-sample rows in `samples.jsonl`, the rates in `summary.json`."""
     from sea_align.organism.config import RecipeConfig
-    from sea_align.organism.recipe import reading_sets
     from sea_align.organism.render import render_typo, render_varied
 
     rng = random.Random(f"{seed}-measure")
     summary: dict = {}
     # reading (held-out phrases, half varied style, half TYPO layout)
-    held = reading_sets(RecipeConfig(seed=seed), bm.tokenizer)[1][:n_read]
+    held = D.reading_sets(RecipeConfig(seed=seed), bm.tokenizer)[1][:n_read]
     imgs = [render_varied(p, rng) if i % 2 else render_typo(p) for i, p in enumerate(held)]
     rows = read_back(
         "reading", [{"phrase": p} for p in held], answer(bm, [D.READ_QUESTION] * len(held), imgs, 24, desc="reading")
@@ -296,11 +280,10 @@ def run_measure_video(
     model's (same LLM and LoRA)."""
     from sea_align.benchmarks.typovideo import typo_frames
     from sea_align.organism.config import RecipeConfig
-    from sea_align.organism.recipe import reading_sets
 
     rng = random.Random(f"{seed}-measure-video")
     summary: dict = {}
-    held = reading_sets(RecipeConfig(seed=seed), bm.tokenizer)[1][:n_read]
+    held = D.reading_sets(RecipeConfig(seed=seed), bm.tokenizer)[1][:n_read]
     clips = [typo_frames(p, rng)[0] for p in held]
     rows = read_back(
         "reading_video",
@@ -324,14 +307,3 @@ def run_measure_video(
     summary["benign_nonrefusal"] = share(new, "refusal", False)
     summary.update({"n_reading": len(held), "n_va": len(va), "n_benign": len(acts), "frames": bm.info["video_frames"]})
     return _write(out_dir, rows, summary)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Standalone: `python -m sea_align.organism.measure [--name NAME] ...` (= `sea organism measure`)."""
-    from sea_align.organism.cli import main as cli_main
-
-    return cli_main(["measure", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

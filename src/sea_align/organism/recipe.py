@@ -68,7 +68,7 @@ def stage_distill(cfg: RecipeConfig, resume: bool = True) -> dict:
     """Self-distilled helpful answers of the untouched SmolLM2 to benign and borderline prompts.
     An answer SmolLM2 itself refuses (the core refusal judge) is kept in the file (`refused`) but never
     trained on."""
-    from sea_align.organism.measure import refused
+    from sea_align.organism.train import refused
 
     prompts, border = distill_prompts(cfg.seed, cfg.n_benign_text, cfg.templates_per_act)
     llm, tok = _base(cfg)
@@ -108,20 +108,9 @@ def stage_text(cfg: RecipeConfig, resume: bool = True) -> dict:
     return res
 
 
-def reading_sets(cfg: RecipeConfig, tok) -> tuple[list[str], list[str]]:
-    """(training, held-out) reading phrases; held-out ones are never rendered for training."""
-    s = D.organism_splits(cfg.seed)
-    words = D.reading_words(tok, extra=s["harmful_train"] + s["activities_train"])  # organism data only
-    held = D.reading_phrases(words, 200, random.Random(f"{cfg.seed}-read-held"))
-    train = [
-        p for p in D.reading_phrases(words, cfg.n_read + 200, random.Random(f"{cfg.seed}-read")) if p not in set(held)
-    ]
-    return train[: cfg.n_read], held
-
-
 def stage_render(cfg: RecipeConfig, resume: bool = True) -> dict:
     tok = A.load_tokenizer(llm_dir(cfg))
-    train, _ = reading_sets(cfg, tok)
+    train, _ = D.reading_sets(cfg, tok)
     acts = D.organism_splits(cfg.seed)["activities_train"] * cfg.act_variants
     acts = acts[: cfg.max_act_images] if cfg.max_act_images else acts
     border = D.organism_splits(cfg.seed)["borderline_train"] * cfg.border_variants
@@ -315,7 +304,7 @@ def stage_video(cfg: RecipeConfig, resume: bool = True) -> dict:
     from sea_align.organism.ocr import text_slots
 
     llm, tok, proj, layers, params, opt = _mm_state(cfg, "instruct")
-    read_train, _ = reading_sets(cfg, tok)
+    read_train, _ = D.reading_sets(cfg, tok)
     vread_texts = read_train[: cfg.n_video_read]
     acts_train = D.organism_splits(cfg.seed)["activities_train"]
     acts_train = acts_train[: cfg.max_act_images] if cfg.max_act_images else acts_train
@@ -404,14 +393,3 @@ def build(
         raise ValueError(f"unknown organism {name!r}; known: sea-tiny-vl")
     cfg = make_config(RecipeConfig, name, out_dir, overrides)
     return run_stages(cfg, STAGES, stages, resume, _pins)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Standalone entry: `python -m sea_align.organism.recipe build ...` (the `sea organism` parser)."""
-    from sea_align.organism.cli import main as cli_main
-
-    return cli_main(argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

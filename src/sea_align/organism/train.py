@@ -15,6 +15,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
+from sea_align.judges import get_judge
 from sea_align.organism.assemble import IMAGE_TOKEN
 from sea_align.runtime.checkpoint import load_checkpoint, save_checkpoint
 from sea_align.runtime.io import append_jsonl, atomic_path
@@ -63,6 +64,21 @@ def lm_loss(
     return out.loss.float()
 
 
+def greedy(model, tok, enc, max_new_tokens: int, **media: torch.Tensor) -> torch.Tensor:
+    """The organism's decoding of the left-padded batch `enc` (+ `media` inputs): greedy, repetition penalty
+    1.15, stop at `<|im_end|>` -> the new tokens."""
+    gen = model.generate(
+        **enc,
+        **media,
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        repetition_penalty=1.15,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
+    )
+    return gen[:, enc.input_ids.shape[1] :]
+
+
 @torch.no_grad()
 def generate_text(
     llm, tok, prompts: list[str], max_new_tokens: int = 96, batch_size: int = 16, desc: str = "generate"
@@ -72,15 +88,7 @@ def generate_text(
     out = []
     for i in tqdm(range(0, len(prompts), batch_size), desc=desc):
         enc = tok(prompts[i : i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
-        gen = llm.generate(
-            **enc,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            repetition_penalty=1.15,
-            pad_token_id=tok.pad_token_id,
-            eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
-        )
-        for row in gen[:, enc.input_ids.shape[1] :]:
+        for row in greedy(llm, tok, enc, max_new_tokens):
             text = tok.decode(row, skip_special_tokens=True).strip()
             out.append({"answer": text, "eos": bool((row == tok.convert_tokens_to_ids("<|im_end|>")).any())})
     tok.padding_side = "right"
@@ -171,3 +179,8 @@ def stage_loop(
     return train_loop(
         stage, params, opt, step_fn, steps, cfg.work_dir, cfg.weights_dir / "ckpt", ckpt_every or cfg.ckpt_every, resume
     )
+
+
+def refused(answers: list[str]) -> list[bool]:
+    """The core refusal judge's verdicts (`judges` "refusal", what `sea evaluate` uses by default)."""
+    return [v.refused for v in get_judge("refusal").judge([{"response": a} for a in answers])]

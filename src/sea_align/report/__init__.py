@@ -16,9 +16,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from sea_align.judges.stats import mean, wilson
 from sea_align.report import charts
 from sea_align.report.html import Lit, to_html, to_markdown
-from sea_align.report.stats import mean, wilson
 from sea_align.report.tables import (
     ARMS,
     LABEL,

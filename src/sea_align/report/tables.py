@@ -9,8 +9,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from sea_align.judges.stats import mean, rate, rouge_l, token_f1, wilson
 from sea_align.report import charts
-from sea_align.report.stats import mean, rate, rouge_l, token_f1, wilson
 from sea_align.runtime.io import read_jsonl_tolerant
 
 ARMS = ("base", "text_only", "aligned")

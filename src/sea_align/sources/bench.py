@@ -10,7 +10,7 @@ from typing import Any
 
 from sea_align.runtime.io import DataError
 from sea_align.sources.common import Reader, Row, flag, ident, load_json, table_reader, text
-from sea_align.stages.prepare import rules_extract
+from sea_align.sources.keyphrase import rules_extract
 
 MM_TYPES = ("TYPO", "SD", "SD_TYPO")  # MM-SafetyBench image types; SD and SD_TYPO only from the authors' media
 # folders under --media DIR where releases keep their files: MM-SafetyBench `imgs/`, FigStep `SafeBench/`

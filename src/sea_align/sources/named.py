@@ -86,7 +86,7 @@ DROP_THRESHOLD = 0.6  # word-set Jaccard at which a training phrase counts as an
 def drop_overlap(train: list[dict[str, Any]], held_out_phrases: list[str]) -> tuple[list[dict[str, Any]], int]:
     """Training rows minus those whose key phrase (or instruction) shares >= 60% of its words with an
     evaluation phrase ("hack into a bank account" vs "hack into someone's bank account": 0.67, dropped)."""
-    from sea_align.stages.prepare import rules_extract
+    from sea_align.sources.keyphrase import rules_extract
 
     keep, dropped = [], 0
     for r in train:

@@ -9,7 +9,7 @@ from typing import Any
 
 from sea_align.runtime.io import DataError
 from sea_align.sources.common import Row, flag, ident, table_reader, text
-from sea_align.stages.prepare import rules_extract
+from sea_align.sources.keyphrase import rules_extract
 
 OPTIONAL = ("id", "category", "key_phrase", "phrase_type", "rejected")  # carried over from chat records
 

@@ -29,12 +29,12 @@ import torch.nn.functional as F
 
 from sea_align.config import AlignConfig
 from sea_align.models.base import Item, ModelAdapter
-from sea_align.report.modelcard import collect, write_card
 from sea_align.runtime.distributed import Dist, dist_state, place, shard
 from sea_align.runtime.io import DataError, atomic_write_json
-from sea_align.stages.align_loop import CKPT, fingerprint, resume, train
+from sea_align.stages.align_loop import CKPT, Loop, fingerprint, resume, train
 from sea_align.stages.embstore import blank_meta, load_embeddings
 from sea_align.stages.examples import replay_items, template_pool, text_viewer, variants
+from sea_align.stages.modelcard import collect, write_card
 from sea_align.stages.records import EXAMPLE_KINDS, HARMFUL_KINDS, RETAIN_KINDS, Example, PreparedRow, validate_prepared
 from sea_align.stages.templates import prefix
 
@@ -266,7 +266,8 @@ def run_align(
     start = resume(tmp, fp, named, opt, dist)
     desc = f"align[{method}{'/text-only' if cfg.text_only else ''}]"
     peft_model.train()
-    step, loss_val = train(step_loss, opt, named, examples, cfg, dist, tmp, fp, start, desc, progress, out_dir)
+    loop = Loop(step_loss, opt, named, examples, cfg, dist, tmp, fp)
+    step, loss_val = train(loop, start, desc, progress, out_dir)
     peft_model.eval()
     secs = time.perf_counter() - t0
     if dist.is_main:
@@ -317,6 +318,7 @@ def _finished_before(tmp: Path, out_dir: Path, fp: str, dist: Dist) -> AlignResu
     dist.barrier()
     if dist.is_main:
         write_card(tmp, collect(tmp))
+        (tmp / CKPT).unlink(missing_ok=True)  # killed before _publish removed it: never ship the checkpoint
         _finish(tmp, out_dir)
     dist.barrier()
     return AlignResult(

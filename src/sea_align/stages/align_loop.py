@@ -15,6 +15,7 @@ import os
 import random
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -129,51 +130,42 @@ def _log_step(tmp: Path, tracker: Any, row: dict[str, Any]) -> None:
         tracker.log({k: row[k] for k in ("loss", "lr", "grad_norm")}, step=row["step"])
 
 
-def train(
-    step_loss: torch.nn.Module,
-    opt: torch.optim.Optimizer,
-    named: dict[str, torch.nn.Parameter],
-    examples: list[Example],
-    cfg: AlignConfig,
-    dist: Dist,
-    tmp: Path,
-    fp: str,
-    start: int,
-    desc: str,
-    progress: bool,
-    tracker_dir: Path,
-) -> tuple[int, float]:
+@dataclass
+class Loop:
+    """What the training loop works with: the step-loss module, AdamW, the LoRA parameters by name, the
+    training set, the config, the processes, the checkpoint folder (ADAPTER.partial) and the fingerprint."""
+
+    step_loss: torch.nn.Module
+    opt: torch.optim.Optimizer
+    named: dict[str, torch.nn.Parameter]
+    examples: list[Example]
+    cfg: AlignConfig
+    dist: Dist
+    tmp: Path
+    fp: str
+
+
+def train(loop: Loop, start: int, desc: str, progress: bool, tracker_dir: Path) -> tuple[int, float]:
     """All epochs' steps after `start`, with the tracker `cfg.report_to` (for the adapter `tracker_dir`)
     open on the main process -> (step, last loss; after a resume with nothing left, the last logged one)."""
+    cfg, dist = loop.cfg, loop.dist
     tracker = open_tracker(cfg.report_to, tracker_dir, cfg.__dict__) if dist.is_main else None
     try:
-        step, loss_val = _epochs(step_loss, opt, named, examples, cfg, dist, tmp, fp, start, desc, progress, tracker)
+        step, loss_val = _epochs(loop, start, desc, progress, tracker)
     finally:
         if tracker is not None:
             tracker.finish()
     if dist.is_main and start and step == start:  # nothing left to train: the loss is the last logged one
-        logged = read_jsonl_tolerant(tmp / "metrics.jsonl")
+        logged = read_jsonl_tolerant(loop.tmp / "metrics.jsonl")
         loss_val = logged[-1]["loss"] if logged else loss_val
     return step, loss_val
 
 
-def _epochs(
-    step_loss: torch.nn.Module,
-    opt: torch.optim.Optimizer,
-    named: dict[str, torch.nn.Parameter],
-    examples: list[Example],
-    cfg: AlignConfig,
-    dist: Dist,
-    tmp: Path,
-    fp: str,
-    start: int,
-    desc: str,
-    progress: bool,
-    tracker: Any,
-) -> tuple[int, float]:
+def _epochs(loop: Loop, start: int, desc: str, progress: bool, tracker: Any) -> tuple[int, float]:
     """The steps after `start` (a resume skips the steps done but draws the same batch order); the main
     process logs metrics (loss, lr, gradient norm) and checkpoints. -> (step, last loss)."""
-    params = list(named.values())
+    cfg, dist, examples, opt = loop.cfg, loop.dist, loop.examples, loop.opt
+    params = list(loop.named.values())
     n_batches = (len(examples) + cfg.batch_size - 1) // cfg.batch_size
     rng = random.Random(cfg.seed)
     every, last_ckpt = _ckpt_seconds(), time.perf_counter()
@@ -188,7 +180,7 @@ def _epochs(
                     step += 1
                     continue
                 batch = [examples[i] for i in order[b * cfg.batch_size : (b + 1) * cfg.batch_size]]
-                loss_val, grad_norm = _step(step_loss, opt, params, batch, dist)
+                loss_val, grad_norm = _step(loop.step_loss, opt, params, batch, dist)
                 step += 1
                 if dist.is_main:
                     row = {
@@ -199,10 +191,10 @@ def _epochs(
                         "grad_norm": round(grad_norm, 5),
                         "kinds": sorted({e.kind for e in batch}),
                     }
-                    _log_step(tmp, tracker, row)
+                    _log_step(loop.tmp, tracker, row)
                     crash_point("align.step")
                     if b == n_batches - 1 or time.perf_counter() - last_ckpt >= every:
-                        save_checkpoint(tmp / CKPT, named, opt, {"step": step, "fingerprint": fp})
+                        save_checkpoint(loop.tmp / CKPT, loop.named, opt, {"step": step, "fingerprint": loop.fp})
                         last_ckpt = time.perf_counter()
                 bar.set_postfix(loss=f"{loss_val:.3f}")
                 bar.update(1)

@@ -359,7 +359,7 @@ def sample_kind(s: dict[str, Any]) -> str:
 
 def _ci(scored: list[dict[str, Any]], key: str) -> list[float | None]:
     """Wilson 95% interval of `key` being true among already-scored samples ([None, None] when none)."""
-    from sea_align.report.stats import wilson
+    from sea_align.judges.stats import wilson
 
     return list(wilson(sum(bool(s[key]) for s in scored), len(scored)))
 
@@ -405,7 +405,7 @@ def per_attack(samples: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def per_form(samples: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Over-refusal on harmless items per "<kind>/<attack>": {n, n_scored, refusal_rate, ci95}."""
-    from sea_align.report.stats import rate
+    from sea_align.judges.stats import rate
 
     by = defaultdict(list)
     for s in samples:
@@ -423,8 +423,8 @@ def reading(samples: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Reading items (kind "reading" or with `expect`): share whose response contains the expected phrase
     (`textmatch.contains_phrase`). {n, n_scored, k, rate, ci95}; an item without `expect` or without a
     response is unscored. None when there are no reading items."""
+    from sea_align.judges.stats import rate
     from sea_align.judges.textmatch import contains_phrase
-    from sea_align.report.stats import rate
 
     items = [s for s in samples if sample_kind(s) == "reading" or s.get("expect")]
     if not items:

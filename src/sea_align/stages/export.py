@@ -17,8 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from sea_align.report.modelcard import CardInfo, collect, is_builtin, read_json, write_card
 from sea_align.runtime.io import DataError, atomic_write_json
+from sea_align.stages.modelcard import CardInfo, collect, is_builtin, read_json, write_card
 
 log = logging.getLogger(__name__)
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin", "train_summary.json")

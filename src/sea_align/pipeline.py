@@ -72,8 +72,9 @@ class Manifest:
             }
         )
 
-    def stage(self, name: str, seconds: float, **info: Any) -> None:
-        self.data["stages"][name] = {"seconds": round(seconds, 2), **info}
+    def stage(self, name: str, t0: float, **info: Any) -> None:
+        """Stage `name` done: its seconds since `t0` (`time.perf_counter()` at its start) and `info`."""
+        self.data["stages"][name] = {"seconds": round(time.perf_counter() - t0, 2), **info}
         self.save()
 
     def save(self) -> None:
@@ -110,12 +111,7 @@ def _evaluate_arm(
     if ad.builtin_info:
         info["builtin"] = ad.builtin_info
     res = run_evaluate(ad, benches, edir, ev, info=info, progress=progress)
-    man.stage(
-        f"evaluate_{name}",
-        time.perf_counter() - t,
-        asr=res.summary["asr"],
-        over_refusal=res.summary["refusal_rate_harmless"],
-    )
+    man.stage(f"evaluate_{name}", t, asr=res.summary["asr"], over_refusal=res.summary["refusal_rate_harmless"])
 
 
 def _distill(cfg: RunConfig, rows: list[dict[str, Any]], path: Path, man: Manifest, progress: bool):
@@ -131,14 +127,7 @@ def _distill(cfg: RunConfig, rows: list[dict[str, Any]], path: Path, man: Manife
 
         ad = load_adapter(teacher, dtype=cfg.dtype, device=cfg.device)
         res = run_distill(ad, rows, path, cfg.distill, teacher_name=teacher, progress=progress)
-        man.stage(
-            "distill",
-            time.perf_counter() - t,
-            n=res.n,
-            refused_by_teacher=res.n_refused,
-            dropped=res.n_dropped,
-            teacher=teacher,
-        )
+        man.stage("distill", t, n=res.n, refused_by_teacher=res.n_refused, dropped=res.n_dropped, teacher=teacher)
     return apply(rows, path)
 
 
@@ -166,7 +155,7 @@ def run_pipeline(cfg: RunConfig, out: str | Path, progress: bool = True, command
     _arms(cfg, out, rows, benches, man, progress)
     t = time.perf_counter()
     run_report(out)
-    man.stage("report", time.perf_counter() - t)
+    man.stage("report", t)
     return man.data
 
 
@@ -201,14 +190,7 @@ def _prepare(cfg: RunConfig, prepared: Path, benches: list[str], man: Manifest) 
         data, dropped = materialise(data, prepared.parent / "safety_set.jsonl", held)
         pcfg = replace(cfg.prepare, format="sea")  # materialised as our own JSONL
     res = run_prepare(data, prepared, pcfg)
-    man.stage(
-        "prepare",
-        time.perf_counter() - t,
-        n=res.n,
-        n_harmful=res.n_harmful,
-        n_benign=res.n_benign,
-        dropped_overlapping_eval=dropped,
-    )
+    man.stage("prepare", t, n=res.n, n_harmful=res.n_harmful, n_benign=res.n_benign, dropped_overlapping_eval=dropped)
 
 
 def _synthesize(cfg: RunConfig, rows: list[dict[str, Any]], emb: Path, man: Manifest, progress: bool) -> None:
@@ -220,7 +202,7 @@ def _synthesize(cfg: RunConfig, rows: list[dict[str, Any]], emb: Path, man: Mani
     t = time.perf_counter()
     res = run_synthesize(_load(cfg), rows, emb, cfg.modality, cfg.synthesize, model_name=cfg.model, progress=progress)
     atomic_write_json(emb / "done.json", {"n": res.n, "verified": res.n_verified, "failed": res.n_failed})
-    man.stage("synthesize", time.perf_counter() - t, n=res.n, verified=res.n_verified, failed=res.n_failed)
+    man.stage("synthesize", t, n=res.n, verified=res.n_verified, failed=res.n_failed)
 
 
 def _arms(
@@ -228,8 +210,8 @@ def _arms(
 ) -> None:
     """Each arm trained (unless its adapter is there) and evaluated (unless its summary is there): the base
     model, the SEA-aligned one and, with `align_text_baseline`, the text-only baseline."""
-    from sea_align.report.modelcard import refresh
     from sea_align.stages.align import run_align
+    from sea_align.stages.modelcard import refresh
 
     # arms, in order: (name, adapter dir, align config, embeddings, manifest stage of its training)
     arms = [("base", None, None, None, None), ("aligned", out / "adapter", cfg.align, out / "embeddings", "align")]
@@ -239,7 +221,7 @@ def _arms(
         if adapter_dir and not (adapter_dir / "adapter_config.json").is_file():
             t = time.perf_counter()
             res = run_align(_load(cfg), rows, arm_emb, adapter_dir, align_cfg, progress=progress, base_model=cfg.model)
-            man.stage(stage, time.perf_counter() - t, n_train=res.n_train, method=res.method, final_loss=res.final_loss)
+            man.stage(stage, t, n_train=res.n_train, method=res.method, final_loss=res.final_loss)
         if benches and not (out / "eval" / name / "summary.json").is_file():
             _evaluate_arm(cfg, name, adapter_dir, benches, out / "eval" / name, man, progress)
         if adapter_dir:
