@@ -71,3 +71,16 @@ def llm_delta(model) -> tuple[int, float]:
         s = float(d.pow(2).sum())
         n, total = n + (s > 0), total + s
     return n, total
+
+
+TINY = "tiny-random-llava"
+
+
+def synth_argv(data, out, *extra, model=TINY, modality="image"):
+    """`sea synthesize` arguments: MODEL on DATA's MODALITY into OUT, then `extra`."""
+    return ["synthesize", "--model", model, "--modality", modality, "--data", str(data), "--out", str(out), *extra]
+
+
+def eval_argv(bench, out, *extra, model=TINY):
+    """`sea evaluate` arguments: MODEL on BENCH into OUT, then `extra`."""
+    return ["evaluate", "--model", model, "--bench", str(bench), "--out", str(out), *extra]

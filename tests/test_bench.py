@@ -5,26 +5,14 @@ import json
 from sea_align.cli import main
 
 
+def bench(kind, n, *extra):
+    """`sea bench KIND` on the tiny random LLaVA with N samples, then `extra`: its exit code."""
+    return main(["bench", kind, "--model", "tiny-random-llava", "--n", str(n), *extra])
+
+
 def test_bench_synthesize_json(tmp_path):
     out = tmp_path / "b.json"
-    assert (
-        main(
-            [
-                "bench",
-                "synthesize",
-                "--model",
-                "tiny-random-llava",
-                "--n",
-                "2",
-                "--max-steps",
-                "3",
-                "--out",
-                str(out),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    assert bench("synthesize", 2, "--max-steps", "3", "--out", str(out), "--quiet") == 0
     res = json.loads(out.read_text())
     assert res["ratio"] > 0 and res["peak_rss_gb"] > 0
     for k in ("ours", "naive"):
@@ -33,60 +21,15 @@ def test_bench_synthesize_json(tmp_path):
 
 def test_bench_evaluate_identical_outputs(tmp_path):
     out = tmp_path / "e.json"
-    assert (
-        main(
-            [
-                "bench",
-                "evaluate",
-                "--model",
-                "tiny-random-llava",
-                "--n",
-                "3",
-                "--batch-size",
-                "3",
-                "--max-new-tokens",
-                "4",
-                "--out",
-                str(out),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    assert bench("evaluate", 3, "--batch-size", "3", "--max-new-tokens", "4", "--out", str(out), "--quiet") == 0
     res = json.loads(out.read_text())
     assert res["identical_outputs"] is True and {"s_per_sample"} <= set(res["ours"])
 
 
 def test_bench_synthesize_options_reach_our_engine(tmp_path, capsys):
     out = tmp_path / "b.json"
-    assert (
-        main(
-            [
-                "bench",
-                "synthesize",
-                "--model",
-                "tiny-random-llava",
-                "--n",
-                "3",
-                "--max-steps",
-                "3",
-                "--chunk",
-                "2",
-                "--warmup",
-                "2",
-                "--lr-adapt",
-                "1.1,0.7,3",
-                "--attention",
-                "math",
-                "--stop-loss",
-                "0.2",
-                "--out",
-                str(out),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    opts = ["--chunk", "2", "--warmup", "2", "--lr-adapt", "1.1,0.7,3", "--attention", "math", "--stop-loss", "0.2"]
+    assert bench("synthesize", 3, "--max-steps", "3", *opts, "--out", str(out), "--quiet") == 0
     ours = json.loads(out.read_text())["ours"]
     assert (ours["chunk"], ours["warmup"], ours["lr_adapt"], ours["attention"], ours["stop_loss"]) == (
         2,
@@ -95,24 +38,7 @@ def test_bench_synthesize_options_reach_our_engine(tmp_path, capsys):
         "math",
         0.2,
     )
-    assert (
-        main(
-            [
-                "bench",
-                "synthesize",
-                "--model",
-                "tiny-random-llava",
-                "--n",
-                "2",
-                "--lr-adapt",
-                "fast",
-                "--out",
-                str(tmp_path / "c.json"),
-                "--quiet",
-            ]
-        )
-        == 2
-    )
+    assert bench("synthesize", 2, "--lr-adapt", "fast", "--out", str(tmp_path / "c.json"), "--quiet") == 2
     assert "--lr-adapt: 'fast'" in capsys.readouterr().err
     assert not (tmp_path / "c.json").exists()
 
@@ -122,26 +48,7 @@ def test_bench_runs_the_presets_engine_unless_a_flag_says_otherwise(tmp_path):
 
     syn = load_config("default").synthesize
     out = tmp_path / "b.json"
-    assert (
-        main(
-            [
-                "bench",
-                "synthesize",
-                "--model",
-                "tiny-random-llava",
-                "--n",
-                "2",
-                "--max-steps",
-                "2",
-                "--warmup",
-                "1",
-                "--out",
-                str(out),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    assert bench("synthesize", 2, "--max-steps", "2", "--warmup", "1", "--out", str(out), "--quiet") == 0
     ours = json.loads(out.read_text())["ours"]
     assert (ours["init"], ours["stop_loss"], ours["lr_adapt"], ours["attention"], ours["lr"], ours["batch_size"]) == (
         syn.init,

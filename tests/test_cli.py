@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from conftest import eval_argv, synth_argv
+
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 
@@ -54,82 +56,28 @@ def test_tiny_run_end_to_end(tmp_path):
         (["prepare", "--data", "{tmp}/empty.jsonl", "--out", "{tmp}/p.jsonl"], "empty data set"),
         (["prepare", "--data", "{tmp}/nofield.jsonl", "--out", "{tmp}/p.jsonl"], "missing field 'response'"),
         (
-            [
-                "synthesize",
-                "--model",
-                "tiny-random-nope",
-                "--modality",
-                "image",
-                "--data",
-                "{tmp}/good.jsonl",
-                "--out",
-                "{tmp}/e",
-            ],
+            synth_argv("{tmp}/good.jsonl", "{tmp}/e", model="tiny-random-nope"),
             "unsupported model family",
         ),
         (
-            [
-                "synthesize",
-                "--model",
-                "tiny-random-llava",
-                "--modality",
-                "audio",
-                "--data",
-                "{tmp}/good.jsonl",
-                "--out",
-                "{tmp}/e",
-            ],
+            synth_argv("{tmp}/good.jsonl", "{tmp}/e", modality="audio"),
             "has no audio input",
         ),
         (
-            [
-                "synthesize",
-                "--model",
-                "tiny-random-llava",
-                "--modality",
-                "image",
-                "--data",
-                "{tmp}/prep.jsonl",
-                "--out",
-                "{tmp}/e",
-                "--init",
-                "text",
-                "--init-text",
-                "the phrase",
-            ],
+            synth_argv("{tmp}/prep.jsonl", "{tmp}/e", "--init", "text", "--init-text", "the phrase"),
             "synthesize.init_text: 'the phrase' has neither",
         ),
         (["run", "--config", "tiny", "--out", "{tmp}/r", "synthesize.bogus=1"], "unknown key 'synthesize.bogus'"),
         (
-            [
-                "evaluate",
-                "--model",
-                "tiny-random-llava",
-                "--bench",
-                "{tmp}/good.jsonl",
-                "--out",
-                "{tmp}/e",
-                "--judge",
-                "nosuch",
-            ],
+            eval_argv("{tmp}/good.jsonl", "{tmp}/e", "--judge", "nosuch"),
             "argument --judge: unknown judge 'nosuch' (known: ",
         ),
         (
-            ["evaluate", "--model", "tiny-random-llava", "--bench", "{tmp}/good.jsonl", "--out", "{tmp}/e", "--bogus"],
+            eval_argv("{tmp}/good.jsonl", "{tmp}/e", "--bogus"),
             "unrecognized arguments: --bogus",
         ),
         (
-            [
-                "evaluate",
-                "--model",
-                "tiny-random-llava",
-                "--bench",
-                "{tmp}/good.jsonl",
-                "--out",
-                "{tmp}/e",
-                "--device",
-                "cuda:99",
-            ],
+            eval_argv("{tmp}/good.jsonl", "{tmp}/e", "--device", "cuda:99"),
             "device 'cuda:99'",
         ),
         (["synthesize", "--data", "{tmp}/good.jsonl", "--out", "{tmp}/e", "--device", "gpu"], "expected one of"),

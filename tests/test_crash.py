@@ -24,6 +24,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from conftest import eval_argv, synth_argv
 from sea_align.config import AlignConfig, SynthesizeConfig
 from sea_align.models import load_adapter
 from sea_align.runtime.io import read_jsonl
@@ -66,21 +67,7 @@ def _shard_ids(emb):
 
 
 def synth_chain(emb, prepared):
-    cmd = [
-        "synthesize",
-        "--model",
-        "tiny-random-llava",
-        "--modality",
-        "image",
-        "--data",
-        str(prepared),
-        "--out",
-        str(emb),
-        "--max-steps",
-        "6",
-        "--batch-size",
-        "2",
-    ]
+    cmd = synth_argv(prepared, emb, "--max-steps", "6", "--batch-size", "2")
     killed(sea(*cmd, crash="synth.finished:2"))  # kill point 1
     first = _lines(emb / "index.jsonl")
     assert len(first) == 2 and all(r["verified"] is None for r in first), "finished samples not durable at once"
@@ -130,19 +117,7 @@ def eval_chain(out):
             for i in range(6)
         )
     )
-    cmd = [
-        "evaluate",
-        "--model",
-        "tiny-random-llava",
-        "--bench",
-        str(bench),
-        "--out",
-        str(out),
-        "--batch-size",
-        "2",
-        "--max-new-tokens",
-        "4",
-    ]
+    cmd = eval_argv(bench, out, "--batch-size", "2", "--max-new-tokens", "4")
     killed(sea(*cmd, crash="eval.batch:1"))  # kill point 6: after the first batch's rows
     samples = out / "samples.jsonl"
     kept = samples.read_text()

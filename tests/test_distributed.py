@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 import dist_align_worker
+from conftest import synth_argv
 from sea_align.config import SynthesizeConfig
 from sea_align.models import load_adapter
 from sea_align.runtime.io import read_jsonl
@@ -50,6 +51,28 @@ def launch(*args):
     return subprocess.Popen([*LAUNCH, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
 
 
+def synthesize_here(rows, out, **opts):
+    """The one-process synthesis of ROWS into OUT, in this process."""
+    run_synthesize(load_adapter("tiny-random-llava"), rows, out, "image", SynthesizeConfig(**opts), progress=False)
+
+
+def assert_same_training(d1, d2):
+    """The 2-process align run in D2 has the 1-process run D1's steps, loss curve (one that moved) and LoRA
+    weights; returns D2's weights."""
+    m1 = read_jsonl(d1 / "metrics.jsonl")
+    m2 = read_jsonl(d2 / "metrics.jsonl")
+    assert [m["step"] for m in m1] == [m["step"] for m in m2] and len(m1) == 8  # 10 examples / 3, 2 epochs
+    l1, l2 = torch.tensor([m["loss"] for m in m1]), torch.tensor([m["loss"] for m in m2])
+    assert (l1[0] - l1[-1]).abs() > 0.05, "loss did not move: the comparison would be vacuous"
+    torch.testing.assert_close(l2, l1, atol=2e-4, rtol=0)  # unsynced gradients differ by ~1e-3
+    w1 = load_file(str(d1 / "adapter_model.safetensors"))
+    w2 = load_file(str(d2 / "adapter_model.safetensors"))
+    assert set(w1) == set(w2)
+    for k in w1:
+        torch.testing.assert_close(w2[k], w1[k], atol=1e-5, rtol=1e-4)
+    return w2
+
+
 def finish(proc, timeout=600):
     out, err = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, err[-3000:]
@@ -60,33 +83,10 @@ def test_two_processes_match_one(tmp_path):
     run_prepare(DATA, prepared)
     rows = read_jsonl(prepared)
     # 2 processes, through the real CLI
-    proc = launch(
-        "-m",
-        "sea_align.cli",
-        "synthesize",
-        "--model",
-        "tiny-random-llava",
-        "--modality",
-        "image",
-        "--data",
-        str(prepared),
-        "--out",
-        str(tmp_path / "emb2"),
-        "--max-steps",
-        "6",
-        "--batch-size",
-        "2",
-        "--quiet",
-    )
+    opts = ["--max-steps", "6", "--batch-size", "2", "--quiet"]
+    proc = launch("-m", "sea_align.cli", *synth_argv(prepared, tmp_path / "emb2", *opts))
     # 1 process, same settings, in this process
-    run_synthesize(
-        load_adapter("tiny-random-llava"),
-        rows,
-        tmp_path / "emb1",
-        "image",
-        SynthesizeConfig(max_steps=6, batch_size=2),
-        progress=False,
-    )
+    synthesize_here(rows, tmp_path / "emb1", max_steps=6, batch_size=2)
     finish(proc)
 
     index_lines = [json.loads(x) for x in (tmp_path / "emb2" / "index.jsonl").read_text().splitlines()]
@@ -107,17 +107,7 @@ def test_two_processes_match_one(tmp_path):
     proc = launch(str(HERE / "dist_align_worker.py"), str(prepared), str(tmp_path / "emb1"), str(tmp_path / "ad2"))
     dist_align_worker.main(str(prepared), str(tmp_path / "emb1"), str(tmp_path / "ad1"))
     finish(proc)
-    m1 = read_jsonl(tmp_path / "ad1" / "metrics.jsonl")
-    m2 = read_jsonl(tmp_path / "ad2" / "metrics.jsonl")
-    assert [m["step"] for m in m1] == [m["step"] for m in m2] and len(m1) == 8  # 10 examples / 3, 2 epochs
-    l1, l2 = torch.tensor([m["loss"] for m in m1]), torch.tensor([m["loss"] for m in m2])
-    assert (l1[0] - l1[-1]).abs() > 0.05, "loss did not move: the comparison would be vacuous"
-    torch.testing.assert_close(l2, l1, atol=2e-4, rtol=0)  # unsynced gradients differ by ~1e-3
-    w1 = load_file(str(tmp_path / "ad1" / "adapter_model.safetensors"))
-    w2 = load_file(str(tmp_path / "ad2" / "adapter_model.safetensors"))
-    assert set(w1) == set(w2)
-    for k in w1:
-        torch.testing.assert_close(w2[k], w1[k], atol=1e-5, rtol=1e-4)
+    assert_same_training(tmp_path / "ad1", tmp_path / "ad2")
     s2 = json.loads((tmp_path / "ad2" / "train_summary.json").read_text())
     assert s2["processes"] == 2
 
@@ -133,14 +123,7 @@ def test_fsdp_two_processes_match_one(tmp_path):
     prepared = tmp_path / "prepared.jsonl"
     run_prepare(DATA, prepared)
     rows = read_jsonl(prepared)
-    run_synthesize(
-        load_adapter("tiny-random-llava"),
-        rows,
-        tmp_path / "emb",
-        "image",
-        SynthesizeConfig(max_steps=2, batch_size=6),
-        progress=False,
-    )
+    synthesize_here(rows, tmp_path / "emb", max_steps=2, batch_size=6)
     (tmp_path / "layout").mkdir()
     proc = subprocess.Popen(
         [
@@ -172,17 +155,7 @@ def test_fsdp_two_processes_match_one(tmp_path):
         assert x["frozen_sharded"] == x["frozen"] > 0 and x["trainable_sharded"] == 0
         assert x["frozen_local_numel"] < 0.6 * x["frozen_numel"]
     assert sum(x["frozen_local_numel"] for x in lay) == lay[0]["frozen_numel"], "shards do not add up to the model"
-    m1 = read_jsonl(tmp_path / "ad1" / "metrics.jsonl")
-    m2 = read_jsonl(tmp_path / "ad2" / "metrics.jsonl")
-    assert [m["step"] for m in m1] == [m["step"] for m in m2] and len(m1) == 8  # 10 examples / 3, 2 epochs
-    l1, l2 = torch.tensor([m["loss"] for m in m1]), torch.tensor([m["loss"] for m in m2])
-    assert (l1[0] - l1[-1]).abs() > 0.05, "loss did not move: the comparison would be vacuous"
-    torch.testing.assert_close(l2, l1, atol=2e-4, rtol=0)
-    w1 = load_file(str(tmp_path / "ad1" / "adapter_model.safetensors"))
-    w2 = load_file(str(tmp_path / "ad2" / "adapter_model.safetensors"))
-    assert set(w1) == set(w2)
-    for k in w1:
-        torch.testing.assert_close(w2[k], w1[k], atol=1e-5, rtol=1e-4)
+    w2 = assert_same_training(tmp_path / "ad1", tmp_path / "ad2")
     assert json.loads((tmp_path / "ad2" / "train_summary.json").read_text())["processes"] == 2
     loaded = PeftModel.from_pretrained(load_adapter("tiny-random-llava").model, str(tmp_path / "ad2"))
     lora = {k: v for k, v in loaded.state_dict().items() if "lora_" in k}

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import dist_eval_worker
-from conftest import write_jsonl
+from conftest import eval_argv, write_jsonl
 from sea_align.config import EvaluateConfig
 from sea_align.models import load_adapter
 from sea_align.stages.evaluate import run_evaluate
@@ -135,21 +135,7 @@ def test_rerun_merges_files_of_a_killed_run(runs, bench):
         f.write(json.dumps(ref[7])[:40])  # torn: that row must be generated again
     write_jsonl(out / "samples.rank0.jsonl", kept[2:])
     head = (out / "samples.jsonl").read_text()
-    finish(
-        launch(
-            29542,
-            "-m",
-            "sea_align.cli",
-            "evaluate",
-            "--model",
-            "tiny-random-llava",
-            "--bench",
-            str(bench),
-            "--out",
-            str(out),
-            *ARGS,
-        )
-    )
+    finish(launch(29542, "-m", "sea_align.cli", *eval_argv(bench, out, *ARGS)))
     got = lines(out / "samples.jsonl")
     assert (out / "samples.jsonl").read_text().startswith(head)
     assert len(got) == 12 and len({s["id"] for s in got}) == 12, "an item lost or done twice"

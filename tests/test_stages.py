@@ -136,13 +136,25 @@ def test_align_lora_invariants(synthesized, prepared, tmp_path):
     assert not (tmp_path / "adapter.partial").exists()
 
 
-def test_align_benign_repeat_weighs_benign_examples(synthesized, prepared):
+def default_and(synthesized, prepared, **opts):
+    """(embeddings dir, adapter, training set with the default AlignConfig, training set with AlignConfig(**opts)),
+    each training set as build_training_set returns it."""
     from sea_align.stages.align import build_training_set
 
     _, _, emb, _ = synthesized
     a = load_adapter("tiny-random-llava")
-    ex1, c1, _ = build_training_set(prepared, emb, a, AlignConfig())
-    ex3, c3, _ = build_training_set(prepared, emb, a, AlignConfig(benign_repeat=3))
+    return (
+        emb,
+        a,
+        build_training_set(prepared, emb, a, AlignConfig()),
+        build_training_set(prepared, emb, a, AlignConfig(**opts)),
+    )
+
+
+def test_align_benign_repeat_weighs_benign_examples(synthesized, prepared):
+    from sea_align.stages.align import build_training_set
+
+    emb, a, (ex1, c1, _), (ex3, c3, _) = default_and(synthesized, prepared, benign_repeat=3)
     assert c3["benign_media"] == 3 * c1["benign_media"] > 0 and c3["benign_text"] == 3 * c1["benign_text"] > 0
     assert c3["sea"] == c1["sea"] and c3["text"] == c1["text"]
     kinds = lambda ex: sorted(e.kind for e in ex)  # noqa: E731
@@ -157,10 +169,7 @@ def test_align_benign_repeat_weighs_benign_examples(synthesized, prepared):
 def test_align_replay_asks_benign_embeddings_their_auxiliary_questions(synthesized, prepared):
     from sea_align.stages.align import build_training_set
 
-    _, _, emb, _ = synthesized
-    a = load_adapter("tiny-random-llava")
-    ex0, c0, _ = build_training_set(prepared, emb, a, AlignConfig())
-    ex2, c2, _ = build_training_set(prepared, emb, a, AlignConfig(replay=2))
+    emb, a, (ex0, c0, _), (ex2, c2, _) = default_and(synthesized, prepared, replay=2)
     assert c0["replay_media"] == 0 and c2["replay_media"] == 2 * c0["benign_media"] > 0
     assert len(ex2) == len(ex0) + c2["replay_media"]
     benign = [r for r in prepared if not r["harmful"]]
@@ -181,10 +190,7 @@ def test_align_templates_put_harmful_and_benign_embeddings_under_the_same_templa
     from sea_align.stages.align import build_training_set
     from sea_align.stages.examples import template_items, template_pool
 
-    _, _, emb, _ = synthesized
-    a = load_adapter("tiny-random-llava")
-    ex0, c0, _ = build_training_set(prepared, emb, a, AlignConfig())
-    ex2, c2, _ = build_training_set(prepared, emb, a, AlignConfig(templates=2))
+    emb, a, (ex0, c0, _), (ex2, c2, _) = default_and(synthesized, prepared, templates=2)
     benign = [r for r in prepared if not r["harmful"]]
     # one benign template in the pool: each harmful embedding gets it once, the benign row has no other one
     assert c0["sea_template"] == c0["benign_template"] == 0
@@ -211,10 +217,7 @@ def test_align_templates_put_harmful_and_benign_embeddings_under_the_same_templa
 def test_align_text_view_writes_the_phrase_where_the_media_goes(synthesized, prepared):
     from sea_align.stages.align import build_training_set
 
-    _, _, emb, _ = synthesized
-    a = load_adapter("tiny-random-llava")
-    ex0, c0, _ = build_training_set(prepared, emb, a, AlignConfig())
-    ex1, c1, _ = build_training_set(prepared, emb, a, AlignConfig(text_view=True))
+    emb, a, (ex0, c0, _), (ex1, c1, _) = default_and(synthesized, prepared, text_view=True)
     assert c0["sea_view"] == c0["benign_view"] == 0
     assert c1["sea_view"] == c1["sea"] == 2 and c1["benign_view"] == c1["benign_media"] == 1
     assert len(ex1) == len(ex0) + 3
