@@ -308,6 +308,14 @@ def test_prepared_rows_are_validated_by_one_rule_set(prepared, tmp_path):
     with pytest.raises(DataError, match=r"p.jsonl:2 \(id '.*'\): field 'instruction' must be str, got list$"):
         read_prepared(path)
     assert not (tmp_path / "e").exists()
+    # validated once: rows that passed (for this modality, or for any when none is asked) pass as they are
+    once = read_prepared(write_jsonl(tmp_path / "ok.jsonl", prepared), "image")
+    assert validate_prepared(once, "synthesize", "image") is once and validate_prepared(once, "align") is once
+    plain = read_prepared(tmp_path / "ok.jsonl")
+    assert validate_prepared(plain, "synthesize", "image") is not plain  # not yet checked for image's aux pairs
+    plain[0]["aux"] = {}
+    with pytest.raises(DataError, match="no auxiliary pairs for image"):
+        validate_prepared(plain, "synthesize", "image")
 
 
 def test_training_examples_and_eval_records_are_checked():

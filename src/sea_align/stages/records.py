@@ -85,10 +85,23 @@ def _where(where: str | Path, row: Any, i: int) -> str:
     return loc + (f" (id '{rid}')" if isinstance(rid, (str, int)) and not isinstance(rid, bool) else "")
 
 
-def validate_prepared(rows: Iterable[Any], where: str | Path, modality: str | None = None) -> list[PreparedRow]:
+class PreparedRows(list):
+    """Rows that passed `validate_prepared` (for `modality`, when given): a stage handed these does not
+    check them again, so each file is validated once, where it is read."""
+
+    def __init__(self, rows: Iterable[PreparedRow], modality: str | None):
+        super().__init__(rows)
+        self.modality = modality
+
+
+def validate_prepared(rows: Iterable[Any], where: str | Path, modality: str | None = None) -> PreparedRows:
     """The rows checked against the prepared-row schema, as new dicts with `id` a string (the input is
     not changed). `where`: the file they were read from (a Path) or the stage reading them. With
-    `modality`, every row needs string `prompt`/`target` auxiliary pairs for it (synthesis)."""
+    `modality`, every row needs string `prompt`/`target` auxiliary pairs for it (synthesis). Rows that
+    already passed (a `PreparedRows` checked for this modality, or for none when none is asked) pass as
+    they are."""
+    if isinstance(rows, PreparedRows) and modality in (None, rows.modality):
+        return rows
     rows = list(rows)
     if not rows:
         raise DataError(f"{where}: no prepared rows")
@@ -106,10 +119,10 @@ def validate_prepared(rows: Iterable[Any], where: str | Path, modality: str | No
             raise DataError(f"{loc}: duplicate id '{row['id']}'")
         seen.add(row["id"])
         out.append(row)
-    return out
+    return PreparedRows(out, modality)
 
 
-def read_prepared(path: str | Path, modality: str | None = None) -> list[PreparedRow]:
+def read_prepared(path: str | Path, modality: str | None = None) -> PreparedRows:
     """prepared.jsonl read and validated, errors naming FILE:LINE (before any model is loaded)."""
     return validate_prepared(read_jsonl(path), Path(path), modality)
 
