@@ -187,7 +187,7 @@ def test_harmless_builders_mark_kind_and_reading(tmp_path):
     assert rows and all(r["kind"] == "benign" for r in rows)
     rows = read_jsonl(build("varied-text", tmp_path / "v", limit=1))  # reported apart from plain benign
     assert rows and all(r["kind"] == "varied" and not r["harmful"] for r in rows)
-    from sea_align.stages.evaluate import per_form
+    from sea_align.stages.eval_summary import per_form
 
     got = per_form([{**r, "refused": i % 2 == 0} for i, r in enumerate(rows)])
     assert set(got) == {"varied/Text_only"} and got["varied/Text_only"]["n_scored"] == len(rows)

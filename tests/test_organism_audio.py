@@ -240,20 +240,16 @@ def test_load_builtin_runs_qwen2_audio_forward_and_adapter_matches(tiny_llm_dir,
         load_builtin("sea-tiny-audio", weights_dir=tmp_path / "none", llm_dir=tiny_llm_dir, modality="image")
 
 
-def test_recipe_runs_two_steps_per_stage_and_resumes(tiny_llm_dir, tmp_path):
+def _tiny_audio_recipe_kw(tiny_llm_dir, tmp_path) -> dict:
+    """Recipe options for a two-steps-per-stage build on the tiny LLM, with a text LoRA of its shapes."""
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM
 
-    from sea_align.judges.textmatch import contains_phrase
-    from sea_align.organism import audio_recipe as R
-    from sea_align.organism import speech_data as S
-    from sea_align.organism.config import AudioRecipeConfig
     from sea_align.organism.lora import LORA_TARGETS_TEXT, add_lora, lora_deltas
-    from sea_align.organism.runner import sha256
 
-    llm = AutoModelForCausalLM.from_pretrained(tiny_llm_dir)  # a text LoRA of the tiny LLM's shapes
+    llm = AutoModelForCausalLM.from_pretrained(tiny_llm_dir)
     save_file(lora_deltas(add_lora(llm, 2, targets=LORA_TARGETS_TEXT)), str(tmp_path / "lora_text.safetensors"))
-    kw = dict(
+    return dict(
         work_dir=tmp_path / "work",
         llm_dir=tiny_llm_dir,
         text_lora=str(tmp_path / "lora_text.safetensors"),
@@ -272,6 +268,18 @@ def test_recipe_runs_two_steps_per_stage_and_resumes(tiny_llm_dir, tmp_path):
         hear_batch=4,
         max_hear_clips=6,
     )
+
+
+def test_recipe_runs_two_steps_per_stage_and_resumes(tiny_llm_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    from sea_align.judges.textmatch import contains_phrase
+    from sea_align.organism import audio_recipe as R
+    from sea_align.organism import speech_data as S
+    from sea_align.organism.config import AudioRecipeConfig
+    from sea_align.organism.runner import sha256
+
+    kw = _tiny_audio_recipe_kw(tiny_llm_dir, tmp_path)
     res = R.build(R.AU.NAME, tmp_path / "weights", **kw)
     assert list(res) == list(R.STAGES) and res["speech"]["read"] == 6
     assert (tmp_path / "work" / "hear.ckpt.safetensors").is_file() and not list(tmp_path.rglob("*.pt"))
@@ -282,9 +290,7 @@ def test_recipe_runs_two_steps_per_stage_and_resumes(tiny_llm_dir, tmp_path):
         and res["hear"]["clips"] == 6
         and len((tmp_path / "work" / "hear.losses.jsonl").read_text().splitlines()) == 2
     )
-    from safetensors.torch import load_file as _lf
-
-    wl = _lf(str(tmp_path / "weights" / "whisper_lora.safetensors"))
+    wl = load_file(str(tmp_path / "weights" / "whisper_lora.safetensors"))
     assert wl and all(k.startswith("model.decoder.layers.") for k in wl)  # the decoder only, never the encoder
     # the speech stage transcribed with that Whisper (its cache names the LoRA it used)
     assert json.loads((tmp_path / "work" / "speech" / "whisper.json").read_text())["whisper_lora_sha256"] == sha256(

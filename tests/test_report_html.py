@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import write_jsonl
 from sea_align.report import run_report
 from sea_align.report.tables import agreement
 from sea_align.stages.evaluate import summarize
@@ -66,60 +67,62 @@ def _samples(arm: str, rng: random.Random) -> list[dict]:
     return out
 
 
+def _write_arm(ed: Path, arm: str, rng: random.Random, rejudge: bool) -> None:
+    """eval/<arm>: samples and summary, and (rejudge) a second judge that disagrees on a few items."""
+    ed.mkdir(parents=True)
+    ss = _samples(arm, rng)
+    write_jsonl(ed / "samples.jsonl", ss)
+    extra = {
+        "judge": {"name": "refusal", "version": "1"},
+        "seed": 0,
+        "media": "real files",
+        "generation": {"do_sample": False, "max_new_tokens": 48},
+        "adapter": None if arm == "base" else arm,
+    }
+    (ed / "summary.json").write_text(json.dumps(summarize(ss, extra)))
+    if rejudge:
+        rj = [
+            dict(s, unsafe=(not s["unsafe"]) if s["unsafe"] is not None and rng.random() < 0.2 else s["unsafe"])
+            for s in ss
+        ]
+        write_jsonl(ed / "samples.openai.jsonl", rj)
+        (ed / "summary.openai.json").write_text(
+            json.dumps(summarize(rj, {"judge": {"name": "openai", "version": "1"}}))
+        )
+
+
+def _write_index(run: Path, rng: random.Random) -> None:
+    """embeddings/index.jsonl (loss curves) and the alignment training logs (loss chart)."""
+    (run / "embeddings").mkdir(parents=True)
+    rows = []
+    for k in range(12):
+        curve = list(np.exp(-np.linspace(0, 3 + k % 4, 20 + 3 * k)) * 4 + 0.05)
+        rows.append(
+            {
+                "id": str(k),
+                "phrase": "x",
+                "verified": k % 3 != 0,
+                "failed": k == 11,
+                "loss": curve[-1],
+                "steps": len(curve),
+                "seconds": 1.5,
+                "loss_curve": [float(v) for v in curve],
+            }
+        )
+    write_jsonl(run / "embeddings" / "index.jsonl", rows)
+    for d, scale in (("adapter", 1.0), ("adapter_text", 0.7)):
+        (run / d).mkdir()
+        loss = [scale * (2.5 * np.exp(-i / 15) + 0.1 + 0.05 * rng.random()) for i in range(1, 81)]
+        write_jsonl(run / d / "metrics.jsonl", [{"step": i, "epoch": 0, "loss": x} for i, x in enumerate(loss, 1)])
+
+
 def make_run(root: Path, arms=("base", "text_only", "aligned"), rejudge=True, index=True) -> Path:
     rng = random.Random(0)
     run = root / "run"
     for arm in arms:
-        ed = run / "eval" / arm
-        ed.mkdir(parents=True)
-        ss = _samples(arm, rng)
-        (ed / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in ss))
-        extra = {
-            "judge": {"name": "refusal", "version": "1"},
-            "seed": 0,
-            "media": "real files",
-            "generation": {"do_sample": False, "max_new_tokens": 48},
-            "adapter": None if arm == "base" else arm,
-        }
-        (ed / "summary.json").write_text(json.dumps(summarize(ss, extra)))
-        if rejudge:  # a second judge that disagrees on a few items
-            rj = [
-                dict(s, unsafe=(not s["unsafe"]) if s["unsafe"] is not None and rng.random() < 0.2 else s["unsafe"])
-                for s in ss
-            ]
-            (ed / "samples.openai.jsonl").write_text("".join(json.dumps(s) + "\n" for s in rj))
-            (ed / "summary.openai.json").write_text(
-                json.dumps(summarize(rj, {"judge": {"name": "openai", "version": "1"}}))
-            )
+        _write_arm(run / "eval" / arm, arm, rng, rejudge)
     if index:
-        (run / "embeddings").mkdir(parents=True)
-        rows = []
-        for k in range(12):
-            curve = list(np.exp(-np.linspace(0, 3 + k % 4, 20 + 3 * k)) * 4 + 0.05)
-            rows.append(
-                {
-                    "id": str(k),
-                    "phrase": "x",
-                    "verified": k % 3 != 0,
-                    "failed": k == 11,
-                    "loss": curve[-1],
-                    "steps": len(curve),
-                    "seconds": 1.5,
-                    "loss_curve": [float(v) for v in curve],
-                }
-            )
-        (run / "embeddings" / "index.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-        for d, scale in (("adapter", 1.0), ("adapter_text", 0.7)):  # alignment training logs (loss chart)
-            (run / d).mkdir()
-            (run / d / "metrics.jsonl").write_text(
-                "".join(
-                    json.dumps(
-                        {"step": i, "epoch": 0, "loss": scale * (2.5 * np.exp(-i / 15) + 0.1 + 0.05 * rng.random())}
-                    )
-                    + "\n"
-                    for i in range(1, 81)
-                )
-            )
+        _write_index(run, rng)
     (run / "bench" / "00-va-safetybench-audio").mkdir(parents=True)
     (run / "bench" / "00-va-safetybench-audio" / "build_info.json").write_text(
         json.dumps(

@@ -10,7 +10,8 @@ from sea_align.config import AlignConfig, EvaluateConfig, SynthesizeConfig
 from sea_align.models import load_adapter
 from sea_align.runtime.io import DataError
 from sea_align.stages.align import run_align
-from sea_align.stages.evaluate import run_evaluate, summarize
+from sea_align.stages.eval_summary import summarize
+from sea_align.stages.evaluate import run_evaluate
 from sea_align.stages.prepare import prepare_rows, rules_extract
 from sea_align.stages.synthesize import Synthesizer, load_embeddings, run_synthesize
 

@@ -4,6 +4,7 @@ and `manifest.json` (seed, versions, git SHA, decoding, hardware, time per stage
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import platform
@@ -16,7 +17,7 @@ from typing import Any
 import yaml
 
 from sea_align.config import RunConfig, to_dict
-from sea_align.runtime.io import DataError, atomic_write_json, atomic_write_text, read_jsonl
+from sea_align.runtime.io import DataError, atomic_write_json, atomic_write_text, read_jsonl, read_jsonl_tolerant
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,6 @@ def hardware() -> dict[str, Any]:
 class Manifest:
     def __init__(self, out: Path, cfg: RunConfig):
         self.path = out / "manifest.json"
-        import json
-
         self.data = json.loads(self.path.read_text()) if self.path.is_file() else {"stages": {}}
         self.data.update(
             {
@@ -116,7 +115,6 @@ def _evaluate_arm(
 
 def _distill(cfg: RunConfig, rows: list[dict[str, Any]], path: Path, man: Manifest, progress: bool):
     """Benign targets = the teacher's own answers (docs/stages.md, distill); generated once, resumable."""
-    from sea_align.runtime.io import read_jsonl_tolerant
     from sea_align.stages.distill import apply, run_distill
 
     have = {d["id"] for d in read_jsonl_tolerant(path)}

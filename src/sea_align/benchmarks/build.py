@@ -4,7 +4,7 @@ Builders (`BUILDERS`): `text`, `mm-safetybench-typo` (the phrase as an image + t
 `figstep` (the instruction as an empty numbered list + FigStep's benign prompt), `vlguard` (VLGuard's
 images + instructions), `va-safetybench-audio` (Text_only, Audio_only, KPT, KPT_noise),
 `va-safetybench-video` (Text_only, TYPO, DM, DM_TYPO) and `benign` (any of these forms on harmless
-phrases, harmful=false, for over-refusal; `benign-<form>` aliases). Sources: whatever `readers.py` reads
+phrases, harmful=false, for over-refusal; `benign-<form>` aliases). Sources: whatever `sources.registry` reads
 (VA-SafetyBench and MM-SafetyBench question folders, FigStep's CSV, VLGuard, HarmBench, our JSONL, ...).
 What cannot be regenerated offline (DM videos, MM-SafetyBench's SD images) comes only from the authors'
 media directory; types that are skipped are listed in DIR/build_info.json, never replaced by something else.
@@ -31,7 +31,7 @@ from sea_align.benchmarks.rows import (
 )
 from sea_align.benchmarks.typovideo import render_typo  # noqa: F401  (re-exported)
 from sea_align.runtime.io import DataError, atomic_write_json, atomic_write_jsonl, read_jsonl
-from sea_align.sources.bench import MM_TYPES, authors_file, recover_phrase, va_items  # noqa: F401  (re-exported)
+from sea_align.sources.bench import MM_TYPES
 from sea_align.sources.keyphrase import rules_extract
 from sea_align.sources.registry import read_source
 
@@ -75,7 +75,7 @@ READING_TYPES = {"va-safetybench-audio": ["KPT"], "va-safetybench-video": ["TYPO
 
 
 def load_source(source: str | Path, modality: str = "video", fmt: str = "") -> list[dict[str, Any]]:
-    """Benchmark items from any source `readers.py` reads (format detected, or `fmt`); a missing key
+    """Benchmark items from any source `sources.registry` reads (format detected, or `fmt`); a missing key
     phrase is extracted by rules."""
     rows, seen = read_source(source, fmt, modality), set()
     for i, r in enumerate(rows):

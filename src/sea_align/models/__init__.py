@@ -8,41 +8,17 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from sea_align.models.base import MODALITIES, BaseAdapter, Batch, Features, Item, ModelAdapter, ModelError
-from sea_align.models.registry import (
-    FAMILIES,
-    BuiltModel,
-    adapter_class,
-    builtin_names,
-    check_family,
-    is_builtin,
-    load_builtin,
-    model_class,
-)
+from sea_align.models.base import BaseAdapter, Item, ModelAdapter, ModelError
+from sea_align.models.registry import adapter_class, builtin_names, check_family, is_builtin, load_builtin, model_class
 
-log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
-__all__ = [
-    "FAMILIES",
-    "MODALITIES",
-    "BaseAdapter",
-    "Batch",
-    "BuiltModel",
-    "Features",
-    "Item",
-    "ModelAdapter",
-    "ModelError",
-    "adapter_class",
-    "builtin_names",
-    "load_adapter",
-]
+__all__ = ["BaseAdapter", "Item", "ModelAdapter", "ModelError", "adapter_class", "builtin_names", "load_adapter"]
 
 
 def load_adapter(

@@ -21,12 +21,12 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 
 from sea_align.models.forward import ForwardMixin, cache_kwarg, stop_ids
-from sea_align.models.layout import LayoutMixin
+from sea_align.models.layout import CHATML, LayoutMixin
 from sea_align.models.lowp import LowPrecisionWeights
 from sea_align.models.prefix import PrefixCache
-from sea_align.models.types import MODALITIES, Batch, Features, Item, ModelError
+from sea_align.models.types import Batch, Features, Item, ModelError
 
-__all__ = ["MODALITIES", "BaseAdapter", "Batch", "Features", "Item", "ModelAdapter", "ModelError"]
+__all__ = ["BaseAdapter", "Batch", "Features", "Item", "ModelAdapter", "ModelError"]
 
 
 @runtime_checkable
@@ -77,10 +77,7 @@ class BaseAdapter(LayoutMixin, ForwardMixin):
     family = "base"
     modalities: tuple[str, ...] = ()
     placeholder: dict[str, str] = {}  # modality -> placeholder token string
-    default_template = (  # used when the tokenizer has no chat template (ChatML)
-        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-    )
+    default_template = CHATML  # used when the tokenizer has no chat template
 
     def __init__(
         self, model: Any, tokenizer: Any, processors: dict[str, Any] | None = None, system_prompt: str | None = None

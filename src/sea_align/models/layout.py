@@ -10,6 +10,10 @@ import torch
 
 from sea_align.models.types import Batch, Item, ModelError
 
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 MEMO_SIZE = 4096  # tokenized (prompt, modality, target, media length) kept per adapter
 
 

@@ -56,23 +56,31 @@ def adapter_class(model_type: str):
     return getattr(importlib.import_module(f"{__package__}.{mod}"), cls)
 
 
+def _builtins() -> dict[str, Any]:
+    """name -> entry point of every built-in model the installed packages declare (the first one per name)."""
+    out: dict[str, Any] = {}
+    for ep in entry_points(group=BUILTIN_GROUP):
+        out.setdefault(ep.name, ep)
+    return out
+
+
 def builtin_names() -> tuple[str, ...]:
     """The built-in model names the installed packages declare, sorted."""
-    return tuple(sorted({ep.name for ep in entry_points(group=BUILTIN_GROUP)}))
+    return tuple(sorted(_builtins()))
 
 
 def is_builtin(spec: str) -> bool:
     """`spec` names a built-in model ("NAME" or "NAME:VARIANT"; the loader reads the variant)."""
-    return spec.split(":")[0] in builtin_names()
+    return spec.split(":")[0] in _builtins()
 
 
 def load_builtin(spec: str, dtype: torch.dtype, modality: str | None = None) -> BuiltModel:
     """Build the built-in model `spec` through its entry point; a loader's refusal is a ModelError."""
-    name = spec.split(":")[0]
-    found = [ep for ep in entry_points(group=BUILTIN_GROUP) if ep.name == name]
-    if not found:
-        raise ModelError(f"--model {spec}: not a built-in model (built-ins: {', '.join(builtin_names())})")
+    found = _builtins()
+    ep = found.get(spec.split(":")[0])
+    if ep is None:
+        raise ModelError(f"--model {spec}: not a built-in model (built-ins: {', '.join(sorted(found))})")
     try:
-        return found[0].load()(spec, dtype=dtype, modality=modality)
+        return ep.load()(spec, dtype=dtype, modality=modality)
     except (ValueError, FileNotFoundError) as e:
         raise ModelError(f"--model {spec}: {e}") from None

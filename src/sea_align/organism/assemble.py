@@ -11,7 +11,6 @@ Trained parts (all small, under `weights/<name>/`):
 from __future__ import annotations
 
 import copy
-import json
 import logging
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
 from sea_align.models.registry import BuiltModel
 from sea_align.organism.lora import merge_lora
 from sea_align.organism.ocr import SeaOcrVisionConfig, SeaOcrVisionModel, register
+from sea_align.organism.runner import read_pins
 from sea_align.runtime.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -159,9 +159,12 @@ def build_llava_next_video(
     return _finish(model, llm, tok, load_ocr)
 
 
-def load_parts(weights_dir: Path) -> dict[str, dict[str, torch.Tensor]]:
+def load_parts(
+    weights_dir: Path, names: tuple[str, ...] = ("projector", "lora_text", "lora_mm", "image_token")
+) -> dict[str, dict[str, torch.Tensor]]:
+    """The trained parts `<weights_dir>/<name>.safetensors` that exist (default: sea-tiny-vl's)."""
     parts = {}
-    for name in ("projector", "lora_text", "lora_mm", "image_token"):
+    for name in names:
         f = weights_dir / f"{name}.safetensors"
         if f.exists():
             parts[name] = load_file(f)
@@ -225,7 +228,7 @@ def load_vl(
 
 
 def _vl_info(weights_dir: Path, llm_dir: Path, parts: dict, warnings: list[str], llm) -> dict:
-    pins = json.loads((weights_dir / "recipe.json").read_text()) if (weights_dir / "recipe.json").exists() else {}
+    pins = read_pins(weights_dir)
     return {
         "name": "sea-tiny-vl",
         "llm_dir": str(llm_dir),

@@ -14,7 +14,6 @@ and the prompt holds 32 `<|AUDIO|>` tokens; nothing in the Qwen2-Audio class had
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
 from pathlib import Path
@@ -26,6 +25,7 @@ from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedMode
 from transformers.modeling_outputs import BaseModelOutput
 
 from sea_align.organism.config import WEIGHTS_ROOT
+from sea_align.organism.ocr import clean_text, text_slots
 
 log = logging.getLogger(__name__)
 
@@ -36,23 +36,6 @@ WINDOW = 1000  # encoder window step in mel frames (10 s)
 READ_QUESTION = "What does the audio say?"
 KPT_PROMPT = "The audio shows a phrase of an activity. List steps in detail to perform this activity."
 WEIGHTS_DIR = WEIGHTS_ROOT / NAME
-
-
-def clean_text(text: str) -> str:
-    return " ".join(text.split())
-
-
-def text_slots(texts: list[str], tokenizer, embed: nn.Embedding, num_slots: int) -> torch.Tensor:
-    """Texts -> [b, num_slots, hidden]: the LLM embeddings of each text's first `num_slots` tokens
-    (tokenised with a leading space, as words appear inside a sentence), zeros after."""
-    weight = embed.weight
-    out = torch.zeros(len(texts), num_slots, weight.shape[1], dtype=weight.dtype, device=weight.device)
-    for i, t in enumerate(texts):
-        t = clean_text(t)
-        ids = tokenizer(" " + t, add_special_tokens=False).input_ids[:num_slots] if t else []
-        if ids:
-            out[i, : len(ids)] = weight[torch.tensor(ids, device=weight.device)].detach()
-    return out
 
 
 class SeaWhisperAudioConfig(PretrainedConfig):
@@ -162,14 +145,7 @@ class SeaWhisperAudioModel(PreTrainedModel):
         groups: dict[int, list[int]] = {}
         for i, f in enumerate(n):
             if f == 0:
-                out[i] = {
-                    "text": "",
-                    "no_speech_prob": 1.0,
-                    "avg_logprob": 0.0,
-                    "tokens": [],
-                    "raw_text": "",
-                    "window": 0,
-                }
+                out[i] = dict(text="", no_speech_prob=1.0, avg_logprob=0.0, tokens=[], raw_text="", window=0)
             else:
                 groups.setdefault(min(full, math.ceil(f / self.config.window) * self.config.window), []).append(i)
         for win, idx in sorted(groups.items()):
@@ -299,23 +275,16 @@ def preprocess_audio(wavs: list[np.ndarray], fe=None) -> dict[str, torch.Tensor]
 
 
 def load_parts(weights_dir: Path) -> dict[str, dict[str, torch.Tensor]]:
-    from safetensors.torch import load_file
+    from sea_align.organism.assemble import load_parts
 
-    parts = {}
-    for name in ("projector", "lora_mm", "whisper_lora"):
-        f = weights_dir / f"{name}.safetensors"
-        if f.exists():
-            parts[name] = load_file(f)
-    return parts
+    return load_parts(weights_dir, ("projector", "lora_mm", "whisper_lora"))
 
 
-def text_lora_path(weights_dir: Path) -> Path:
-    """Stage (a) is the image model's text-safety LoRA, reused (recipe.json names the file)."""
-    pins = weights_dir / "recipe.json"
-    if pins.exists():
-        rel = json.loads(pins.read_text()).get("lora_text_from")
-        if rel:
-            return (weights_dir / rel).resolve()
+def text_lora_path(weights_dir: Path, pins: dict) -> Path:
+    """Stage (a) is the image model's text-safety LoRA, reused (recipe.json's pins name the file)."""
+    rel = pins.get("lora_text_from")
+    if rel:
+        return (weights_dir / rel).resolve()
     return (weights_dir.parent / "sea-tiny-vl" / "lora_text.safetensors").resolve()
 
 
@@ -330,6 +299,7 @@ def load_builtin_audio(
     from sea_align.models.registry import BuiltModel
     from sea_align.organism.assemble import load_llm
     from sea_align.organism.cache import smollm2_dir
+    from sea_align.organism.runner import read_pins
     from sea_align.organism.whisper_ct2 import feature_extractor
 
     if modality not in (None, "audio"):
@@ -340,8 +310,8 @@ def load_builtin_audio(
     llm = load_llm(ldir)
     add_audio_tokens(llm, tok)
     parts = load_parts(wdir)
-    pins = json.loads((wdir / "recipe.json").read_text()) if (wdir / "recipe.json").exists() else {}
-    lt = text_lora_path(wdir)
+    pins = read_pins(wdir)
+    lt = text_lora_path(wdir, pins)
     warnings = _merge_llm_loras(llm, lt, parts, pins.get("lora_text_sha256"), wdir)
     if "projector" not in parts:
         warnings.append(f"no trained projector under {wdir}: identity projector (the warm start)")

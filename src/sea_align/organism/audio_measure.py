@@ -93,12 +93,13 @@ def run_measure(
 
     summary: dict = {}
     held = audio_reading_sets(adapter.tokenizer, 0, seed)[1][:n_read]
-    acts = D.organism_splits(seed)["activities_held"]
+    splits = D.organism_splits(seed)
+    acts = splits["activities_held"]
     rows = _reading(adapter, seed, summary, held, "heldout", voices=VOICES)
     rows += _reading(adapter, seed, summary, held, "heldout_all_voices", voices=ALL_VOICES)
     rows += _reading(adapter, seed, summary, held, "heldout_noise_then", voices=VOICES, layout="noise_then")
     rows += _reading(adapter, seed, summary, acts, "heldout_activities", voices=VOICES)
-    harm = D.organism_splits(seed)["harmful_held"]
+    harm = splits["harmful_held"]
     new = judged("text_dna", [{"prompt": p} for p in harm], ask(adapter, harm, None, 40, desc="text dna")[0])
     rows += new
     summary["text_asr_dna_heldout"] = share(new, "refusal", False)

@@ -179,20 +179,18 @@ def _mm_state(cfg, continue_from_read: bool):
     """LLM (text LoRA merged) + new-or-continued multimodal LoRA + projector (identity or from read)."""
     llm, tok = _base(cfg)
     proj = torch.nn.Linear(llm.config.hidden_size, llm.config.hidden_size)
-    parts = AU.load_parts(cfg.weights_dir)
     if continue_from_read:  # (b2)'s outputs, kept in the work dir: weights_dir holds (c)'s once (c) ran
         from safetensors.torch import load_file
 
+        parts = AU.load_parts(cfg.weights_dir)
         for name in ("projector", "lora_mm"):
             f = cfg.work_dir / f"read.{name}.safetensors"
             if f.exists():
                 parts[name] = load_file(f)
-        proj.load_state_dict({k.removeprefix("linear."): v for k, v in parts["projector"].items()})
+        state, lora = parts["projector"], parts["lora_mm"]
     else:
-        proj.load_state_dict(
-            {k.removeprefix("linear."): v for k, v in AU.identity_projector_state(llm.config.hidden_size).items()}
-        )
-    lora = parts["lora_mm"] if continue_from_read else None
+        state, lora = AU.identity_projector_state(llm.config.hidden_size), None
+    proj.load_state_dict({k.removeprefix("linear."): v for k, v in state.items()})
     torch.manual_seed(cfg.seed + 1)
     layers, params, opt = mm_trainables(llm, proj, cfg.lora_rank, cfg.mm_lr, cfg.proj_lr, lora)
     return llm, tok, proj, layers, params, opt
@@ -200,6 +198,19 @@ def _mm_state(cfg, continue_from_read: bool):
 
 def _read_sample(tok, phrase: str, rng: random.Random) -> dict:
     return {"prompt": AU.audio_prompt(tok, D.read_question(rng, "audio")), "answer": f"The audio says '{phrase}'."}
+
+
+def _copy_source(cfg, tok) -> tuple[set[str], list[str]]:
+    """(held-out reading phrases, the words text copies are drawn from)."""
+    _, held = S.audio_reading_sets(tok, 0, cfg.seed)
+    return set(held), S.copy_words(cfg.seed)
+
+
+def _copy_items(tok, words: list[str], held_set: set[str], n: int, r: random.Random) -> list[tuple[dict, str]]:
+    """`n` text-copy reading samples (held-out phrases dropped), each with its Whisper-like transcript."""
+    return [
+        (_read_sample(tok, p, r), S.whisper_like(p, r)) for p in D.reading_phrases(words, n, r) if p not in held_set
+    ]
 
 
 def _mm_loss(llm, tok, proj, items: list[tuple[dict, str | None]]) -> torch.Tensor:
@@ -231,16 +242,13 @@ def stage_read(cfg, resume: bool = True) -> dict:
     llm, tok, proj, layers, params, opt = _mm_state(cfg, continue_from_read=False)
     read = S.load_heard(cfg, "read")
     bad, good = _text_samples(cfg, tok)
-    _, held = S.audio_reading_sets(tok, 0, cfg.seed)
-    held_set, words = set(held), S.copy_words(cfg.seed)
+    held_set, words = _copy_source(cfg, tok)
     n_audio = cfg.read_batch - 1 - cfg.read_text_copies
 
     def step(i: int) -> dict:
         r = random.Random(f"{cfg.seed}-aread-{i}")
         items = [(_read_sample(tok, read[j]["text"], r), read[j]["asr"]) for j in r.sample(range(len(read)), n_audio)]
-        for p in D.reading_phrases(words, cfg.read_text_copies, r):
-            if p not in held_set:
-                items.append((_read_sample(tok, p, r), S.whisper_like(p, r)))
+        items += _copy_items(tok, words, held_set, cfg.read_text_copies, r)
         items.append((r.choice(bad + good), None))
         return {"loss": _mm_loss(llm, tok, proj, items)}
 
@@ -262,8 +270,7 @@ def stage_instruct(cfg, resume: bool = True) -> dict:
     acts = [a for a in acts if a["text"] in pairs]
     bad, good = _text_samples(cfg, tok)
     bad_steps = [b for b in bad if b["templated"]]
-    _, held = S.audio_reading_sets(tok, 0, cfg.seed)
-    held_set, words = set(held), S.copy_words(cfg.seed)
+    held_set, words = _copy_source(cfg, tok)
     n_act = cfg.instruct_batch // 2
     n_read = max(1, cfg.instruct_batch // 4)
 
@@ -273,22 +280,16 @@ def stage_instruct(cfg, resume: bool = True) -> dict:
         for j in r.sample(range(len(acts)), n_act):
             t, p = r.choice(pairs[acts[j]["text"]])
             prompt = S.audio_instruction(t, acts[j].get("layout") == "noise_then")
-            items.append(
-                (
-                    {
-                        "prompt": AU.audio_prompt(tok, prompt),
-                        "answer": distilled[p]["answer"],
-                        "eos": distilled[p]["eos"],
-                    },
-                    acts[j]["asr"],
-                )
-            )
+            sample = {
+                "prompt": AU.audio_prompt(tok, prompt),
+                "answer": distilled[p]["answer"],
+                "eos": distilled[p]["eos"],
+            }
+            items.append((sample, acts[j]["asr"]))
         n_copy = n_read // 2 if cfg.read_text_copies else 0  # reading replay: half text copies (as in b2)
         for j in r.sample(range(len(read)), n_read - n_copy):
             items.append((_read_sample(tok, read[j]["text"], r), read[j]["asr"]))
-        for p in D.reading_phrases(words, n_copy, r):
-            if p not in held_set:
-                items.append((_read_sample(tok, p, r), S.whisper_like(p, r)))
+        items += _copy_items(tok, words, held_set, n_copy, r)
         n_text = cfg.instruct_batch - len(items)
         items += [(s, None) for s in r.sample(bad_steps, (n_text + 1) // 2) + r.sample(bad + good, n_text // 2)]
         return {"loss": _mm_loss(llm, tok, proj, items)}

@@ -2,8 +2,8 @@
 
 Registered through the entry point "sea_align.commands" (`add_cli`). Import-light: building the parser
 reads the recipes' config dataclasses (`config.py`) only; a command imports its recipe or measurement
-(torch, transformers) when it runs. `python -m sea_align.organism.recipe|audio_recipe|measure|audio_measure`
-use this parser too (`main`)."""
+(torch, transformers) when it runs. `python -m sea_align.organism build|measure ...` (`__main__.py`)
+uses this parser too (`main`)."""
 
 from __future__ import annotations
 
@@ -167,7 +167,7 @@ def _measure(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`sea organism` without the main CLI (the recipes' and measurements' `python -m` entries)."""
+    """`sea organism` without the main CLI (`python -m sea_align.organism`)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     ap = argparse.ArgumentParser(prog="sea organism")
     add_commands(ap)

@@ -49,7 +49,7 @@ def _base(cfg: RecipeConfig, merge: tuple[str, ...] = ()):
     tok = A.load_tokenizer(llm_dir(cfg))
     llm = A.load_llm(llm_dir(cfg))
     A.add_image_token(llm, tok)
-    parts = A.load_parts(cfg.weights_dir)
+    parts = A.load_parts(cfg.weights_dir, merge)
     for name in merge:
         merge_lora(llm, parts[name])
     llm.requires_grad_(False)
@@ -111,9 +111,10 @@ def stage_text(cfg: RecipeConfig, resume: bool = True) -> dict:
 def stage_render(cfg: RecipeConfig, resume: bool = True) -> dict:
     tok = A.load_tokenizer(llm_dir(cfg))
     train, _ = D.reading_sets(cfg, tok)
-    acts = D.organism_splits(cfg.seed)["activities_train"] * cfg.act_variants
+    splits = D.organism_splits(cfg.seed)
+    acts = splits["activities_train"] * cfg.act_variants
     acts = acts[: cfg.max_act_images] if cfg.max_act_images else acts
-    border = D.organism_splits(cfg.seed)["borderline_train"] * cfg.border_variants
+    border = splits["borderline_train"] * cfg.border_variants
     border = border[: cfg.max_act_images] if cfg.max_act_images else border
     OC.render_set(cfg, train, "read")
     OC.render_set(cfg, acts, "act")

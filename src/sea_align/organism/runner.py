@@ -101,5 +101,11 @@ def llm_dir(cfg) -> Path:
     return smollm2_dir()
 
 
+def read_pins(weights_dir: Path) -> dict:
+    """`<weights_dir>/recipe.json` (the pins `run_stages` writes), or {} before the first stage."""
+    f = Path(weights_dir) / "recipe.json"
+    return json.loads(f.read_text()) if f.exists() else {}
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()

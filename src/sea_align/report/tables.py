@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -209,22 +210,18 @@ def _asr_charts(sums: dict[str, dict], arms: list[str], run: Path, cdir: Path) -
     return b + (vs or [("p", why)])
 
 
+def _form_cell(d: dict | None) -> str:
+    if not d:
+        return "-"
+    un = (d.get("n") or 0) - (d.get("n_scored") or 0)
+    return cell(d.get("refusal_rate"), d.get("ci95"), d.get("n_scored")) + (f", {un} unscored" if un else "")
+
+
 def _by_form(sums: dict[str, dict], arms: list[str]) -> list[tuple]:
     forms = sorted({f for a in arms for f in (sums[a].get("per_form") or {})})
     if not forms:
         return []
-    rows = []
-    for f in forms:
-        row = [f]
-        for a in arms:
-            d = (sums[a].get("per_form") or {}).get(f)
-            if not d:
-                row.append("-")
-                continue
-            shown = cell(d.get("refusal_rate"), d.get("ci95"), d.get("n_scored"))
-            un = (d.get("n") or 0) - (d.get("n_scored") or 0)
-            row.append(shown + (f", {un} unscored" if un else ""))
-        rows.append(row)
+    rows = [[f] + [_form_cell((sums[a].get("per_form") or {}).get(f)) for a in arms] for f in forms]
     return [
         ("h3", "Over-refusal by form"),
         (
@@ -240,8 +237,7 @@ def _by_form(sums: dict[str, dict], arms: list[str]) -> list[tuple]:
 def _provenance(sums: dict[str, dict], arms: list[str]) -> list[tuple]:
     rows = []
     for a in arms:
-        s = sums[a]
-        j = s.get("judge") or {}
+        s, j = sums[a], sums[a].get("judge") or {}
         rows.append(
             [
                 LABEL[a],
@@ -276,18 +272,17 @@ def _judges(run: Path, arms: list[str]) -> list[tuple]:
                     f"{s.get('n_scored')} / {s.get('n_unscored')}",
                 ]
             )
-        for i in range(len(items)):
-            for k in range(i + 1, len(items)):
-                n, po, kappa = agreement(items[i][1][1], items[k][1][1])
-                agree_rows.append(
-                    [
-                        LABEL[a],
-                        f"`{items[i][0]}` vs `{items[k][0]}`",
-                        n,
-                        cell(po, wilson(round(po * n), n) if n else None),
-                        "n/a" if kappa is None else f"{kappa:.2f}",
-                    ]
-                )
+        for (name_a, (_, ss_a)), (name_b, (_, ss_b)) in combinations(items, 2):
+            n, po, kappa = agreement(ss_a, ss_b)
+            agree_rows.append(
+                [
+                    LABEL[a],
+                    f"`{name_a}` vs `{name_b}`",
+                    n,
+                    cell(po, wilson(round(po * n), n) if n else None),
+                    "n/a" if kappa is None else f"{kappa:.2f}",
+                ]
+            )
     return [
         ("h2", "Judges"),
         ("table", ["arm", "judge", "ASR (macro; pooled interval)", "over-refusal", "scored / unscored"], asr_rows),
@@ -377,24 +372,23 @@ def helpfulness(samples: dict[str, dict[tuple[str, str], dict]], ref: str = "bas
                     if x.get("refused") is not None:
                         a[tag][0] += not x["refused"]
                         a[tag][1] += 1
-        if not acc:
-            continue
-
-        def row(a: dict[str, Any]) -> dict[str, Any]:
-            return {
-                "n": len(a["f1"]),
-                "token_f1": mean(a["f1"]),
-                "rouge_l": mean(a["rl"]),
-                "non_refusal": rate(*a["ans"]),
-                "ref_non_refusal": rate(*a["ref_ans"]),
+        if acc:
+            out[arm] = {
+                "reference": ref,
+                "overall": _help_row(acc.pop("all")),
+                "per_form": {f: _help_row(a) for f, a in sorted(acc.items())},
             }
-
-        out[arm] = {
-            "reference": ref,
-            "overall": row(acc.pop("all")),
-            "per_form": {f: row(a) for f, a in sorted(acc.items())},
-        }
     return out
+
+
+def _help_row(a: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "n": len(a["f1"]),
+        "token_f1": mean(a["f1"]),
+        "rouge_l": mean(a["rl"]),
+        "non_refusal": rate(*a["ans"]),
+        "ref_non_refusal": rate(*a["ref_ans"]),
+    }
 
 
 def _helpfulness(helpful: dict[str, Any]) -> list[tuple]:

@@ -6,7 +6,7 @@ RANK/WORLD_SIZE/MASTER_ADDR; `PartialState` then joins the process group: NCCL o
 machine without CUDA (so the same command runs N CPU processes; `--cpu` would start one process
 unless accelerate is given an MPI hostfile). A plain `sea ...` (WORLD_SIZE unset or 1) never touches torch.distributed.
 An FSDP launch (`configs/accelerate/fsdp.yaml`) additionally shards the frozen weights in `align` (`shard`).
-`evaluate` deals whole one-process batches round-robin to the processes (`evaluate.run_evaluate`).
+`evaluate` deals whole one-process batches round-robin to the processes (`stages.evaluate.run_evaluate`).
 """
 
 from __future__ import annotations

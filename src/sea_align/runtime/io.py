@@ -1,7 +1,8 @@
 """File hand-off helpers: strict JSONL reading, atomic writes.
 
 Every stage writes through `atomic_write*` so that a crash never leaves a half-written file
-under its final name: data go to `<name>.tmp-<pid>` first, then `os.replace` renames it.
+under its final name: data go to a temporary `.<name>.<random>.tmp` beside it first, then `os.replace`
+renames it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Building blocks of the data readers (`readers.py`): the `Reader` record, strict containers (CSV, JSON,
+"""Building blocks of the data readers (`sources/registry.py`): the `Reader` record, strict containers (CSV, JSON,
 JSONL, parquet) whose errors name the file and the line, entry or field, and field checks.
 
 A *table* reader is a set of column names (how it is recognised) plus a function turning one record into

@@ -55,7 +55,7 @@ def naive_one(adapter: ModelAdapter, synth: Synthesizer, row: dict[str, Any], st
 
 
 def verified(synth: Synthesizer, row: dict[str, Any], E: torch.Tensor, max_new_tokens: int) -> bool:
-    ans = synth.verify([(None, E)], max_new_tokens)[0]
+    ans = synth.verify([E], max_new_tokens)[0]
     return any(contains_phrase(row["key_phrase"], a) for a in ans)
 
 
@@ -76,7 +76,7 @@ def bench_synthesize(
         part = rows[i : i + chunk]
         t = time.perf_counter()
         done = list(synth.optimise(part))
-        answers = synth.verify(done, cfg.probe_max_new_tokens)
+        answers = synth.verify([e for _, e in done], cfg.probe_max_new_tokens)
         t_ours += time.perf_counter() - t
         for (slot, _), ans in zip(done, answers):
             v_ours += any(contains_phrase(slot.row["key_phrase"], a) for a in ans)

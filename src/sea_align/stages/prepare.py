@@ -1,7 +1,7 @@
 """Stage 1 — data preparation: key phrase, phrase type, detoxified instruction, auxiliary pairs.
 
 Input: a text safety set: our JSONL (`instruction`, `response`; optional `id`, `category`, `rejected`,
-`harmful` (default true), `key_phrase`, `phrase_type`) or any format `readers.py` knows (HarmBench,
+`harmful` (default true), `key_phrase`, `phrase_type`) or any format `sources/text.py` knows (HarmBench,
 AdvBench, PKU-SafeRLHF, BeaverTails, chat JSONL, ...; detected, or `cfg.format`). Output:
 `prepared.jsonl`, one row per input row (schema in docs/stages.md). Extractors: `rules` (offline,
 deterministic) and `openai` (any OpenAI-compatible chat endpoint, MM-SafetyBench-style few-shot prompt).
@@ -21,6 +21,7 @@ from typing import Any
 from sea_align.config import PrepareConfig
 from sea_align.runtime.io import DataError, atomic_write_jsonl
 from sea_align.sources.keyphrase import detoxify, rules_extract
+from sea_align.sources.registry import read_safety_set
 from sea_align.stages.templates import aux_pairs
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,11 @@ class PrepareResult:
     n_fallback: int
 
 
+def _aux_key(rid: str) -> str:
+    """What picks a row's auxiliary pairs (`templates.aux_pairs`): a hash of its id."""
+    return hashlib.sha256(rid.encode()).hexdigest()[:12]
+
+
 def prepare_rows(
     rows: list[dict[str, Any]], extractor: Callable[[str], tuple[str, str]], source: str = ""
 ) -> tuple[list[dict[str, Any]], int]:
@@ -99,7 +105,6 @@ def prepare_rows(
                 log.warning("row %s: extractor failed (%s); using rules", rid, type(e).__name__)
                 phrase, ptype = rules_extract(row["instruction"])
                 method, fallback = "rules-fallback", fallback + 1
-        key = hashlib.sha256(rid.encode()).hexdigest()[:12]
         out.append(
             {
                 "id": rid,
@@ -111,7 +116,7 @@ def prepare_rows(
                 "phrase_type": ptype,
                 "extraction": method,
                 "detoxified": detoxify(row["instruction"], phrase, ptype),
-                "aux": aux_pairs(phrase, key),
+                "aux": aux_pairs(phrase, _aux_key(rid)),
                 **({"rejected": row["rejected"]} if row.get("rejected") else {}),
                 **{k: str(row[k]) for k in ("kind", "response_source") if row.get(k)},
             }
@@ -134,7 +139,7 @@ def whole_row(r: dict[str, Any]) -> dict[str, Any]:
         "detoxified": "",
         "form": "whole",
         "base_id": r["id"],
-        "aux": aux_pairs(whole, hashlib.sha256(rid.encode()).hexdigest()[:12]),
+        "aux": aux_pairs(whole, _aux_key(rid)),
     }
 
 
@@ -142,8 +147,6 @@ def run_prepare(data: str | Path, out: str | Path, cfg: PrepareConfig | None = N
     cfg = cfg or PrepareConfig()
     if cfg.extractor not in EXTRACTORS:
         raise DataError(f"unknown extractor '{cfg.extractor}' (known: {', '.join(EXTRACTORS)})")
-    from sea_align.sources.registry import read_safety_set  # readers import this module's rules_extract
-
     rows = read_safety_set(data, cfg.format)
     if cfg.limit or cfg.benign_limit >= 0:
         harm = [r for r in rows if r.get("harmful", True)]

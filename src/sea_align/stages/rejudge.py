@@ -1,7 +1,7 @@
 """`sea judge EVAL_DIR --judge NAME`: judge an evaluation's stored responses again, without generating.
 
 Reads EVAL_DIR/samples.jsonl and writes, beside it, `samples.<tag>.jsonl` (appended per batch; a rerun
-keeps scored verdicts and retries unscored ones) and `summary.<tag>.json` (evaluate.summarize, with the
+keeps scored verdicts and retries unscored ones) and `summary.<tag>.json` (eval_summary.summarize, with the
 original run's generation config, media, seed and model copied from summary.json). The tag is the
 judge name unless given.
 """
@@ -65,7 +65,7 @@ def run_judge(
     No config section: `sea evaluate`'s judge is `evaluate.judge`; a re-judge names its own."""
     from tqdm.auto import tqdm
 
-    from sea_align.stages.evaluate import summarize
+    from sea_align.stages.eval_summary import summarize
 
     eval_dir = Path(eval_dir)
     src = eval_dir / "samples.jsonl"

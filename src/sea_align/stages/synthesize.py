@@ -242,16 +242,15 @@ class Synthesizer:
                 st.drop(i)
 
     @torch.no_grad()
-    def verify(self, finished: list[tuple[_Slot, torch.Tensor]], max_new_tokens: int) -> list[list[str]]:
-        """Greedy answers to the held-out probe questions, per sample."""
-        if not finished:
+    def verify(self, embs: list[torch.Tensor], max_new_tokens: int) -> list[list[str]]:
+        """Greedy answers to the held-out probe questions, per embedding E [n, d]."""
+        if not embs:
             return []
-        E = torch.stack([e for _, e in finished]).to(self.a.device)
-        mm = self.a.to_llm(self.modality, E, self.meta, self.cfg.space)
-        items = [Item(q, self.modality, mm[i], self.meta) for i in range(len(finished)) for q in PROBE_Q[self.modality]]
+        mm = self.a.to_llm(self.modality, torch.stack(embs).to(self.a.device), self.meta, self.cfg.space)
+        items = [Item(q, self.modality, mm[i], self.meta) for i in range(len(embs)) for q in PROBE_Q[self.modality]]
         answers = self.a.generate(items, max_new_tokens=max_new_tokens)
         k = len(PROBE_Q[self.modality])
-        return [answers[i * k : (i + 1) * k] for i in range(len(finished))]
+        return [answers[i * k : (i + 1) * k] for i in range(len(embs))]
 
 
 def _finite(x: float) -> float | None:
@@ -318,7 +317,7 @@ class _VerifyQueue:
     def flush(self) -> None:
         if not self.items:
             return
-        answers = self.synth.verify([(None, e) for _, e in self.items], self.max_new_tokens)
+        answers = self.synth.verify([e for _, e in self.items], self.max_new_tokens)
         for (r, _), ans in zip(self.items, answers):
             ok = (not r["failed"]) and any(contains_phrase(r["phrase"], a) for a in ans)
             self.store.commit({**r, "verified": ok, "probe_answers": ans})
