@@ -43,7 +43,7 @@ def media_items(adapter, rows: list[dict], args, cfg) -> tuple[list[dict], list[
         modality = args.modality
         syn = Synthesizer(adapter, modality, cfg.synthesize)
         with torch.no_grad():
-            mm = adapter.to_llm(modality, syn._first_init(rows), syn.meta, cfg.synthesize.space)
+            mm = adapter.to_llm(modality, syn.first_init(rows), syn.meta, cfg.synthesize.space)
         return rows, [Item(_request(modality, r), modality, mm[i], syn.meta) for i, r in enumerate(rows)]
     meta, _, embs = load_embeddings(args.embeddings)
     modality, blank = meta["modality"], blank_meta(meta)
@@ -64,13 +64,15 @@ def main(argv: list[str] | None = None) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--embeddings", help="their synthetic embeddings (sea synthesize --out)")
     src.add_argument("--init", action="store_true", help="ask on the text-init embeddings (no optimisation)")
-    p.add_argument("--modality", default="image", help="with --init: the modality (else the embeddings')")
+    p.add_argument("--modality", default="image", help="with --init: the modality (--embeddings: theirs)")
     p.add_argument("--config", default=None, help="preset or YAML (synthesize settings for --init)")
     p.add_argument("--max-new-tokens", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--out", default=None, help="write each answer and verdict here (JSONL)")
     args = p.parse_args(argv)
     cfg = load_config(args.config)
+    if args.embeddings:  # the model is loaded for the embeddings' own modality
+        args.modality = load_embeddings(args.embeddings)[0]["modality"]
     adapter = load_adapter(args.model, adapter_dir=args.adapter, modality=args.modality)
     rows, items = media_items(adapter, read_jsonl(args.data), args, cfg)
     answers: list[str] = []

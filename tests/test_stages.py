@@ -100,7 +100,7 @@ def test_init_text_is_written_into_the_slots(prepared, init_text):
     joined) into the first media positions of project(E), cut to the slots; the rest stays blank."""
     a = load_adapter("tiny-random-llava")
     synth = Synthesizer(a, "image", SynthesizeConfig(space="llm", init="text", init_text=init_text))
-    E = synth._first_init(prepared[:2])
+    E = synth.first_init(prepared[:2])
     for row, e in zip(prepared[:2], E):
         targets = " ".join(p["target"] for p in row["aux"]["image"])
         text = init_text.replace("{phrase}", row["key_phrase"]).replace("{targets}", targets)
@@ -108,7 +108,7 @@ def test_init_text_is_written_into_the_slots(prepared, init_text):
         assert len(ids) > 3
         torch.testing.assert_close(e[: len(ids)], a.embed_tokens(torch.tensor(ids)).float())
         torch.testing.assert_close(e[len(ids) :], synth.x0[len(ids) :])
-    blank = Synthesizer(a, "image", SynthesizeConfig(space="llm", init="blank"))._first_init(prepared[:1])
+    blank = Synthesizer(a, "image", SynthesizeConfig(space="llm", init="blank")).first_init(prepared[:1])
     torch.testing.assert_close(blank[0], synth.x0)
     with pytest.raises(DataError, match="synthesize.init_text"):
         Synthesizer(a, "image", SynthesizeConfig(init="text", init_text="the phrase"))
@@ -440,7 +440,7 @@ def test_text_init_writes_the_phrase_where_the_media_goes(tiny_llava, space):
     # dims, so in encoder space only the nearest point in its range exists: measured 0.32x the blank's error)
     assert err < (1e-6 if space == "llm" else 0.5) * (blank[:k] - want).pow(2).mean()
     assert (got[k:] - blank[k:]).pow(2).mean() < 0.05 * want.pow(2).mean()
-    assert torch.equal(s._first_init([{"id": "x", "key_phrase": ""}])[0], s.x0)  # no phrase: blank
+    assert torch.equal(s.first_init([{"id": "x", "key_phrase": ""}])[0], s.x0)  # no phrase: blank
 
 
 def test_synthesis_options_are_checked(tiny_llava):

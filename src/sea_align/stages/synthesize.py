@@ -134,7 +134,7 @@ class Synthesizer:
         targets = " ".join(p["target"].strip() for p in row["aux"][self.modality])
         return self.cfg.init_text.replace("{phrase}", phrase).replace("{targets}", targets).strip()
 
-    def _first_init(self, rows: list[PreparedRow]) -> torch.Tensor:
+    def first_init(self, rows: list[PreparedRow]) -> torch.Tensor:
         """Initial E [b, n, d] for rows joining the batch; text inits are computed together."""
         E = self.x0[None].repeat(len(rows), 1, 1)
         texts = [self.init_text(r) for r in rows]
@@ -205,7 +205,7 @@ class Synthesizer:
             new = [waiting.pop(0) for _ in range(min(len(waiting), cfg.batch_size - len(slots)))]  # refill
             if new:
                 slots += [_Slot(row, row["aux"][self.modality]) for row in new]
-                st.join(self._first_init(new))
+                st.join(self.first_init(new))
             t0 = time.perf_counter()
             st.E.requires_grad_(True)
             with self.loss_context():
