@@ -17,43 +17,32 @@ from __future__ import annotations
 import argparse
 import json
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
+from sea_align.cli.stages import embeddings_modality
 from sea_align.config import load_config
 from sea_align.judges import get_judge
 from sea_align.models import load_adapter
 from sea_align.models.base import Item
 from sea_align.runtime.io import atomic_write_jsonl, read_jsonl
-from sea_align.stages.embstore import blank_meta, load_embeddings
+from sea_align.stages.align import MediaItems, media_request
 from sea_align.stages.synthesize import Synthesizer
-from sea_align.stages.templates import prefix
-
-
-def _request(modality: str, row: dict) -> str:
-    """The text beside the media in an SEA sample (align.py): prefix + detoxified request; none for a
-    whole-request row."""
-    return "" if row.get("form") == "whole" else prefix(modality, row["phrase_type"]) + " " + row["detoxified"]
 
 
 def media_items(adapter, rows: list[dict], args, cfg) -> tuple[list[dict], list[Item]]:
-    """(rows that have an embedding, their items in the LLM's input space)."""
+    """(rows that have an embedding, their items in the LLM's input space), as align builds them."""
     if args.init:
         modality = args.modality
         syn = Synthesizer(adapter, modality, cfg.synthesize)
         with torch.no_grad():
             mm = adapter.to_llm(modality, syn.first_init(rows), syn.meta, cfg.synthesize.space)
-        return rows, [Item(_request(modality, r), modality, mm[i], syn.meta) for i, r in enumerate(rows)]
-    meta, _, embs = load_embeddings(args.embeddings)
-    modality, blank = meta["modality"], blank_meta(meta)
-    rows = [r for r in rows if r["id"] in embs]
-    items = []
-    for r in rows:
-        with torch.no_grad():
-            mm = adapter.to_llm(modality, embs[r["id"]][None], blank, meta["space"])[0]
-        items.append(Item(_request(modality, r), modality, mm, blank))
-    return rows, items
+        return rows, [Item(media_request(modality, r), modality, mm[i], syn.meta) for i, r in enumerate(rows)]
+    media = MediaItems(adapter, args.embeddings)
+    pairs = [(r, media.item(r)) for r in rows]  # a training item: its target is dropped, the model answers
+    return [r for r, it in pairs if it is not None], [replace(it, target=None) for _, it in pairs if it is not None]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -72,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     cfg = load_config(args.config)
     if args.embeddings:  # the model is loaded for the embeddings' own modality
-        args.modality = load_embeddings(args.embeddings)[0]["modality"]
+        args.modality = embeddings_modality(args.embeddings) or args.modality
     adapter = load_adapter(args.model, adapter_dir=args.adapter, modality=args.modality)
     rows, items = media_items(adapter, read_jsonl(args.data), args, cfg)
     answers: list[str] = []

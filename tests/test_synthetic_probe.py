@@ -1,5 +1,6 @@
 """scripts/synthetic_probe.py asks exactly what alignment trained on, once per row, and counts by kind."""
 
+import argparse
 import importlib.util
 import json
 from pathlib import Path
@@ -52,6 +53,10 @@ def test_probe_asks_the_training_prompt_on_each_embedding(prepared, tiny_llava):
         read_jsonl(d / "prepared.jsonl"), d / "emb", tiny_llava, AlignConfig(include_text=False)
     )
     assert [r["prompt"] for r in recs] == [e.item.prompt for e in examples if e.item.mm is not None]
+    # ... but asked without its target (an item with one would be answered after it, teacher-forced)
+    args = argparse.Namespace(init=False, embeddings=str(d / "emb"))
+    _, items = _probe().media_items(tiny_llava, read_jsonl(d / "prepared.jsonl"), args, None)
+    assert len(items) == 5 and all(it.target is None and it.mm is not None for it in items)
 
 
 def test_probe_on_text_init_needs_no_embeddings(prepared, capsys):

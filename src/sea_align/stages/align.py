@@ -61,7 +61,7 @@ def build_training_set(
     rows = validate_prepared(rows, "align")
     if not cfg.text_only and not emb_dir:
         raise DataError("align: --embeddings is required unless --text-only")
-    media = None if cfg.text_only else _MediaItems(adapter, emb_dir)
+    media = None if cfg.text_only else MediaItems(adapter, emb_dir)
     harmful = [r for r in rows if r.get("harmful", True)]
     benign = [r for r in rows if not r.get("harmful", True)]
     n_benign = len(benign) if cfg.benign < 0 else min(cfg.benign, len(benign))
@@ -89,7 +89,13 @@ def build_training_set(
     return examples, {**counts, "missing_embedding": media.missing if media else 0}, media.modality if media else None
 
 
-class _MediaItems:
+def media_request(modality: str, r: PreparedRow) -> str:
+    """The text beside the media in an embedding sample: prefix + detoxified request (nothing for a
+    whole-request row: Audio_only)."""
+    return "" if r.get("form") == "whole" else prefix(modality, r["phrase_type"]) + " " + r["detoxified"]
+
+
+class MediaItems:
     """The prepared rows' synthetic embeddings as media items in the LLM's input space."""
 
     def __init__(self, adapter: ModelAdapter, emb_dir: str | Path):
@@ -99,16 +105,15 @@ class _MediaItems:
         self.adapter, self.blank, self.missing = adapter, blank_meta(self.meta), 0
 
     def item(self, r: PreparedRow) -> Item | None:
-        """Prefix + detoxified request (nothing for a whole-request row: Audio_only) with the row's
-        embedding -> its response; None (counted in `missing`) when the row has no embedding."""
+        """The row's request (`media_request`) with its embedding -> its response; None (counted in
+        `missing`) when the row has no embedding."""
         e = self.embs.get(r["id"])
         if e is None:
             self.missing += 1
             return None
         with torch.no_grad():
             mm = self.adapter.to_llm(self.modality, e[None], self.blank, self.meta["space"])[0]
-        text = "" if r.get("form") == "whole" else prefix(self.modality, r["phrase_type"]) + " " + r["detoxified"]
-        return Item(text, self.modality, mm, self.blank, target=r["response"])
+        return Item(media_request(self.modality, r), self.modality, mm, self.blank, target=r["response"])
 
 
 def lora_model(adapter: ModelAdapter, cfg: AlignConfig):
