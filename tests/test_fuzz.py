@@ -286,6 +286,18 @@ good_bench = st.lists(
 ).map(lambda rs: "\n".join(json.dumps({"id": i, **r}) for i, r in enumerate(rs)).encode())
 
 
+def test_a_line_break_quoted_from_the_input_stays_escaped(tmp_path):
+    """Found by the bench fuzzer: a duplicate id that is a line break made a two-line message."""
+    from sea_align.stages.evaluate import load_bench
+
+    row = {"id": "\n", "prompt": "p", "harmful": True}
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text(json.dumps(row) + "\n" + json.dumps(row) + "\n")
+    with pytest.raises(DataError) as e:
+        load_bench(bench)
+    assert _one_line(e.value) == f"{bench}:2: duplicate id '\\n'"
+
+
 @FUZZ
 @given(content=st.one_of(_bytes_lines(bench_rows), good_bench))
 def test_fuzz_bench_loader(content):

@@ -17,7 +17,14 @@ from typing import Any
 
 
 class DataError(ValueError):
-    """Bad user input. The message is one line and names the file, line or field."""
+    """Bad user input. The message is one line and names the file, line or field: line breaks in it (a
+    value quoted from the input, e.g. an id) are shown escaped."""
+
+    def __init__(self, msg: object = "", *args: object):
+        text = str(msg)
+        if "\n" in text or "\r" in text:
+            text = text.replace("\r", "\\r").replace("\n", "\\n")
+        super().__init__(text, *args)
 
 
 def read_jsonl(
