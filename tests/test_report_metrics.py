@@ -321,7 +321,7 @@ def test_report_without_matplotlib_says_charts_skipped(tmp_path, monkeypatch):
 
 def test_helpfulness_matches_arms_of_a_copied_run(tmp_path):
     """A run whose base arm was evaluated under another run dir (copied) still pairs items by bench."""
-    from sea_align.report.tables import _bench_key
+    from sea_align.report.helpful import _bench_key
 
     assert _bench_key("/a/run1/bench/03-benign-text/bench.jsonl") == _bench_key(
         "/b/run2/bench/03-benign-text/bench.jsonl"

@@ -133,6 +133,11 @@ class AlignConfig:
     lora_targets: list[str] = opt(["q_proj", "k_proj", "v_proj", "o_proj"], "LLM modules that get a LoRA")
     dpo_beta: float = opt(0.1, "dpo: the KL strength beta")
     retain: float = opt(0.0, "weight of the retain term: KL(base || aligned) on the answer tokens of benign examples")
+    consistency: float = opt(
+        0.0,
+        "weight of the consistency term: KL(frozen model on the typed request || aligned model on the media form) "
+        "on the answer tokens of every embedding example, harmful and benign: read the media as its text; 0 = off",
+    )
     replay: int = opt(
         0,
         "per benign embedding, also train on its first N auxiliary pairs (1 = content, 2 = + style), "

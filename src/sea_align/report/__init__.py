@@ -18,19 +18,9 @@ from typing import Any
 
 from sea_align.judges.stats import mean, wilson
 from sea_align.report import charts
+from sea_align.report.helpful import form_of, helpfulness, helpfulness_blocks, load_samples
 from sea_align.report.html import Lit, to_html, to_markdown
-from sea_align.report.tables import (
-    ARMS,
-    LABEL,
-    cell,
-    fill_summary,
-    form_of,
-    helpfulness,
-    load_samples,
-    load_summaries,
-    read_json,
-    result_blocks,
-)
+from sea_align.report.tables import ARMS, LABEL, cell, fill_summary, load_summaries, read_json, result_blocks
 from sea_align.runtime.io import DataError, atomic_write_json, atomic_write_text, last_per_key, read_jsonl_tolerant
 from sea_align.stages.embstore import blank_meta
 
@@ -149,7 +139,7 @@ def run_report(run: str | Path) -> Path:
         _header(run, man)
         + _synthesis(run, cdir)
         + loss_blocks
-        + result_blocks(sums, run, cdir, helpful)
+        + result_blocks(sums, run, cdir, helpfulness_blocks(helpful))
         + ex_blocks
         + _benches(run)
     )

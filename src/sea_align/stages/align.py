@@ -73,20 +73,25 @@ def build_training_set(
     for r in harmful:
         it = media.item(r) if media else None
         if it is not None:
-            examples.append(Example(it, "sea", r.get("rejected")))
+            examples.append(Example(it, "sea", r.get("rejected"), typed=_typed(r, it)))
             examples += variants(r, it, pool, view, cfg.templates, "sea", r.get("rejected"))
         if r.get("form") != "whole" and (cfg.text_only or cfg.include_text):  # a whole row's typed form: its base's
             examples.append(Example(Item(r["instruction"], target=r["response"]), "text", r.get("rejected")))
     for r in benign[:n_benign]:
         it = media.item(r) if media else None
         if it is not None:
-            examples += [Example(it, "benign_media")] * cfg.benign_repeat
+            examples += [Example(it, "benign_media", typed=_typed(r, it))] * cfg.benign_repeat
             examples += [Example(x, "replay_media") for x in replay_items(r, it, cfg.replay)]
             examples += variants(r, it, pool, view, cfg.templates, "benign", None)
         if r.get("form") != "whole":
             examples += [Example(Item(r["instruction"], target=r["response"]), "benign_text")] * cfg.benign_repeat
     counts = {k: sum(e.kind == k for e in examples) for k in EXAMPLE_KINDS}
     return examples, {**counts, "missing_embedding": media.missing if media else 0}, media.modality if media else None
+
+
+def _typed(r: PreparedRow, it: Item) -> Item:
+    """The row's request typed, with the embedding example's target: the consistency term's reference."""
+    return Item(r["instruction"], target=it.target)
 
 
 def media_request(modality: str, r: PreparedRow) -> str:
@@ -135,11 +140,14 @@ def lora_model(adapter: ModelAdapter, cfg: AlignConfig):
     return peft_model
 
 
-def retain_kl(adapter: ModelAdapter, peft_model: Any, items: list[Item]) -> torch.Tensor:
+def retain_kl(
+    adapter: ModelAdapter, peft_model: Any, items: list[Item], ref_items: list[Item] | None = None
+) -> torch.Tensor:
     """Per-item KL(base || aligned) over the answer tokens, mean over each item's tokens [k]: the base
-    distribution comes from the same model with the LoRA switched off (no gradient)."""
+    distribution comes from the same model with the LoRA switched off (no gradient), on `ref_items`
+    when given (each with the same target as its item), else on the items themselves."""
     with torch.no_grad(), peft_model.disable_adapter():
-        ref, _, _ = adapter.target_logits(items)
+        ref, _, _ = adapter.target_logits(ref_items if ref_items is not None else items)
     logits, _, rows = adapter.target_logits(items)
     kl = F.kl_div(F.log_softmax(logits, -1), F.log_softmax(ref, -1), log_target=True, reduction="none").sum(-1)
     total = torch.zeros(len(items), device=kl.device, dtype=kl.dtype).index_add(0, rows, kl)
@@ -147,12 +155,26 @@ def retain_kl(adapter: ModelAdapter, peft_model: Any, items: list[Item]) -> torc
     return total / count.clamp(min=1)
 
 
+def consistency_kl(adapter: ModelAdapter, peft_model: Any, items: list[Item], typed: list[Item]) -> torch.Tensor:
+    """Per-item KL(frozen model on the typed request || aligned model on the media item) over the shared
+    answer tokens, mean over each item's tokens [k]: the aligned model should answer the media as the
+    frozen model answers its text, whatever that answer is (refusal or help)."""
+    return retain_kl(adapter, peft_model, items, ref_items=typed)
+
+
 def _item_losses(
-    adapter: ModelAdapter, batch: list[Example], method: str, beta: float, retain: float = 0.0, peft_model: Any = None
+    adapter: ModelAdapter,
+    batch: list[Example],
+    method: str,
+    beta: float,
+    retain: float = 0.0,
+    peft_model: Any = None,
+    consistency: float = 0.0,
 ) -> torch.Tensor:
     """Per-example loss [k]: mean target CE (SFT) or the DPO loss, plus `retain` x KL(base || aligned)
-    on benign examples' answers. DPO scores chosen and rejected in one forward pass (one pass per step
-    also keeps gradient hooks simple under data parallelism)."""
+    on benign examples' answers and `consistency` x `consistency_kl` on embedding examples with a typed
+    form. DPO scores chosen and rejected in one forward pass (one pass per step also keeps gradient
+    hooks simple under data parallelism)."""
     if method != "dpo":
         losses = adapter.target_loss([b.item for b in batch])
         keep = [i for i, b in enumerate(batch) if b.kind in RETAIN_KINDS]
@@ -160,6 +182,12 @@ def _item_losses(
             kl = retain_kl(adapter, peft_model, [batch[i].item for i in keep])
             idx = torch.tensor(keep, device=losses.device)
             losses = losses.index_add(0, idx, retain * kl.to(losses.dtype))
+        both = [i for i, b in enumerate(batch) if b.typed is not None]
+        if consistency > 0 and both and peft_model is not None:
+            media, typed = [batch[i].item for i in both], [batch[i].typed for i in both]
+            kl = consistency_kl(adapter, peft_model, media, typed)  # type: ignore[arg-type]
+            idx = torch.tensor(both, device=losses.device)
+            losses = losses.index_add(0, idx, consistency * kl.to(losses.dtype))
         return losses
     chosen = [b.item for b in batch]
     rejected = [Item(b.item.prompt, b.item.modality, b.item.mm, b.item.meta, target=b.rejected) for b in batch]
@@ -177,17 +205,23 @@ class StepLoss(torch.nn.Module):
     Without FSDP, calling it is calling `_item_losses`."""
 
     def __init__(
-        self, adapter: ModelAdapter, peft_model: torch.nn.Module, method: str, beta: float, retain: float = 0.0
+        self,
+        adapter: ModelAdapter,
+        peft_model: torch.nn.Module,
+        method: str,
+        beta: float,
+        retain: float = 0.0,
+        consistency: float = 0.0,
     ):
         super().__init__()
         self.peft_model = peft_model  # the only submodule: the whole (LoRA-injected) model
         present = {type(m).__name__ for m in peft_model.modules()}  # HF lists classes a model may not have
         self._no_split_modules = sorted(present & set(getattr(adapter.model, "_no_split_modules", None) or ()))
         self.__dict__["adapter"] = adapter  # plain attribute, not registered
-        self.method, self.beta, self.retain = method, beta, retain
+        self.method, self.beta, self.retain, self.consistency = method, beta, retain, consistency
 
     def forward(self, batch: list[Example]) -> torch.Tensor:
-        return _item_losses(self.adapter, batch, self.method, self.beta, self.retain, self.peft_model)
+        return _item_losses(self.adapter, batch, self.method, self.beta, self.retain, self.peft_model, self.consistency)
 
 
 def read_json_or_none(path: Path) -> dict[str, Any] | None:
@@ -307,7 +341,7 @@ def _lora_training(
     named = {n: p for n, p in peft_model.named_parameters() if p.requires_grad}
     if method == "dpo":
         examples = _dpo_reference(adapter, peft_model, examples)
-    step_loss: torch.nn.Module = StepLoss(adapter, peft_model, method, cfg.dpo_beta, cfg.retain)
+    step_loss: torch.nn.Module = StepLoss(adapter, peft_model, method, cfg.dpo_beta, cfg.retain, cfg.consistency)
     opt = torch.optim.AdamW(list(named.values()), lr=cfg.lr, weight_decay=0.0)
     if dist.fsdp:
         step_loss = shard(dist, step_loss, opt)

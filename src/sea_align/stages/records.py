@@ -155,12 +155,14 @@ RETAIN_KINDS = ("benign_media", "benign_text", "replay_media", "benign_template"
 @dataclass(frozen=True, eq=False)
 class Example:
     """One training example: `item` (prompt, media, target = the chosen answer), what kind it is, the
-    rejected answer (DPO) and, once computed, the frozen model's summed log-probs of (chosen, rejected)."""
+    rejected answer (DPO), once computed the frozen model's summed log-probs of (chosen, rejected), and for
+    an embedding example its request typed (`typed`, the consistency term's reference)."""
 
     item: Item
     kind: str
     rejected: str | None = None
     ref_logps: tuple[float, float] | None = None
+    typed: Item | None = None  # the same request typed, same target (an embedding example's consistency term)
 
     def __post_init__(self) -> None:
         if self.kind not in EXAMPLE_KINDS:

@@ -1,0 +1,82 @@
+"""Issue 13's consistency term on a tiny random model: every embedding example (harmful and benign) carries
+its request typed, and `align.consistency` adds KL(frozen model on the typed request || aligned model on the
+media form) over the shared answer tokens to exactly those examples."""
+
+import pytest
+import torch
+
+from conftest import write_jsonl
+from sea_align.config import AlignConfig, PrepareConfig, SynthesizeConfig
+from sea_align.models import load_adapter
+from sea_align.runtime.io import read_jsonl
+from sea_align.stages.align import _item_losses, build_training_set, consistency_kl, lora_model, retain_kl
+from sea_align.stages.prepare import run_prepare
+from sea_align.stages.synthesize import run_synthesize
+
+ROWS = [
+    {"id": "h1", "instruction": "Explain how to steal a car", "response": "I can't help with that."},
+    {
+        "id": "b1",
+        "instruction": "List steps to bake bread",
+        "response": "Mix, knead, bake.",
+        "harmful": False,
+        "key_phrase": "bake bread",
+    },
+]
+
+
+@pytest.fixture(scope="module")
+def trained_set(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("consistency")
+    prepared = read_jsonl(run_prepare(write_jsonl(tmp / "s.jsonl", ROWS), tmp / "p.jsonl", PrepareConfig()).path)
+    a = load_adapter("tiny-random-llava")
+    run_synthesize(a, prepared, tmp / "emb", "image", SynthesizeConfig(max_steps=2, batch_size=4), progress=False)
+    ex, _, _ = build_training_set(prepared, tmp / "emb", a, AlignConfig(templates=0))
+    torch.manual_seed(0)
+    return a, lora_model(a, AlignConfig(lora_r=4)), prepared, ex
+
+
+def test_every_embedding_example_carries_its_request_typed_with_the_same_target(trained_set):
+    _, _, prepared, ex = trained_set
+    by_instruction = {r["instruction"] for r in prepared}
+    media = [e for e in ex if e.item.mm is not None]
+    assert {e.kind for e in media} == {"sea", "benign_media"}
+    for e in media:
+        assert e.typed is not None and e.typed.mm is None and e.typed.modality is None
+        assert e.typed.prompt in by_instruction and e.typed.target == e.item.target
+        assert e.typed.prompt != e.item.prompt  # the media form says "the image shows ...", the typed one the phrase
+    assert all(e.typed is None for e in ex if e.item.mm is None)  # typed examples need no typed twin
+
+
+def test_consistency_kl_compares_the_media_form_with_the_typed_form(trained_set):
+    a, peft, _, ex = trained_set
+    media = [e for e in ex if e.typed is not None]
+    items, typed = [e.item for e in media], [e.typed for e in media]
+    same = consistency_kl(a, peft, typed, typed)
+    assert float(same.abs().max()) < 1e-7  # the typed form against itself, adapter untouched: nothing to learn
+    kl = consistency_kl(a, peft, items, typed)
+    assert kl.shape == (len(items),) and float(kl.min()) > 1e-5  # the frozen model reads the media otherwise
+    assert torch.allclose(kl, retain_kl(a, peft, items, ref_items=typed))
+
+
+def test_consistency_term_changes_exactly_the_embedding_examples_and_trains_the_lora(trained_set):
+    a, peft, _, ex = trained_set
+    plain = _item_losses(a, ex, "sft", 0.1, peft_model=peft)
+    held = _item_losses(a, ex, "sft", 0.1, peft_model=peft, consistency=3.0)
+    has = torch.tensor([e.typed is not None for e in ex])
+    assert has.any() and (~has).any()
+    assert torch.allclose(plain[~has], held[~has])
+    media = [e for e in ex if e.typed is not None]
+    kl = consistency_kl(a, peft, [e.item for e in media], [e.typed for e in media])
+    assert torch.allclose(held[has] - plain[has], 3.0 * kl, atol=1e-5)
+    held.sum().backward()
+    grads = [p.grad for n, p in peft.named_parameters() if "lora_" in n and p.grad is not None]
+    assert grads and any(float(g.abs().sum()) > 0 for g in grads)
+    peft.zero_grad(set_to_none=True)
+
+
+def test_consistency_off_or_without_typed_twins_is_the_plain_loss(trained_set):
+    a, peft, _, ex = trained_set
+    bare = [type(e)(e.item, e.kind, e.rejected) for e in ex]  # the same examples without their typed form
+    plain = _item_losses(a, ex, "sft", 0.1, peft_model=peft)
+    assert torch.allclose(plain, _item_losses(a, bare, "sft", 0.1, peft_model=peft, consistency=3.0))
