@@ -33,6 +33,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm.auto import tqdm
 
 from sea_align.config import SynthesizeConfig
+from sea_align.config_keys import check_choices
 from sea_align.judges.textmatch import contains_phrase
 from sea_align.models.base import Item, ModelAdapter
 from sea_align.runtime.distributed import Dist, dist_state, place
@@ -91,16 +92,11 @@ class Synthesizer:
 
     def __init__(self, adapter: ModelAdapter, modality: str, cfg: SynthesizeConfig):
         adapter.check_modality(modality)
-        if cfg.init not in ("blank", "text"):
-            raise DataError(f"synthesize.init: '{cfg.init}' is not one of blank, text")
+        check_choices(cfg, "synthesize.")  # init, autocast, attention (a config built in code is not checked yet)
         if cfg.init == "text" and not ("{phrase}" in cfg.init_text or "{targets}" in cfg.init_text):
             raise DataError(f"synthesize.init_text: '{cfg.init_text}' has neither {{phrase}} nor {{targets}}")
-        if cfg.autocast not in ("none", "bf16", "auto"):
-            raise DataError(f"synthesize.autocast: '{cfg.autocast}' is not one of none, bf16, auto")
         if cfg.lr_adapt and (len(cfg.lr_adapt) != 3 or not cfg.lr_adapt[1] < 1 <= cfg.lr_adapt[0] <= cfg.lr_adapt[2]):
             raise DataError(f"synthesize.lr_adapt: {cfg.lr_adapt} must be [up >= 1, down < 1, cap >= up], or []")
-        if cfg.attention not in ("auto", "math"):
-            raise DataError(f"synthesize.attention: '{cfg.attention}' is not one of auto, math")
         if cfg.autocast == "auto":
             cfg = replace(cfg, autocast=bf16_native(adapter.device))
         self.a, self.modality, self.cfg = adapter, modality, cfg
