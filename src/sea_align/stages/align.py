@@ -296,6 +296,8 @@ def run_align(
         place(adapter, dist)
     examples, counts, modality = build_training_set(rows, emb_dir, adapter, cfg)
     method, examples = _choose_method(cfg.method, examples)
+    if method == "dpo" and (cfg.retain > 0 or cfg.consistency > 0):
+        log.warning("align: retain and consistency are SFT terms; ignored with method dpo")
     peft_model, named, step_loss, opt, examples = _lora_training(adapter, cfg, method, examples, dist)
     tmp = out_dir.with_name(out_dir.name + ".partial")
     fp = fingerprint(cfg, method, examples)
