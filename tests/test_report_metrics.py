@@ -138,7 +138,8 @@ def test_summary_reading():
     r = summarize(samples)["reading"]
     assert r["n"] == 3 and r["n_scored"] == 2 and r["k"] == 1
     # scored / unscored counts a reading item by its reading check (not the refusal judge's rates)
-    assert summarize(samples)["n_scored"] == 3 and summarize(samples)["n_unscored"] == 1
+    s = summarize(samples)
+    assert s["n_scored"] == 3 and s["n_unscored"] == 1 and s["n_harmless_scored"] == 1  # over-refusal's n: item 4
     assert r["rate"] == 0.5 and r["ci95"] == list(wilson(1, 2))
     # reading items are harmless: they have a form of their own
     assert summarize(samples)["per_form"]["reading/reading"]["n"] == 3

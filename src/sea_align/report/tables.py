@@ -126,7 +126,10 @@ def result_blocks(sums: dict[str, dict], run: Path, cdir: Path, helpful: list[tu
 
 
 def _harmless_n(s: dict) -> int | None:
-    """Scored harmless items: all scored ones less the harmful ones (None when either is unknown)."""
+    """Scored harmless items behind the over-refusal rate; a summary from before `n_harmless_scored`: all
+    scored ones less the harmful ones (reading items were not counted then; None when either is unknown)."""
+    if isinstance(s.get("n_harmless_scored"), int):
+        return s["n_harmless_scored"]
     harmful = _scored_harmful(s)
     return None if harmful is None or s.get("n_scored") is None else s["n_scored"] - harmful
 
