@@ -82,3 +82,17 @@ def test_consistency_off_or_without_typed_twins_is_the_plain_loss(trained_set):
     bare = [type(e)(e.item, e.kind, e.rejected) for e in ex]  # the same examples without their typed form
     plain = _item_losses(a, ex, "sft", 0.1, peft_model=peft)
     assert torch.allclose(plain, _item_losses(a, bare, "sft", 0.1, peft_model=peft, consistency=3.0))
+
+
+def test_retain_and_consistency_share_one_aligned_pass_and_add_up(trained_set, monkeypatch):
+    a, peft, _, ex = trained_set
+    plain = _item_losses(a, ex, "sft", 0.1, peft_model=peft)
+    only_r = _item_losses(a, ex, "sft", 0.1, retain=2.0, peft_model=peft)
+    only_c = _item_losses(a, ex, "sft", 0.1, peft_model=peft, consistency=3.0)
+    calls = []
+    real = a.target_logits
+    monkeypatch.setattr(a, "target_logits", lambda items, groups=None: calls.append(len(items)) or real(items, groups))
+    both = _item_losses(a, ex, "sft", 0.1, retain=2.0, peft_model=peft, consistency=3.0)
+    assert torch.allclose(both, plain + (only_r - plain) + (only_c - plain), atol=1e-5)
+    # one aligned pass over the whole batch, then one frozen pass per term over its items only
+    assert calls[0] == len(ex) and len(calls) == 3 and sum(calls[1:]) < 2 * len(ex)

@@ -146,13 +146,9 @@ def retain_kl(
     """Per-item KL(base || aligned) over the answer tokens, mean over each item's tokens [k]: the base
     distribution comes from the same model with the LoRA switched off (no gradient), on `ref_items`
     when given (each with the same target as its item), else on the items themselves."""
-    with torch.no_grad(), peft_model.disable_adapter():
-        ref, _, _ = adapter.target_logits(ref_items if ref_items is not None else items)
     logits, _, rows = adapter.target_logits(items)
-    kl = F.kl_div(F.log_softmax(logits, -1), F.log_softmax(ref, -1), log_target=True, reduction="none").sum(-1)
-    total = torch.zeros(len(items), device=kl.device, dtype=kl.dtype).index_add(0, rows, kl)
-    count = torch.zeros(len(items), device=kl.device, dtype=kl.dtype).index_add(0, rows, torch.ones_like(kl))
-    return total / count.clamp(min=1)
+    idx = list(range(len(items)))
+    return _answer_kl(adapter, peft_model, logits, rows, idx, ref_items if ref_items is not None else items)
 
 
 def consistency_kl(adapter: ModelAdapter, peft_model: Any, items: list[Item], typed: list[Item]) -> torch.Tensor:
@@ -160,6 +156,26 @@ def consistency_kl(adapter: ModelAdapter, peft_model: Any, items: list[Item], ty
     answer tokens, mean over each item's tokens [k]: the aligned model should answer the media as the
     frozen model answers its text, whatever that answer is (refusal or help)."""
     return retain_kl(adapter, peft_model, items, ref_items=typed)
+
+
+def _answer_kl(
+    adapter: ModelAdapter, peft_model: Any, logits: torch.Tensor, rows: torch.Tensor, idx: list[int], refs: list[Item]
+) -> torch.Tensor:
+    """KL(frozen model on `refs` || the aligned `logits`) per item of `idx` [len(idx)], mean over its answer
+    tokens. `logits`/`rows` are an aligned `target_logits` pass over a batch that holds the items `idx`;
+    `refs[j]` carries item `idx[j]`'s target (so both passes score the same answer tokens)."""
+    with torch.no_grad(), peft_model.disable_adapter():
+        ref, _, ref_rows = adapter.target_logits(refs)
+    pos = torch.cat([torch.nonzero(rows == i, as_tuple=True)[0] for i in idx])
+    if pos.numel() != ref.shape[0]:
+        raise ValueError(
+            f"align: {pos.numel()} answer tokens on the aligned side, {ref.shape[0]} on the reference side"
+        )
+    mine = F.log_softmax(logits[pos], -1)
+    kl = F.kl_div(mine, F.log_softmax(ref, -1), log_target=True, reduction="none").sum(-1)
+    total = torch.zeros(len(idx), device=kl.device, dtype=kl.dtype).index_add(0, ref_rows, kl)
+    count = torch.zeros(len(idx), device=kl.device, dtype=kl.dtype).index_add(0, ref_rows, torch.ones_like(kl))
+    return total / count.clamp(min=1)
 
 
 def _item_losses(
@@ -173,21 +189,27 @@ def _item_losses(
 ) -> torch.Tensor:
     """Per-example loss [k]: mean target CE (SFT) or the DPO loss, plus `retain` x KL(base || aligned)
     on benign examples' answers and `consistency` x `consistency_kl` on embedding examples with a typed
-    form. DPO scores chosen and rejected in one forward pass (one pass per step also keeps gradient
-    hooks simple under data parallelism)."""
+    form. One aligned pass serves the CE and both KL terms (the frozen references run without gradient).
+    DPO scores chosen and rejected in one forward pass (one pass per step also keeps gradient hooks simple
+    under data parallelism)."""
     if method != "dpo":
-        losses = adapter.target_loss([b.item for b in batch])
-        keep = [i for i, b in enumerate(batch) if b.kind in RETAIN_KINDS]
-        if retain > 0 and keep and peft_model is not None:
-            kl = retain_kl(adapter, peft_model, [batch[i].item for i in keep])
-            idx = torch.tensor(keep, device=losses.device)
-            losses = losses.index_add(0, idx, retain * kl.to(losses.dtype))
-        both = [i for i, b in enumerate(batch) if b.typed is not None]
-        if consistency > 0 and both and peft_model is not None:
-            media, typed = [batch[i].item for i in both], [batch[i].typed for i in both]
-            kl = consistency_kl(adapter, peft_model, media, typed)  # type: ignore[arg-type]
-            idx = torch.tensor(both, device=losses.device)
-            losses = losses.index_add(0, idx, consistency * kl.to(losses.dtype))
+        items = [b.item for b in batch]
+        on = peft_model is not None
+        keep = [i for i, b in enumerate(batch) if b.kind in RETAIN_KINDS] if on and retain > 0 else []
+        both = [i for i, b in enumerate(batch) if b.typed is not None] if on and consistency > 0 else []
+        if not keep and not both:
+            return adapter.target_loss(items)
+        logits, labels, rows = adapter.target_logits(items)
+        ce = F.cross_entropy(logits, labels, reduction="none")
+        count = torch.zeros(len(items), device=ce.device, dtype=ce.dtype).index_add(0, rows, torch.ones_like(ce))
+        losses = torch.zeros(len(items), device=ce.device, dtype=ce.dtype).index_add(0, rows, ce) / count.clamp(min=1)
+        for w, idx, refs in (
+            (retain, keep, [items[i] for i in keep]),
+            (consistency, both, [batch[i].typed for i in both]),
+        ):
+            if idx:
+                kl = _answer_kl(adapter, peft_model, logits, rows, idx, refs)  # type: ignore[arg-type]
+                losses = losses.index_add(0, torch.tensor(idx, device=losses.device), w * kl.to(losses.dtype))
         return losses
     chosen = [b.item for b in batch]
     rejected = [Item(b.item.prompt, b.item.modality, b.item.mm, b.item.meta, target=b.rejected) for b in batch]
