@@ -135,6 +135,7 @@ def run_pipeline(cfg: RunConfig, out: str | Path, progress: bool = True, command
 
     from sea_align.benchmarks.build import build_configured_benches
     from sea_align.report import run_report
+    from sea_align.stages.records import read_prepared
 
     out = Path(out)
     device, dtype = _preflight(cfg)
@@ -146,7 +147,7 @@ def run_pipeline(cfg: RunConfig, out: str | Path, progress: bool = True, command
     man.save()
     benches = build_configured_benches(cfg, out / "bench")
     _prepare(cfg, out / "prepared.jsonl", benches, man)
-    rows = read_jsonl(out / "prepared.jsonl")
+    rows = read_prepared(out / "prepared.jsonl", cfg.modality)  # a resumed run's file: errors name its line
     if cfg.distill.enabled:
         rows = _distill(cfg, rows, out / "distilled.jsonl", man, progress)
     _synthesize(cfg, rows, out / "embeddings", man, progress)
