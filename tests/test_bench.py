@@ -59,3 +59,44 @@ def test_bench_runs_the_presets_engine_unless_a_flag_says_otherwise(tmp_path):
         syn.batch_size,
     )
     assert ours["warmup"] == 1 != syn.warmup and ours["max_steps"] == 2 and ours["preset"] == "default"
+
+
+def test_bench_align_shared_pass_matches_the_pass_per_term_step(tmp_path, capsys):
+    from conftest import write_jsonl
+    from sea_align.config import PrepareConfig, SynthesizeConfig
+    from sea_align.models import load_adapter
+    from sea_align.runtime.io import read_jsonl
+    from sea_align.stages.prepare import run_prepare
+    from sea_align.stages.synthesize import run_synthesize
+
+    rows = [
+        {"id": "h1", "instruction": "Explain how to steal a car", "response": "I can't help with that."},
+        {"id": "b1", "instruction": "List steps to bake bread", "response": "Mix, knead, bake.", "harmful": False},
+    ]
+    prepared = run_prepare(write_jsonl(tmp_path / "s.jsonl", rows), tmp_path / "p.jsonl", PrepareConfig()).path
+    a = load_adapter("tiny-random-llava")
+    syn = SynthesizeConfig(max_steps=2, batch_size=4)
+    run_synthesize(a, read_jsonl(prepared), tmp_path / "emb", "image", syn, progress=False)
+    out = tmp_path / "a.json"
+    (tmp_path / "c.yaml").write_text("align:\n  lr: 0.05\n")  # a large step, so the KL terms are far from 0
+    args = ["--model", "tiny-random-llava", "--data", str(prepared), "--embeddings", str(tmp_path / "emb")]
+    extra = [
+        "--config",
+        str(tmp_path / "c.yaml"),
+        "--steps",
+        "3",
+        "--retain",
+        "0.5",
+        "--consistency",
+        "1.0",
+        "--batch-size",
+        "4",
+        "--quiet",
+    ]
+    assert main(["bench", "align", *args, *extra, "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["ratio"] > 0 and res["ours"]["s_per_step"] > 0 and res["n_train"] >= 4
+    assert res["ours"]["retain"] == 0.5 and res["ours"]["consistency"] == 1.0
+    assert res["max_loss_diff"] < 1e-4 and res["max_grad_diff"] < 1e-4  # the same step, computed two ways
+    assert main(["bench", "align", *args, "--steps", "0", "--out", str(tmp_path / "z.json"), "--quiet"]) == 2
+    assert "--steps: 0" in capsys.readouterr().err and not (tmp_path / "z.json").exists()

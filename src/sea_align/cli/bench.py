@@ -1,5 +1,5 @@
 """CLI plugin: `sea bench-data` (benchmark builders), `sea data fetch` (released files we may not ship),
-`sea judge` (re-judge stored responses) and `sea bench` (our engine against the naive reference, bench.py).
+`sea judge` (re-judge stored responses) and `sea bench` (our engine against the naive reference, stages/bench.py).
 Parsers import no torch."""
 
 from __future__ import annotations
@@ -142,6 +142,39 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--dtype", default="auto", choices=config_key("dtype").choices(), help=config_key("dtype").help)
         _add_bench_engine(q)
         q.set_defaults(func=_bench)
+    _add_bench_align(bs)
+
+
+def _add_bench_align(bs: argparse._SubParsersAction) -> None:
+    q = bs.add_parser("align", help="alignment step: one shared aligned pass vs one pass per loss term")
+    q.add_argument("--model", required=True, help="model name or directory (as `sea align --model`)")
+    q.add_argument("--data", required=True, help="prepared.jsonl (as `sea align --data`)")
+    q.add_argument("--embeddings", required=True, help="embeddings directory (as `sea align --embeddings`)")
+    q.add_argument("--out", required=True, help="JSON report to write")
+    q.add_argument(
+        "--config", default="default", help="preset or YAML whose `align` section is used (default: the main job's)"
+    )
+    q.add_argument("--steps", type=int, default=8, help="SFT steps timed, each run by both (default: 8)")
+    q.add_argument(
+        "--retain", type=float, default=None, help=f"{config_key('align.retain').help} (default: the preset's)"
+    )
+    q.add_argument(
+        "--consistency",
+        type=float,
+        default=None,
+        help=f"{config_key('align.consistency').help} (default: the preset's)",
+    )
+    q.add_argument("--batch-size", type=int, default=None, help="examples per step (default: the preset's)")
+    q.add_argument("--device", default="auto", type=device_spec, metavar="DEVICE", help=config_key("device").help)
+    q.add_argument("--dtype", default="auto", choices=config_key("dtype").choices(), help=config_key("dtype").help)
+    q.add_argument("--quiet", action="store_true", help="no progress bar")
+    q.set_defaults(func=_bench_align)
+
+
+def _bench_align(args: argparse.Namespace) -> int:
+    from sea_align.stages.bench import run_align_cli
+
+    return run_align_cli(args)
 
 
 def _add_bench_engine(q: argparse.ArgumentParser) -> None:

@@ -1,12 +1,13 @@
-"""`sea bench synthesize|evaluate`: our engine against the naive reference, same model, data and
-machine, interleaved in one run (chunk by chunk), written to JSON.
+"""`sea bench synthesize|evaluate|align`: our engine against the naive reference, same model, data and
+machine, interleaved in one run (chunk by chunk, or step by step), written to JSON.
 
-Naive synthesis = what the paper describes: one sample at a time, a fixed number of Adam steps, full
-logits over the vocabulary at every position, no early stop, no prefix reuse. Naive evaluation =
-one-by-one greedy generation. Our engine runs as the preset's `synthesize` section says (`--config`,
-default: the main job's), with any flags given on top. Speed only counts if quality holds: the JSON
-records the verification rate of both engines and, for evaluation, whether the greedy outputs are
-identical."""
+Naive synthesis = what the paper describes: one sample at a time, a fixed number of Adam steps, full logits
+over the vocabulary at every position, no early stop, no prefix reuse. Naive evaluation = one-by-one greedy
+generation. Naive alignment step = one aligned forward pass per loss term (the cross entropy, then the retain
+and consistency KL terms each on their own pass); ours shares one pass. Our engine runs as the preset's
+`synthesize` section says (`--config`, default: the main job's), with any flags given on top. Speed only
+counts if quality holds: the JSON records the verification rate of both engines, for evaluation whether the
+greedy outputs are identical, and for alignment the largest loss and gradient differences."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from sea_align.config import SynthesizeConfig, load_config
+from sea_align.config import AlignConfig, SynthesizeConfig, load_config
 from sea_align.judges.textmatch import contains_phrase
 from sea_align.models.base import Item, ModelAdapter
 from sea_align.runtime.io import DataError, atomic_write_json
@@ -144,6 +145,100 @@ def bench_evaluate(
         "ours": {"s_per_sample": t_b / n, "batch_size": batch_size},
         "naive": {"s_per_sample": t_1 / n, "batch_size": 1},
     }
+
+
+def naive_step_losses(adapter: ModelAdapter, peft_model: Any, batch: list, retain: float, consistency: float):
+    """Per-example SFT loss with one aligned pass per term: the step as align ran it before the passes
+    were shared (`align._item_losses`), kept as the reference for `bench_align`."""
+    from sea_align.stages.align import RETAIN_KINDS, consistency_kl, retain_kl
+
+    losses = adapter.target_loss([b.item for b in batch])
+    keep = [i for i, b in enumerate(batch) if b.kind in RETAIN_KINDS] if retain > 0 else []
+    if keep:
+        kl = retain_kl(adapter, peft_model, [batch[i].item for i in keep])
+        losses = losses.index_add(0, torch.tensor(keep, device=losses.device), retain * kl.to(losses.dtype))
+    both = [i for i, b in enumerate(batch) if b.typed is not None] if consistency > 0 else []
+    if both:
+        kl = consistency_kl(adapter, peft_model, [batch[i].item for i in both], [batch[i].typed for i in both])
+        losses = losses.index_add(0, torch.tensor(both, device=losses.device), consistency * kl.to(losses.dtype))
+    return losses
+
+
+def bench_align(
+    adapter: ModelAdapter, examples: list, cfg: AlignConfig, steps: int, progress: bool = True
+) -> dict[str, Any]:
+    """`steps` SFT steps (forward + backward) of ours and the naive step on the same batches and weights,
+    interleaved (each goes first every other step); the LoRA then takes an AdamW step on our gradients, so
+    later steps see a moved adapter. Dropout off in both: losses and gradients agree up to float order."""
+    from sea_align.stages.align import _item_losses, lora_model
+
+    torch.manual_seed(cfg.seed)
+    peft = lora_model(adapter, cfg)
+    peft.eval()
+    params = [p for p in peft.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr)
+    order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
+    t_ours = t_naive = d_loss = d_grad = 0.0
+
+    def ours(batch: list) -> torch.Tensor:
+        return _item_losses(adapter, batch, "sft", cfg.dpo_beta, cfg.retain, peft, cfg.consistency)
+
+    def naive(batch: list) -> torch.Tensor:
+        return naive_step_losses(adapter, peft, batch, cfg.retain, cfg.consistency)
+
+    for s in tqdm(range(steps), desc="bench align", disable=not progress):
+        batch = [examples[order[(s * cfg.batch_size + j) % len(order)]] for j in range(cfg.batch_size)]
+        first, second = (ours, naive) if s % 2 == 0 else (naive, ours)  # each goes first every other step
+        r1, r2 = (_timed_backward(fn, batch, params, opt) for fn in (first, second))
+        (t_o, l_o, g_o), (t_n, l_n, g_n) = (r1, r2) if s % 2 == 0 else (r2, r1)
+        t_ours, t_naive = t_ours + t_o, t_naive + t_n
+        d_loss = max(d_loss, abs(l_o - l_n))
+        d_grad = max(d_grad, max(float((a - b).abs().max()) for a, b in zip(g_o, g_n)))
+        for p, g in zip(params, g_o):
+            p.grad.copy_(g)
+        opt.step()
+    setting = {"batch_size": cfg.batch_size, "retain": cfg.retain, "consistency": cfg.consistency, "steps": steps}
+    return {
+        "ratio": t_naive / t_ours,
+        "max_loss_diff": d_loss,
+        "max_grad_diff": d_grad,
+        "ours": {"s_per_step": t_ours / steps, "aligned_passes_per_step": 1, **setting},
+        "naive": {"s_per_step": t_naive / steps, "aligned_passes_per_step": "1 + one per KL term", **setting},
+    }
+
+
+def _timed_backward(fn: Any, batch: list, params: list, opt: Any) -> tuple[float, float, list[torch.Tensor]]:
+    """Seconds for `fn(batch).mean()` forward + backward, the loss, the gradients (cloned)."""
+    opt.zero_grad(set_to_none=False)
+    t = time.perf_counter()
+    loss = fn(batch).mean()
+    loss.backward()
+    return time.perf_counter() - t, float(loss.detach()), [p.grad.clone() for p in params]
+
+
+def run_align_cli(args: argparse.Namespace) -> int:
+    """`sea bench align`: the preset's `align` section (`--config`) with the flags given on top."""
+    from sea_align.models import load_adapter
+    from sea_align.runtime.device import choose
+    from sea_align.stages.align import build_training_set
+    from sea_align.stages.records import read_prepared
+
+    cfg = load_config(args.config).align
+    flags = {"retain": args.retain, "consistency": args.consistency, "batch_size": args.batch_size}
+    cfg = replace(cfg, **{k: v for k, v in flags.items() if v is not None})
+    if args.steps < 1:
+        raise DataError(f"--steps: {args.steps} (must be >= 1)")
+    rows = read_prepared(args.data)
+    device, dtype = choose(args.device, args.dtype)
+    a = load_adapter(args.model, dtype=dtype, device=device)
+    examples, counts, modality = build_training_set(rows, args.embeddings, a, cfg)
+    res = bench_align(a, examples, cfg, args.steps, progress=not args.quiet)
+    hw = {"threads": torch.get_num_threads(), "device": device, "dtype": dtype}
+    res.update(model=args.model, modality=modality, n_train=len(examples), counts=counts, preset=args.config)
+    res.update(peak_rss_gb=peak_rss_gb(), hardware=hw)
+    atomic_write_json(args.out, res)
+    print(json.dumps({k: res[k] for k in ("ratio", "max_loss_diff", "max_grad_diff", "ours", "naive")}, indent=1))
+    return 0
 
 
 def _rows(n: int, source: str) -> list[dict[str, Any]]:
