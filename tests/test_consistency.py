@@ -96,3 +96,20 @@ def test_retain_and_consistency_share_one_aligned_pass_and_add_up(trained_set, m
     assert torch.allclose(both, plain + (only_r - plain) + (only_c - plain), atol=1e-5)
     # one aligned pass over the whole batch, then one frozen pass per term over its items only
     assert calls[0] == len(ex) and len(calls) == 3 and sum(calls[1:]) < 2 * len(ex)
+
+
+def test_a_reference_with_other_answer_tokens_is_an_error(trained_set):
+    from sea_align.models import Item
+    from sea_align.stages.align import _answer_kl
+
+    a, peft, _, ex = trained_set
+    media = [e for e in ex if e.typed is not None][:2]
+    items = [e.item for e in media]
+    logits, _, rows = a.target_logits(items)
+    longer = [Item(e.typed.prompt, target=e.typed.target + " And more words here.") for e in media]
+    with torch.no_grad(), pytest.raises(ValueError, match="answer tokens differ"):
+        _answer_kl(a, peft, logits.detach(), rows, [0, 1], longer)
+    swapped = [media[1].typed, media[0].typed]  # the same total number of tokens, split otherwise
+    assert int((rows == 0).sum()) != int((rows == 1).sum())  # the refusal and the bread answer
+    with torch.no_grad(), pytest.raises(ValueError, match="answer tokens differ"):
+        _answer_kl(a, peft, logits.detach(), rows, [0, 1], swapped)

@@ -167,10 +167,9 @@ def _answer_kl(
     with torch.no_grad(), peft_model.disable_adapter():
         ref, _, ref_rows = adapter.target_logits(refs)
     pos = torch.cat([torch.nonzero(rows == i, as_tuple=True)[0] for i in idx])
-    if pos.numel() != ref.shape[0]:
-        raise ValueError(
-            f"align: {pos.numel()} answer tokens on the aligned side, {ref.shape[0]} on the reference side"
-        )
+    owner = torch.tensor(idx, device=rows.device)[ref_rows] if len(ref_rows) else ref_rows
+    if pos.numel() != ref.shape[0] or not torch.equal(rows[pos], owner):
+        raise ValueError("align: an item's answer tokens differ in number between the aligned and reference passes")
     mine = F.log_softmax(logits[pos], -1)
     kl = F.kl_div(mine, F.log_softmax(ref, -1), log_target=True, reduction="none").sum(-1)
     total = torch.zeros(len(idx), device=kl.device, dtype=kl.dtype).index_add(0, ref_rows, kl)

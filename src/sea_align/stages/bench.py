@@ -195,7 +195,7 @@ def bench_align(
         d_loss = max(d_loss, abs(l_o - l_n))
         d_grad = max(d_grad, max(float((a - b).abs().max()) for a, b in zip(g_o, g_n)))
         for p, g in zip(params, g_o):
-            p.grad.copy_(g)
+            p.grad = g
         opt.step()
     setting = {"batch_size": cfg.batch_size, "retain": cfg.retain, "consistency": cfg.consistency, "steps": steps}
     return {
@@ -213,7 +213,8 @@ def _timed_backward(fn: Any, batch: list, params: list, opt: Any) -> tuple[float
     t = time.perf_counter()
     loss = fn(batch).mean()
     loss.backward()
-    return time.perf_counter() - t, float(loss.detach()), [p.grad.clone() for p in params]
+    grads = [torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in params]
+    return time.perf_counter() - t, float(loss.detach()), grads
 
 
 def run_align_cli(args: argparse.Namespace) -> int:
