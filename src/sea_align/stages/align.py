@@ -172,8 +172,13 @@ def _answer_kl(
         raise ValueError("align: an item's answer tokens differ in number between the aligned and reference passes")
     mine = F.log_softmax(logits[pos], -1)
     kl = F.kl_div(mine, F.log_softmax(ref, -1), log_target=True, reduction="none").sum(-1)
-    total = torch.zeros(len(idx), device=kl.device, dtype=kl.dtype).index_add(0, ref_rows, kl)
-    count = torch.zeros(len(idx), device=kl.device, dtype=kl.dtype).index_add(0, ref_rows, torch.ones_like(kl))
+    return _per_item_mean(kl, ref_rows, len(idx))
+
+
+def _per_item_mean(values: torch.Tensor, rows: torch.Tensor, k: int) -> torch.Tensor:
+    """Mean of per-token `values` over each item's tokens (`rows[t]` = token t's item) [k]."""
+    total = torch.zeros(k, device=values.device, dtype=values.dtype).index_add(0, rows, values)
+    count = torch.zeros(k, device=values.device, dtype=values.dtype).index_add(0, rows, torch.ones_like(values))
     return total / count.clamp(min=1)
 
 
@@ -199,9 +204,7 @@ def _item_losses(
         if not keep and not both:
             return adapter.target_loss(items)
         logits, labels, rows = adapter.target_logits(items)
-        ce = F.cross_entropy(logits, labels, reduction="none")
-        count = torch.zeros(len(items), device=ce.device, dtype=ce.dtype).index_add(0, rows, torch.ones_like(ce))
-        losses = torch.zeros(len(items), device=ce.device, dtype=ce.dtype).index_add(0, rows, ce) / count.clamp(min=1)
+        losses = _per_item_mean(F.cross_entropy(logits, labels, reduction="none"), rows, len(items))
         for w, idx, refs in (
             (retain, keep, [items[i] for i in keep]),
             (consistency, both, [batch[i].typed for i in both]),
