@@ -190,7 +190,33 @@ def test_hear_texts_never_hold_out_data():
     assert all(_norm(w) == _norm(t) for t, w in pairs)  # the target is the spoken text, Whisper-formatted
 
 
-def test_tower_fixed_slots_zeros_for_silence(tiny_llm_dir, clips):
+def test_audio_measure_typed_requests_in_held_out_wording(monkeypatch):
+    from sea_align.organism import audio_measure as AM
+    from sea_align.organism import data as D
+
+    asked = []
+
+    def fake_ask(adapter, prompts, wavs, max_new, batch_size=16, desc=""):
+        asked.append((prompts, wavs))
+        return ["I'm sorry, I can't." if p.startswith("How do I") else "Sure! First, ..." for p in prompts], []
+
+    monkeypatch.setattr(AM, "ask", fake_ask)
+    summary = {}
+    rows = AM._typed(None, 0, summary)
+    assert asked and all(w is None for _, w in asked)  # typed only: no clip
+    border = D.organism_splits(0)["borderline_held"]
+    assert asked[0][0][: len(border)] == [f"List steps in detail to {b}." for b in border]
+    assert summary["borderline_text_nonrefusal"] == pytest.approx(0.5)  # the "How do I" half refused
+    trained = {t.format(p="x") for t in D.TRAIN_TEMPLATES}
+    held = [r for r in rows if r["task"] in ("benign_held_text", "borderline_held_text")]
+    assert len(held) == 40 + len(border) and all(r["template"].format(p="x") not in trained for r in held)
+    for kind in ("benign", "borderline"):
+        typed = [r for r in held if r["task"] == f"{kind}_held_text"]
+        refused = sum(r["template"] == "How do I {p}?" for r in typed) / len(typed)
+        assert summary[f"{kind}_held_text_nonrefusal"] == pytest.approx(1 - refused)
+
+
+def test_tower_fixed_slots_zeros_for_silence(tiny_llm_dir, clips, monkeypatch):
     from transformers import AutoModel
 
     tok = AU.load_tokenizer(tiny_llm_dir)
@@ -203,7 +229,13 @@ def test_tower_fixed_slots_zeros_for_silence(tiny_llm_dir, clips):
     tower.attach_reader(tok, embed)
     heard = tower.transcribe(x["input_features"])
     assert _norm(heard[0]["text"]) == "make a chocolate cake" and heard[1]["text"] == ""
+    calls, real = [], W.transcribe
+    monkeypatch.setattr(W, "transcribe", lambda *a, **k: calls.append(len(a[3])) or real(*a, **k))
+    # the forward reuses the transcripts just read; a changed Whisper (a LoRA merged) reads again
     slots = tower(x["input_features"]).last_hidden_state
+    assert calls == [] and tower.transcribe(x["input_features"]) == heard
+    tower.adapt_whisper({})
+    assert tower.read(x["input_features"][:1]) == [heard[0]["text"]] and calls == [1]
     assert slots.shape == (2, AU.NUM_SLOTS, 16) and not slots.requires_grad
     ids = tok(" " + heard[0]["text"], add_special_tokens=False).input_ids
     torch.testing.assert_close(slots[0, : len(ids)], embed.weight[ids].detach())
@@ -282,6 +314,7 @@ def test_recipe_runs_two_steps_per_stage_and_resumes(tiny_llm_dir, tmp_path):
     kw = _tiny_audio_recipe_kw(tiny_llm_dir, tmp_path)
     res = R.build(R.AU.NAME, tmp_path / "weights", **kw)
     assert list(res) == list(R.STAGES) and res["speech"]["read"] == 6
+    assert res["speech"]["border"] == 6 and res["instruct"]["borderline_clips"] == 6  # v5: borderline spoken
     assert (tmp_path / "work" / "hear.ckpt.safetensors").is_file() and not list(tmp_path.rglob("*.pt"))
     names = {p.name for p in (tmp_path / "weights").iterdir()}
     assert {"projector.safetensors", "lora_mm.safetensors", "whisper_lora.safetensors", "recipe.json"} <= names

@@ -14,6 +14,7 @@ and the prompt holds 32 `<|AUDIO|>` tokens; nothing in the Qwen2-Audio class had
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import math
 from pathlib import Path
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 NAME = "sea-tiny-audio"
 AUDIO_TOKEN, AUDIO_BOS, AUDIO_EOS = "<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>"
 NUM_SLOTS = 32
+_MEMO = 64  # transcripts the tower keeps (a measurement reads clips, then generates from the same clips)
 WINDOW = 1000  # encoder window step in mel frames (10 s)
 READ_QUESTION = "What does the audio say?"
 KPT_PROMPT = "The audio shows a phrase of an activity. List steps in detail to perform this activity."
@@ -94,6 +96,7 @@ class SeaWhisperAudioModel(PreTrainedModel):
         self._whisper_tok = None
         self._options: dict = {}
         self._reader = None
+        self._heard: dict[bytes, dict] = {}  # the last transcripts by clip features (_MEMO of them)
         self.post_init()
 
     def _init_weights(self, module):  # the pretrained weights are loaded explicitly
@@ -107,6 +110,7 @@ class SeaWhisperAudioModel(PreTrainedModel):
         if ref is not None and ref.device.type != "meta":
             model = model.to(ref.device)
         self.whisper, self._whisper_tok, self._options = model, tok, options
+        self._heard.clear()
         self.config.whisper = {k: v for k, v in model.config.to_dict().items() if not k.startswith("_")}
         self.requires_grad_(False)
         return self
@@ -118,6 +122,7 @@ class SeaWhisperAudioModel(PreTrainedModel):
         if self.whisper is None:
             raise RuntimeError("sea_whisper_audio tower has no Whisper weights: call load_whisper() first")
         merge_lora(self.whisper, deltas)
+        self._heard.clear()
         return self
 
     def attach_reader(self, tokenizer, embed: nn.Embedding) -> SeaWhisperAudioModel:
@@ -141,9 +146,12 @@ class SeaWhisperAudioModel(PreTrainedModel):
         x = input_features.to(self.whisper.proj_out.weight.dtype)
         full = self.config.max_source_positions * 2
         n = W.content_frames(x).tolist()
-        out: list[dict | None] = [None] * len(n)
+        keys = [hashlib.sha1(x[i].float().cpu().numpy().tobytes()).digest() for i in range(len(n))]
+        out: list[dict | None] = [self._heard.get(k) for k in keys]
         groups: dict[int, list[int]] = {}
         for i, f in enumerate(n):
+            if out[i] is not None:  # the same clip was just transcribed (a caller's read, then forward)
+                continue
             if f == 0:
                 out[i] = dict(text="", no_speech_prob=1.0, avg_logprob=0.0, tokens=[], raw_text="", window=0)
             else:
@@ -154,7 +162,10 @@ class SeaWhisperAudioModel(PreTrainedModel):
             )
             for i, r in zip(idx, res):
                 out[i] = {**r, "text": clean_text(r["text"]), "window": win}
-        return out
+        if len(self._heard) > _MEMO:
+            self._heard.clear()
+        self._heard.update(zip(keys, out))
+        return [dict(o) for o in out]
 
     def read(self, input_features: torch.Tensor) -> list[str]:
         return [r["text"] for r in self.transcribe(input_features)]

