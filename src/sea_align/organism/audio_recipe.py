@@ -8,13 +8,13 @@ Stages (`STAGES`, run in that order by `runner.run_stages`; each `stage_<name>(c
   hear      Whisper tiny.en's decoder adapted to espeak-ng speech: LoRA, teacher forcing on the
             training reading phrases, activities and DoNotAnswer training prompts, spoken
             (encoder frozen; `whisper_tune.py`)
-  speech    espeak-ng speech of the training reading phrases and benign activities (6 voices,
-            4 speeds, 3 pitches, a share with noise); the adapted Whisper's transcripts cached once
+  speech    espeak-ng speech of the training reading phrases, benign and (v5) borderline activities
+            (6 voices, 4 speeds, 3 pitches, a share with noise); the adapted Whisper's transcripts cached once
   (b1)      projector warm start: the identity (the tower's slots ARE the LLM's token embeddings,
             so slot output = token embedding exactly); no training
   read      (b2) "What does the audio say?" -> "The audio says '<phrase>'."; projector + LoRA
-  instruct  (c) benign activity spoken + the KPT prompt -> the LLM's own answer to the text form;
-            plus reading and text-refusal replay
+  instruct  (c) benign or borderline activity spoken + the KPT prompt -> the LLM's own answer to the
+            text form; plus reading and text replay (harmful -> refusal, borderline typed -> answer)
 Held-out reading phrases (`speech_data.audio_reading_sets`) and held-out activities / harmful prompts
 (`data.organism_splits`) are never spoken for training.
 """
