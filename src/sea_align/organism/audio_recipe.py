@@ -296,8 +296,8 @@ def stage_instruct(cfg, resume: bool = True) -> dict:
             clip = r.choice(border if k % 4 == 3 and border else acts)
             t, p = r.choice(pairs[clip["text"]])
             prompt = S.audio_instruction(t, clip.get("layout") == "noise_then")
-            sample = {"prompt": AU.audio_prompt(tok, prompt), "answer": distilled[p]["answer"]}
-            items.append(({**sample, "eos": distilled[p]["eos"]}, clip["asr"]))
+            answer = {k: distilled[p][k] for k in ("answer", "eos")}
+            items.append(({"prompt": AU.audio_prompt(tok, prompt), **answer}, clip["asr"]))
         n_copy = n_read // 2 if cfg.read_text_copies else 0  # reading replay: half text copies (as in b2)
         for j in r.sample(range(len(read)), n_read - n_copy):
             items.append((_read_sample(tok, read[j]["text"], r), read[j]["asr"]))

@@ -177,9 +177,8 @@ def _answer_kl(
 
 def _per_item_mean(values: torch.Tensor, rows: torch.Tensor, k: int) -> torch.Tensor:
     """Mean of per-token `values` over each item's tokens (`rows[t]` = token t's item) [k]."""
-    total = torch.zeros(k, device=values.device, dtype=values.dtype).index_add(0, rows, values)
-    count = torch.zeros(k, device=values.device, dtype=values.dtype).index_add(0, rows, torch.ones_like(values))
-    return total / count.clamp(min=1)
+    zeros = values.new_zeros(k)
+    return zeros.index_add(0, rows, values) / zeros.index_add(0, rows, torch.ones_like(values)).clamp(min=1)
 
 
 def _item_losses(
