@@ -105,6 +105,21 @@ class _Teacher:
         ]
 
 
+def test_lead_term_adds_the_mean_ce_of_each_answers_first_tokens(lora):
+    a, peft = lora
+    ex = _examples()
+    plain = _item_losses(a, ex, "sft", 0.1, peft_model=peft)
+    led = _item_losses(a, ex, "sft", 0.1, peft_model=peft, lead=(3.0, 2))
+    assert torch.allclose(plain, _item_losses(a, ex, "sft", 0.1, peft_model=peft, lead=(0.0, 2)))  # off = plain
+    for i, e in enumerate(ex):  # by hand: the same item's target cut to its first 2 tokens, teacher-forced
+        ids = a.tokenizer(e.item.target, add_special_tokens=False)["input_ids"]
+        logits, labels, rows = a.target_logits([e.item])
+        head = torch.nn.functional.cross_entropy(logits[:2], labels[:2])
+        assert labels[:2].tolist() == ids[:2] and torch.allclose(led[i] - plain[i], 3.0 * head, atol=1e-5)
+    whole = _item_losses(a, ex, "sft", 0.1, peft_model=peft, lead=(1.0, 1000))  # covers every token: twice
+    assert torch.allclose(whole, 2 * plain, atol=1e-5)
+
+
 def test_distilled_targets_replace_templates_and_drop_refused(tmp_path):
     rows, _ = prepare_rows([dict(r) for r in ROWS], rules_extract)
     t = _Teacher()

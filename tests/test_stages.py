@@ -10,6 +10,7 @@ from sea_align.config import AlignConfig, EvaluateConfig, SynthesizeConfig
 from sea_align.models import load_adapter
 from sea_align.runtime.io import DataError
 from sea_align.stages.align import run_align
+from sea_align.stages.embstore import blank_meta
 from sea_align.stages.eval_summary import summarize
 from sea_align.stages.evaluate import run_evaluate
 from sea_align.stages.prepare import prepare_rows, rules_extract
@@ -60,6 +61,21 @@ def test_synthesize_invariants(synthesized, prepared):
         assert set(r) >= {"id", "phrase", "verified", "probe_answers", "loss", "steps", "seconds"}
         assert len(r["probe_answers"]) == 2
     assert list(out.glob("*.safetensors")) and meta["modality"] == "image" and meta["space"] == "encoder"
+    # E's scale in the LLM's input space, and the token embeddings' beside it (the report sets them side by side)
+    r = index[0]
+    with torch.no_grad():
+        mm = a.to_llm("image", embs[r["id"]][None], blank_meta(meta), "encoder").float()
+    assert r["llm_rms"] == pytest.approx(float(mm.pow(2).mean().sqrt()), rel=1e-3)
+    assert meta["token_rms"] == pytest.approx(float(a.embed_tokens.weight.float().pow(2).mean().sqrt()), rel=1e-3)
+
+
+def test_report_sets_the_embeddings_scale_beside_the_tokens():
+    from sea_align.report import _scale
+
+    idx = [{"llm_rms": x} for x in (0.1, 2.0, 3.0)] + [{}]
+    want = " RMS of E in the LLM's input space: median 2 (20x the token embeddings')."
+    assert _scale(idx, {"token_rms": 0.1}) == want
+    assert _scale([{}], {"token_rms": 0.1}) == "" and _scale(idx, {}) == ""
 
 
 def test_synthesize_resumes_without_recomputing(synthesized, prepared):

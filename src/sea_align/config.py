@@ -133,6 +133,12 @@ class AlignConfig:
     lora_targets: list[str] = opt(["q_proj", "k_proj", "v_proj", "o_proj"], "LLM modules that get a LoRA")
     dpo_beta: float = opt(0.1, "dpo: the KL strength beta")
     retain: float = opt(0.0, "weight of the retain term: KL(base || aligned) on the answer tokens of benign examples")
+    lead: float = opt(
+        0.0,
+        "weight of the lead term: + lead x mean CE of each answer's first `lead_tokens` tokens (SFT), where "
+        "answering or refusing is decided; a long helpful answer otherwise puts 1/64 of its loss there; 0 = off",
+    )
+    lead_tokens: int = opt(4, "answer tokens the lead term covers")
     consistency: float = opt(
         0.0,
         "weight of the consistency term: KL(frozen model on the typed request || aligned model on the media form) "

@@ -348,6 +348,8 @@ def load_builtin_audio(
         "audio_seq_length": NUM_SLOTS,
         "audio_token": AUDIO_TOKEN,
         "warnings": warnings,
+        # the tower's slots are token embeddings (zero when blank): their RMS sets synthesis' step size
+        "encoder_rms": float(llm.get_input_embeddings().weight.float().pow(2).mean().sqrt()),
     }
     return BuiltModel(
         model=model,

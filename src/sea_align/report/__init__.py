@@ -69,10 +69,21 @@ def _synthesis(run: Path, cdir: Path) -> list[tuple]:
             (
                 "p",
                 f"Space `{meta.get('space', '?')}`, shape {meta.get('shape', '?')}, init `{meta.get('init', '?')}` "
-                f"(blank {meta.get('modality', 'item')}: {json.dumps(blank)}).",
+                f"(blank {meta.get('modality', 'item')}: {json.dumps(blank)}).{_scale(idx, meta)}",
             )
         )
     return b + charts.block(charts.synthesis, cdir, "synthesis.png", "Synthesis loss curves and verification rate", idx)
+
+
+def _scale(idx: list[dict], meta: dict) -> str:
+    """E's RMS in the LLM's input space beside the token embeddings' (older embeddings lack it: nothing shown)."""
+    rms = sorted(r["llm_rms"] for r in idx if r.get("llm_rms") is not None)
+    if not rms or not meta.get("token_rms"):
+        return ""
+    med = rms[len(rms) // 2]
+    return (
+        f" RMS of E in the LLM's input space: median {med:.3g} ({med / meta['token_rms']:.2g}x the token embeddings')."
+    )
 
 
 def _benches(run: Path) -> list[tuple]:

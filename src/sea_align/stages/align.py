@@ -181,6 +181,14 @@ def _per_item_mean(values: torch.Tensor, rows: torch.Tensor, k: int) -> torch.Te
     return zeros.index_add(0, rows, values) / zeros.index_add(0, rows, torch.ones_like(values)).clamp(min=1)
 
 
+def _lead_mean(ce: torch.Tensor, rows: torch.Tensor, k: int, n_tokens: int) -> torch.Tensor:
+    """Mean CE over each item's first `n_tokens` answer tokens [k] (an item's tokens are contiguous)."""
+    idx = torch.arange(len(rows), device=rows.device)
+    first = torch.full((k,), len(rows), device=rows.device).scatter_reduce(0, rows, idx, reduce="amin")
+    head = (idx - first[rows]) < n_tokens
+    return _per_item_mean(ce[head], rows[head], k)
+
+
 def _item_losses(
     adapter: ModelAdapter,
     batch: list[Example],
@@ -189,6 +197,7 @@ def _item_losses(
     retain: float = 0.0,
     peft_model: Any = None,
     consistency: float = 0.0,
+    lead: tuple[float, int] = (0.0, 4),
 ) -> torch.Tensor:
     """Per-example loss [k]: mean target CE (SFT) or the DPO loss, plus `retain` x KL(base || aligned)
     on benign examples' answers and `consistency` x `consistency_kl` on embedding examples with a typed
@@ -200,10 +209,13 @@ def _item_losses(
         on = peft_model is not None
         keep = [i for i, b in enumerate(batch) if b.kind in RETAIN_KINDS] if on and retain > 0 else []
         both = [i for i, b in enumerate(batch) if b.typed is not None] if on and consistency > 0 else []
-        if not keep and not both:
+        if not keep and not both and not lead[0]:
             return adapter.target_loss(items)
         logits, labels, rows = adapter.target_logits(items)
-        losses = _per_item_mean(F.cross_entropy(logits, labels, reduction="none"), rows, len(items))
+        ce = F.cross_entropy(logits, labels, reduction="none")
+        losses = _per_item_mean(ce, rows, len(items))
+        if lead[0]:
+            losses = losses + lead[0] * _lead_mean(ce, rows, len(items), lead[1])
         for w, idx, refs in (
             (retain, keep, [items[i] for i in keep]),
             (consistency, both, [batch[i].typed for i in both]),
@@ -235,16 +247,18 @@ class StepLoss(torch.nn.Module):
         beta: float,
         retain: float = 0.0,
         consistency: float = 0.0,
+        lead: tuple[float, int] = (0.0, 4),
     ):
         super().__init__()
         self.peft_model = peft_model  # the only submodule: the whole (LoRA-injected) model
         present = {type(m).__name__ for m in peft_model.modules()}  # HF lists classes a model may not have
         self._no_split_modules = sorted(present & set(getattr(adapter.model, "_no_split_modules", None) or ()))
         self.__dict__["adapter"] = adapter  # plain attribute, not registered
-        self.method, self.beta, self.retain, self.consistency = method, beta, retain, consistency
+        self.method, self.beta, self.retain, self.consistency, self.lead = method, beta, retain, consistency, lead
 
     def forward(self, batch: list[Example]) -> torch.Tensor:
-        return _item_losses(self.adapter, batch, self.method, self.beta, self.retain, self.peft_model, self.consistency)
+        a = (self.adapter, batch, self.method, self.beta, self.retain, self.peft_model, self.consistency, self.lead)
+        return _item_losses(*a)
 
 
 def read_json_or_none(path: Path) -> dict[str, Any] | None:
@@ -366,7 +380,8 @@ def _lora_training(
     named = {n: p for n, p in peft_model.named_parameters() if p.requires_grad}
     if method == "dpo":
         examples = _dpo_reference(adapter, peft_model, examples)
-    step_loss: torch.nn.Module = StepLoss(adapter, peft_model, method, cfg.dpo_beta, cfg.retain, cfg.consistency)
+    lead = (cfg.lead, cfg.lead_tokens)
+    step_loss: torch.nn.Module = StepLoss(adapter, peft_model, method, cfg.dpo_beta, cfg.retain, cfg.consistency, lead)
     opt = torch.optim.AdamW(list(named.values()), lr=cfg.lr, weight_decay=0.0)
     if dist.fsdp:
         step_loss = shard(dist, step_loss, opt)

@@ -111,6 +111,12 @@ class Synthesizer:
         # its own, so the adapter's reference scale stands in (built-ins: the token-embedding RMS).
         rms = float(self.x0.pow(2).mean().sqrt())
         self.scale = rms if rms >= 1e-3 else adapter.reference_scale(modality)
+        if rms < 1e-3 and "encoder_rms" not in (getattr(adapter, "builtin_info", None) or {}):
+            log.warning(
+                "the blank %s encodes to zero and the model states no encoder_rms: E's steps are relative "
+                "to 1.0; compare E's RMS with the token embeddings' in the report",
+                modality,
+            )
         self._blank_llm: torch.Tensor | None = None  # project(blank), for init=text (computed once)
 
     def _retry_init(self, retry: int, sample_id: Any = "") -> torch.Tensor:
@@ -248,6 +254,13 @@ class Synthesizer:
         k = len(PROBE_Q[self.modality])
         return [answers[i * k : (i + 1) * k] for i in range(len(embs))]
 
+    @torch.no_grad()
+    def llm_rms(self, embs: list[torch.Tensor]) -> list[float]:
+        """RMS of each E in the LLM's input space: set beside the token embeddings' (meta `token_rms`), it
+        shows an E that left the scale of what the LLM reads (a 25x step size once did: docs/results.md)."""
+        mm = self.a.to_llm(self.modality, torch.stack(embs).to(self.a.device), self.meta, self.cfg.space)
+        return [round(float(x), 5) for x in mm.float().pow(2).mean((1, 2)).sqrt()]
+
 
 def _finite(x: float) -> float | None:
     return round(x, 5) if math.isfinite(x) else None
@@ -281,6 +294,7 @@ def _meta(synth: Synthesizer, model_name: str) -> dict[str, Any]:
         "shape": list(synth.x0.shape),
         "blank_meta": synth.meta,  # read back by embstore.blank_meta
         "init": cfg.init,
+        "token_rms": round(float(synth.a.embed_tokens.weight.float().pow(2).mean().sqrt()), 5),
         "config": cfg.__dict__,
     }
 
@@ -313,10 +327,11 @@ class _VerifyQueue:
     def flush(self) -> None:
         if not self.items:
             return
-        answers = self.synth.verify([e for _, e in self.items], self.max_new_tokens)
-        for (r, _), ans in zip(self.items, answers):
+        embs = [e for _, e in self.items]
+        answers, rms = self.synth.verify(embs, self.max_new_tokens), self.synth.llm_rms(embs)
+        for (r, _), ans, x in zip(self.items, answers, rms):
             ok = (not r["failed"]) and any(contains_phrase(r["phrase"], a) for a in ans)
-            self.store.commit({**r, "verified": ok, "probe_answers": ans})
+            self.store.commit({**r, "verified": ok, "probe_answers": ans, "llm_rms": x})
             crash_point("synth.verified")
         self.items.clear()
 
