@@ -257,7 +257,8 @@ class Synthesizer:
     @torch.no_grad()
     def llm_rms(self, embs: list[torch.Tensor]) -> list[float]:
         """RMS of each E in the LLM's input space: set beside the token embeddings' (meta `token_rms`), it
-        shows an E that left the scale of what the LLM reads (a 25x step size once did: docs/results.md)."""
+        shows an E that left the scale of what the LLM reads (a 7x too large step size once left audio E at
+        20x: docs/results.md)."""
         mm = self.a.to_llm(self.modality, torch.stack(embs).to(self.a.device), self.meta, self.cfg.space)
         return [round(float(x), 5) for x in mm.float().pow(2).mean((1, 2)).sqrt()]
 
