@@ -14,6 +14,7 @@ attached PEFT model and a built-in model's info.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol, runtime_checkable
@@ -25,6 +26,8 @@ from sea_align.models.layout import CHATML, LayoutMixin
 from sea_align.models.lowp import LowPrecisionWeights
 from sea_align.models.prefix import PrefixCache
 from sea_align.models.types import Batch, Features, Item, ModelError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["BaseAdapter", "Batch", "Features", "Item", "ModelAdapter", "ModelError"]
 
@@ -131,7 +134,9 @@ class BaseAdapter(LayoutMixin, ForwardMixin):
     def reference_scale(self, modality: str) -> float:
         """RMS of typical encoder features, for when the blank item's features are all zero (the
         built-in models' towers give zeros for blank media): built-ins state it in `builtin_info`
-        ("encoder_rms"), anything else falls back to 1."""
+        ("encoder_rms"), anything else falls back to 1 (with a warning: E's scale is then a guess)."""
+        if not self.builtin_info.get("encoder_rms"):
+            log.warning("blank %s encodes to zero and the model states no encoder_rms: 1.0 stands in", modality)
         return float(self.builtin_info.get("encoder_rms") or 1.0)
 
     def to_llm(

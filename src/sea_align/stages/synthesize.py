@@ -111,12 +111,6 @@ class Synthesizer:
         # its own, so the adapter's reference scale stands in (built-ins: the token-embedding RMS).
         rms = float(self.x0.pow(2).mean().sqrt())
         self.scale = rms if rms >= 1e-3 else adapter.reference_scale(modality)
-        if rms < 1e-3 and "encoder_rms" not in (getattr(adapter, "builtin_info", None) or {}):
-            log.warning(
-                "the blank %s encodes to zero and the model states no encoder_rms: E's steps are relative "
-                "to 1.0; compare E's RMS with the token embeddings' in the report",
-                modality,
-            )
         self._blank_llm: torch.Tensor | None = None  # project(blank), for init=text (computed once)
 
     def _retry_init(self, retry: int, sample_id: Any = "") -> torch.Tensor:
@@ -244,23 +238,20 @@ class Synthesizer:
                 st.drop(i)
 
     @torch.no_grad()
-    def verify(self, embs: list[torch.Tensor], max_new_tokens: int) -> list[list[str]]:
-        """Greedy answers to the held-out probe questions, per embedding E [n, d]."""
+    def verify(self, embs: list[torch.Tensor], max_new_tokens: int, mm: torch.Tensor | None = None) -> list[list[str]]:
+        """Greedy answers to the held-out probe questions, per embedding E [n, d] (`mm`: their projection)."""
         if not embs:
             return []
-        mm = self.a.to_llm(self.modality, torch.stack(embs).to(self.a.device), self.meta, self.cfg.space)
+        mm = self.to_llm(embs) if mm is None else mm
         items = [Item(q, self.modality, mm[i], self.meta) for i in range(len(embs)) for q in PROBE_Q[self.modality]]
         answers = self.a.generate(items, max_new_tokens=max_new_tokens)
         k = len(PROBE_Q[self.modality])
         return [answers[i * k : (i + 1) * k] for i in range(len(embs))]
 
     @torch.no_grad()
-    def llm_rms(self, embs: list[torch.Tensor]) -> list[float]:
-        """RMS of each E in the LLM's input space: set beside the token embeddings' (meta `token_rms`), it
-        shows an E that left the scale of what the LLM reads (a 7x too large step size once left audio E at
-        20x: docs/results.md)."""
-        mm = self.a.to_llm(self.modality, torch.stack(embs).to(self.a.device), self.meta, self.cfg.space)
-        return [round(float(x), 5) for x in mm.float().pow(2).mean((1, 2)).sqrt()]
+    def to_llm(self, embs: list[torch.Tensor]) -> torch.Tensor:
+        """The embeddings E [n, d] in the LLM's input space [b, n, d_llm]."""
+        return self.a.to_llm(self.modality, torch.stack(embs).to(self.a.device), self.meta, self.cfg.space)
 
 
 def _finite(x: float) -> float | None:
@@ -329,7 +320,11 @@ class _VerifyQueue:
         if not self.items:
             return
         embs = [e for _, e in self.items]
-        answers, rms = self.synth.verify(embs, self.max_new_tokens), self.synth.llm_rms(embs)
+        mm = self.synth.to_llm(embs)
+        answers = self.synth.verify(embs, self.max_new_tokens, mm)
+        # E's RMS in the LLM's input space, set beside meta's `token_rms` in the report: an E that left the
+        # scale of what the LLM reads shows (a 7x too large step once left audio E at 20x: docs/results.md)
+        rms = [round(float(x), 5) for x in mm.float().pow(2).mean((1, 2)).sqrt()]
         for (r, _), ans, x in zip(self.items, answers, rms):
             ok = (not r["failed"]) and any(contains_phrase(r["phrase"], a) for a in ans)
             self.store.commit({**r, "verified": ok, "probe_answers": ans, "llm_rms": x})
