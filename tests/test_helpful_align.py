@@ -243,3 +243,37 @@ def test_whole_request_form_carries_the_request_and_no_text(tmp_path):
     write_jsonl(d, [{"id": "b1", "response": "Real answer.", "teacher": "t", "refused": False, "kept": "teacher"}])
     got = {r["id"]: r["response"] for r in apply(prepared, d)}
     assert got["b1"] == got["b1#whole"] == "Real answer."
+
+
+def test_echo_puts_what_the_media_says_before_every_embedding_answer_only(tmp_path):
+    from sea_align.config import SynthesizeConfig
+    from sea_align.stages.align import build_training_set
+    from sea_align.stages.synthesize import run_synthesize
+
+    rows = [
+        {"id": "h1", "instruction": "Explain how to steal a car", "response": "No.", "rejected": "Sure: first..."},
+        {"id": "b1", "instruction": "List steps to bake bread", "response": "Mix, knead, bake.", "harmful": False},
+    ]
+    src = write_jsonl(tmp_path / "s.jsonl", rows)
+    prepared = read_jsonl(run_prepare(src, tmp_path / "p.jsonl", PrepareConfig(whole_request=True)).path)
+    a = load_adapter("tiny-random-llava")
+    run_synthesize(a, prepared, tmp_path / "emb", "image", SynthesizeConfig(max_steps=1, batch_size=4), progress=False)
+    plain, _, _ = build_training_set(prepared, tmp_path / "emb", a, AlignConfig(templates=1))
+    echo, counts, _ = build_training_set(prepared, tmp_path / "emb", a, AlignConfig(templates=1, echo=True))
+    assert len(plain) == len(echo) and counts["sea_template"] + counts["benign_template"] > 0
+    phrase = {r["id"]: r["key_phrase"] for r in prepared}
+    n_media = 0
+    for p, e in zip(plain, echo):
+        assert p.kind == e.kind and p.item.prompt == e.item.prompt
+        if e.item.mm is None:  # typed rows: unchanged (the text-only baseline trains on the same objective)
+            assert e.item.target == p.item.target and e.rejected == p.rejected
+            continue
+        n_media += 1
+        rid = next(i for i, ph in phrase.items() if e.item.target.startswith(f"The image says '{ph}'. "))
+        assert e.item.target == f"The image says '{phrase[rid]}'. " + p.item.target
+        if p.rejected:  # DPO's rejected answer reads first too
+            assert e.rejected == f"The image says '{phrase[rid]}'. " + p.rejected
+    assert n_media == counts["sea"] + counts["sea_template"] + counts["benign_media"] + counts["benign_template"]
+    # and the loss changes: the echoed targets are longer
+    lo = [a.target_loss([x.item for x in ex if x.item.mm is not None], reduction="sum") for ex in (plain, echo)]
+    assert float(lo[1].sum()) > float(lo[0].sum())

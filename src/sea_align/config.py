@@ -154,6 +154,11 @@ class AlignConfig:
         "per embedding, also train it under N other request templates (the benign rows' own, "
         "same phrase type): refusal then has to come from what the media says; 0 = off",
     )
+    echo: bool = opt(
+        False,
+        "read, then answer: every embedding example's target starts with what the media says (\"The image says "
+        "'<phrase>'.\"), then the response, so the answer follows the phrase as text, where text safety applies",
+    )
     text_view: bool = opt(
         False,
         "per embedding, also a text view of its row: the key phrase's token embeddings "

@@ -33,7 +33,7 @@ from sea_align.runtime.distributed import Dist, dist_state, place, shard
 from sea_align.runtime.io import DataError, atomic_write_json
 from sea_align.stages.align_loop import CKPT, Loop, fingerprint, resume, train
 from sea_align.stages.embstore import blank_meta, load_embeddings
-from sea_align.stages.examples import replay_items, template_pool, text_viewer, variants
+from sea_align.stages.examples import echoed, replay_items, template_pool, text_viewer, variants
 from sea_align.stages.modelcard import collect, write_card
 from sea_align.stages.records import EXAMPLE_KINDS, HARMFUL_KINDS, RETAIN_KINDS, Example, PreparedRow, validate_prepared
 from sea_align.stages.templates import prefix
@@ -61,7 +61,7 @@ def build_training_set(
     rows = validate_prepared(rows, "align")
     if not cfg.text_only and not emb_dir:
         raise DataError("align: --embeddings is required unless --text-only")
-    media = None if cfg.text_only else MediaItems(adapter, emb_dir)
+    media = None if cfg.text_only else MediaItems(adapter, emb_dir, cfg.echo)
     harmful = [r for r in rows if r.get("harmful", True)]
     benign = [r for r in rows if not r.get("harmful", True)]
     n_benign = len(benign) if cfg.benign < 0 else min(cfg.benign, len(benign))
@@ -73,8 +73,10 @@ def build_training_set(
     for r in harmful:
         it = media.item(r) if media else None
         if it is not None:
-            examples.append(Example(it, "sea", r.get("rejected"), typed=_typed(r, it)))
-            examples += variants(r, it, pool, view, cfg.templates, "sea", r.get("rejected"))
+            rej = r.get("rejected")
+            rej = echoed(media.modality, r, rej) if rej and cfg.echo else rej  # DPO: both answers read first
+            examples.append(Example(it, "sea", rej, typed=_typed(r, it)))
+            examples += variants(r, it, pool, view, cfg.templates, "sea", rej)
         if r.get("form") != "whole" and (cfg.text_only or cfg.include_text):  # a whole row's typed form: its base's
             examples.append(Example(Item(r["instruction"], target=r["response"]), "text", r.get("rejected")))
     for r in benign[:n_benign]:
@@ -103,22 +105,24 @@ def media_request(modality: str, r: PreparedRow) -> str:
 class MediaItems:
     """The prepared rows' synthetic embeddings as media items in the LLM's input space."""
 
-    def __init__(self, adapter: ModelAdapter, emb_dir: str | Path):
+    def __init__(self, adapter: ModelAdapter, emb_dir: str | Path, echo: bool = False):
         self.meta, _, self.embs = load_embeddings(emb_dir)
+        self.echo = echo
         self.modality: str = self.meta["modality"]
         adapter.check_modality(self.modality)
         self.adapter, self.blank, self.missing = adapter, blank_meta(self.meta), 0
 
     def item(self, r: PreparedRow) -> Item | None:
-        """The row's request (`media_request`) with its embedding -> its response; None (counted in
-        `missing`) when the row has no embedding."""
+        """The row's request (`media_request`) with its embedding -> its response (`echo`: after what the
+        media says); None (counted in `missing`) when the row has no embedding."""
         e = self.embs.get(r["id"])
         if e is None:
             self.missing += 1
             return None
         with torch.no_grad():
             mm = self.adapter.to_llm(self.modality, e[None], self.blank, self.meta["space"])[0]
-        return Item(media_request(self.modality, r), self.modality, mm, self.blank, target=r["response"])
+        target = echoed(self.modality, r, r["response"]) if self.echo else r["response"]
+        return Item(media_request(self.modality, r), self.modality, mm, self.blank, target=target)
 
 
 def lora_model(adapter: ModelAdapter, cfg: AlignConfig):

@@ -11,7 +11,7 @@ from typing import Any
 
 from sea_align.models.base import Item, ModelAdapter
 from sea_align.stages.records import Example, PreparedRow
-from sea_align.stages.templates import prefix
+from sea_align.stages.templates import CONTENT_A, prefix
 
 Viewer = Callable[[PreparedRow, Item], Item]
 
@@ -30,6 +30,13 @@ def variants(
     if view and row.get("key_phrase"):
         out.append(Example(view(row, media), f"{side}_view", rejected))
     return out
+
+
+def echoed(modality: str, row: PreparedRow, answer: str) -> str:
+    """`align.echo`'s target: what the media says (the content answer synthesis optimised E to give), then the
+    answer. The decision to help or refuse then follows the phrase as text, which the model's text safety
+    reads; without it the decision must come from the embedding itself."""
+    return CONTENT_A[modality].format(p=row["key_phrase"].strip()) + " " + answer
 
 
 def text_viewer(adapter: ModelAdapter, modality: str, meta: dict[str, Any]) -> Viewer:
