@@ -28,7 +28,7 @@ from sea_align.judges import get_judge
 from sea_align.models import load_adapter
 from sea_align.models.base import Item
 from sea_align.runtime.io import atomic_write_jsonl, read_jsonl
-from sea_align.stages.align import MediaItems, media_request
+from sea_align.stages.examples import MediaItems, media_request
 from sea_align.stages.synthesize import Synthesizer
 
 

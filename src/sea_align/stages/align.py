@@ -32,11 +32,17 @@ from sea_align.models.base import Item, ModelAdapter
 from sea_align.runtime.distributed import Dist, dist_state, place, shard
 from sea_align.runtime.io import DataError, atomic_write_json
 from sea_align.stages.align_loop import CKPT, Loop, fingerprint, resume, train
-from sea_align.stages.embstore import blank_meta, load_embeddings
-from sea_align.stages.examples import echoed, replay_items, template_pool, text_viewer, variants
+from sea_align.stages.examples import (
+    MediaItems,
+    echoed,
+    replay_items,
+    template_pool,
+    text_viewer,
+    typed,
+    variants,
+)
 from sea_align.stages.modelcard import collect, write_card
-from sea_align.stages.records import EXAMPLE_KINDS, HARMFUL_KINDS, RETAIN_KINDS, Example, PreparedRow, validate_prepared
-from sea_align.stages.templates import prefix
+from sea_align.stages.records import EXAMPLE_KINDS, HARMFUL_KINDS, RETAIN_KINDS, Example, validate_prepared
 
 log = logging.getLogger(__name__)
 
@@ -75,54 +81,20 @@ def build_training_set(
         if it is not None:
             rej = r.get("rejected")
             rej = echoed(media.modality, r, rej) if rej and cfg.echo else rej  # DPO: both answers read first
-            examples.append(Example(it, "sea", rej, typed=_typed(r, it)))
+            examples.append(Example(it, "sea", rej, typed=typed(r, it)))
             examples += variants(r, it, pool, view, cfg.templates, "sea", rej)
         if r.get("form") != "whole" and (cfg.text_only or cfg.include_text):  # a whole row's typed form: its base's
             examples.append(Example(Item(r["instruction"], target=r["response"]), "text", r.get("rejected")))
     for r in benign[:n_benign]:
         it = media.item(r) if media else None
         if it is not None:
-            examples += [Example(it, "benign_media", typed=_typed(r, it))] * cfg.benign_repeat
+            examples += [Example(it, "benign_media", typed=typed(r, it))] * cfg.benign_repeat
             examples += [Example(x, "replay_media") for x in replay_items(r, it, cfg.replay)]
             examples += variants(r, it, pool, view, cfg.templates, "benign", None)
         if r.get("form") != "whole":
             examples += [Example(Item(r["instruction"], target=r["response"]), "benign_text")] * cfg.benign_repeat
     counts = {k: sum(e.kind == k for e in examples) for k in EXAMPLE_KINDS}
     return examples, {**counts, "missing_embedding": media.missing if media else 0}, media.modality if media else None
-
-
-def _typed(r: PreparedRow, it: Item) -> Item:
-    """The row's request typed, with the embedding example's target: the consistency term's reference."""
-    return Item(r["instruction"], target=it.target)
-
-
-def media_request(modality: str, r: PreparedRow) -> str:
-    """The text beside the media in an embedding sample: prefix + detoxified request (nothing for a
-    whole-request row: Audio_only)."""
-    return "" if r.get("form") == "whole" else prefix(modality, r["phrase_type"]) + " " + r["detoxified"]
-
-
-class MediaItems:
-    """The prepared rows' synthetic embeddings as media items in the LLM's input space."""
-
-    def __init__(self, adapter: ModelAdapter, emb_dir: str | Path, echo: bool = False):
-        self.meta, _, self.embs = load_embeddings(emb_dir)
-        self.echo = echo
-        self.modality: str = self.meta["modality"]
-        adapter.check_modality(self.modality)
-        self.adapter, self.blank, self.missing = adapter, blank_meta(self.meta), 0
-
-    def item(self, r: PreparedRow) -> Item | None:
-        """The row's request (`media_request`) with its embedding -> its response (`echo`: after what the
-        media says); None (counted in `missing`) when the row has no embedding."""
-        e = self.embs.get(r["id"])
-        if e is None:
-            self.missing += 1
-            return None
-        with torch.no_grad():
-            mm = self.adapter.to_llm(self.modality, e[None], self.blank, self.meta["space"])[0]
-        target = echoed(self.modality, r, r["response"]) if self.echo else r["response"]
-        return Item(media_request(self.modality, r), self.modality, mm, self.blank, target=target)
 
 
 def lora_model(adapter: ModelAdapter, cfg: AlignConfig):

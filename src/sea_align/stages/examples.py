@@ -1,15 +1,20 @@
-"""The extra alignment examples one synthetic embedding yields besides its own (stage 3, docs/stages.md):
-the same media under other request templates, asked the auxiliary questions (capability replay), and
-with its key phrase written where the media goes (text view)."""
+"""The alignment examples of one synthetic embedding (stage 3, docs/stages.md): its own (`MediaItems`: the
+row's request beside E -> its response, optionally read first, `echoed`), and the extra ones it yields: the
+same media under other request templates, asked the auxiliary questions (capability replay), and with its
+key phrase written where the media goes (text view)."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+import torch
+
 from sea_align.models.base import Item, ModelAdapter
+from sea_align.stages.embstore import blank_meta, load_embeddings
 from sea_align.stages.records import Example, PreparedRow
 from sea_align.stages.templates import CONTENT_A, prefix
 
@@ -88,3 +93,37 @@ def replay_items(row: PreparedRow, media: Item, n: int) -> list[Item]:
     model's own behaviour on questions about the media (capability replay, self-distilled by construction)."""
     pairs = (row.get("aux") or {}).get(media.modality) or []
     return [Item(p["prompt"], media.modality, media.mm, media.meta, target=p["target"]) for p in pairs[:n]]
+
+
+def typed(r: PreparedRow, it: Item) -> Item:
+    """The row's request typed, with the embedding example's target: the consistency term's reference."""
+    return Item(r["instruction"], target=it.target)
+
+
+def media_request(modality: str, r: PreparedRow) -> str:
+    """The text beside the media in an embedding sample: prefix + detoxified request (nothing for a
+    whole-request row: Audio_only)."""
+    return "" if r.get("form") == "whole" else prefix(modality, r["phrase_type"]) + " " + r["detoxified"]
+
+
+class MediaItems:
+    """The prepared rows' synthetic embeddings as media items in the LLM's input space."""
+
+    def __init__(self, adapter: ModelAdapter, emb_dir: str | Path, echo: bool = False):
+        self.meta, _, self.embs = load_embeddings(emb_dir)
+        self.echo = echo
+        self.modality: str = self.meta["modality"]
+        adapter.check_modality(self.modality)
+        self.adapter, self.blank, self.missing = adapter, blank_meta(self.meta), 0
+
+    def item(self, r: PreparedRow) -> Item | None:
+        """The row's request (`media_request`) with its embedding -> its response (`echo`: after what the
+        media says); None (counted in `missing`) when the row has no embedding."""
+        e = self.embs.get(r["id"])
+        if e is None:
+            self.missing += 1
+            return None
+        with torch.no_grad():
+            mm = self.adapter.to_llm(self.modality, e[None], self.blank, self.meta["space"])[0]
+        target = echoed(self.modality, r, r["response"]) if self.echo else r["response"]
+        return Item(media_request(self.modality, r), self.modality, mm, self.blank, target=target)
