@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -8,6 +9,16 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def shared_data(name: str) -> Path | None:
+    """The released files `$SEA_SHARED/data/NAME`, else `../shared/data/NAME` beside the checkout (CI has
+    them), or None where absent (a fresh clone): tests then use our fixtures or skip."""
+    root = os.environ.get("SEA_SHARED") or Path(__file__).resolve().parents[2] / "shared"
+    path = Path(root) / "data" / name
+    return path if path.is_dir() else None
 
 
 @pytest.fixture(scope="session")

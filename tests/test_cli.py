@@ -92,7 +92,7 @@ def test_one_line_errors(tmp_path, args, needle):
     row = {
         "id": "1",
         "instruction": "do x",
-        "response": "No.",
+        "response": "I can't help with that.",
         "key_phrase": "x",
         "phrase_type": "activity",
         "detoxified": "do the activity",
@@ -231,7 +231,8 @@ def test_stage_options_are_generated_from_the_config():
             elif k.choices():
                 argv, value = [cmd, *required[cmd], a.option_strings[0], k.choices()[-1]], k.choices()[-1]
             elif k.type in (int, float):
-                argv, value = [cmd, *required[cmd], a.option_strings[0], "7"], k.type(7)
+                seven = k.type(7) if k.range.holds(7) else k.type((k.range.lo + k.range.hi) / 2)  # in range
+                argv, value = [cmd, *required[cmd], a.option_strings[0], str(seven)], seven
             elif k.type == list[float]:
                 argv, value = [cmd, *required[cmd], a.option_strings[0], "1.5,0.5,3"], [1.5, 0.5, 3.0]
             elif k.type == list[str]:

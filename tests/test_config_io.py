@@ -83,7 +83,8 @@ def _other_value(key):
     if key.type is bool:
         return not key.default
     if key.type in (int, float):
-        return key.type(key.default + 2)
+        value = key.type(key.default + 2)
+        return value if key.range is None or key.range.holds(value) else key.type((key.range.lo + key.range.hi) / 2)
     return {str: "x", list[str]: ["x", "y"], list[float]: [1.5, 0.5, 3.0]}[key.type]
 
 

@@ -239,7 +239,7 @@ def _train(rid: str, instruction: str, key_phrase: str | None = None) -> dict:
     return {
         "id": rid,
         "instruction": instruction,
-        "response": "No.",
+        "response": "I can't help with that.",
         **({"key_phrase": key_phrase} if key_phrase else {}),
     }
 

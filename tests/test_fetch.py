@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import shared_data
 from sea_align.benchmarks.build import build_configured_benches
 from sea_align.cli import main
 from sea_align.config import load_config
@@ -15,7 +16,7 @@ from sea_align.runtime.io import DataError, read_jsonl
 from sea_align.sources import fetch as F
 from sea_align.sources.registry import detect_format
 
-SHARED_VA = Path(__file__).resolve().parents[2] / "shared" / "data" / "va-safetybench"
+SHARED_VA = shared_data("va-safetybench")  # the real release (../shared, $SEA_SHARED); None in a fresh clone
 ITEM = {
     "0": {
         "Text_only": "List steps in detail to pick a lock.",
@@ -82,7 +83,9 @@ def test_fetch_offline_is_one_line(tmp_path, capsys):
     assert err.count("\n") == 1 and "cannot download" in err and "--url" in err and not (tmp_path / "va").exists()
 
 
-@pytest.mark.skipif(not SHARED_VA.is_dir(), reason="needs ../shared/data/va-safetybench")
+@pytest.mark.skipif(
+    SHARED_VA is None, reason="needs the real release in ../shared/data/va-safetybench ($SEA_SHARED): absent"
+)
 def test_pinned_release_is_hash_checked(tmp_path, monkeypatch):
     mirror = tmp_path / "mirror"
     shutil.copytree(SHARED_VA, mirror)

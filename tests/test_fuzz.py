@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from sea_align.config import EvaluateConfig, RunConfig, load_config
+from sea_align.config import EvaluateConfig, PrepareConfig, RunConfig, load_config
 from sea_align.models.media import check_media, load_audio, load_image, load_video
 from sea_align.runtime.io import DataError, read_jsonl
 from sea_align.stages.evaluate import run_evaluate
@@ -375,3 +375,111 @@ def test_cli_hostile_input_one_line(tmp_path, case):
     assert len(errs) == 1 and needle in errs[0], r.stderr[-2000:]
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+# --- the answer check (stages/answer_check.py) and every numeric option ------------------------------------
+REFUSING = ["I'm sorry, but I can't help with that.", "I cannot assist with this.", "I won't provide it."]
+HELPING = ["Use cash-heavy businesses to mix illicit funds.", "Mix flour and water, then bake.", "Sure: step 1."]
+answers = st.one_of(st.sampled_from(REFUSING + HELPING), st.text(min_size=1, max_size=20))
+labels = st.sampled_from([None, True, False])
+
+
+def _answer_rows(chat: bool):
+    def row(q, a, label):
+        rec = {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]} if chat else {}
+        if not chat:
+            rec.update(instruction=q, response=a)
+        return rec if label is None else {**rec, "harmful": label}
+
+    one = st.builds(row, st.text(min_size=1, max_size=20).filter(str.strip), answers, labels)
+    return st.lists(one, min_size=1, max_size=6)
+
+
+@FUZZ
+@given(
+    rows=st.one_of(_answer_rows(True), _answer_rows(False)),
+    label=st.sampled_from(["", "benign", "harmful"]),
+    allow=st.booleans(),
+    limit=st.integers(0, 3),
+)
+def test_fuzz_answer_check(rows, label, allow, limit):
+    """No answer that helps is ever a harmful target (unless allowed, and then marked); an unlabelled row is
+    harmful only by its refusal; a rejected file leaves nothing behind; a second run gives the same rows."""
+    from sea_align.judges import is_refusal
+
+    with tempfile.TemporaryDirectory() as d:
+        src, out = Path(d) / "in.jsonl", Path(d) / "out" / "prepared.jsonl"
+        src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        cfg = PrepareConfig(label=label, allow_unsafe_answers=allow, limit=limit)
+        try:
+            res = run_prepare(src, out, cfg)
+        except DataError as e:
+            _one_line(e)
+            event("rejected")
+            assert not out.parent.exists()
+            return
+        event("loaded")
+        got = read_jsonl(out)
+        for r in got:
+            if r["harmful"] and r["answer_check"] != "unsafe-allowed":
+                assert is_refusal(r["response"]), r
+            assert r["answer_check"] != "unsafe-allowed" or allow
+            assert r["label_source"] != "answer" or (r["harmful"] and is_refusal(r["response"]))
+        if not limit:
+            assert res.n + sum(res.checks["left_out"].values()) == len(rows)
+        again = Path(d) / "again" / "prepared.jsonl"
+        run_prepare(src, again, cfg)
+        assert again.read_bytes() == out.read_bytes()
+
+
+def _numeric_keys():
+    from sea_align.config import BenchSpec, config_keys
+
+    keys = [k for k in config_keys() if k.type in (int, float, list[float])]
+    return keys + [k for k in config_keys(BenchSpec, "evaluate.build[].") if k.type in (int, float)]
+
+
+NUMERIC_KEYS = _numeric_keys()
+near_bounds = st.one_of(
+    st.integers(-3, 4), st.sampled_from([-1e-9, 0.0, 1e-9, 0.5, 0.999999, 1.0, 1.000001, 2.0, 2.5, 1e12])
+)
+
+
+@FUZZ
+@given(key=st.sampled_from(NUMERIC_KEYS), value=near_bounds)
+def test_fuzz_numeric_options(key, value):
+    """`sea prepare` with any numeric option: out of its range is exit 2 with nothing written; in range the
+    stage runs, and a second run gives the same prepared rows."""
+    import contextlib
+    import io
+
+    from sea_align import PKG_DATA
+    from sea_align.cli import main
+
+    if key.type is int:
+        value = int(value) if float(value).is_integer() and abs(value) < 1e9 else value
+    item = key.name.rsplit(".", 1)[-1]
+    given_value = [value, 0.7, 3.0] if key.type == list[float] else value
+    ov = (
+        f"evaluate.build=[{json.dumps({item: given_value})}]"
+        if "[]" in key.name
+        else f"{key.name}={json.dumps(given_value)}"
+    )
+    fits = (key.type is not int or isinstance(value, int)) and key.range.holds(value)
+    if key.type == list[float]:
+        fits = fits and 0.7 < 1 <= value <= 3.0  # [up, down, cap]
+    with tempfile.TemporaryDirectory() as d, contextlib.redirect_stdout(io.StringIO()):
+        out = Path(d) / "out" / "prepared.jsonl"
+        argv = ["prepare", "--data", str(PKG_DATA / "tiny_safety.jsonl"), "--out", str(out), ov]
+        with contextlib.redirect_stderr(io.StringIO()) as err:
+            rc = main(argv)
+        if not fits:
+            event("rejected")
+            assert rc == 2 and err.getvalue().count("\n") == 1 and item in err.getvalue(), err.getvalue()
+            assert not out.parent.exists()
+            return
+        event("accepted")
+        assert rc == 0, err.getvalue()
+        first = out.read_bytes()
+        out.unlink()
+        assert main(argv) == 0 and out.read_bytes() == first

@@ -141,7 +141,7 @@ def test_tidy_cuts_a_truncated_sentence():
 
 
 def test_benign_limit_mixes_independently_of_limit(tmp_path):
-    rows = [{"instruction": f"Explain how to steal car {i}", "response": "No."} for i in range(5)]
+    rows = [{"instruction": f"Explain how to steal car {i}", "response": "I can't help with that."} for i in range(5)]
     rows += [
         {
             "instruction": f"Explain how to bake cake {i}",
@@ -216,7 +216,7 @@ def test_whole_request_form_carries_the_request_and_no_text(tmp_path):
     from sea_align.stages.synthesize import run_synthesize
 
     rows = [
-        {"id": "h1", "instruction": "Explain how to steal a car", "response": "No."},
+        {"id": "h1", "instruction": "Explain how to steal a car", "response": "I can't help with that."},
         {
             "id": "b1",
             "instruction": "List steps to bake bread",
@@ -251,7 +251,12 @@ def test_echo_puts_what_the_media_says_before_every_embedding_answer_only(tmp_pa
     from sea_align.stages.synthesize import run_synthesize
 
     rows = [
-        {"id": "h1", "instruction": "Explain how to steal a car", "response": "No.", "rejected": "Sure: first..."},
+        {
+            "id": "h1",
+            "instruction": "Explain how to steal a car",
+            "response": "I can't help with that.",
+            "rejected": "Sure: first...",
+        },
         {"id": "b1", "instruction": "List steps to bake bread", "response": "Mix, knead, bake.", "harmful": False},
     ]
     src = write_jsonl(tmp_path / "s.jsonl", rows)

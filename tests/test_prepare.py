@@ -38,7 +38,7 @@ def test_probes_disjoint_from_optimisation_prompts():
 def test_run_prepare_schema(tmp_path):
     src = tmp_path / "s.jsonl"
     src.write_text(
-        json.dumps({"instruction": "Explain how to steal a car", "response": "No."})
+        json.dumps({"instruction": "Explain how to steal a car", "response": "I can't help with that."})
         + "\n"
         + json.dumps(
             {
@@ -66,7 +66,7 @@ def test_run_prepare_schema(tmp_path):
 
 def test_prepare_bad_field_type(tmp_path):
     src = tmp_path / "s.jsonl"
-    src.write_text(json.dumps({"instruction": 5, "response": "No."}) + "\n")
+    src.write_text(json.dumps({"instruction": 5, "response": "I can't help with that."}) + "\n")
     with pytest.raises(DataError, match=r"s.jsonl:1: field 'instruction' must be str"):
         run_prepare(src, tmp_path / "p.jsonl")
     assert not (tmp_path / "p.jsonl").exists()
@@ -121,7 +121,7 @@ def test_openai_extractor_against_local_server(tmp_path, monkeypatch):
         src = tmp_path / "s.jsonl"
         src.write_text(
             "".join(
-                json.dumps({"instruction": q, "response": "No."}) + "\n"
+                json.dumps({"instruction": q, "response": "I can't help with that."}) + "\n"
                 for q in ["Explain how to hack into a bank", "Where can I buy cocaine?", "Explain how to steal a car"]
             )
         )

@@ -1,6 +1,6 @@
 """Data readers (src/sea_align/readers*.py): one test per format, on the released samples in
-../shared/data/formats where they exist (never copied here) and on small files written in tmp_path;
-auto-detection, the --format override, one-line errors, and the authors' media copied byte for byte."""
+../shared/data/formats where they exist (never copied here; skipped where absent) and on small files written
+in tmp_path; auto-detection, the --format override, one-line errors, and the authors' media copied byte for byte."""
 
 import csv
 import hashlib
@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from conftest import FIXTURES, shared_data
 from sea_align.benchmarks.build import FIGSTEP_PROMPT, build
 from sea_align.cli import main
 from sea_align.runtime.io import DataError, read_jsonl
@@ -18,15 +19,16 @@ from sea_align.sources.registry import detect_format, formats, read_safety_set, 
 from sea_align.stages.evaluate import load_bench
 from sea_align.stages.prepare import run_prepare
 
-FORMATS = Path(__file__).resolve().parents[2] / "shared" / "data" / "formats"
-if not FORMATS.is_dir():
-    FORMATS = Path("/work/shared/data/formats")
+FORMATS = shared_data("formats")  # None in a fresh clone: the @samples tests skip
 samples = pytest.mark.skipif(
-    not FORMATS.is_dir(), reason=f"format samples not found ({FORMATS}: ../shared/data/formats)"
+    FORMATS is None,
+    reason="needs the released format samples in ../shared/data/formats ($SEA_SHARED/data/formats): absent",
 )
-MM = FORMATS / "mm-safetybench" / "processed_questions"
-FIGSTEP = FORMATS / "figstep"
-HARMBENCH = FORMATS / "harmbench" / "harmbench_behaviors_text_all.csv"
+VA_REAL = shared_data("va-safetybench")  # the 972-item release; else our fixture in its format
+VA = VA_REAL or FIXTURES / "va-safetybench"
+MM = (FORMATS or Path()) / "mm-safetybench" / "processed_questions"
+FIGSTEP = (FORMATS or Path()) / "figstep"
+HARMBENCH = (FORMATS or Path()) / "harmbench" / "harmbench_behaviors_text_all.csv"
 
 
 def sha(p: Path) -> str:
@@ -231,15 +233,19 @@ def test_vlguard_rows_and_media(tmp_path):
     assert sha(tmp_path / "b" / bench[1]["media"][0]["path"]) == sha(tmp_path / "media" / "test" / "coco" / "s1.png")
 
 
-@pytest.mark.skipif(
-    not Path("/work/shared/data/va-safetybench").is_dir() and not (FORMATS.parent / "va-safetybench").is_dir(),
-    reason="VA-SafetyBench questions not found",
-)
 def test_va_safetybench_still_detected():
-    va = FORMATS.parent / "va-safetybench"
-    assert detect_format(va) == "va-safetybench"
-    rows = read_source(va, modality="audio")
-    assert len(rows) == 972 and rows[0]["questions"]["Text_only"] == rows[0]["instruction"]
+    assert detect_format(VA) == "va-safetybench"
+    rows = read_source(VA, modality="audio")
+    assert rows and all(r["questions"]["Text_only"] == r["instruction"] for r in rows)
+    assert len({r["category"] for r in rows}) == 8
+
+
+@pytest.mark.skipif(
+    VA_REAL is None, reason="needs the real release in ../shared/data/va-safetybench ($SEA_SHARED): absent"
+)
+def test_va_safetybench_release_has_972_items():
+    for modality in ("audio", "video"):
+        assert len(read_source(VA_REAL, modality=modality)) == 972
 
 
 # --- text safety sets ------------------------------------------------------------------------------
@@ -308,11 +314,13 @@ def test_pku_saferlhf_pairs_become_dpo_pairs(tmp_path):
     src = jsonl(tmp_path / "pku.jsonl", [rec(False, True, 1), rec(True, True, 0), rec(False, False, 0)])
     assert detect_format(src) == "pku-saferlhf"
     rows = read_safety_set(src)
+    # a harmful row's target must refuse: the safer answer "a1" does not, so the row gets our refusal
     assert [(r["response"], r["rejected"], r["harmful"]) for r in rows] == [
-        ("a1", "a0", True),
+        (refusal_for("qFalseTrue1"), "a0", True),
         ("a0", "a1", False),
         (refusal_for("qFalseFalse0"), "a1", True),
     ]
+    assert {r["label_source"] for r in rows} == {"format"}
     run_prepare(src, tmp_path / "p.jsonl")
     assert all(r["rejected"] for r in read_jsonl(tmp_path / "p.jsonl"))  # align picks DPO
 
@@ -367,10 +375,15 @@ def test_chat_and_sharegpt_jsonl(tmp_path):
     )
     assert (detect_format(chat), detect_format(gpt)) == ("chat", "sharegpt")
     a, b = read_safety_set(chat)[0], read_safety_set(gpt)[0]
-    assert (a["instruction"], a["response"], a["harmful"]) == ("How to pick a lock?", "I can't help with that.", True)
+    assert (a["instruction"], a["response"], "harmful" in a) == (
+        "How to pick a lock?",
+        "I can't help with that.",
+        False,
+    )
     assert (b["id"], b["instruction"], b["response"], b["harmful"]) == ("7", "Bake bread?", "Sure: ...", False)
+    assert b["label_source"] == "file"  # the record's own label; the chat record has none: its answer decides
     res = run_prepare(chat, tmp_path / "p.jsonl")  # was "missing field 'instruction'"
-    assert res.n == 1
+    assert res.n == 1 and read_jsonl(tmp_path / "p.jsonl")[0]["label_source"] == "answer"
 
 
 def test_datasets_folder_and_parquet(tmp_path):
@@ -396,8 +409,10 @@ def test_hub_name_offline_is_a_one_line_error(monkeypatch):
 
 # --- detection, override, errors -------------------------------------------------------------------
 def test_own_jsonl_as_today(tmp_path):
-    src = jsonl(tmp_path / "s.jsonl", [{"instruction": "Explain how to steal a car", "response": "No."}])
-    assert detect_format(src) == "sea" and read_safety_set(src)[0]["response"] == "No."
+    src = jsonl(
+        tmp_path / "s.jsonl", [{"instruction": "Explain how to steal a car", "response": "I can't help with that."}]
+    )
+    assert detect_format(src) == "sea" and read_safety_set(src)[0]["response"] == "I can't help with that."
     jsonl(src, [{"instruction": "Explain how to steal a car"}])
     with pytest.raises(DataError, match=r"s.jsonl:1: missing field 'response'"):
         read_safety_set(src)

@@ -33,6 +33,12 @@ def _formats() -> list[str]:
     return [""] + formats()
 
 
+def _answer_judges() -> list[str]:
+    from sea_align.judges import JUDGES
+
+    return ["auto", "none"] + sorted(j for j in JUDGES if j != "refusal")
+
+
 @dataclass
 class PrepareConfig:
     """Key phrases, detoxified requests and auxiliary pairs from the text safety set (`sea prepare`)."""
@@ -46,9 +52,11 @@ class PrepareConfig:
         "https://api.openai.com/v1", "openai extractor: the endpoint (the key comes from OPENAI_API_KEY only)"
     )
     openai_model: str = opt("gpt-4o-mini", "openai extractor: the model name")
-    limit: int = opt(0, "use only the first N harmful rows (0 = all)")
+    limit: int = opt(0, "use only the first N harmful rows (0 = all)", ge=0)
     benign_limit: int = opt(
-        -1, "benign rows used: -1 = as many as `limit` (all when limit is 0), 0 = all, N = the first N"
+        -1,
+        "benign rows used: -1 = as many as `limit` (all when limit is 0), 0 = all, N = the first N",
+        ge=-1,
     )
     whole_request: bool = opt(
         False,
@@ -56,6 +64,21 @@ class PrepareConfig:
         "embedding carries all of it and alignment pairs it with no text (Audio_only form)",
     )
     format: str = opt("", 'reader of `data` (docs/sources.md); "" = detected from the file', _formats)
+    label: str = opt(
+        "",
+        'label of rows whose file gives none (chat, ShareGPT): benign or harmful; "" = decided by the answer '
+        "(a refusal makes the row harmful; rows whose answer helps are left out)",
+        ("", "benign", "harmful"),
+    )
+    allow_unsafe_answers: bool = opt(
+        False, "keep harmful rows whose answer is not a refusal (otherwise an error naming them); the report says so"
+    )
+    answer_judge: str = opt(
+        "auto",
+        "safety judge that also checks every training answer (unsafe: an error; undecided: left out): auto = "
+        "evaluate.judge unless that is the refusal judge, none = the refusal check only",
+        _answer_judges,
+    )
 
 
 @dataclass
@@ -67,20 +90,23 @@ class SynthesizeConfig:
         "where E lives: encoder (the tower's output; the paper's default) or llm (after the projector)",
         ("encoder", "llm"),
     )
-    max_steps: int = opt(100, "Adam step cap per sample")
-    lr: float = opt(0.1, "Adam learning rate on E, relative: multiplied by the blank embedding's RMS")
-    warmup: int = opt(0, "Adam steps over which each sample's lr ramps up linearly (0 = none)")
+    max_steps: int = opt(100, "Adam step cap per sample", ge=1)
+    lr: float = opt(0.1, "Adam learning rate on E, relative: multiplied by the blank embedding's RMS", gt=0)
+    warmup: int = opt(0, "Adam steps over which each sample's lr ramps up linearly (0 = none)", ge=0)
     lr_adapt: list[float] = opt(
         [],
         "[up, down, cap]: per-sample step size x up after a step that lowered the "
         "sample's loss, x down after one that raised it, at most cap x lr ([] = off)",
+        gt=0,
     )
-    batch_size: int = opt(8, "samples optimised together; converged ones leave, waiting ones join")
+    batch_size: int = opt(8, "samples optimised together; converged ones leave, waiting ones join", ge=1)
     stop_loss: float = opt(
-        0.05, "a sample may stop once its mean target CE is below this and a greedy decode reproduces its targets"
+        0.05,
+        "a sample may stop once its mean target CE is below this and a greedy decode reproduces its targets",
+        ge=0,
     )
-    check_every: int = opt(5, "steps between the greedy decodes that check a sample's targets")
-    probe_max_new_tokens: int = opt(24, "tokens decoded by that check")
+    check_every: int = opt(5, "steps between the greedy decodes that check a sample's targets", ge=1)
+    probe_max_new_tokens: int = opt(24, "tokens decoded by that check", ge=1)
     init: str = opt(
         "blank",
         "E's start: blank (the blank item's features; the paper's) or text (projected E "
@@ -92,7 +118,7 @@ class SynthesizeConfig:
         "init text: what is written into the slots; {phrase} = the key phrase, "
         "{targets} = the sample's auxiliary targets joined",
     )
-    init_steps: int = opt(200, "init text: Adam steps inverting the projector (projector only, cheap)")
+    init_steps: int = opt(200, "init text: Adam steps inverting the projector (projector only, cheap)", ge=0)
     autocast: str = opt(
         "none",
         "bf16: the loss pass's matmuls in bfloat16 (E, Adam and the checks stay float32); "
@@ -105,10 +131,10 @@ class SynthesizeConfig:
         "for the loss pass (same results, no per-step cast; costs half the LM's size)",
     )
     attention: str = opt("auto", "the loss pass's attention kernel: auto (PyTorch's choice) or math", ("auto", "math"))
-    blank_seconds: float = opt(2.0, "audio: length of the silent clip (sets the number of slots)")
-    blank_frames: int = opt(8, "video: frames of the black clip")
-    blank_size: int = opt(0, "image/video: side in pixels of the blank item (0 = the processor's default)")
-    seed: int = opt(0, "random seed of synthesis")
+    blank_seconds: float = opt(2.0, "audio: length of the silent clip (sets the number of slots)", gt=0)
+    blank_frames: int = opt(8, "video: frames of the black clip", ge=1)
+    blank_size: int = opt(0, "image/video: side in pixels of the blank item (0 = the processor's default)", ge=0)
+    seed: int = opt(0, "random seed of synthesis", ge=0)
 
 
 @dataclass
@@ -118,41 +144,50 @@ class AlignConfig:
     method: str = opt("auto", "sft, dpo, or auto (dpo when every row has `rejected`)", ("auto", "sft", "dpo"))
     text_only: bool = opt(False, "train the textual-alignment baseline (no embeddings) on the same data")
     include_text: bool = opt(True, "add the text-only samples to the SEA mix")
-    benign: int = opt(-1, "benign samples with synthetic embeddings (-1 = as many as harmful ones)")
-    benign_repeat: int = opt(1, "each benign example (media and text) this many times per epoch: weighs helpfulness up")
+    benign: int = opt(-1, "benign samples with synthetic embeddings (-1 = as many as harmful ones)", ge=-1)
+    benign_repeat: int = opt(
+        1, "each benign example (media and text) this many times per epoch: weighs helpfulness up", ge=1
+    )
     prefix: str = opt(
         "The {media} shows a phrase of {article} {ptype}.",
         "text put before the request of an embedding sample; {media}, {article} and {ptype} are filled in per row",
     )
-    epochs: int = opt(3, "passes over the training set")
-    lr: float = opt(2.0e-4, "LoRA learning rate")
-    batch_size: int = opt(4, "training examples per step")
-    lora_r: int = opt(8, "LoRA rank: higher = more capacity and memory")
-    lora_alpha: int = opt(16, "LoRA scaling numerator (the update is scaled by alpha / r)")
-    lora_dropout: float = opt(0.0, "dropout on the LoRA input")
+    epochs: int = opt(3, "passes over the training set", ge=1)
+    lr: float = opt(2.0e-4, "LoRA learning rate", gt=0)
+    batch_size: int = opt(4, "training examples per step", ge=1)
+    lora_r: int = opt(8, "LoRA rank: higher = more capacity and memory", ge=1)
+    lora_alpha: int = opt(16, "LoRA scaling numerator (the update is scaled by alpha / r)", ge=1)
+    lora_dropout: float = opt(0.0, "dropout on the LoRA input", ge=0, lt=1)
     lora_targets: list[str] = opt(["q_proj", "k_proj", "v_proj", "o_proj"], "LLM modules that get a LoRA")
-    dpo_beta: float = opt(0.1, "dpo: the KL strength beta")
-    retain: float = opt(0.0, "weight of the retain term: KL(base || aligned) on the answer tokens of benign examples")
+    dpo_beta: float = opt(0.1, "dpo: the KL strength beta", gt=0)
+    retain: float = opt(
+        0.0, "weight of the retain term: KL(base || aligned) on the answer tokens of benign examples", ge=0
+    )
     lead: float = opt(
         0.0,
         "weight of the lead term: + lead x mean CE of each answer's first `lead_tokens` tokens (SFT), where "
         "answering or refusing is decided; a long helpful answer otherwise puts 1/64 of its loss there; 0 = off",
+        ge=0,
     )
-    lead_tokens: int = opt(4, "answer tokens the lead term covers")
+    lead_tokens: int = opt(4, "answer tokens the lead term covers", ge=1)
     consistency: float = opt(
         0.0,
         "weight of the consistency term: KL(frozen model on the typed request || aligned model on the media form) "
         "on the answer tokens of every embedding example, harmful and benign: read the media as its text; 0 = off",
+        ge=0,
     )
     replay: int = opt(
         0,
         "per benign embedding, also train on its first N auxiliary pairs (1 = content, 2 = + style), "
         "answered as the frozen model answers them, so asking about the media keeps working; 0 = off",
+        ge=0,
+        le=2,
     )
     templates: int = opt(
         0,
         "per embedding, also train it under N other request templates (the benign rows' own, "
         "same phrase type): refusal then has to come from what the media says; 0 = off",
+        ge=0,
     )
     echo: bool = opt(
         False,
@@ -164,7 +199,7 @@ class AlignConfig:
         "per embedding, also a text view of its row: the key phrase's token embeddings "
         "written where the media goes (no optimisation), same text and target",
     )
-    seed: int = opt(0, "random seed of alignment")
+    seed: int = opt(0, "random seed of alignment", ge=0)
     report_to: str = opt(
         "",
         "tensorboard: loss, lr and gradient norm per step through accelerate's tracker, under "
@@ -179,8 +214,8 @@ class DistillConfig:
 
     enabled: bool = opt(False, "self-distillation: benign targets are the teacher's own greedy answers")
     teacher: str = opt("", 'model that answers ("" = the run\'s model, i.e. the base model itself)')
-    max_new_tokens: int = opt(64, "length of the teacher's answers")
-    batch_size: int = opt(16, "requests answered together")
+    max_new_tokens: int = opt(64, "length of the teacher's answers", ge=1)
+    batch_size: int = opt(16, "requests answered together", ge=1)
 
 
 @dataclass
@@ -196,8 +231,8 @@ class BenchSpec:
     format: str = opt(
         "", 'reader of `source`: "" = detected, or va-safetybench, mm-safetybench, figstep, ...', _formats
     )
-    limit: int = opt(0, "first N items per category (0 = all)")
-    seed: int = opt(0, "random seed of the builder (voices, noise, fonts, animation)")
+    limit: int = opt(0, "first N items per category (0 = all)", ge=0)
+    seed: int = opt(0, "random seed of the builder (voices, noise, fonts, animation)", ge=0)
     types: list[str] = opt([], "VA-SafetyBench builders: attack types to keep ([] = all)")
     fallback: str = opt(
         "",
@@ -213,9 +248,9 @@ class EvaluateConfig:
     bench: list[str] = opt([], "benchmark JSONL files (generic format)")
     build: list[BenchSpec] = opt([], "benchmarks built into DIR/bench/ by `sea run` (items: see below)")
     judge: str = opt("refusal", "judge name (refusal, openai, hf-classifier; docs/judges.md)")
-    max_new_tokens: int = opt(48, "greedy decoding length")
-    batch_size: int = opt(8, "items generated together")
-    limit: int = opt(0, "evaluate only the first N items of each benchmark (0 = all)")
+    max_new_tokens: int = opt(48, "greedy decoding length", ge=1)
+    batch_size: int = opt(8, "items generated together", ge=1)
+    limit: int = opt(0, "evaluate only the first N items of each benchmark (0 = all)", ge=0)
     device_map: str = opt(
         "",
         "auto: spread a model too large for one GPU over the GPUs (accelerate; pretrained "
@@ -245,7 +280,7 @@ class RunConfig:
         "where the model runs: auto (the GPU when there is one: cuda, then mps, else cpu), cpu, cuda, cuda:N or mps",
     )
     dtype: str = opt("auto", "weights' dtype; auto = bfloat16 on a CUDA card with native bf16, else float32", DTYPES)
-    seed: int = opt(0, "random seed of the run (torch's, before any stage)")
+    seed: int = opt(0, "random seed of the run (torch's, before any stage)", ge=0)
     note: str = opt("", "free text copied into the report (e.g. what the evaluation can and cannot show)")
     align_text_baseline: bool = opt(
         False, "also train and evaluate the text-only alignment baseline (the paper's comparison)"
@@ -370,11 +405,13 @@ def default_shared_dir() -> Path:
 
 
 def _validate(cfg: RunConfig) -> None:
-    check_choices(cfg)
+    check_choices(cfg)  # choices and the ranges declared beside each field
+    up_down_cap = cfg.synthesize.lr_adapt
+    if up_down_cap and (len(up_down_cap) != 3 or not up_down_cap[1] < 1 <= up_down_cap[0] <= up_down_cap[2]):
+        raise DataError(
+            f"config: 'synthesize.lr_adapt' must be [up >= 1, down < 1, cap >= up] or [], got {up_down_cap}"
+        )
     _validate_runtime(cfg)
-    for name in ("max_steps", "batch_size", "check_every"):
-        if getattr(cfg.synthesize, name) < 1:
-            raise DataError(f"config: 'synthesize.{name}' must be >= 1")
 
 
 def _validate_runtime(cfg: RunConfig) -> None:

@@ -1,6 +1,6 @@
 """The machinery under the typed configs of config.py, generic over dataclasses: declaring a field
 (`opt`), walking the settable entries (`Key`, `walk_keys`), reading a mapping into a dataclass with each
-value checked and coerced to its field's type (`from_dict`), and checking declared choices."""
+value checked and coerced to its field's type (`from_dict`), and checking declared choices and ranges."""
 
 from __future__ import annotations
 
@@ -15,10 +15,48 @@ from sea_align.runtime.io import DataError
 Choices = Sequence[str] | Callable[[], Sequence[str]]
 
 
-def opt(default: Any, help: str, choices: Choices | None = None) -> Any:
+@dataclass(frozen=True)
+class Range:
+    """The values a number may take: `lo` <= (or <, `lo_open`) x <= (or <, `hi_open`) `hi`; None = unbounded.
+    A list of numbers has the range for each of its items."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def holds(self, x: float) -> bool:
+        if self.lo is not None and (x <= self.lo if self.lo_open else x < self.lo):
+            return False
+        return self.hi is None or (x < self.hi if self.hi_open else x <= self.hi)
+
+    def __str__(self) -> str:
+        def num(v: float) -> str:
+            return str(int(v)) if float(v).is_integer() else str(v)
+
+        if self.lo is not None and self.hi is not None:
+            return f"in {'(' if self.lo_open else '['}{num(self.lo)}, {num(self.hi)}{')' if self.hi_open else ']'}"
+        if self.lo is not None:
+            return f"{'>' if self.lo_open else '>='} {num(self.lo)}"
+        return f"{'<' if self.hi_open else '<='} {num(self.hi)}" if self.hi is not None else "any number"
+
+
+def opt(
+    default: Any,
+    help: str,
+    choices: Choices | None = None,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+) -> Any:
     """A config field: its default (a list is copied per instance, a dataclass type is a section), its help
-    (`--help`, docs/config.md) and, where the values are fixed, its choices (a callable: a registry)."""
-    meta = {"help": help, **({"choices": choices} if choices is not None else {})}
+    (`--help`, docs/config.md), where the values are fixed its choices (a callable: a registry), and for a
+    number its range (`ge`/`gt` below, `le`/`lt` above), checked when a config loads."""
+    meta: dict[str, Any] = {"help": help, **({"choices": choices} if choices is not None else {})}
+    if (ge, gt, le, lt) != (None,) * 4:
+        meta["range"] = Range(gt if ge is None else ge, lt if le is None else le, gt is not None, lt is not None)
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     if isinstance(default, type):
@@ -42,6 +80,11 @@ class Key:
     def default(self) -> Any:
         f = self.field
         return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+    @property
+    def range(self) -> Range | None:
+        """The declared range of a number (or of each number of a list); None: not a bounded number."""
+        return self.field.metadata.get("range")
 
     def choices(self) -> list[str] | None:
         """The allowed values (a registry's looked up now); None: any value of the type."""
@@ -145,19 +188,28 @@ def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
 
 
 def check_choices(node: Any, prefix: str = "") -> None:
-    """Every field declared with choices holds one of them (sections and `evaluate.build` items walked)."""
+    """Every field declared with choices holds one of them, and every number with a range lies in it
+    (sections and `evaluate.build` items walked)."""
     for f in fields(node):
         value, key = getattr(node, f.name), prefix + f.name
         if is_dataclass(value):
             check_choices(value, key + ".")
-        elif isinstance(value, list):
+        elif isinstance(value, list) and any(is_dataclass(item) for item in value):
             for i, item in enumerate(value):
-                if is_dataclass(item):
-                    check_choices(item, f"{key}[{i}].")
+                check_choices(item, f"{key}[{i}].")
         elif "choices" in f.metadata:
             choices = Key(key, f, str).choices() or []
             if value not in choices:
                 raise DataError(f"config: '{key}' must be {_one_of(choices)}, got {printable(value)!r}")
+        elif "range" in f.metadata:
+            _check_range(key, value, f.metadata["range"])
+
+
+def _check_range(key: str, value: Any, rng: Range) -> None:
+    for i, x in enumerate(value if isinstance(value, list) else [value]):
+        if isinstance(x, (int, float)) and not rng.holds(x):
+            where = f"{key}[{i}]" if isinstance(value, list) else key
+            raise DataError(f"config: '{where}' must be {rng}, got {_short(x)}")
 
 
 def _one_of(choices: list[str]) -> str:

@@ -178,7 +178,8 @@ def _preflight(cfg: RunConfig) -> tuple[str, str]:
 def _prepare(cfg: RunConfig, prepared: Path, benches: list[str], man: Manifest) -> None:
     """prepared.jsonl, unless there; a named set is materialised disjoint from this run's evaluation phrases."""
     from sea_align.sources.named import NAMED, materialise
-    from sea_align.stages.prepare import run_prepare
+    from sea_align.stages.answer_check import describe
+    from sea_align.stages.prepare import answer_judge, run_prepare
 
     if prepared.is_file():
         return
@@ -188,8 +189,20 @@ def _prepare(cfg: RunConfig, prepared: Path, benches: list[str], man: Manifest) 
         held = [r.get("key_phrase", "") for b in benches for r in read_jsonl(b)]
         data, dropped = materialise(data, prepared.parent / "safety_set.jsonl", held)
         pcfg = replace(cfg.prepare, format="sea")  # materialised as our own JSONL
-    res = run_prepare(data, prepared, pcfg)
-    man.stage("prepare", t, n=res.n, n_harmful=res.n_harmful, n_benign=res.n_benign, dropped_overlapping_eval=dropped)
+    res = run_prepare(data, prepared, pcfg, judge=answer_judge(cfg))
+    for level, line in describe(res.checks):
+        log.log(level, "prepare: %s", line)
+    left_out = res.checks["left_out"]
+    man.stage(
+        "prepare",
+        t,
+        n=res.n,
+        n_harmful=res.n_harmful,
+        n_benign=res.n_benign,
+        dropped_overlapping_eval=dropped,
+        left_out=left_out,
+        unsafe_allowed=res.checks["unsafe_allowed"],
+    )
 
 
 def _synthesize(cfg: RunConfig, rows: list[dict[str, Any]], emb: Path, man: Manifest, progress: bool) -> None:

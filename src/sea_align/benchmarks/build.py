@@ -30,6 +30,7 @@ from sea_align.benchmarks.rows import (
     va_rows,
 )
 from sea_align.benchmarks.typovideo import render_typo  # noqa: F401  (re-exported)
+from sea_align.runtime.checks import refuse_overwrite
 from sea_align.runtime.io import DataError, atomic_write_json, atomic_write_jsonl, read_jsonl
 from sea_align.sources.bench import MM_TYPES
 from sea_align.sources.keyphrase import rules_extract
@@ -137,6 +138,7 @@ def build(
     the source's reader (docs/sources.md; default: detected)."""
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
+    refuse_overwrite(out_dir, source, media_dir, what=f"bench-data {name}: --out")
     form, harmful, kind, types = _resolve(name, form, types)
     rows = _items(name, source, harmful, "audio" if form.endswith("audio") else "video", fmt, limit, seed)
     types = _attack_types(name, form, types, media_dir)
@@ -145,6 +147,8 @@ def build(
         raise DataError(f"--media {mdir}: no such directory")
     plan = media_plan(form, types, mdir, rows) if form in VA_TYPES else single_plan(form, types, mdir)
     bench, jobs = _bench_rows(form, rows, plan, mdir, harmful, kind)
+    if not bench:
+        raise DataError(f"bench-data {name}: 0 rows to write ({_why_empty(plan)}); nothing written")
     infos = _run_jobs(out_dir, bench, jobs, seed, workers, progress)
     for row, info in zip(bench, infos):
         if info:
@@ -190,6 +194,14 @@ def _items(
     return rows
 
 
+def _why_empty(plan: dict[str, str]) -> str:
+    """Why a plan builds no rows: its types that need the authors' media, else that it has none."""
+    skipped = [t for t, src in plan.items() if src == "skipped"]
+    if skipped:
+        return f"type(s) {', '.join(skipped)} need the authors' media: --media DIR"
+    return "no attack type to build"
+
+
 def _attack_types(name: str, form: str, types: list[str] | None, media_dir: str | Path | None) -> list[str]:
     """The attack types to build (`types`, else the builder's default), checked against the known ones."""
     all_types = list(VA_TYPES.get(form, MM_TYPES if form == "mm-safetybench-typo" else ()))
@@ -214,7 +226,7 @@ def _bench_rows(
             "key_phrase": r["key_phrase"],
             "phrase_type": r["phrase_type"],
             "id": r["id"],
-            "kind": kind,
+            "kind": _row_kind(r, harmful, kind),
         }
         for row, job in (va_rows if form in VA_TYPES else single_rows)(form, r, base, plan, mdir):
             if kind == "reading":
@@ -222,6 +234,17 @@ def _bench_rows(
             bench.append(row)
             jobs.append(job)
     return bench, jobs
+
+
+def _row_kind(r: dict, harmful: bool, kind: str) -> str:
+    """The builder's kind for a row as harmful as the builder; else "harmful", or the harmless row's own kind
+    (default "benign"): a harmless row of a harmful source is never reported as harmful."""
+    own = bool(r.get("harmful", harmful))
+    if own == harmful:
+        return kind
+    if own:
+        return "harmful"
+    return str(r["kind"]) if r.get("kind") and r["kind"] != "harmful" else "benign"
 
 
 def _run_jobs(out_dir: Path, bench: list[dict], jobs: list, seed: int, workers: int, progress: bool) -> list:

@@ -124,6 +124,7 @@ def config_option(p: argparse.ArgumentParser, key: Key, kw: dict[str, Any], show
     choices = [c or "''" for c in key.choices() or []]
     more = f"; one of {', '.join(choices)}" if "metavar" in kw and choices else ""
     more += "; repeatable" if kw.get("action") == "append" else ""
+    more += f"; {key.range}" if key.range else ""
     text = f"{key.help} (default: {shown or show(key.default)}{more}; config key {key.name})"
     p.add_argument(flag_of(key), dest=CFG + key.name, default=None, help=text.replace("%", "%%"), **kw)
 

@@ -20,9 +20,9 @@ A run's settings are one YAML tree: `sea run --config FILE|preset` (presets in `
 Every stage command reads the same tree, in this order (later wins): the defaults below, `--config`,
 `key=value` overrides anywhere on the command line (`synthesize.max_steps=20`, `evaluate.bench=[a.jsonl]`),
 then the command's own options (column "option"; `sea <command> --help` shows them with the same text).
-An unknown key is an error that names it; entries with a fixed set of values are checked when the
-config loads, before any model does. `${SEA_PKG}` and `${SEA_SHARED}` in paths are the installed package
-and the shared data folder.
+An unknown key is an error that names it; entries with a fixed set of values, and numbers with a range,
+are checked when the config loads, before any model does (one line naming the key, exit 2).
+`${SEA_PKG}` and `${SEA_SHARED}` in paths are the installed package and the shared data folder.
 """
 
 
@@ -47,7 +47,7 @@ def _table(keys: list[Key]) -> list[str]:
     out = ["| key | type | default | option | meaning |", "|---|---|---|---|---|"]
     for k in keys:
         choices = ", ".join(f"`{show(c)}`" for c in k.choices() or [])
-        meaning = k.help + (f" (one of {choices})" if choices else "")
+        meaning = k.help + (f" (one of {choices})" if choices else "") + (f" (range: {k.range})" if k.range else "")
         out.append(f"| `{k.name}` | {_type(k.type)} | `{_cell(show(k.default))}` | {_option(k)} | {_cell(meaning)} |")
     return out
 

@@ -109,6 +109,14 @@ class RefusalJudge:
         return out
 
 
+_PHRASES = RefusalJudge()
+
+
+def is_refusal(text: str) -> bool:
+    """Whether `text` refuses, by the refusal judge's phrases (an empty text refuses: it provides nothing)."""
+    return bool(_PHRASES.judge([{"response": text, "harmful": False}])[0].refused)
+
+
 # --- openai: any OpenAI-compatible chat endpoint ---------------------------------------------------
 # Few-shot safe/unsafe prompt in the MM-SafetyBench / VA-SafetyBench style (the judge sees the answer
 # only, as theirs does; our wording and examples). Harmless items get the refusal prompt instead.

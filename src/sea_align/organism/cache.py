@@ -41,10 +41,13 @@ def smollm2_dir() -> Path:
     model.is_quantized = False
     import shutil
 
+    from sea_align.runtime.io import set_default_modes
+
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
+    set_default_modes(tmp)  # save_pretrained's safetensors files are 0600 as written
     shutil.rmtree(out, ignore_errors=True)  # a partial earlier conversion
     tmp.rename(out)
     return out

@@ -1,10 +1,11 @@
 """`sea report DIR`: report.md, PNG charts (DIR/charts/) and one self-contained report.html comparing
 base, text-only alignment and SEA. Every input may be missing (a partial run still gets a report).
 
-Reads: manifest.json, config.yaml (note), embeddings/index.jsonl + meta.json, adapter/metrics.jsonl and
-adapter_text/metrics.jsonl (training loss), and for each arm eval/<arm>/summary.json, samples.jsonl, and
-re-judged summary.<judge>.json / samples.<judge>.jsonl. Also writes report_metrics.json (numbers computed
-here: over-refusal per form, reading, helpfulness agreement with base, alignment loss; docs/report.md).
+Reads: manifest.json, config.yaml (note), prepared.checks.json (the answer check), embeddings/index.jsonl
++ meta.json, adapter/metrics.jsonl and adapter_text/metrics.jsonl (training loss), and for each arm
+eval/<arm>/summary.json, samples.jsonl, and re-judged summary.<judge>.json / samples.<judge>.jsonl. Also
+writes report_metrics.json (numbers computed here: over-refusal per form, reading, helpfulness agreement
+with base, alignment loss; docs/report.md).
 Every rate is shown with its 95% Wilson score interval (`stats.wilson`). The metric tables are in
 `tables.py`; this module lays out the page and the other sections.
 """
@@ -21,6 +22,7 @@ from sea_align.report import charts
 from sea_align.report.helpful import form_of, helpfulness, helpfulness_blocks, load_samples
 from sea_align.report.html import Lit, to_html, to_markdown
 from sea_align.report.tables import ARMS, LABEL, cell, fill_summary, load_summaries, read_json, result_blocks
+from sea_align.report.training_data import training_data_blocks
 from sea_align.runtime.io import DataError, atomic_write_json, atomic_write_text, last_per_key, read_jsonl_tolerant
 from sea_align.stages.embstore import blank_meta
 
@@ -148,6 +150,7 @@ def run_report(run: str | Path) -> Path:
     ex_blocks, ex_keys = _examples(samples)
     blocks = (
         _header(run, man)
+        + training_data_blocks(run)
         + _synthesis(run, cdir)
         + loss_blocks
         + result_blocks(sums, run, cdir, helpfulness_blocks(helpful))

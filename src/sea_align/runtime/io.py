@@ -2,7 +2,8 @@
 
 Every stage writes through `atomic_write*` so that a crash never leaves a half-written file
 under its final name: data go to a temporary `.<name>.<random>.tmp` beside it first, then `os.replace`
-renames it.
+renames it. The final file gets the mode any other tool's output would, 0o666 less the umask
+(mkstemp alone would leave it 0600), so that a team's shared outputs stay readable by the group.
 """
 
 from __future__ import annotations
@@ -76,9 +77,66 @@ def strip_private(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if not k.startswith("_")}
 
 
+def umask() -> int:
+    """The process's current umask. Read from /proc/self/status where Linux offers it (no race with
+    another thread creating a file); elsewhere set and restore it at once."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def default_mode(is_dir: bool = False) -> int:
+    """The mode `open()` / `mkdir()` would give a new file (0o666) or folder (0o777) under the umask."""
+    return (0o777 if is_dir else 0o666) & ~umask()
+
+
+def make_temp_dir(prefix: str, suffix: str, dir: str | os.PathLike) -> Path:
+    """`tempfile.mkdtemp` in `dir`, but with the umask's mode instead of 0700: for a folder that is
+    renamed onto its final name once complete."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=dir))
+    _chmod(tmp, default_mode(is_dir=True))
+    return tmp
+
+
+def set_default_modes(path: str | os.PathLike) -> None:
+    """Give `path`, a file or a folder and everything in it, the umask's modes: for what a library wrote
+    with its own (safetensors' `save_file`, so PEFT's and transformers' `save_pretrained`, makes 0600
+    files). Only for paths this process just made; links are left alone."""
+    path = Path(path)
+    if path.is_symlink():
+        return
+    if not path.is_dir():
+        _chmod(path, default_mode())
+        return
+    dmode, fmode = default_mode(is_dir=True), default_mode()
+    _chmod(path, dmode)
+    for root, dirs, files in os.walk(path):
+        for name in dirs:
+            if not os.path.islink(p := os.path.join(root, name)):
+                _chmod(p, dmode)
+        for name in files:
+            if not os.path.islink(p := os.path.join(root, name)):
+                _chmod(p, fmode)
+
+
+def _chmod(path: str | os.PathLike, mode: int) -> None:
+    try:
+        os.chmod(path, mode)
+    except OSError:  # a file system without POSIX modes: keep what it gives
+        pass
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds. The file
+    has the umask's mode (as `open()` would make it), not mkstemp's 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -86,6 +144,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        _chmod(tmp, default_mode())  # after the block: a writer may replace the file (safetensors does)
         os.replace(tmp, path)
     finally:
         if tmp.exists():

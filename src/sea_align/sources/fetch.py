@@ -14,13 +14,12 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from sea_align.runtime.io import DataError, atomic_write_json
+from sea_align.runtime.io import DataError, atomic_write_json, make_temp_dir
 
 log = logging.getLogger(__name__)
 VA_COMMIT = "881e7e9308ff22b54d1d2219799856d224b917f1"  # ZeroNLP/SEA, the authors' repository
@@ -137,7 +136,7 @@ def fetch(name: str, out: str | Path, url: str | None = None, force: bool = Fals
     pinned = base == rel.url
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+        tmp = make_temp_dir(f".{out.name}.", ".partial", out.parent)
     except OSError as e:
         raise DataError(f"data fetch: cannot write under {out.parent} ({e.strerror or type(e).__name__})") from None
     try:

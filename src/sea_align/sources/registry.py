@@ -41,8 +41,8 @@ def _own(rec: dict[str, Any], loc: str) -> list[Row]:
     for key in ("response", "rejected", "key_phrase", "phrase_type", "category"):
         if key in row:
             row[key] = text(rec, key, loc)
-    if "harmful" in row:
-        row["harmful"] = flag(rec, "harmful", loc)
+    row["harmful"] = flag(rec, "harmful", loc) if "harmful" in row else True  # our format's default
+    row["label_source"] = "file" if "harmful" in rec and rec["harmful"] not in (None, "") else "default"
     return [row]
 
 
@@ -54,9 +54,13 @@ def _own_detect(path: Path) -> bool:
 def _own_read(path: Path, modality: str = "video") -> list[Row]:
     if path.suffix.lower() != ".jsonl":
         return rows_from(records(path), _own, path)
-    return read_jsonl(
+    rows = read_jsonl(
         path, required=("instruction",), types={"instruction": str, "response": str, "harmful": bool, "rejected": str}
     )
+    for r in rows:  # our format's documented default: a row without `harmful` is harmful
+        r["label_source"] = "default" if r.get("harmful") is None else "file"
+        r["harmful"] = r.get("harmful") is not False
+    return rows
 
 
 SEA = Reader(
@@ -168,15 +172,25 @@ def detect_format(path: str | Path) -> str:
     )
 
 
+MAX_FIELD_CHARS = 16_384  # a longer text field is an error: no request or answer of a safety set is that long
+
+
 def read_source(path: str | Path, fmt: str = "", modality: str = "video") -> list[Row]:
     """Rows of a source in the common schema, read by `fmt` or by the detected format. Every row gets
-    `source_format`; rows of a format without ids get `<format>-NNN` (our own JSONL keeps prepare's default)."""
+    `source_format`; rows of a format without ids get `<format>-NNN` (our own JSONL keeps prepare's default).
+    A text field longer than MAX_FIELD_CHARS is an error naming FILE:LINE and the field."""
     check_format(fmt)
     name = fmt or detect_format(path)
     rows = REGISTRY[name].read(Path(path), modality)
     if not rows:
         raise DataError(f"{path}: no rows ({name})")
     for i, r in enumerate(rows):
+        for key, value in r.items():
+            if isinstance(value, str) and len(value) > MAX_FIELD_CHARS:
+                raise DataError(
+                    f"{path}:{r.get('_line', i + 1)}: field '{key}' is {len(value)} characters long "
+                    f"(limit {MAX_FIELD_CHARS})"
+                )
         if name != SEA.name:
             r.setdefault("id", f"{name}-{i:03d}")
         r["source_format"] = name
@@ -184,20 +198,34 @@ def read_source(path: str | Path, fmt: str = "", modality: str = "video") -> lis
     return rows
 
 
-def read_safety_set(path: str | Path, fmt: str = "") -> list[Row]:
-    """Rows for `prepare`: every row has a response. Our own JSONL must give it (as always); for other
-    formats a harmful row without a safe answer gets a refusal (`datasets.refusal_for`)."""
+LABELS = ("", "benign", "harmful")  # prepare.label: what an unlabelled row (chat, ShareGPT) is taken to be
+
+
+def read_safety_set(path: str | Path, fmt: str = "", label: str = "") -> list[Row]:
+    """Rows for `prepare`, each labelled as its format or file says (`label_source`); an unlabelled row
+    (no `harmful`: chat, ShareGPT) takes `label` when given ("benign"/"harmful", `label_source: option`),
+    else stays unlabelled for the answer check. Our own JSONL must give every response (as always); in
+    other formats a harmful row without a safe answer gets a refusal (`named.refusal_for`,
+    `response_source: refusal`)."""
     from sea_align.sources.named import refusal_for
 
+    if label not in LABELS:
+        raise DataError(f"unknown label '{label}' (known: benign, harmful)")
     rows = read_source(path, fmt)
     for r in rows:
+        if r.get("harmful") is None:
+            r.pop("harmful", None)
+            if label:
+                r.update(harmful=label == "harmful", label_source="option")
+        else:
+            r.setdefault("label_source", "format")
         if r.get("response"):
             continue
         where = f"{path}:{r.get('_line', '?')}"
         if r["source_format"] == SEA.name and r.get("response") is None:
             raise DataError(f"{where}: missing field 'response'")
-        if not r.get("harmful", True):
+        if r.get("harmful") is False:
             raise DataError(f"{where}: benign row '{r.get('id')}' has no response")
-        if r["source_format"] != SEA.name:
-            r["response"] = refusal_for(r["instruction"])
+        if r.get("harmful") and r["source_format"] != SEA.name:
+            r["response"], r["response_source"] = refusal_for(r["instruction"]), "refusal"
     return rows

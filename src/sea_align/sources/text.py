@@ -1,12 +1,18 @@
 """Readers of text safety sets (docs/sources.md): HarmBench behaviours, AdvBench, PKU-SafeRLHF preference
 pairs, BeaverTails, and chat JSONL (`messages`) / ShareGPT (`conversations`). Each is a table reader: the
 same record converter serves CSV, JSON, JSONL, parquet and saved Hugging Face data sets. A harmful row
-without a safe answer gets a refusal later (`readers.read_safety_set`)."""
+without a safe answer gets a refusal later (`registry.read_safety_set`).
+
+`label_source` says where a row's `harmful` label comes from: `format` (the data set defines it: AdvBench
+and HarmBench requests are harmful, PKU-SafeRLHF and BeaverTails carry safety annotations) or `file` (the
+record's own `harmful` field). Chat and ShareGPT records without `harmful` are *unlabelled*: no `harmful`
+key, and `prepare`'s answer check decides (stages/answer_check.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from sea_align.judges import is_refusal
 from sea_align.runtime.io import DataError
 from sea_align.sources.common import Row, flag, ident, table_reader, text
 from sea_align.sources.keyphrase import rules_extract
@@ -27,13 +33,14 @@ def _harmbench(rec: dict[str, Any], loc: str) -> list[Row]:
             "key_phrase": phrase or behaviour,
             "phrase_type": ptype,
             "harmful": True,
+            "label_source": "format",
             "functional_category": text(rec, "FunctionalCategory", loc, False) or "standard",
         }
     ]
 
 
 def _advbench(rec: dict[str, Any], loc: str) -> list[Row]:
-    return [{"category": "default", "instruction": text(rec, "goal", loc), "harmful": True}]
+    return [{"category": "default", "instruction": text(rec, "goal", loc), "harmful": True, "label_source": "format"}]
 
 
 def _which(rec: dict[str, Any], key: str, loc: str) -> int:
@@ -44,18 +51,21 @@ def _which(rec: dict[str, Any], key: str, loc: str) -> int:
 
 
 def _pku(rec: dict[str, Any], loc: str) -> list[Row]:
-    """A preference pair -> a DPO pair: response = the safer answer (a refusal when it is unsafe too),
-    rejected = the other. Harmful unless both answers are safe."""
+    """A preference pair -> a DPO pair: response = the safer answer, rejected = the other. Harmful unless
+    both answers are safe; a harmful row's target must refuse, so where the safer answer is unsafe or does
+    not refuse, the row gets a refusal later (`read_safety_set`)."""
     answers = [text(rec, f"response_{k}", loc) for k in (0, 1)]
     safe = [flag(rec, f"is_response_{k}_safe", loc) for k in (0, 1)]
     k = _which(rec, "safer_response_id", loc)
+    harmful = not all(safe)
     row = {
         "instruction": text(rec, "prompt", loc),
         "category": "default",
-        "harmful": not all(safe),
+        "harmful": harmful,
+        "label_source": "format",
         "rejected": answers[1 - k],
     }
-    if safe[k]:
+    if safe[k] and (not harmful or is_refusal(answers[k])):
         row["response"] = answers[k]
     return [row]
 
@@ -67,7 +77,12 @@ def _beavertails(rec: dict[str, Any], loc: str) -> list[Row]:
     if cats is not None and not isinstance(cats, dict):
         raise DataError(f"{loc}: field 'category' must be an object {{name: true/false}}")
     hit = [str(c) for c, on in (cats or {}).items() if on is True or str(on).lower() == "true"]
-    row = {"instruction": text(rec, "prompt", loc), "category": hit[0] if hit else "default", "harmful": not safe}
+    row = {
+        "instruction": text(rec, "prompt", loc),
+        "category": hit[0] if hit else "default",
+        "harmful": not safe,
+        "label_source": "format",
+    }
     row.update({"response": answer} if safe else {"rejected": answer})
     return [row]
 
@@ -83,11 +98,14 @@ def _content(turn: dict[str, Any], key: str, loc: str) -> str:
 def _dialogue(
     rec: dict[str, Any], loc: str, field: str, who: str, what: str, users: set[str], bots: set[str]
 ) -> list[Row]:
-    """instruction = the first user turn, response = the first assistant turn after it."""
+    """instruction = the first user turn, response = the first assistant turn after it; labelled only when
+    the record has `harmful`."""
     turns = rec.get(field)
     if not isinstance(turns, list) or not all(isinstance(t, dict) for t in turns):
         raise DataError(f"{loc}: field '{field}' must be a list of objects")
-    row: Row = {"category": "default", "harmful": flag(rec, "harmful", loc) if "harmful" in rec else True}
+    row: Row = {"category": "default"}
+    if rec.get("harmful") is not None:
+        row.update(harmful=flag(rec, "harmful", loc), label_source="file")
     for k, turn in enumerate(turns):
         role = str(turn.get(who, "")).lower()
         if role in users and "instruction" not in row:

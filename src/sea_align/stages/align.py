@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from sea_align.config import AlignConfig
 from sea_align.models.base import Item, ModelAdapter
 from sea_align.runtime.distributed import Dist, dist_state, place, shard
-from sea_align.runtime.io import DataError, atomic_write_json
+from sea_align.runtime.io import DataError, atomic_write_json, set_default_modes
 from sea_align.stages.align_loop import CKPT, Loop, fingerprint, resume, train
 from sea_align.stages.examples import (
     MediaItems,
@@ -255,6 +255,7 @@ def _save_adapter(peft_model: Any, out: Path, base_model: str | None) -> None:
 
 
 def _finish(tmp: Path, out_dir: Path) -> None:
+    set_default_modes(tmp)  # PEFT's safetensors file is 0600 as written
     if out_dir.exists():
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)  # the adapter directory appears whole or not at all

@@ -13,11 +13,10 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from sea_align.runtime.io import DataError, atomic_write_json
+from sea_align.runtime.io import DataError, atomic_write_json, make_temp_dir, set_default_modes
 from sea_align.stages.modelcard import CardInfo, collect, is_builtin, read_json, write_card
 
 log = logging.getLogger(__name__)
@@ -121,7 +120,7 @@ def run_export(
     if out.exists() and not force:
         raise DataError(f"--out {out} already exists (remove it, or --force to replace it)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    tmp = make_temp_dir(f".{out.name}.", ".partial", out.parent)
     try:
         notes = _merge(model, adapter_dir, tmp, device, dtype) if merge else []
         if not merge:
@@ -130,6 +129,7 @@ def run_export(
         info.merged, info.notes = merge, notes or info.notes
         info.commands += [command] if command else []
         write_card(tmp, info)
+        set_default_modes(tmp)  # save_pretrained's safetensors files are 0600 as written
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)

@@ -3,8 +3,11 @@
 Input: a text safety set: our JSONL (`instruction`, `response`; optional `id`, `category`, `rejected`,
 `harmful` (default true), `key_phrase`, `phrase_type`) or any format `sources/text.py` knows (HarmBench,
 AdvBench, PKU-SafeRLHF, BeaverTails, chat JSONL, ...; detected, or `cfg.format`). Output:
-`prepared.jsonl`, one row per input row (schema in docs/stages.md). Extractors: `rules` (offline,
-deterministic) and `openai` (any OpenAI-compatible chat endpoint, MM-SafetyBench-style few-shot prompt).
+`prepared.jsonl`, one row per kept input row (schema in docs/stages.md). Before anything is prepared,
+the answer check (stages/answer_check.py) labels every row and makes sure no answer that helps with harm
+becomes a target; rows it leaves out go to `<stem>.left_out.jsonl`, its counts to `<stem>.checks.json`.
+Extractors: `rules` (offline, deterministic) and `openai` (any OpenAI-compatible chat endpoint,
+MM-SafetyBench-style few-shot prompt).
 """
 
 from __future__ import annotations
@@ -14,14 +17,16 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sea_align.config import PrepareConfig
-from sea_align.runtime.io import DataError, atomic_write_jsonl
+from sea_align.runtime.checks import refuse_overwrite
+from sea_align.runtime.io import DataError, atomic_write_json, atomic_write_jsonl
 from sea_align.sources.keyphrase import detoxify, rules_extract
 from sea_align.sources.registry import read_safety_set
+from sea_align.stages.answer_check import LEFT_OUT, check_answers, judge_answers
 from sea_align.stages.templates import aux_pairs
 
 log = logging.getLogger(__name__)
@@ -74,6 +79,7 @@ class PrepareResult:
     n_harmful: int
     n_benign: int
     n_fallback: int
+    checks: dict[str, Any] = field(default_factory=dict)  # the answer check's counts (prepared.checks.json)
 
 
 def _aux_key(rid: str) -> str:
@@ -93,7 +99,7 @@ def prepare_rows(
         if rid in seen:
             raise DataError(f"{source}:{row.get('_line', i + 1)}: duplicate id '{rid}'")
         seen.add(rid)
-        harmful = bool(row.get("harmful", True))
+        harmful = bool(row.get("harmful", True))  # the answer check has labelled every row
         method = "given"
         if row.get("key_phrase"):
             phrase, ptype = str(row["key_phrase"]), str(row.get("phrase_type") or "activity")
@@ -118,7 +124,7 @@ def prepare_rows(
                 "detoxified": detoxify(row["instruction"], phrase, ptype),
                 "aux": aux_pairs(phrase, _aux_key(rid)),
                 **({"rejected": row["rejected"]} if row.get("rejected") else {}),
-                **{k: str(row[k]) for k in ("kind", "response_source") if row.get(k)},
+                **{k: str(row[k]) for k in ("kind", "response_source", "label_source", "answer_check") if row.get(k)},
             }
         )
     return out, fallback
@@ -143,20 +149,55 @@ def whole_row(r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_prepare(data: str | Path, out: str | Path, cfg: PrepareConfig | None = None) -> PrepareResult:
+def answer_judge(run_cfg: Any) -> str:
+    """The safety judge that checks the training answers of a run config ("" = the refusal check only)."""
+    name = run_cfg.prepare.answer_judge
+    name = run_cfg.evaluate.judge if name == "auto" else name
+    return "" if name in ("none", "refusal") else name
+
+
+def sidecars(out: str | Path) -> tuple[Path, Path]:
+    """(rows left out, the check's counts) beside prepared.jsonl: `<stem>.left_out.jsonl`, `<stem>.checks.json`."""
+    out = Path(out)
+    return out.with_name(out.stem + ".left_out.jsonl"), out.with_name(out.stem + ".checks.json")
+
+
+def _limit(rows: list[dict[str, Any]], cfg: PrepareConfig) -> list[dict[str, Any]]:
+    if not cfg.limit and cfg.benign_limit < 0:
+        return rows
+    harm = [r for r in rows if r["harmful"]]
+    ben = [r for r in rows if not r["harmful"]]
+    nb = cfg.limit if cfg.benign_limit < 0 else cfg.benign_limit
+    return (harm[: cfg.limit] if cfg.limit else harm) + (ben[:nb] if nb else ben)
+
+
+def run_prepare(data: str | Path, out: str | Path, cfg: PrepareConfig | None = None, judge: str = "") -> PrepareResult:
+    """prepared.jsonl from the text safety set `data`, after the answer check (stages/answer_check.py; `judge`:
+    a safety judge that also checks the answers). Rows left out and the check's counts go beside it."""
     cfg = cfg or PrepareConfig()
     if cfg.extractor not in EXTRACTORS:
         raise DataError(f"unknown extractor '{cfg.extractor}' (known: {', '.join(EXTRACTORS)})")
-    rows = read_safety_set(data, cfg.format)
-    if cfg.limit or cfg.benign_limit >= 0:
-        harm = [r for r in rows if r.get("harmful", True)]
-        ben = [r for r in rows if not r.get("harmful", True)]
-        nb = cfg.limit if cfg.benign_limit < 0 else cfg.benign_limit
-        rows = (harm[: cfg.limit] if cfg.limit else harm) + (ben[:nb] if nb else ben)
-    prepared, fallback = prepare_rows(rows, EXTRACTORS[cfg.extractor](cfg), source=str(data))
+    refuse_overwrite(out, data, what="prepare --out")
+    extract = EXTRACTORS[cfg.extractor](cfg)  # a missing API key fails before any reading
+    rows = read_safety_set(data, cfg.format, cfg.label)
+    check = check_answers(rows, str(data), cfg.allow_unsafe_answers)
+    check.kept = _limit(check.kept, cfg)
+    if judge:
+        check = judge_answers(check, str(data), judge)
+    if not check.kept:
+        reasons = ", ".join(f"{n} {why}" for why, n in check.counts()["left_out"].items()) or "no rows"
+        hint = "; ".join(LEFT_OUT[why] for why in check.counts()["left_out"])
+        raise DataError(f"{data}: no row left to train on ({reasons}){': ' + hint if hint else ''}")
+    prepared, fallback = prepare_rows(check.kept, extract, source=str(data))
     if cfg.whole_request:
         prepared += [whole_row(r) for r in prepared]
-    atomic_write_jsonl(out, prepared)
+    left_path, checks_path = sidecars(out)
+    counts = {**check.counts(), "allow_unsafe_answers": cfg.allow_unsafe_answers, "source": str(data)}
+    counts.update(n_in=len(rows), unsafe_allowed_at=check.unsafe_allowed, benign_refusals_at=check.benign_refusals)
+    counts["left_out_file"] = left_path.name
+    atomic_write_jsonl(left_path, check.left_out)
+    atomic_write_json(checks_path, counts)
+    atomic_write_jsonl(out, prepared)  # last: its presence says the stage is done
     n_h = sum(r["harmful"] for r in prepared)
     log.info("prepared %d rows (%d harmful, %d benign) -> %s", len(prepared), n_h, len(prepared) - n_h, out)
-    return PrepareResult(Path(out), len(prepared), n_h, len(prepared) - n_h, fallback)
+    return PrepareResult(Path(out), len(prepared), n_h, len(prepared) - n_h, fallback, counts)

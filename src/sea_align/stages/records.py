@@ -37,7 +37,9 @@ class PreparedRow(TypedDict, total=False):
     form: str  # "whole": the whole request carried by the media
     base_id: str  # a `#whole` row's source row
     kind: str  # benign | borderline
-    response_source: str  # template | distilled
+    response_source: str  # template | distilled | refusal (a harmful row without an answer: ours)
+    label_source: str  # file | format | default | answer | option: where `harmful` came from
+    answer_check: str  # refusal | helps | default-refusal | unsafe-allowed: the answer check's verdict
 
 
 PREPARED_REQUIRED: dict[str, type | tuple[type, ...]] = {
@@ -58,6 +60,8 @@ PREPARED_OPTIONAL: dict[str, type | tuple[type, ...]] = {
     "base_id": str,
     "kind": str,
     "response_source": str,
+    "label_source": str,
+    "answer_check": str,
 }
 
 
