@@ -1,6 +1,8 @@
 """runtime/checks.py: `refuse_overwrite` refuses an output that is an input, contains one, or lies inside an
 input folder; anything else passes."""
 
+from pathlib import Path
+
 import pytest
 
 from sea_align.runtime.checks import refuse_overwrite
@@ -31,3 +33,47 @@ def test_refuse_overwrite(tmp_path, monkeypatch):
     for out in (tmp_path / "out", tmp_path / "in2" / "set.jsonl", tmp_path / "mediabench"):
         refuse_overwrite(out, data, media)  # siblings, a name that only starts like an input: fine
     refuse_overwrite(tmp_path / "out")  # no inputs
+
+
+def test_no_absolute_machine_path_in_the_repo():
+    """Tests and docs name paths relative to the checkout (`../shared`, `${SEA_SHARED}`, `runs/...`), never a
+    folder of one machine: a fresh clone elsewhere must read the same."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    pattern = re.compile(r"(?<![\w.~])/(" + "|".join(["work", "root", "home", "tmp", "mnt"]) + r")/")
+    files = [root / "README.md", *root.glob("docs/*.md")]
+    files += [
+        p
+        for d in ("src", "tests", "scripts")
+        for p in (root / d).rglob("*")
+        if p.suffix in (".py", ".md", ".yaml", ".sh")
+    ]
+    hits = [
+        f"{p.relative_to(root)}:{n}"
+        for p in files
+        for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert not hits, hits
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["synthesize", "--model", "tiny-random-llava", "--data", "p.jsonl", "--out", "p.jsonl"],
+        ["align", "--model", "tiny-random-llava", "--data", "d/p.jsonl", "--embeddings", "e", "--out", "d"],
+        ["evaluate", "--model", "tiny-random-llava", "--bench", "b.jsonl", "--out", "b.jsonl"],
+    ],
+)
+def test_stage_commands_refuse_an_out_that_is_an_input(tmp_path, monkeypatch, capsys, argv):
+    from sea_align.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d").mkdir()
+    for name in ("p.jsonl", "d/p.jsonl", "b.jsonl"):
+        (tmp_path / name).write_text('{"x": 1}\n')
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "choose another output path" in err, err
+    assert (tmp_path / "d" / "p.jsonl").read_text() == '{"x": 1}\n'

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from sea_align.cli.args import add_config_source, config_flags, config_options
 from sea_align.config import RunConfig, config_key
+from sea_align.runtime.checks import refuse_overwrite
 from sea_align.runtime.io import DataError
 
 log = logging.getLogger(__name__)
@@ -184,6 +185,7 @@ def _synthesize(args: argparse.Namespace) -> int:
     from sea_align.stages.synthesize import run_synthesize
 
     cfg = stage_config(args)
+    refuse_overwrite(args.out, args.data)
     rt = _runtime(cfg)
     rows = read_prepared(args.data, cfg.modality)
     res = run_synthesize(
@@ -208,6 +210,7 @@ def _align(args: argparse.Namespace) -> int:
     from sea_align.stages.records import read_prepared
 
     cfg = stage_config(args)
+    refuse_overwrite(args.out, args.data, args.embeddings)  # align replaces its --out folder whole
     check_tracker(cfg.align.report_to)
     rt = _runtime(cfg)
     rows = read_prepared(args.data)
@@ -246,6 +249,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     ev = cfg.evaluate
     if not ev.bench:
         raise DataError("evaluate: no benchmark (give --bench FILE, or evaluate.bench in --config)")
+    refuse_overwrite(args.out, *ev.bench, args.adapter)
     rt = _runtime(cfg)
     modality = args.modality or media_modality(r for b in ev.bench for r in load_bench(b, ev.limit))
     ad = _load(cfg, rt, modality, args.adapter, ev.device_map)
