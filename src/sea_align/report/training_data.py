@@ -29,7 +29,8 @@ def training_data_blocks(run: Path) -> list[tuple]:
             "p",
             f"{checks.get('n_in', '?')} rows read from `{checks.get('source', '?')}`: {checks['kept']} kept "
             f"({checks['harmful']} harmful, {checks['benign']} benign), "
-            f"{sum(checks['left_out'].values())} left out{judge}.",
+            f"{sum(checks['left_out'].values())} left out (`{checks.get('left_out_file', 'prepared.left_out.jsonl')}`)"
+            f"{judge}.",
         )
     )
     rows = [[LABEL_SOURCES.get(k, k), n] for k, n in sorted(checks["label_source"].items())]
