@@ -28,6 +28,7 @@ class RecipeConfig:
     ckpt_every: int = 25
     # distill
     distill_batch: int = 16  # prompts answered together (answers are appended as they come: resumable)
+    distill_dtype: str = "float32"  # the LLM's dtype while it answers: float32, bfloat16, or auto (bf16 where native)
     n_benign_text: int = 200  # extra benign text prompts beyond those per activity
     templates_per_act: int = 3  # per activity: "List steps" + this many other training templates (v3: 0)
     border_share: float = 0.5  # share of borderline requests among the benign samples of stage (a)
@@ -78,6 +79,7 @@ class QwenVLConfig(RecipeConfig):
     n_benign_text: int = 100
     distill_max_new: int = 64
     distill_batch: int = 8
+    distill_dtype: str = "auto"  # ~2x faster answers on a CPU with native bf16 (generation is memory-bound)
     n_read: int = 2000
     act_variants: int = 4
     read_steps: int = 120

@@ -78,10 +78,11 @@ def _text_samples(cfg: RecipeConfig, tok) -> tuple[list[dict], list[dict]]:
 
 
 def stage_distill(cfg: RecipeConfig, resume: bool = True) -> dict:
-    """Self-distilled helpful answers of the untouched SmolLM2 to benign and borderline prompts.
-    An answer SmolLM2 itself refuses (the core refusal judge) is kept in the file (`refused`) but never
+    """Self-distilled helpful answers of the untouched LLM to benign and borderline prompts.
+    An answer the LLM itself refuses (the core refusal judge) is kept in the file (`refused`) but never
     trained on."""
     from sea_align.organism.train import refused
+    from sea_align.runtime.device import bf16_native
 
     prompts, border = distill_prompts(cfg.seed, cfg.n_benign_text, cfg.templates_per_act)
     part = cfg.work_dir / "distill.partial.jsonl"  # answers appended as they come: a killed stage resumes
@@ -91,6 +92,8 @@ def stage_distill(cfg: RecipeConfig, resume: bool = True) -> dict:
     todo = [p for p in prompts if p not in done]
     llm, tok = _base(cfg)
     llm.eval()
+    if cfg.distill_dtype == "bfloat16" or (cfg.distill_dtype == "auto" and bf16_native() == "bf16"):
+        llm.to(torch.bfloat16)
     chunk = cfg.distill_batch * 4
     for i in range(0, len(todo), chunk):
         asked = todo[i : i + chunk]

@@ -96,3 +96,18 @@ def choose(device: str = "auto", dtype: str = "auto", machine: Machine | None = 
     m = machine if machine is not None else probe()
     dev = resolve_device(device, m)
     return dev, resolve_dtype(dtype, dev, m)
+
+
+def bf16_native(device: str = "cpu") -> str:
+    """'bf16' where bfloat16 matmuls are native (a CUDA card with bf16, or a CPU with AVX512-BF16 or
+    AMX), else 'none': emulated bf16 on an older CPU is slower than float32."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "none"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            flags = f.read()
+    except OSError:
+        return "none"
+    return "bf16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "none"

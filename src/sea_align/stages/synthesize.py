@@ -36,6 +36,7 @@ from sea_align.config import SynthesizeConfig
 from sea_align.config_keys import check_choices
 from sea_align.judges.textmatch import contains_phrase
 from sea_align.models.base import Item, ModelAdapter
+from sea_align.runtime.device import bf16_native
 from sea_align.runtime.distributed import Dist, dist_state, place
 from sea_align.runtime.faults import crash_point
 from sea_align.runtime.io import DataError, atomic_write_json
@@ -69,18 +70,6 @@ class SynthResult:
     n_verified: int
     n_failed: int
     seconds: float
-
-
-def bf16_native(device: torch.device | str = "cpu") -> str:
-    """'bf16' where bfloat16 matmuls are native (a CUDA card with bf16, or a CPU with AVX512-BF16 or
-    AMX), else 'none': emulated bf16 on an older CPU is slower than float32."""
-    if torch.device(device).type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "none"
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "none"
-    return "bf16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "none"
 
 
 def blank_features(adapter: ModelAdapter, modality: str, cfg: SynthesizeConfig):
