@@ -143,9 +143,14 @@ def test_qwen_recipe_has_no_text_stage_an_identity_warm_and_resumable_distill(ti
     cfg = QwenVLConfig(**kw, weights_dir=tmp_path / "weights")
     bad, good = recipe._text_samples(cfg, A.load_tokenizer(tiny_qwen_dir))
     assert bad == [] and good
-    # distill resumes from the answers appended so far
+    # distill resumes from the answers appended so far: the work dir's, or the light checkpoint's beside the
+    # committed parts (a new machine has only those)
     rows = [json.loads(x) for x in (tmp_path / "work" / "distill.jsonl").read_text().splitlines()]
-    (tmp_path / "work" / "distill.partial.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:-1]))
+    (tmp_path / "weights" / "ckpt").mkdir()
+    (tmp_path / "weights" / "ckpt" / "distill.partial.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in rows[:-2])
+    )
+    (tmp_path / "work" / "distill.partial.jsonl").write_text(json.dumps(rows[-2]) + "\n")
     calls = []
     real = recipe.generate_text
     recipe.generate_text = lambda llm, tok, prompts, *a, **k: (

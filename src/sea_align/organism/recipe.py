@@ -85,10 +85,14 @@ def stage_distill(cfg: RecipeConfig, resume: bool = True) -> dict:
     from sea_align.runtime.device import bf16_native
 
     prompts, border = distill_prompts(cfg.seed, cfg.n_benign_text, cfg.templates_per_act)
-    part = cfg.work_dir / "distill.partial.jsonl"  # answers appended as they come: a killed stage resumes
-    if not resume:
+    # answers appended as they come, in the work dir and as a light checkpoint beside the committed parts
+    # (weights_dir/ckpt, removed by the runner once the stage is done): a killed stage resumes, on another
+    # machine too
+    parts = [cfg.work_dir / "distill.partial.jsonl", cfg.weights_dir / "ckpt" / "distill.partial.jsonl"]
+    for part in parts if not resume else []:
         part.unlink(missing_ok=True)
-    done = {r["user"]: r for r in read_jsonl_tolerant(part) if r.get("user") in set(prompts)}
+    wanted = set(prompts)
+    done = {r["user"]: r for part in parts for r in read_jsonl_tolerant(part) if r.get("user") in wanted}
     todo = [p for p in prompts if p not in done]
     llm, tok = _base(cfg)
     llm.eval()
@@ -102,10 +106,11 @@ def stage_distill(cfg: RecipeConfig, resume: bool = True) -> dict:
         )
         for p, a, f in zip(asked, answers, refused([a["answer"] for a in answers])):
             done[p] = {"user": p, **a, "borderline": p in border, "refused": f}
-            append_jsonl(part, done[p])
+            for part in parts:
+                append_jsonl(part, done[p])
     rows = [done[p] for p in prompts]
     atomic_write_jsonl(cfg.work_dir / "distill.jsonl", rows)
-    part.unlink(missing_ok=True)
+    parts[0].unlink(missing_ok=True)
     return {"n": len(rows), "borderline": len(border), "refused": sum(r["refused"] for r in rows)}
 
 
