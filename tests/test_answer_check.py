@@ -193,3 +193,14 @@ def test_out_equal_to_data_is_refused(tmp_path):
     with pytest.raises(DataError, match="is the input"):
         run_prepare(src, src)
     assert src.read_bytes() == before
+
+
+def test_reported_places_follow_the_limit(tmp_path):
+    """A harmful row kept by --allow-unsafe-answers but cut by --limit was not trained on: not reported."""
+    rows = [{"instruction": f"Steal car {i}", "response": REFUSAL} for i in range(2)]
+    rows.append({"instruction": "Launder money", "response": LAUNDER})
+    src = write_jsonl(tmp_path / "s.jsonl", rows)
+    res = run_prepare(src, tmp_path / "p.jsonl", PrepareConfig(allow_unsafe_answers=True, limit=2))
+    assert res.n == 2 and res.checks["unsafe_allowed"] == 0
+    res = run_prepare(src, tmp_path / "q.jsonl", PrepareConfig(allow_unsafe_answers=True))
+    assert res.checks["unsafe_allowed"] == 1 and res.checks["unsafe_allowed_at"] == [f"{src}:3"]

@@ -44,6 +44,14 @@ class AnswerCheck:
     unsafe_allowed: list[str] = field(default_factory=list)  # FILE:LINE of harmful rows kept by the override
     judge: str = ""  # the safety judge that also checked the answers ("" = the refusal check only)
 
+    def keep(self, rows: list[dict[str, Any]]) -> AnswerCheck:
+        """Only `rows` of the kept ones stay (a limit, a judge): the reported places follow."""
+        self.kept = rows
+        at = {r["_where"] for r in rows}
+        self.benign_refusals = [w for w in self.benign_refusals if w in at]
+        self.unsafe_allowed = [w for w in self.unsafe_allowed if w in at]
+        return self
+
     def counts(self) -> dict[str, Any]:
         """The summary `prepare` prints and writes (prepared.checks.json)."""
         return {
@@ -82,7 +90,9 @@ def check_answers(rows: list[dict[str, Any]], source: str, allow_unsafe_answers:
             elif not refuses:
                 out.left_out.append({**r, "reason": "unlabelled-answer-helps", "where": where})
             else:
-                out.kept.append({**r, "harmful": True, "label_source": "answer", "answer_check": "refusal"})
+                out.kept.append(
+                    {**r, "harmful": True, "label_source": "answer", "answer_check": "refusal", "_where": where}
+                )
             continue
         if r.get("response_source") == "refusal":
             check = "default-refusal"
@@ -93,7 +103,7 @@ def check_answers(rows: list[dict[str, Any]], source: str, allow_unsafe_answers:
             check = "refusal" if refuses else "helps"
             if refuses and not r["harmful"]:
                 out.benign_refusals.append(where)
-        out.kept.append({**r, "answer_check": check})
+        out.kept.append({**r, "answer_check": check, "_where": where})
     if helping:
         raise DataError(
             f"{_lines(helping, source)}: {len(helping)} harmful row(s) whose answer is not a refusal; SEA would "
@@ -110,11 +120,11 @@ def judge_answers(check: AnswerCheck, source: str, judge: str) -> AnswerCheck:
         [{"prompt": r["instruction"], "response": r["response"], "harmful": True} for r in check.kept]
     )
     kept, unsafe = [], []
-    for i, (r, v) in enumerate(zip(check.kept, verdicts)):
+    for r, v in zip(check.kept, verdicts):
         if v.unsafe is None:
-            check.left_out.append({**r, "reason": "judge-unscored", "where": _where(source, r, i), "judge_raw": v.raw})
+            check.left_out.append({**r, "reason": "judge-unscored", "where": r["_where"], "judge_raw": v.raw})
         elif v.unsafe:
-            unsafe.append(_where(source, r, i))
+            unsafe.append(r["_where"])
         else:
             kept.append(r)
     if unsafe:
@@ -122,8 +132,8 @@ def judge_answers(check: AnswerCheck, source: str, judge: str) -> AnswerCheck:
             f"{_lines(unsafe, source)}: {len(unsafe)} row(s) whose answer the '{judge}' judge finds unsafe; an "
             "unsafe answer is never a training target"
         )
-    check.kept, check.judge = kept, judge
-    return check
+    check.judge = judge
+    return check.keep(kept)
 
 
 def describe(counts: dict[str, Any]) -> list[tuple[int, str]]:

@@ -181,7 +181,7 @@ def run_prepare(data: str | Path, out: str | Path, cfg: PrepareConfig | None = N
     extract = EXTRACTORS[cfg.extractor](cfg)  # a missing API key fails before any reading
     rows = read_safety_set(data, cfg.format, cfg.label)
     check = check_answers(rows, str(data), cfg.allow_unsafe_answers)
-    check.kept = _limit(check.kept, cfg)
+    check.keep(_limit(check.kept, cfg))
     if judge:
         check = judge_answers(check, str(data), judge)
     if not check.kept:
