@@ -40,6 +40,21 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="write report.md, PNG charts and report.html for a run directory")
     p.add_argument("dir", help="a run directory (what `sea run --out` wrote)")
     p.set_defaults(func=_report)
+    p = sub.add_parser(
+        "tradeoff",
+        help="chart attack success against harmless refusal across runs (one point per arm, one colour per model)",
+    )
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories (what `sea run --out` wrote)")
+    p.add_argument("--out", required=True, help="the chart (PNG); its points go to the same name with .json")
+    p.add_argument(
+        "--group",
+        action="append",
+        default=[],
+        metavar="RUN=NAME",
+        help="colour RUN (its folder name) as NAME, e.g. a model size (default: the run's model); repeatable",
+    )
+    p.add_argument("--attack", default="", help="one attack form's ASR (e.g. TYPO, KPT) instead of the macro ASR")
+    p.set_defaults(func=_tradeoff)
 
 
 def _common(p: argparse.ArgumentParser, cmd: str, required: bool = False, shown: dict[str, str] | None = None) -> None:
@@ -292,6 +307,17 @@ def _export(args: argparse.Namespace) -> int:
     print(
         f"exported {'merged model' if args.merge else 'adapter'} of {model} -> {out} (model card: {out / 'README.md'})"
     )
+    return 0
+
+
+def _tradeoff(args: argparse.Namespace) -> int:
+    from sea_align.report.tradeoff import run_tradeoff
+
+    bad = [g for g in args.group if "=" not in g]
+    if bad:
+        raise DataError(f"--group {bad[0]}: expected RUN=NAME")
+    out = run_tradeoff(args.runs, args.out, dict(g.split("=", 1) for g in args.group), args.attack)
+    print(f"trade-off chart of {len(args.runs)} run(s) -> {out} (points: {out.with_suffix('.json')})")
     return 0
 
 

@@ -1,0 +1,70 @@
+"""`sea tradeoff`: attack success against harmless refusal across runs, one point per arm, one colour per
+model (or --group), intervals from the summaries; the points also as JSON; bad input is one line."""
+
+import json
+
+import pytest
+
+from sea_align.cli import main
+from sea_align.report.tradeoff import collect
+
+
+def fake_run(root, name, model, arms):
+    """A run folder with a manifest and eval/<arm>/summary.json of the given (asr, refusal) per arm."""
+    run = root / name
+    (run).mkdir()
+    (run / "manifest.json").write_text(json.dumps({"model": model}))
+    for arm, (asr, refusal) in arms.items():
+        (run / "eval" / arm).mkdir(parents=True)
+        summary = {
+            "asr": asr,
+            "asr_ci95": [max(0, asr - 0.1), min(1, asr + 0.1)],
+            "refusal_rate_harmless": refusal,
+            "refusal_rate_harmless_ci95": [max(0, refusal - 0.05), min(1, refusal + 0.05)],
+            "n_harmless_scored": 300,
+            "per_attack": {"TYPO": {"asr": asr / 2, "asr_ci95": [0.0, asr]}},
+        }
+        (run / "eval" / arm / "summary.json").write_text(json.dumps(summary))
+    return run
+
+
+def test_tradeoff_chart_and_points(tmp_path, capsys):
+    small = fake_run(tmp_path, "small", "sea-tiny-vl", {"base": (0.8, 0.05), "aligned": (0.1, 0.4)})
+    large = fake_run(tmp_path, "large", "sea-qwen-vl", {"base": (0.6, 0.02), "text_only": (0.5, 0.03)})
+    out = tmp_path / "charts" / "tradeoff.png"
+    assert main(["tradeoff", str(small), str(large), "--out", str(out), "--group", "small=135M"]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    pts = json.loads(out.with_suffix(".json").read_text())["points"]
+    assert [(p["run"], p["arm"], p["group"]) for p in pts] == [
+        ("small", "base", "135M"),
+        ("small", "aligned", "135M"),
+        ("large", "base", "sea-qwen-vl"),
+        ("large", "text_only", "sea-qwen-vl"),
+    ]
+    assert pts[1]["asr"] == 0.1 and pts[1]["refusal"] == 0.4 and pts[1]["refusal_ci95"] == pytest.approx([0.35, 0.45])
+    typo = collect([small], attack="TYPO")
+    assert [p.asr for p in typo] == [0.4, 0.05]
+
+
+def test_tradeoff_bad_input_is_one_line(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for argv, needle in [
+        (["tradeoff", str(empty), "--out", str(tmp_path / "t.png")], "no arm with both ASR and harmless refusal"),
+        (["tradeoff", str(tmp_path / "nope"), "--out", str(tmp_path / "t.png")], "no such run directory"),
+        (["tradeoff", str(empty), "--out", str(tmp_path / "t.svg")], "the chart is a PNG"),
+        (["tradeoff", str(empty), "--out", str(tmp_path / "t.png"), "--group", "x"], "expected RUN=NAME"),
+    ]:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and needle in err, err
+    assert not (tmp_path / "t.png").exists()
+
+
+@pytest.mark.parametrize("attack", ["KPT"])
+def test_tradeoff_attack_missing_names_it(tmp_path, attack):
+    from sea_align.runtime.io import DataError
+
+    run = fake_run(tmp_path, "r", "m", {"base": (0.5, 0.1)})
+    with pytest.raises(DataError, match=f"attack '{attack}' ASR"):
+        collect([run], attack=attack)
