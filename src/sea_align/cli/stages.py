@@ -53,7 +53,11 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
         metavar="RUN=NAME",
         help="colour RUN (its folder name) as NAME, e.g. a model size (default: the run's model); repeatable",
     )
-    p.add_argument("--attack", default="", help="one attack form's ASR (e.g. TYPO, KPT) instead of the macro ASR")
+    p.add_argument(
+        "--attack",
+        default="",
+        help="one attack form's ASR (e.g. TYPO, KPT) instead of the macro ASR (default: the macro ASR)",
+    )
     p.set_defaults(func=_tradeoff)
 
 
