@@ -33,6 +33,12 @@ def _formats() -> list[str]:
     return [""] + formats()
 
 
+def _labels() -> tuple[str, ...]:
+    from sea_align.sources.registry import LABELS
+
+    return LABELS
+
+
 def _answer_judges() -> list[str]:
     from sea_align.judges import JUDGES
 
@@ -68,7 +74,7 @@ class PrepareConfig:
         "",
         'label of rows whose file gives none (chat, ShareGPT): benign or harmful; "" = decided by the answer '
         "(a refusal makes the row harmful; rows whose answer helps are left out)",
-        ("", "benign", "harmful"),
+        _labels,
     )
     allow_unsafe_answers: bool = opt(
         False, "keep harmful rows whose answer is not a refusal (otherwise an error naming them); the report says so"

@@ -124,14 +124,6 @@ def ensure(pin: Pin, install: bool | None = None) -> Path:
     return out
 
 
-def part_dir(pin: Pin, index: int = 0, install: bool | None = None) -> Path:
-    """The installed folder of the package holding part `index` (e.g. Whisper's config and tokenizer)."""
-    _parts(pin, _install_allowed() if install is None else install)
-    found = package_dir(pin.parts[index][0])
-    assert found is not None  # _parts checked it
-    return found
-
-
 def _install_allowed() -> bool:
     return os.environ.get("SEA_ALIGN_NO_INSTALL", "").lower() not in ("1", "true", "yes", "on")
 

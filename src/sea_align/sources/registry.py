@@ -41,8 +41,8 @@ def _own(rec: dict[str, Any], loc: str) -> list[Row]:
     for key in ("response", "rejected", "key_phrase", "phrase_type", "category"):
         if key in row:
             row[key] = text(rec, key, loc)
-    row["harmful"] = flag(rec, "harmful", loc) if "harmful" in row else True  # our format's default
-    row["label_source"] = "file" if "harmful" in rec and rec["harmful"] not in (None, "") else "default"
+    if "harmful" in row:
+        row["harmful"] = flag(rec, "harmful", loc)
     return [row]
 
 
@@ -54,13 +54,9 @@ def _own_detect(path: Path) -> bool:
 def _own_read(path: Path, modality: str = "video") -> list[Row]:
     if path.suffix.lower() != ".jsonl":
         return rows_from(records(path), _own, path)
-    rows = read_jsonl(
+    return read_jsonl(
         path, required=("instruction",), types={"instruction": str, "response": str, "harmful": bool, "rejected": str}
     )
-    for r in rows:  # our format's documented default: a row without `harmful` is harmful
-        r["label_source"] = "default" if r.get("harmful") is None else "file"
-        r["harmful"] = r.get("harmful") is not False
-    return rows
 
 
 SEA = Reader(
@@ -213,12 +209,15 @@ def read_safety_set(path: str | Path, fmt: str = "", label: str = "") -> list[Ro
         raise DataError(f"unknown label '{label}' (known: benign, harmful)")
     rows = read_source(path, fmt)
     for r in rows:
-        if r.get("harmful") is None:
+        own = r["source_format"] == SEA.name
+        if r.get("harmful") is not None:
+            r.setdefault("label_source", "file" if own else "format")
+        elif own:  # our format's documented default: a row without `harmful` is harmful
+            r.update(harmful=True, label_source="default")
+        else:
             r.pop("harmful", None)
             if label:
                 r.update(harmful=label == "harmful", label_source="option")
-        else:
-            r.setdefault("label_source", "format")
         if r.get("response"):
             continue
         where = f"{path}:{r.get('_line', '?')}"

@@ -185,16 +185,23 @@ def run_prepare(data: str | Path, out: str | Path, cfg: PrepareConfig | None = N
     if judge:
         check = judge_answers(check, str(data), judge)
     if not check.kept:
-        reasons = ", ".join(f"{n} {why}" for why, n in check.counts()["left_out"].items()) or "no rows"
-        hint = "; ".join(LEFT_OUT[why] for why in check.counts()["left_out"])
+        left = check.counts()["left_out"]
+        reasons = ", ".join(f"{n} {why}" for why, n in left.items()) or "no rows"
+        hint = "; ".join(LEFT_OUT[why] for why in left)
         raise DataError(f"{data}: no row left to train on ({reasons}){': ' + hint if hint else ''}")
     prepared, fallback = prepare_rows(check.kept, extract, source=str(data))
     if cfg.whole_request:
         prepared += [whole_row(r) for r in prepared]
     left_path, checks_path = sidecars(out)
-    counts = {**check.counts(), "allow_unsafe_answers": cfg.allow_unsafe_answers, "source": str(data)}
-    counts.update(n_in=len(rows), unsafe_allowed_at=check.unsafe_allowed, benign_refusals_at=check.benign_refusals)
-    counts["left_out_file"] = left_path.name
+    counts = {
+        **check.counts(),
+        "allow_unsafe_answers": cfg.allow_unsafe_answers,
+        "source": str(data),
+        "n_in": len(rows),
+        "unsafe_allowed_at": check.unsafe_allowed,
+        "benign_refusals_at": check.benign_refusals,
+        "left_out_file": left_path.name,
+    }
     atomic_write_jsonl(left_path, check.left_out)
     atomic_write_json(checks_path, counts)
     atomic_write_jsonl(out, prepared)  # last: its presence says the stage is done
