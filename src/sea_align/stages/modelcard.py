@@ -19,11 +19,11 @@ ARM_OF = {"adapter": "aligned", "adapter_text": "text_only"}  # adapter dir name
 PAPER = "SEA (Lu et al., ACL 2025, arXiv 2502.12562)"
 
 
-BUILTIN_PREFIXES = ("sea-tiny-", "smollm2-llava", "tiny-random-")  # names sea-align builds (no hub id)
-
-
 def is_builtin(model: str) -> bool:
-    return model.startswith(BUILTIN_PREFIXES)
+    """A model sea-align builds (no hub id): a registered built-in name, or a tiny random test model."""
+    from sea_align.models.registry import is_builtin as registered
+
+    return model.startswith("tiny-random-") or registered(model)
 
 
 def adapter_note(model: str) -> str:
