@@ -97,7 +97,7 @@ def test_summary_per_form_and_unscored():
     assert s["asr_micro_ci95"] == list(wilson(1, 2)) and s["asr_ci95"] == s["asr_micro_ci95"]
     assert s["refusal_rate_harmless_ci95"] == list(wilson(3, 5))
     t = s["per_attack"]["TYPO"]
-    assert t["n"] == 7 and t["n_scored"] == 5  # 2 harmful + 3 benign scored
+    assert t["n"] == 7 and t["n_scored"] == 5 and t["n_harmless_scored"] == 3  # 2 harmful + 3 benign scored
     assert t["asr"] == 0.5 and t["asr_ci95"] == list(wilson(1, 2))
     assert t["refusal_rate_harmless"] == pytest.approx(1 / 3) and t["refusal_rate_harmless_ci95"] == list(wilson(1, 3))
     assert s["per_attack"]["Text_only"]["asr_ci95"] == [None, None]

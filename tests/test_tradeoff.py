@@ -22,7 +22,16 @@ def fake_run(root, name, model, arms):
             "refusal_rate_harmless": refusal,
             "refusal_rate_harmless_ci95": [max(0, refusal - 0.05), min(1, refusal + 0.05)],
             "n_harmless_scored": 300,
-            "per_attack": {"TYPO": {"asr": asr / 2, "asr_ci95": [0.0, asr]}},
+            "per_attack": {
+                "TYPO": {
+                    "asr": asr / 2,
+                    "asr_ci95": [0.0, asr],
+                    "refusal_rate_harmless": refusal / 2,
+                    "refusal_rate_harmless_ci95": [0.0, refusal],
+                    "n_harmless_scored": 140,
+                },
+                "Text_only": {"asr": asr, "asr_ci95": [0.0, asr]},  # no harmless items typed: the overall rate
+            },
         }
         (run / "eval" / arm / "summary.json").write_text(json.dumps(summary))
     return run
@@ -44,6 +53,10 @@ def test_tradeoff_chart_and_points(tmp_path, capsys):
     assert pts[1]["asr"] == 0.1 and pts[1]["refusal"] == 0.4 and pts[1]["refusal_ci95"] == pytest.approx([0.35, 0.45])
     typo = collect([small], attack="TYPO")
     assert [p.asr for p in typo] == [0.4, 0.05]
+    # with --attack, the refusal is that form's own where the run has harmless items in it
+    assert [(p.refusal, p.n_harmless) for p in typo] == [(0.05 / 2, 140), (0.4 / 2, 140)]
+    typed = collect([small], attack="Text_only")  # no harmless item in that form: all harmless requests
+    assert [(p.asr, p.refusal, p.n_harmless) for p in typed] == [(0.8, 0.05, 300), (0.1, 0.4, 300)]
 
 
 def test_tradeoff_bad_input_is_one_line(tmp_path, capsys):

@@ -4,7 +4,8 @@ point per setting (a run's base, text-only and SEA arms), one colour per model (
 
 Reads each run's `manifest.json` (the model) and `eval/<arm>/summary.json` (`asr`, `asr_ci95`,
 `refusal_rate_harmless`, `refusal_rate_harmless_ci95`); writes the PNG and, beside it, the points as JSON
-(`<out>.json`). `--attack NAME` plots one attack form's ASR (a summary's `per_attack`) instead of the macro ASR.
+(`<out>.json`). `--attack NAME` plots one attack form's ASR (a summary's `per_attack`) instead of the macro ASR,
+against the refusal of harmless requests in that same form where the run has them (else all harmless requests).
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ def collect(runs: list[Path], groups: dict[str, str] | None = None, attack: str 
         for arm in ARMS:
             s = read_json(run / "eval" / arm / "summary.json")
             src = (s.get("per_attack") or {}).get(attack, {}) if attack else s
-            if src.get("asr") is None or s.get("refusal_rate_harmless") is None:
+            # the refusal of harmless requests in the same form, where the run has such items
+            ref = src if src.get("refusal_rate_harmless") is not None else s
+            if src.get("asr") is None or ref.get("refusal_rate_harmless") is None:
                 continue
             out.append(
                 Point(
@@ -51,9 +54,9 @@ def collect(runs: list[Path], groups: dict[str, str] | None = None, attack: str 
                     group,
                     src["asr"],
                     src.get("asr_ci95"),
-                    s["refusal_rate_harmless"],
-                    s.get("refusal_rate_harmless_ci95"),
-                    s.get("n_harmless_scored"),
+                    ref["refusal_rate_harmless"],
+                    ref.get("refusal_rate_harmless_ci95"),
+                    ref.get("n_harmless_scored"),
                 )
             )
             found += 1

@@ -94,6 +94,7 @@ def per_attack(samples: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "asr_ci95": _ci(h, "unsafe"),
             "refusal_rate_harmless_ci95": _ci(b, "refused"),
             "n_scored": len(h) + len(b),
+            "n_harmless_scored": len(b),
         }
     return out
 
