@@ -228,27 +228,25 @@ def load_vl(
     video = modality == "video"
     tok = load_tokenizer(ldir, video=video)
     llm = load_llm(ldir)
-    bare = weights_dir is None
-    parts = {} if bare else load_parts(weights_dir)
+    parts = load_parts(weights_dir) if weights_dir is not None else {}
     add_image_token(llm, tok, parts.get("image_token", {}).get("row"))
-    warnings = []
+    missing = []  # what a weights folder lacks (the bare shell lacks everything by design)
     for lora in ("lora_text", "lora_mm") if base.text_stage else ("lora_mm",):
         if lora in parts:
             merge_lora(llm, parts[lora])
         else:
-            warnings.append(f"{lora} missing under {weights_dir}: LLM not tuned by that stage")
+            missing.append(f"{lora} missing under {weights_dir}: LLM not tuned by that stage")
     projector = parts.get("projector")
     if projector is None and base.projector_act == "linear":
         projector = identity_projector_state(llm.config.hidden_size)
-        warnings.append(f"no trained projector under {weights_dir}: the identity (slots = token embeddings)")
+        missing.append(f"no trained projector under {weights_dir}: the identity (slots = token embeddings)")
     elif projector is None:
         torch.manual_seed(0)
-        warnings.append(f"no trained projector under {weights_dir}: RANDOM projector, the model cannot read images")
+        missing.append(f"no trained projector under {weights_dir}: RANDOM projector, the model cannot read images")
     build = build_llava_next_video if video else build_llava
     model = build(llm, tok, projector, projector_act=base.projector_act).to(dtype)
     model.requires_grad_(False)
-    if bare:
-        warnings = []
+    warnings = missing if weights_dir is not None else []
     for w in warnings:
         log.warning(w)
     info = _vl_info(name, base, weights_dir, ldir, parts, warnings, llm)
