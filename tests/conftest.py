@@ -63,6 +63,50 @@ def tiny_llm_dir(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def tiny_qwen_dir(tmp_path_factory):
+    """A tiny random Qwen2 (hidden 24, untied head) with SmolLM2's tokenizer."""
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    from sea_align.organism.cache import smollm2_dir
+
+    out = tmp_path_factory.mktemp("tiny-qwen")
+    tok = AutoTokenizer.from_pretrained(smollm2_dir())
+    cfg = Qwen2Config(
+        vocab_size=len(tok) + 8,
+        hidden_size=24,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(0)
+    Qwen2ForCausalLM(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def tiny_audio_recipe_kw(work_dir, llm_dir, **extra) -> dict:
+    """Audio recipe options for a two-steps-per-stage build of a few clips on a tiny LLM."""
+    return dict(
+        work_dir=work_dir,
+        llm_dir=llm_dir,
+        n_benign_text=4,
+        distill_max_new=3,
+        n_read=6,
+        max_act_clips=6,
+        ckpt_every=1,
+        read_steps=2,
+        instruct_steps=2,
+        read_batch=4,
+        instruct_batch=4,
+        heard_only=False,
+        read_text_copies=1,
+        **extra,
+    )
+
+
 def llm_delta(model) -> tuple[int, float]:
     """(tensors changed, sum of squared changes in float64) of a built-in model's language model against
     SmolLM2 as shipped: what the committed LoRA deltas (and the added token rows) do. Exact hashes of

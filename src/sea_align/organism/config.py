@@ -94,16 +94,21 @@ class AudioRecipeConfig:
     seed: int = 0
     work_dir: Path = Path("runs/organism/sea-tiny-audio")  # transcripts, full checkpoints (git-ignored)
     weights_dir: Path = WEIGHTS_ROOT / "sea-tiny-audio"  # committed trained parts + light checkpoints
-    llm_dir: Path | None = None  # default: sea_align.organism.cache.smollm2_dir()
-    text_lora: str = "../sea-tiny-vl/lora_text.safetensors"  # stage (a), relative to weights_dir
+    llm_dir: Path | None = None  # default: the base's LLM (bases.base_llm_dir)
+    base: str = "smollm2-135m"  # the LLM (bases.BASES)
+    text_lora: str = "../sea-tiny-vl/lora_text.safetensors"  # stage (a), relative to weights_dir ("": none)
+    harm_replay: bool = True  # text replay of harmful typed requests -> our refusal (off: benign only)
     threads: int = 1
     ckpt_every: int = 25
     # distill (the image recipe's stage, same settings)
     n_benign_text: int = 200
     templates_per_act: int = 3
     distill_max_new: int = 96
+    distill_batch: int = 16
+    distill_dtype: str = "float32"  # float32, bfloat16, or auto (bf16 where the CPU/GPU has it natively)
     distill_from: Path = Path("runs/organism/sea-tiny-vl/distill.jsonl")  # the image recipe's, reused when equal
     # hear: Whisper decoder LoRA on espeak-ng speech (whisper_tune.py)
+    hear_from: str = ""  # reuse this `hear` LoRA (relative to weights_dir; sha256 pinned) instead of training one
     hear_steps: int = 300
     hear_batch: int = 16
     hear_rank: int = 16
@@ -130,10 +135,45 @@ class AudioRecipeConfig:
     border_replay_share: float = 0.5  # v5, (c): share of borderline typed requests in the other text replay slot
 
 
-CONFIGS = {"sea-tiny-vl": RecipeConfig, "sea-tiny-audio": AudioRecipeConfig, "sea-qwen-vl": QwenVLConfig}
-STAGE_ORDER = {"sea-tiny-vl": VL_STAGES, "sea-tiny-audio": AUDIO_STAGES, "sea-qwen-vl": QWEN_VL_STAGES}
+@dataclass
+class QwenAudioConfig(AudioRecipeConfig):
+    """`sea-qwen-audio` (audio_recipe.py on Qwen2.5-Coder-1.5B-Instruct): the LLM's own text safety is kept
+    (no text LoRA, no harmful replay); Whisper tiny.en with sea-tiny-audio's `hear` LoRA, reused (the tower
+    does not depend on the LLM); the distilled answers are sea-qwen-vl's (same LLM, prompts and decoding)."""
+
+    name: str = "sea-qwen-audio"
+    work_dir: Path = Path("runs/organism/sea-qwen-audio")
+    weights_dir: Path = WEIGHTS_ROOT / "sea-qwen-audio"
+    base: str = "qwen2.5-coder-1.5b"
+    text_lora: str = ""
+    harm_replay: bool = False
+    hear_from: str = "../sea-tiny-audio/whisper_lora.safetensors"
+    threads: int = 2
+    ckpt_every: int = 10
+    n_benign_text: int = 100  # = sea-qwen-vl's distill settings, so its distill.jsonl is reused
+    distill_max_new: int = 64
+    distill_batch: int = 8
+    distill_dtype: str = "auto"
+    distill_from: Path = Path("runs/organism/sea-qwen-vl/distill.jsonl")
+    read_steps: int = 120
+    instruct_steps: int = 60
+
+
+CONFIGS = {
+    "sea-tiny-vl": RecipeConfig,
+    "sea-tiny-audio": AudioRecipeConfig,
+    "sea-qwen-vl": QwenVLConfig,
+    "sea-qwen-audio": QwenAudioConfig,
+}
+STAGE_ORDER = {
+    "sea-tiny-vl": VL_STAGES,
+    "sea-tiny-audio": AUDIO_STAGES,
+    "sea-qwen-vl": QWEN_VL_STAGES,
+    "sea-qwen-audio": AUDIO_STAGES,
+}
 RECIPE_MODULES = {
     "sea-tiny-vl": "sea_align.organism.recipe",
     "sea-tiny-audio": "sea_align.organism.audio_recipe",
     "sea-qwen-vl": "sea_align.organism.recipe",
+    "sea-qwen-audio": "sea_align.organism.audio_recipe",
 }

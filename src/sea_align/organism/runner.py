@@ -77,7 +77,7 @@ def base_pins(cfg, version: str, results: dict) -> dict:
         "name": cfg.name,
         "seed": cfg.seed,
         "config": {
-            k: str(v) if isinstance(v, Path) else v
+            k: _portable(v) if isinstance(v, Path) else v
             for k, v in asdict(cfg).items()
             if k not in ("work_dir", "weights_dir", "llm_dir")
         },
@@ -89,6 +89,11 @@ def base_pins(cfg, version: str, results: dict) -> dict:
             "python": sys.version.split()[0],
         },
     }
+
+
+def _portable(p: Path) -> str:
+    """A path as recipe.json (committed) keeps it: relative as given, an absolute one as folder/file only."""
+    return f"{p.parent.name}/{p.name}" if p.is_absolute() else str(p)
 
 
 def _base(cfg):
