@@ -57,6 +57,10 @@ def test_tradeoff_chart_and_points(tmp_path, capsys):
     assert [(p.refusal, p.n_harmless) for p in typo] == [(0.05 / 2, 140), (0.4 / 2, 140)]
     typed = collect([small], attack="Text_only")  # no harmless item in that form: all harmless requests
     assert [(p.asr, p.refusal, p.n_harmless) for p in typed] == [(0.8, 0.05, 300), (0.1, 0.4, 300)]
+    # a sweep run that copied the base evaluation adds its own SEA point, not a second base point
+    sweep = fake_run(tmp_path, "small-ep1", "sea-tiny-vl", {"base": (0.8, 0.05), "aligned": (0.3, 0.2)})
+    pts = collect([small, sweep])
+    assert [(p.run, p.arm) for p in pts] == [("small", "base"), ("small", "aligned"), ("small-ep1", "aligned")]
 
 
 def test_tradeoff_bad_input_is_one_line(tmp_path, capsys):

@@ -35,6 +35,7 @@ class Point:
 def collect(runs: list[Path], groups: dict[str, str] | None = None, attack: str = "") -> list[Point]:
     """Every arm of every run that has both rates; a run with none is an error naming it."""
     out: list[Point] = []
+    seen: set[tuple] = set()
     for run in runs:
         if not run.is_dir():
             raise DataError(f"{run}: no such run directory")
@@ -47,6 +48,12 @@ def collect(runs: list[Path], groups: dict[str, str] | None = None, attack: str 
             ref = src if src.get("refusal_rate_harmless") is not None else s
             if src.get("asr") is None or ref.get("refusal_rate_harmless") is None:
                 continue
+            found += 1
+            # a sweep run that copied another run's evaluation (its base arm) measured nothing new: one point
+            key = (group, arm, src["asr"], ref["refusal_rate_harmless"], ref.get("n_harmless_scored"))
+            if key in seen:
+                continue
+            seen.add(key)
             out.append(
                 Point(
                     run.name,
@@ -59,7 +66,6 @@ def collect(runs: list[Path], groups: dict[str, str] | None = None, attack: str 
                     ref.get("n_harmless_scored"),
                 )
             )
-            found += 1
         if not found:
             what = f"attack '{attack}' ASR" if attack else "ASR"
             raise DataError(f"{run}: no arm with both {what} and harmless refusal (eval/<arm>/summary.json)")
