@@ -35,17 +35,28 @@ def write_jsonl(path, rows):
     return path
 
 
-@pytest.fixture(scope="module")
-def tiny_llm_dir(tmp_path_factory):
-    """A tiny random Llama with SmolLM2's tokenizer (the built-in models' tests)."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+def _tiny_llm(out, model_cls, cfg_cls, **cfg):
+    """A random `model_cls` of `cfg_cls(**cfg)` with SmolLM2's tokenizer (vocab: the tokenizer's + `extra_vocab`)."""
+    from transformers import AutoTokenizer
 
     from sea_align.organism.cache import smollm2_dir
 
-    out = tmp_path_factory.mktemp("tiny-llm")
     tok = AutoTokenizer.from_pretrained(smollm2_dir())
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
+    torch.manual_seed(0)
+    model_cls(cfg_cls(vocab_size=len(tok) + cfg.pop("extra_vocab", 0), **cfg)).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_llm_dir(tmp_path_factory):
+    """A tiny random Llama with SmolLM2's tokenizer (the built-in models' tests)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    return _tiny_llm(
+        tmp_path_factory.mktemp("tiny-llm"),
+        LlamaForCausalLM,
+        LlamaConfig,
         hidden_size=16,
         intermediate_size=32,
         num_hidden_layers=2,
@@ -57,23 +68,18 @@ def tiny_llm_dir(tmp_path_factory):
         eos_token_id=2,
         pad_token_id=2,
     )
-    torch.manual_seed(0)
-    LlamaForCausalLM(cfg).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
 
 
 @pytest.fixture(scope="module")
 def tiny_qwen_dir(tmp_path_factory):
     """A tiny random Qwen2 (hidden 24, untied head) with SmolLM2's tokenizer."""
-    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+    from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from sea_align.organism.cache import smollm2_dir
-
-    out = tmp_path_factory.mktemp("tiny-qwen")
-    tok = AutoTokenizer.from_pretrained(smollm2_dir())
-    cfg = Qwen2Config(
-        vocab_size=len(tok) + 8,
+    return _tiny_llm(
+        tmp_path_factory.mktemp("tiny-qwen"),
+        Qwen2ForCausalLM,
+        Qwen2Config,
+        extra_vocab=8,
         hidden_size=24,
         intermediate_size=48,
         num_hidden_layers=2,
@@ -81,10 +87,6 @@ def tiny_qwen_dir(tmp_path_factory):
         num_key_value_heads=1,
         tie_word_embeddings=False,
     )
-    torch.manual_seed(0)
-    Qwen2ForCausalLM(cfg).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
 
 
 def tiny_audio_recipe_kw(work_dir, llm_dir, **extra) -> dict:

@@ -68,17 +68,16 @@ def load_builtin(
         from sea_align.organism.bases import QWEN15
 
         return load_vl(dtype, None, llm_dir, modality, name=name, base=QWEN15)
-    wdir = Path(weights_dir) if weights_dir else WEIGHTS_ROOT / name
     from sea_align.organism.bases import QWEN15, SMOLLM2
 
-    if name in ("sea-tiny-audio", "sea-qwen-audio"):
+    wdir = Path(weights_dir) if weights_dir else WEIGHTS_ROOT / name
+    base = QWEN15 if name.startswith("sea-qwen-") else SMOLLM2
+    if name.endswith("-audio"):
         from sea_align.organism.audio import load_builtin_audio
 
-        base = QWEN15 if name == "sea-qwen-audio" else SMOLLM2
         return load_builtin_audio(dtype, wdir, llm_dir, modality, name=name, base=base)
     from sea_align.organism.assemble import load_vl
 
-    base = QWEN15 if name == "sea-qwen-vl" else SMOLLM2
     return load_vl(dtype, wdir, llm_dir, modality, name=name, base=base)
 
 

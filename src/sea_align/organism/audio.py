@@ -335,14 +335,23 @@ def load_builtin_audio(
     hear, why = _whisper_lora(wdir, parts, pins)
     if hear is not None:
         model.model.audio_tower.adapt_whisper(hear)
-    if why:
-        warnings.append(why)
+    warnings += why
     model = model.to(dtype)
     model.requires_grad_(False)
     for w in warnings:
         log.warning(w)
     fe = feature_extractor()
-    info = {
+    return BuiltModel(
+        model=model,
+        tokenizer=tok,
+        family="qwen2_audio",
+        preprocess={"audio": lambda wavs: preprocess_audio(wavs, fe), "feature_extractor": fe},
+        info=_audio_info(name, base, ldir, wdir, lt, parts, pins, warnings, llm),
+    )
+
+
+def _audio_info(name, base, ldir: Path, wdir: Path, lt: Path | None, parts, pins, warnings, llm) -> dict:
+    return {
         "name": name,
         "llm": base.about,
         "llm_dir": str(ldir),
@@ -358,31 +367,31 @@ def load_builtin_audio(
         # the tower's slots are token embeddings (zero when blank): their RMS sets synthesis' step size
         "encoder_rms": float(llm.get_input_embeddings().weight.float().pow(2).mean().sqrt()),
     }
-    return BuiltModel(
-        model=model,
-        tokenizer=tok,
-        family="qwen2_audio",
-        preprocess={"audio": lambda wavs: preprocess_audio(wavs, fe), "feature_extractor": fe},
-        info=info,
+
+
+def _pin_mismatch(f: Path, want_sha: str | None, what: str) -> list[str]:
+    """A warning when `f` is not the file recipe.json pinned (sha256), else none."""
+    from sea_align.organism.runner import sha256
+
+    return (
+        [f"{what} {f} is not the one the model was trained with (sha256 differs)"]
+        if want_sha and sha256(f) != want_sha
+        else []
     )
 
 
-def _whisper_lora(wdir: Path, parts: dict, pins: dict) -> tuple[dict | None, str]:
-    """(the `hear` LoRA of the tower, a warning): the model's own file, else the one its recipe reused
+def _whisper_lora(wdir: Path, parts: dict, pins: dict) -> tuple[dict | None, list[str]]:
+    """(the `hear` LoRA of the tower, warnings): the model's own file, else the one its recipe reused
     (`whisper_lora_from` in recipe.json, sha256 checked)."""
     from safetensors.torch import load_file
 
-    from sea_align.organism.runner import sha256
-
     if "whisper_lora" in parts:
-        return parts["whisper_lora"], ""
+        return parts["whisper_lora"], []
     rel = pins.get("whisper_lora_from")
     f = (wdir / rel).resolve() if rel else None
     if f is None or not f.exists():
-        return None, f"whisper_lora missing under {wdir}: Whisper tiny.en not adapted to espeak-ng speech"
-    if pins.get("whisper_lora_sha256") and sha256(f) != pins["whisper_lora_sha256"]:
-        return load_file(f), f"whisper LoRA {f} is not the one the model was trained with (sha256 differs)"
-    return load_file(f), ""
+        return None, [f"whisper_lora missing under {wdir}: Whisper tiny.en not adapted to espeak-ng speech"]
+    return load_file(f), _pin_mismatch(f, pins.get("whisper_lora_sha256"), "whisper LoRA")
 
 
 def _merge_llm_loras(
@@ -393,20 +402,16 @@ def _merge_llm_loras(
     from safetensors.torch import load_file
 
     from sea_align.organism.lora import merge_lora
-    from sea_align.organism.runner import sha256
 
     warnings = []
-    if text_lora is None:
-        pass
-    elif text_lora.exists():
-        merge_lora(llm, load_file(text_lora))
-        if want_sha and sha256(text_lora) != want_sha:
-            warnings.append(
-                f"text LoRA {text_lora} is not the one {name} was trained on (sha256 differs): rebuild "
-                f"with `sea organism build {name}` or restore that file"
-            )
-    else:
+    if text_lora is not None and not text_lora.exists():
         warnings.append(f"text LoRA {text_lora} missing: LLM not safety tuned")
+    elif text_lora is not None:
+        merge_lora(llm, load_file(text_lora))
+        warnings += [
+            w + f": rebuild with `sea organism build {name}` or restore that file"
+            for w in _pin_mismatch(text_lora, want_sha, "text LoRA")
+        ]
     if "lora_mm" in parts:
         merge_lora(llm, parts["lora_mm"])
     else:

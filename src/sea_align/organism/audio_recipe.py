@@ -89,8 +89,9 @@ def _base(cfg: AudioRecipeConfig):
     tok = AU.load_tokenizer(llm_dir(cfg))
     llm = A.load_llm(llm_dir(cfg))
     AU.add_audio_tokens(llm, tok)
-    if _text_lora_file(cfg) is not None:
-        merge_lora(llm, load_file(_text_lora_file(cfg)))
+    lt = _text_lora_file(cfg)
+    if lt is not None:
+        merge_lora(llm, load_file(lt))
     llm.requires_grad_(False)
     return llm, tok
 
