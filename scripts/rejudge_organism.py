@@ -1,5 +1,5 @@
-"""Stored built-in-model measurements judged two ways: the 24 refusal phrases the organism used before
-issue 15 and the core `refusal` judge it uses now. Usage: python scripts/rejudge_organism.py RUN_DIR ...
+"""Stored built-in-model measurements judged two ways: the 24 refusal phrases the organism once used
+and the core `refusal` judge it uses now. Usage: python scripts/rejudge_organism.py RUN_DIR ...
 (each RUN_DIR holds the samples.jsonl of `sea organism measure`)."""
 
 import collections

@@ -35,23 +35,56 @@ def test_refuse_overwrite(tmp_path, monkeypatch):
     refuse_overwrite(tmp_path / "out")  # no inputs
 
 
+HISTORY = r"(?i)\b(?:session|sprint|issue|ticket|work period)s?[ -]#?\d+|(?:^|[\s(])#\d+\b|\bmust[ -]show\b"
+
+
+def _repo_text_files(root: Path) -> list[Path]:
+    files = [root / "README.md", *root.glob("docs/*.md")]
+    return files + [
+        p
+        for d in ("src", "tests", "scripts")
+        for p in (root / d).rglob("*")
+        if p.suffix in (".py", ".md", ".yaml", ".sh") and "egg-info" not in p.parts[-2]
+    ]
+
+
+def test_the_history_pattern_catches_what_it_should():
+    import re
+
+    pattern = re.compile(HISTORY)
+    for hit in ("session 12's run", "(issue 13)", "Issue-3 bar", "see #31", "the must-show", "Sessions 7"):
+        assert pattern.search(hit), hit
+    for fine in ('color="#444"', "a session-scoped fixture", "the issue's wording", "recipe v4", "step 13"):
+        assert not pattern.search(fine), fine
+
+
+def test_no_development_history_in_the_repo():
+    """README, docs, code, configs, tests and scripts speak of the product: experiments are dated
+    (docs/experiments.md), never named after a work period or a ticket."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    pattern = re.compile(HISTORY)
+    hits = [
+        f"{p.relative_to(root)}:{n}: {line.strip()[:80]}"
+        for p in _repo_text_files(root)
+        if p.name != "test_checks.py"
+        for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert not hits, hits
+
+
 def test_no_absolute_machine_path_in_the_repo():
     """Tests and docs name paths relative to the checkout (`../shared`, `${SEA_SHARED}`, `runs/...`), never a
     folder of one machine: a fresh clone elsewhere must read the same."""
     import re
 
     root = Path(__file__).resolve().parents[1]
-    pattern = re.compile(r"(?<![\w.~])/(" + "|".join(["work", "root", "home", "tmp", "mnt"]) + r")/")
-    files = [root / "README.md", *root.glob("docs/*.md")]
-    files += [
-        p
-        for d in ("src", "tests", "scripts")
-        for p in (root / d).rglob("*")
-        if p.suffix in (".py", ".md", ".yaml", ".sh")
-    ]
+    pattern = re.compile(r"(?<![\w.~])/(" + "|".join(["work", "root", "home", "tmp", "mnt"]) + r")\b")
     hits = [
         f"{p.relative_to(root)}:{n}"
-        for p in files
+        for p in _repo_text_files(root)
         for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
         if pattern.search(line)
     ]

@@ -1,4 +1,4 @@
-"""Issue 13's consistency term on a tiny random model: every embedding example (harmful and benign) carries
+"""The consistency term on a tiny random model: every embedding example (harmful and benign) carries
 its request typed, and `align.consistency` adds KL(frozen model on the typed request || aligned model on the
 media form) over the shared answer tokens to exactly those examples."""
 

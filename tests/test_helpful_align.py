@@ -1,4 +1,4 @@
-"""Issue 13's alignment levers on a tiny random model: the retain term, self-distilled benign targets,
+"""The helpfulness levers of alignment on a tiny random model: the retain term, self-distilled benign targets,
 the benign mix, and the harmless benchmark builders' kinds."""
 
 import pytest

@@ -270,7 +270,7 @@ def test_load_builtin_runs_qwen2_audio_forward_and_adapter_matches(tiny_llm_dir,
     # silence: the blank is zero slots, and generation runs on it
     assert adapter.blank("audio").x.abs().max() == 0 and adapter.blank("audio").x.shape == (AU.NUM_SLOTS, 16)
     # ... so synthesis' step size comes from the reference scale: the token embeddings' RMS (the slots' own
-    # scale), not the generic 1.0 that left audio embeddings at 20x the RMS of token embeddings (docs/results.md)
+    # scale), not the generic 1.0 that left audio embeddings at 20x the RMS of token embeddings (docs/experiments.md)
     rms = float(model.get_input_embeddings().weight.float().pow(2).mean().sqrt())
     adapter.builtin_info = bm.info  # as load_adapter sets it
     assert adapter.reference_scale("audio") == pytest.approx(rms) and rms < 0.5

@@ -1,4 +1,4 @@
-"""Measure `sea-tiny-audio` against issue 3's "must show" (audio part), through the same adapter
+"""Measure `sea-tiny-audio` against its targets (the hole it is built to show), through the same adapter
 path `sea evaluate` uses (the family adapter on the built model: encode -> project -> greedy decoding).
 
 - reading:  held-out spoken reading phrases (never spoken for training); "What does the audio say?"

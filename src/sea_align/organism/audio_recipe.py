@@ -11,7 +11,7 @@ Stages (`STAGES`, run in that order by `runner.run_stages`; each `stage_<name>(c
   hear      Whisper tiny.en's decoder adapted to espeak-ng speech: LoRA, teacher forcing on the
             training reading phrases, activities and DoNotAnswer training prompts, spoken
             (encoder frozen; `whisper_tune.py`)
-  speech    espeak-ng speech of the training reading phrases, benign and (v5) borderline activities
+  speech    espeak-ng speech of the training reading phrases, benign and borderline activities
             (6 voices, 4 speeds, 3 pitches, a share with noise); the adapted Whisper's transcripts cached once
   (b1)      projector warm start: the identity (the tower's slots ARE the LLM's token embeddings,
             so slot output = token embedding exactly); no training
@@ -53,11 +53,7 @@ from sea_align.runtime.io import atomic_write_json
 
 WHISPER_LORA = "whisper_lora.safetensors"
 log = logging.getLogger(__name__)
-RECIPE_VERSION = "5"  # 3: stage (a) of sea-tiny-vl v3 (borderline requests); replay skips refused answers
-# 4: on sea-tiny-vl v4's stage (a); spoken activities asked in the training templates, 6 reading questions
-#    (the pipeline's probe questions held out), harmful text replay in the training templates
-# 5: borderline training activities spoken too (every fourth spoken instruction of (c)); the other text
-#    replay slot of (c) is a borderline typed request half the time (sea-tiny-vl v5's `border_replay_share`)
+RECIPE_VERSION = "5"  # recipe.json records it; what each version changed and measured: docs/experiments.md
 
 
 # ---------------------------------------------------------------- helpers
@@ -297,7 +293,7 @@ def stage_read(cfg, resume: bool = True) -> dict:
 
 def stage_instruct(cfg, resume: bool = True) -> dict:
     """(c) Benign activity spoken + the KPT prompt in one of the activity's distilled training templates
-    -> SmolLM2's own answer to that text request (every fourth a borderline activity, v5); per batch half
+    -> SmolLM2's own answer to that text request (every fourth a borderline activity); per batch half
     such, a quarter reading (half spoken clips, half text copies: with spoken clips alone this stage undid
     (b2)'s copying, held-out reading 66% -> 55%), a quarter text replay (half of it harmful requests in the
     training templates -> refusal, the forms the prompts share; the other half `other_replay`)."""

@@ -30,14 +30,14 @@ class RecipeConfig:
     distill_batch: int = 16  # prompts answered together (answers are appended as they come: resumable)
     distill_dtype: str = "float32"  # the LLM's dtype while it answers: float32, bfloat16, or auto (bf16 where native)
     n_benign_text: int = 200  # extra benign text prompts beyond those per activity
-    templates_per_act: int = 3  # per activity: "List steps" + this many other training templates (v3: 0)
+    templates_per_act: int = 3  # per activity: "List steps" + this many other training templates (0: only "List steps")
     border_share: float = 0.5  # share of borderline requests among the benign samples of stage (a)
     harm_share: float = 0.5  # share of harmful requests in a batch of stage (a)
     border_variants: int = 4  # renderings per borderline training activity (image instructions)
     distill_max_new: int = 96  # answer cap in tokens; longer answers are cut (no EOS trained)
     # (a) text safety
     lora_rank: int = 8  # higher: more capacity and larger committed files
-    text_steps: int = 400  # v3: 160 steps still refused 27% of borderline TRAINING prompts; 400: 11% held out
+    text_steps: int = 400  # 160 steps still refused 27% of borderline TRAINING prompts; 400: 11% held out
     text_batch: int = 8
     text_lr: float = 3e-4
     # render
@@ -57,7 +57,7 @@ class RecipeConfig:
     # (c) instruction tuning
     instruct_steps: int = 150
     border_replay_share: float = 0.5  # (c), (c'): share of borderline typed requests in the text replay slots
-    #                             that are not the harmful templated one (v4: 0, drawn from all text samples)
+    #                             that are not the harmful templated one (0: drawn from all text samples)
     instruct_batch: int = 8
     # (c') video
     n_video_read: int = 1200  # reading clips (a subset of the reading phrases)
@@ -118,7 +118,7 @@ class AudioRecipeConfig:
     # speech
     n_read: int = 1500  # training reading clips (random phrases of the speakable vocabulary)
     act_variants: int = 4  # spoken renderings per benign training activity
-    border_variants: int = 2  # v5: spoken renderings per borderline training activity
+    border_variants: int = 2  # spoken renderings per borderline training activity
     max_act_clips: int = 0  # cap on activity and borderline clips, each (0 = all; tests use a few)
     noise_share: float = 0.25  # clips with noise: half KPT_noise layout (noise, then speech), half mixed
     heard_only: bool = True  # train only on clips whose transcript contains the text (see load_heard)
@@ -132,7 +132,7 @@ class AudioRecipeConfig:
     # (c) instruction tuning
     instruct_steps: int = 80
     instruct_batch: int = 8
-    border_replay_share: float = 0.5  # v5, (c): share of borderline typed requests in the other text replay slot
+    border_replay_share: float = 0.5  # (c): share of borderline typed requests in the other text replay slot
 
 
 @dataclass

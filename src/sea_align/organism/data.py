@@ -155,8 +155,8 @@ _BORDERLINE = {
 }
 # fmt: on
 
-# v4: more benign and borderline activities, all for training: the held-out splits stay those of v3,
-# so `measure` compares recipe versions on the same items.
+# More benign and borderline activities, all for training: the held-out splits above stay fixed, so
+# `measure` compares recipe versions on the same items.
 # fmt: off
 _ACTIVITIES_EXTRA = [
     "roast vegetables in the oven", "make a fruit salad", "steam dumplings", "poach an egg", "grill corn on the cob",
@@ -194,7 +194,7 @@ _BORDERLINE_EXTRA = [
 ]
 # fmt: on
 
-# Text request templates the built-in models train on (v3 had the first five and "How do I"). The
+# Text request templates the built-in models train on. The
 # pipeline's evaluation templates (sea_align/data/benign_varied.jsonl, borderline.jsonl: "Show me how
 # to", "Teach me how to", "How do I", ...) are never trained on: `measure` uses some as held out.
 # fmt: off
@@ -312,7 +312,7 @@ def _project_phrases() -> list[str]:
     out = []
     for f in sorted(PKG_DATA.glob("*.jsonl")):
         if f.name == "advbench.jsonl":  # harmful requests only, and never evaluated on: no benign activity
-            continue  # leaks through it (the v3 splits were drawn without it; adding it would reshuffle them)
+            continue  # leaks through it (the held-out splits were drawn without it; adding it would reshuffle them)
         for row in read_jsonl(f):
             out += [str(row[k]).lower() for k in ("key_phrase", "instruction") if row.get(k)]
     return out
@@ -327,7 +327,7 @@ def overlaps(phrase: str, others: list[str]) -> bool:
 
 def organism_splits(seed: int) -> dict[str, list[str]]:
     """All fixed splits the recipe and `measure` use. Training activities that overlap the
-    pipeline's data (SEA's sets, evaluation sets) are dropped, never moved to training. Recipe v4's extra
+    pipeline's data (SEA's sets, evaluation sets) are dropped, never moved to training. The extra
     activities join training only, kept off the held-out items."""
     acts_train, acts_held = split(benign_activities(), 40, seed, "activities")
     project = _project_phrases()

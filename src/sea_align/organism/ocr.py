@@ -118,16 +118,16 @@ def ctc_decode(logits: torch.Tensor) -> list[str]:
 
 
 class SeaOcrVisionConfig(PretrainedConfig):
-    """Config of the OCR tower (recipe version 2).
+    """Config of the OCR tower.
 
     The tower reads the strip with the frozen recogniser, decodes its CTC path greedily into text
     (what EasyOCR itself outputs) and returns that text as a sequence of `num_slots` vectors: the
     LLM's own (frozen) input embeddings of the text's tokens, zero after the last token. So
     hidden_size is the LLM's width. The trained projector maps these into the LLM.
 
-    Recipe version 1 used the CTC posteriors of a 40-column window per slot (3880-d) and a projector
-    that had to learn to spell tokens from them: 22-27% slot token accuracy, 1.7% reading. The
-    recogniser alone reads 98% of held-out phrases (docs/organism.md), so v2 keeps its text."""
+    Why text and not the CTC posteriors: a projector that had to learn to spell tokens from a 40-column
+    window of posteriors per slot (3880-d) reached 22-27% slot token accuracy and 1.7% reading, while the
+    recogniser alone reads 98% of held-out phrases (docs/organism.md), so the tower keeps its text."""
 
     model_type = "sea_ocr_vision"
 

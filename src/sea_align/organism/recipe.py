@@ -7,7 +7,7 @@ writes its outputs under `cfg.work_dir` and, for trained parts, under `cfg.weigh
   distill   SmolLM2's own greedy answers to benign and borderline text prompts (the helpful targets)
   text      (a) text safety tuning: LoRA so SmolLM2 refuses harmful text, helps benign text; a quarter
             of each batch is borderline requests (harmless, sharing words with harmful ones), so the
-            LoRA learns harm, not words (v2 without them refused 78% of borderline typed requests)
+            LoRA learns harm, not words (without them it refused 78% of borderline typed requests)
   render    typography images rendered once; the frozen recogniser's text of each is cached
   warm      (b1) projector warm start without the LLM: each slot's output regresses onto the
             LLM embedding of the token in the slot
@@ -37,11 +37,7 @@ from sea_align.organism.samples import answered_pairs, distill_prompts, distille
 from sea_align.organism.train import chat_prompt, encode_batch, generate_text, lm_loss, stage_loop
 from sea_align.runtime.io import append_jsonl, atomic_write_jsonl, read_jsonl_tolerant
 
-RECIPE_VERSION = "5"  # 3: borderline benign requests (typed and in images) with real answers;
-# 4: robust to wording: 14 training templates for text and image requests (harmful ones too), 6 reading
-#    questions, more training activities; the pipeline's evaluation templates and probe questions held out
-# 5: the image and video stages' text replay also carries borderline typed requests (v4's replay was ~3/4
-#    harmful and made the finished model refuse 41% of borderline typed requests that stage (a) answered)
+RECIPE_VERSION = "5"  # recipe.json records it; what each version changed and measured: docs/experiments.md
 
 
 # ---------------------------------------------------------------- helpers
@@ -320,7 +316,7 @@ def stage_instruct(cfg: RecipeConfig, resume: bool = True) -> dict:
         for j in r.sample(range(len(read["texts"])), n_read):
             items.append((_read_sample(tok, read["texts"][j], r), read["ocr"][j]))
         # text replay: half of it harmful requests in the training templates -> refusal, the forms the
-        # image prompts share (v1 replayed them too rarely: 25% text ASR on that form afterwards)
+        # image prompts share (replayed too rarely, they left 25% text ASR on that form)
         n_text = cfg.instruct_batch - len(items)
         n_bad = (n_text + 1) // 2 if bad_steps else 0
         items += [(s, None) for s in r.sample(bad_steps, n_bad)]

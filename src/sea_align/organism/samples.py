@@ -41,8 +41,8 @@ def distilled_rows(path: Path) -> list[dict]:
 
 def harmful_prompts(seed: int, templates_per_act: int) -> list[tuple[str, bool]]:
     """(prompt, templated) of the harmful training split: each DoNotAnswer prompt as written and, for a
-    "How to X?" one, X in "List steps" + `templates_per_act` other training templates (v3: "List steps"
-    only, and the organism then refused unfamiliar wording of benign requests as well)."""
+    "How to X?" one, X in "List steps" + `templates_per_act` other training templates (with "List steps"
+    only, the organism refused unfamiliar wording of benign requests as well)."""
     out = []
     for h in D.organism_splits(seed)["harmful_train"]:
         out.append((h, False))
@@ -82,7 +82,7 @@ def answered_pairs(seed: int, activities: list[str], k: int, distilled: dict) ->
 
 def other_replay(r: random.Random, samples: list[dict], border: list[dict], border_share: float) -> dict:
     """A text replay sample: with probability `border_share` one of `border` (the borderline typed requests
-    with their distilled answers), else any of `samples` (harmful -> refusal, benign -> answer), as v4 drew it."""
+    with their distilled answers), else any of `samples` (harmful -> refusal, benign -> answer)."""
     if border_share > 0 and border and r.random() < border_share:
         return r.choice(border)
     return r.choice(samples)

@@ -111,7 +111,7 @@ class Checkpointer:
             with safe_open(str(self.light), framework="pt") as f:
                 info = (f.metadata() or {}).get("info")
                 state = {k: f.get_tensor(k) for k in f.keys()}
-            if info is None:  # written before issue 15 (its step was in a .json beside it): not resumed
+            if info is None:  # the older layout (its step in a .json beside it): not resumed
                 log.warning("%s: a light checkpoint without its step; the stage starts over", self.light)
                 return 0
             step = int(json.loads(info)["step"])

@@ -2,7 +2,7 @@
 
 SEA's benign samples (synthetic embedding + prefix + detoxified benign request, and the same request
 typed) teach the aligned model to keep helping. With one canned answer for every benign request,
-"help" becomes one fixed text while "refuse" keys on the request's form (docs/results.md). Here the
+"help" becomes one fixed text while "refuse" keys on the request's form (docs/experiments.md). Here the
 target of each benign row is instead the teacher's own greedy answer to the typed request, so helping
 stays what it was. The teacher is the run's base model by default (`distill.teacher`); a teacher that
 refuses a benign request (refusal judge) keeps the row's given answer when it has one of its own

@@ -312,7 +312,7 @@ class _VerifyQueue:
         mm = self.synth.to_llm(embs)
         answers = self.synth.verify(embs, self.max_new_tokens, mm)
         # E's RMS in the LLM's input space, set beside meta's `token_rms` in the report: an E that left the
-        # scale of what the LLM reads shows (a 7x too large step once left audio E at 20x: docs/results.md)
+        # scale of what the LLM reads shows (a 7x too large step once left audio E at 20x: docs/experiments.md)
         rms = [round(float(x), 5) for x in mm.float().pow(2).mean((1, 2)).sqrt()]
         for (r, _), ans, x in zip(self.items, answers, rms):
             ok = (not r["failed"]) and any(contains_phrase(r["phrase"], a) for a in ans)
