@@ -351,6 +351,50 @@ def resolve_preset(name_or_path: str) -> Path:
     raise DataError(f"config: {name_or_path}: no such file or preset (presets: {known})")
 
 
+def _read_yaml(p: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise DataError(f"{p}: not valid UTF-8 (byte {e.start})") from None
+    except (yaml.YAMLError, ValueError, RecursionError) as e:  # ValueError: e.g. a 5000-digit integer
+        first = (str(e).splitlines() or [type(e).__name__])[0][:120]
+        raise DataError(f"{p}: invalid YAML ({first})") from None
+    if loaded is None:
+        loaded = {}
+    if not isinstance(loaded, dict):
+        raise DataError(f"{p}: top level must be a mapping")
+    return loaded
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` on top of `base`: sections merge key by key, anything else (values, lists) is replaced."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def read_preset(p: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A preset's YAML tree. `base: NAME` (a preset name, or a file relative to this one) starts it from
+    that preset's tree, so a preset holds only what differs; chains are followed, cycles are an error."""
+    p = p.resolve()
+    if p in _seen:
+        chain = " -> ".join(x.name for x in (*_seen, p))
+        raise DataError(f"{p}: 'base' runs in a circle ({chain})")
+    data = _read_yaml(p)
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str) or not base:
+        raise DataError(f"{p}: 'base' must name a preset or a YAML file, got {printable(repr(base))}")
+    near = p.parent / base
+    try:
+        bp = near if near.is_file() else resolve_preset(base)
+    except DataError as e:
+        raise DataError(f"{p}: 'base': {e}") from None
+    return merge(read_preset(bp, (*_seen, p)), data)
+
+
 def load_config(path: str | None, overrides: list[str] = (), flags: dict[str, Any] | None = None) -> RunConfig:
     """The preset or YAML file `path` (None: the defaults), then `key=value` overrides, then `flags`
     ({dotted key: value}, values used as given: the command line's own options, which win)."""
@@ -358,18 +402,7 @@ def load_config(path: str | None, overrides: list[str] = (), flags: dict[str, An
     base_dir = None
     if path:
         p = resolve_preset(path)
-        try:
-            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except UnicodeDecodeError as e:
-            raise DataError(f"{p}: not valid UTF-8 (byte {e.start})") from None
-        except (yaml.YAMLError, ValueError, RecursionError) as e:  # ValueError: e.g. a 5000-digit integer
-            first = (str(e).splitlines() or [type(e).__name__])[0][:120]
-            raise DataError(f"{p}: invalid YAML ({first})") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise DataError(f"{p}: top level must be a mapping")
-        data = loaded
+        data = read_preset(p)
         base_dir = p.parent
     data = apply_overrides(data, list(overrides))
     for key, value in (flags or {}).items():

@@ -23,6 +23,8 @@ then the command's own options (column "option"; `sea <command> --help` shows th
 An unknown key is an error that names it; entries with a fixed set of values, and numbers with a range,
 are checked when the config loads, before any model does (one line naming the key, exit 2).
 `${SEA_PKG}` and `${SEA_SHARED}` in paths are the installed package and the shared data folder.
+A preset or YAML file may start from another with `base: NAME` (a preset, or a file beside it): sections
+merge key by key, values and lists are replaced, so a file holds only what differs (`image-full.yaml`).
 """
 
 

@@ -1,0 +1,65 @@
+"""Presets inherit (`base: NAME`): each one resolves to the values recorded in
+tests/fixtures/presets_resolved.json, which were made from the presets before they inherited, so moving
+shared keys into a base preset cannot change a run."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sea_align.config import PRESET_DIR, load_config, to_dict
+from sea_align.runtime.io import DataError
+
+RESOLVED = json.loads((Path(__file__).parent / "fixtures" / "presets_resolved.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def literal_paths(monkeypatch):
+    """`${SEA_SHARED}` and `${SEA_PKG}` stay as written, so the recorded values hold on any machine."""
+    monkeypatch.setenv("SEA_SHARED", "${SEA_SHARED}")
+    monkeypatch.setenv("SEA_PKG", "${SEA_PKG}")
+
+
+def test_every_preset_is_recorded():
+    assert sorted(p.stem for p in PRESET_DIR.glob("*.yaml")) == sorted(RESOLVED)
+
+
+@pytest.mark.parametrize("name", sorted(RESOLVED))
+def test_preset_resolves_to_its_recorded_values(literal_paths, name):
+    assert json.loads(json.dumps(to_dict(load_config(name)))) == RESOLVED[name]
+
+
+def test_full_presets_hold_only_what_differs():
+    for name, base in (("image-full", "default"), ("video-full", "video"), ("audio-full", "audio")):
+        text = (PRESET_DIR / f"{name}.yaml").read_text(encoding="utf-8")
+        assert f"base: {base}" in text
+        assert "align:" not in text and "synthesize:" not in text, name
+
+
+def test_base_merges_sections_and_replaces_lists(tmp_path, literal_paths):
+    (tmp_path / "a.yaml").write_text(
+        "seed: 3\nalign: {epochs: 5, lr: 1.0e-4}\nevaluate: {build: [{name: text}, {name: benign-typo}]}\n"
+    )
+    (tmp_path / "b.yaml").write_text("base: a.yaml\nalign: {epochs: 2}\nevaluate: {build: [{name: benign-text}]}\n")
+    cfg = load_config(str(tmp_path / "b.yaml"), ["align.batch_size=2"])
+    assert (cfg.seed, cfg.align.epochs, cfg.align.lr, cfg.align.batch_size) == (3, 2, 1.0e-4, 2)
+    assert [b.name for b in cfg.evaluate.build] == ["benign-text"]
+
+
+def test_a_base_preset_by_name(tmp_path, literal_paths):
+    (tmp_path / "mine.yaml").write_text("base: default\nmodel: my-model\n")
+    cfg = to_dict(load_config(str(tmp_path / "mine.yaml")))
+    assert cfg == {**RESOLVED["default"], "model": "my-model"}
+
+
+def test_base_errors_are_one_line(tmp_path):
+    (tmp_path / "x.yaml").write_text("base: y.yaml\n")
+    (tmp_path / "y.yaml").write_text("base: x.yaml\n")
+    with pytest.raises(DataError, match=r"'base' runs in a circle \(x.yaml -> y.yaml -> x.yaml\)"):
+        load_config(str(tmp_path / "x.yaml"))
+    (tmp_path / "m.yaml").write_text("base: nosuch\n")
+    with pytest.raises(DataError, match=r"m.yaml: 'base': config: nosuch: no such file or preset"):
+        load_config(str(tmp_path / "m.yaml"))
+    (tmp_path / "n.yaml").write_text("base: [default]\n")
+    with pytest.raises(DataError, match="'base' must name a preset"):
+        load_config(str(tmp_path / "n.yaml"))
