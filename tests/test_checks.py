@@ -58,36 +58,32 @@ def test_the_history_pattern_catches_what_it_should():
         assert not pattern.search(fine), fine
 
 
-def test_no_development_history_in_the_repo():
-    """README, docs, code, configs, tests and scripts speak of the product: experiments are dated
-    (docs/experiments.md), never named after a work period or a ticket."""
+def _repo_lines_matching(pattern: str, skip: tuple[str, ...] = ()) -> list[str]:
+    """FILE:LINE: text of every line of the repo's text files that `pattern` finds."""
     import re
 
+    found = re.compile(pattern)
     root = Path(__file__).resolve().parents[1]
-    pattern = re.compile(HISTORY)
-    hits = [
+    return [
         f"{p.relative_to(root)}:{n}: {line.strip()[:80]}"
         for p in _repo_text_files(root)
-        if p.name != "test_checks.py"
+        if p.name not in skip
         for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
-        if pattern.search(line)
+        if found.search(line)
     ]
+
+
+def test_no_development_history_in_the_repo():
+    """README, docs, code, configs, tests and scripts speak of the product: experiments are dated
+    (docs/experiments.md), never named after a work period or a ticket (this file holds the pattern's samples)."""
+    hits = _repo_lines_matching(HISTORY, skip=("test_checks.py",))
     assert not hits, hits
 
 
 def test_no_absolute_machine_path_in_the_repo():
     """Tests and docs name paths relative to the checkout (`../shared`, `${SEA_SHARED}`, `runs/...`), never a
     folder of one machine: a fresh clone elsewhere must read the same."""
-    import re
-
-    root = Path(__file__).resolve().parents[1]
-    pattern = re.compile(r"(?<![\w.~])/(" + "|".join(["work", "root", "home", "tmp", "mnt"]) + r")\b")
-    hits = [
-        f"{p.relative_to(root)}:{n}"
-        for p in _repo_text_files(root)
-        for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
-        if pattern.search(line)
-    ]
+    hits = _repo_lines_matching(r"(?<![\w.~])/(" + "|".join(["work", "root", "home", "tmp", "mnt"]) + r")\b")
     assert not hits, hits
 
 

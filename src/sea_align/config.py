@@ -366,11 +366,11 @@ def _read_yaml(p: Path) -> dict[str, Any]:
     return loaded
 
 
-def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     """`over` on top of `base`: sections merge key by key, anything else (values, lists) is replaced."""
     out = dict(base)
     for k, v in over.items():
-        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 
@@ -392,7 +392,7 @@ def read_preset(p: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         bp = near if near.is_file() else resolve_preset(base)
     except DataError as e:
         raise DataError(f"{p}: 'base': {e}") from None
-    return merge(read_preset(bp, (*_seen, p)), data)
+    return _merge(read_preset(bp, (*_seen, p)), data)
 
 
 def load_config(path: str | None, overrides: list[str] = (), flags: dict[str, Any] | None = None) -> RunConfig:
