@@ -141,3 +141,12 @@ def synth_argv(data, out, *extra, model=TINY, modality="image"):
 def eval_argv(bench, out, *extra, model=TINY):
     """`sea evaluate` arguments: MODEL on BENCH into OUT, then `extra`."""
     return ["evaluate", "--model", model, "--bench", str(bench), "--out", str(out), *extra]
+
+
+def sft_losses(adapter, batch, peft_model=None, retain=0.0, consistency=0.0):
+    """Per-example SFT losses of `batch` with the retain and consistency terms at these weights."""
+    from sea_align.config import AlignConfig, AlignExperimental
+    from sea_align.stages.losses import build_terms, item_losses
+
+    cfg = AlignConfig(retain=retain, experimental=AlignExperimental(consistency=consistency))
+    return item_losses(adapter, batch, build_terms(cfg, "sft"), peft_model)

@@ -53,12 +53,12 @@ def test_bench_runs_the_presets_engine_unless_a_flag_says_otherwise(tmp_path):
     assert (ours["init"], ours["stop_loss"], ours["lr_adapt"], ours["attention"], ours["lr"], ours["batch_size"]) == (
         syn.init,
         syn.stop_loss,
-        syn.lr_adapt,
-        syn.attention,
+        syn.experimental.lr_adapt,
+        syn.experimental.attention,
         syn.lr,
         syn.batch_size,
     )
-    assert ours["warmup"] == 1 != syn.warmup and ours["max_steps"] == 2 and ours["preset"] == "default"
+    assert ours["warmup"] == 1 != syn.experimental.warmup and ours["max_steps"] == 2 and ours["preset"] == "default"
 
 
 def test_bench_align_shared_pass_matches_the_pass_per_term_step(tmp_path, capsys):

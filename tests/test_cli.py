@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from conftest import eval_argv, synth_argv
+from sea_align.runtime.io import DataError
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
@@ -153,6 +154,8 @@ def test_every_command_and_flag_has_help_with_default():
             if isinstance(a, (argparse._HelpAction, argparse._VersionAction, argparse._SubParsersAction)):
                 continue
             assert a.help, (p.prog, a.dest)
+            if a.help == argparse.SUPPRESS:  # a research knob: its default is shown by --help-experimental
+                continue
             if a.option_strings and a.nargs != 0 and not a.required:
                 assert "default" in fmt._get_help_string(a), (p.prog, a.option_strings)
 
@@ -215,15 +218,19 @@ def test_stage_options_are_generated_from_the_config():
     }
     for cmd, keys in OPTIONS.items():
         opts = {a.dest[len(CFG) :]: a for a in subs[cmd]._actions if a.dest.startswith(CFG)}
-        want = [k for k in config_keys() if k.name in keys or k.name.rsplit(".", 1)[0] in keys]
+        sections = {*keys, *(f"{s}.experimental" for s in keys)}
+        want = [k for k in config_keys() if k.name in keys or k.name.rsplit(".", 1)[0] in sections]
         assert set(opts) == {k.name for k in want} - {"evaluate.build"}, cmd
         for k in want:
             if k.name not in opts:
                 continue
             a = opts[k.name]
             assert a.option_strings[0] == "--" + k.name.rsplit(".", 1)[-1].replace("_", "-")
-            assert a.help.startswith(k.help.replace("%", "%%")) and f"config key {k.name})" in a.help, a.help
-            assert cmd == "export" and k.name == "model" or f"(default: {show(k.default)}" in a.help, a.help
+            if ".experimental." in k.name:  # a research knob: an option, shown by --help-experimental only
+                assert a.help == argparse.SUPPRESS, k.name
+            else:
+                assert a.help.startswith(k.brief.replace("%", "%%")), a.help
+                assert cmd == "export" and k.name == "model" or f"(default: {show(k.default)}" in a.help, a.help
             assert a.choices is None or list(a.choices) == k.choices()
             if k.type is bool:
                 argv = [cmd, *required[cmd], "--no-" + a.option_strings[0][2:]]
@@ -244,6 +251,48 @@ def test_stage_options_are_generated_from_the_config():
             for part in k.name.split("."):
                 node = getattr(node, part)
             assert node == value, (cmd, k.name)
+
+
+def test_each_stage_help_fits_one_screen_and_hides_the_research_knobs(capsys, monkeypatch):
+    """`sea <stage> --help` fits 50 lines of 80 columns and shows no research knob; `--help-experimental`
+    lists exactly the stage's `experimental` keys, each with its config key and full help."""
+    from sea_align.cli import build_parser, parse
+    from sea_align.config import config_keys
+
+    monkeypatch.setenv("COLUMNS", "80")
+    for cmd in ("prepare", "synthesize", "align", "evaluate", "run"):
+        with pytest.raises(SystemExit):
+            parse(build_parser(), [cmd, "--help"])
+        text = capsys.readouterr().out
+        assert len(text.splitlines()) <= 50, (cmd, len(text.splitlines()))
+        assert max(map(len, text.splitlines())) <= 80, cmd
+        for k in config_keys():
+            if ".experimental." in k.name:
+                assert "--" + k.name.rsplit(".", 1)[-1].replace("_", "-") + " " not in text, (cmd, k.name)
+    for cmd in ("synthesize", "align"):
+        with pytest.raises(SystemExit) as e:
+            parse(build_parser(), [cmd, "--help-experimental"])
+        assert e.value.code == 0
+        text = capsys.readouterr().out
+        knobs = [k for k in config_keys() if k.name.startswith(f"{cmd}.experimental.")]
+        assert knobs and text.count("(config key ") == len(knobs)
+        for k in knobs:
+            assert f"config key {k.name};" in text and " ".join(k.help.split()[:4]) in " ".join(text.split())
+
+
+def test_a_research_knob_is_set_by_its_option_and_an_old_key_says_where_it_went(tmp_path):
+    from sea_align.cli import build_parser, parse
+    from sea_align.cli.stages import stage_config
+
+    args = ["align", "--data", "p", "--out", "a", "--consistency", "1.5", "align.experimental.benign_repeat=2"]
+    cfg = stage_config(parse(build_parser(), args))
+    assert (cfg.align.experimental.consistency, cfg.align.experimental.benign_repeat) == (1.5, 2)
+    with pytest.raises(DataError, match="'align.consistency' moved to align.experimental.consistency"):
+        stage_config(parse(build_parser(), ["align", "--data", "p", "--out", "a", "align.consistency=1"]))
+    base = ["align", "--data", "p", "--out", "a"]
+    (tmp_path / "old.yaml").write_text("align:\n  echo: true\n")
+    with pytest.raises(DataError, match="old.yaml: 'align.echo' removed: measured and adopted by no preset"):
+        stage_config(parse(build_parser(), [*base, "--config", str(tmp_path / "old.yaml")]))
 
 
 def test_plugins_come_from_entry_points(monkeypatch, caplog):

@@ -68,9 +68,9 @@ def test_a_value_just_outside_the_range_is_one_line_naming_key_value_and_range(n
 
 
 def test_lr_adapt_shape():
-    load_config(None, ["synthesize.lr_adapt=[1.1, 0.7, 3.0]"])
-    with pytest.raises(DataError, match=r"'synthesize.lr_adapt' must be \[up >= 1, down < 1, cap >= up\]"):
-        load_config(None, ["synthesize.lr_adapt=[0.7, 1.1, 3.0]"])
+    load_config(None, ["synthesize.experimental.lr_adapt=[1.1, 0.7, 3.0]"])
+    with pytest.raises(DataError, match=r"'synthesize.experimental.lr_adapt' must be \[up >= 1, down < 1, cap >= up\]"):
+        load_config(None, ["synthesize.experimental.lr_adapt=[0.7, 1.1, 3.0]"])
 
 
 def test_every_preset_is_in_range():

@@ -1,15 +1,16 @@
 """The consistency term on a tiny random model: every embedding example (harmful and benign) carries
-its request typed, and `align.consistency` adds KL(frozen model on the typed request || aligned model on the
-media form) over the shared answer tokens to exactly those examples."""
+its request typed, and `align.experimental.consistency` adds KL(frozen model on the typed request ||
+aligned model on the media form) over the shared answer tokens to exactly those examples."""
 
 import pytest
 import torch
 
-from conftest import write_jsonl
+from conftest import sft_losses, write_jsonl
 from sea_align.config import AlignConfig, PrepareConfig, SynthesizeConfig
 from sea_align.models import load_adapter
 from sea_align.runtime.io import read_jsonl
-from sea_align.stages.align import _item_losses, build_training_set, consistency_kl, lora_model, retain_kl
+from sea_align.stages.align import build_training_set, lora_model
+from sea_align.stages.losses import consistency_kl, retain_kl
 from sea_align.stages.prepare import run_prepare
 from sea_align.stages.synthesize import run_synthesize
 
@@ -63,8 +64,8 @@ def test_consistency_kl_compares_the_media_form_with_the_typed_form(trained_set)
 
 def test_consistency_term_changes_exactly_the_embedding_examples_and_trains_the_lora(trained_set):
     a, peft, _, ex = trained_set
-    plain = _item_losses(a, ex, "sft", 0.1, peft_model=peft)
-    held = _item_losses(a, ex, "sft", 0.1, peft_model=peft, consistency=3.0)
+    plain = sft_losses(a, ex, peft)
+    held = sft_losses(a, ex, peft, consistency=3.0)
     has = torch.tensor([e.typed is not None for e in ex])
     assert has.any() and (~has).any()
     assert torch.allclose(plain[~has], held[~has])
@@ -80,19 +81,19 @@ def test_consistency_term_changes_exactly_the_embedding_examples_and_trains_the_
 def test_consistency_off_or_without_typed_twins_is_the_plain_loss(trained_set):
     a, peft, _, ex = trained_set
     bare = [type(e)(e.item, e.kind, e.rejected) for e in ex]  # the same examples without their typed form
-    plain = _item_losses(a, ex, "sft", 0.1, peft_model=peft)
-    assert torch.allclose(plain, _item_losses(a, bare, "sft", 0.1, peft_model=peft, consistency=3.0))
+    plain = sft_losses(a, ex, peft)
+    assert torch.allclose(plain, sft_losses(a, bare, peft, consistency=3.0))
 
 
 def test_retain_and_consistency_share_one_aligned_pass_and_add_up(trained_set, monkeypatch):
     a, peft, _, ex = trained_set
-    plain = _item_losses(a, ex, "sft", 0.1, peft_model=peft)
-    only_r = _item_losses(a, ex, "sft", 0.1, retain=2.0, peft_model=peft)
-    only_c = _item_losses(a, ex, "sft", 0.1, peft_model=peft, consistency=3.0)
+    plain = sft_losses(a, ex, peft)
+    only_r = sft_losses(a, ex, peft, retain=2.0)
+    only_c = sft_losses(a, ex, peft, consistency=3.0)
     calls = []
     real = a.target_logits
     monkeypatch.setattr(a, "target_logits", lambda items, groups=None: calls.append(len(items)) or real(items, groups))
-    both = _item_losses(a, ex, "sft", 0.1, retain=2.0, peft_model=peft, consistency=3.0)
+    both = sft_losses(a, ex, peft, retain=2.0, consistency=3.0)
     assert torch.allclose(both, plain + (only_r - plain) + (only_c - plain), atol=1e-5)
     # one aligned pass over the whole batch, then one frozen pass per term over its items only
     assert calls[0] == len(ex) and len(calls) == 3 and sum(calls[1:]) < 2 * len(ex)
@@ -100,7 +101,7 @@ def test_retain_and_consistency_share_one_aligned_pass_and_add_up(trained_set, m
 
 def test_a_reference_with_other_answer_tokens_is_an_error(trained_set):
     from sea_align.models import Item
-    from sea_align.stages.align import _answer_kl
+    from sea_align.stages.losses import answer_kl
 
     a, peft, _, ex = trained_set
     media = [e for e in ex if e.typed is not None][:2]
@@ -108,8 +109,8 @@ def test_a_reference_with_other_answer_tokens_is_an_error(trained_set):
     logits, _, rows = a.target_logits(items)
     longer = [Item(e.typed.prompt, target=e.typed.target + " And more words here.") for e in media]
     with torch.no_grad(), pytest.raises(ValueError, match="answer tokens differ"):
-        _answer_kl(a, peft, logits.detach(), rows, [0, 1], longer)
+        answer_kl(a, peft, logits.detach(), rows, [0, 1], longer)
     swapped = [media[1].typed, media[0].typed]  # the same total number of tokens, split otherwise
     assert int((rows == 0).sum()) != int((rows == 1).sum())  # the refusal and the bread answer
     with torch.no_grad(), pytest.raises(ValueError, match="answer tokens differ"):
-        _answer_kl(a, peft, logits.detach(), rows, [0, 1], swapped)
+        answer_kl(a, peft, logits.detach(), rows, [0, 1], swapped)

@@ -4,15 +4,16 @@ the benign mix, and the harmless benchmark builders' kinds."""
 import pytest
 import torch
 
-from conftest import write_jsonl
+from conftest import sft_losses, write_jsonl
 from sea_align.config import AlignConfig, DistillConfig, PrepareConfig
 from sea_align.models import load_adapter
 from sea_align.models.base import Item
 from sea_align.runtime.io import read_jsonl
-from sea_align.stages.align import RETAIN_KINDS, _item_losses, lora_model, retain_kl
+from sea_align.stages.align import lora_model
 from sea_align.stages.distill import apply, run_distill, tidy
+from sea_align.stages.losses import retain_kl
 from sea_align.stages.prepare import prepare_rows, rules_extract, run_prepare
-from sea_align.stages.records import Example
+from sea_align.stages.records import RETAIN_KINDS, Example
 
 
 def _examples():
@@ -52,15 +53,15 @@ def test_retain_term_changes_only_benign_losses(lora):
             if "lora_B" in n:
                 p.normal_(0, 0.5)
     ex = _examples()
-    plain = _item_losses(a, ex, "sft", 0.1, retain=0.0, peft_model=peft)
-    held = _item_losses(a, ex, "sft", 0.1, retain=2.0, peft_model=peft)
+    plain = sft_losses(a, ex, peft)
+    held = sft_losses(a, ex, peft, retain=2.0)
     assert torch.allclose(plain[0], held[0])  # the harmful example has no retain term
     assert float((held[1] - plain[1]).detach()) > 1e-4  # the benign one does
     kl = retain_kl(a, peft, [ex[1].item])[0]
     assert torch.allclose(held[1] - plain[1], 2.0 * kl, atol=1e-5)
     held.sum().backward()  # the term is differentiable through the LoRA weights
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in peft.named_parameters() if "lora_" in n)
-    assert set(RETAIN_KINDS) == {"benign_media", "benign_text", "replay_media", "benign_template", "benign_view"}
+    assert set(RETAIN_KINDS) == {"benign_media", "benign_text", "benign_template"}
 
 
 ROWS = [
@@ -103,21 +104,6 @@ class _Teacher:
             "I'm sorry, I can't help with that." if "kill" in it.prompt else f"Answer to: {it.prompt} Done"
             for it in items
         ]
-
-
-def test_lead_term_adds_the_mean_ce_of_each_answers_first_tokens(lora):
-    a, peft = lora
-    ex = _examples()
-    plain = _item_losses(a, ex, "sft", 0.1, peft_model=peft)
-    led = _item_losses(a, ex, "sft", 0.1, peft_model=peft, lead=(3.0, 2))
-    assert torch.allclose(plain, _item_losses(a, ex, "sft", 0.1, peft_model=peft, lead=(0.0, 2)))  # off = plain
-    for i, e in enumerate(ex):  # by hand: the same item's target cut to its first 2 tokens, teacher-forced
-        ids = a.tokenizer(e.item.target, add_special_tokens=False)["input_ids"]
-        logits, labels, rows = a.target_logits([e.item])
-        head = torch.nn.functional.cross_entropy(logits[:2], labels[:2])
-        assert labels[:2].tolist() == ids[:2] and torch.allclose(led[i] - plain[i], 3.0 * head, atol=1e-5)
-    whole = _item_losses(a, ex, "sft", 0.1, peft_model=peft, lead=(1.0, 1000))  # covers every token: twice
-    assert torch.allclose(whole, 2 * plain, atol=1e-5)
 
 
 def test_distilled_targets_replace_templates_and_drop_refused(tmp_path):
@@ -243,42 +229,3 @@ def test_whole_request_form_carries_the_request_and_no_text(tmp_path):
     write_jsonl(d, [{"id": "b1", "response": "Real answer.", "teacher": "t", "refused": False, "kept": "teacher"}])
     got = {r["id"]: r["response"] for r in apply(prepared, d)}
     assert got["b1"] == got["b1#whole"] == "Real answer."
-
-
-def test_echo_puts_what_the_media_says_before_every_embedding_answer_only(tmp_path):
-    from sea_align.config import SynthesizeConfig
-    from sea_align.stages.align import build_training_set
-    from sea_align.stages.synthesize import run_synthesize
-
-    rows = [
-        {
-            "id": "h1",
-            "instruction": "Explain how to steal a car",
-            "response": "I can't help with that.",
-            "rejected": "Sure: first...",
-        },
-        {"id": "b1", "instruction": "List steps to bake bread", "response": "Mix, knead, bake.", "harmful": False},
-    ]
-    src = write_jsonl(tmp_path / "s.jsonl", rows)
-    prepared = read_jsonl(run_prepare(src, tmp_path / "p.jsonl", PrepareConfig(whole_request=True)).path)
-    a = load_adapter("tiny-random-llava")
-    run_synthesize(a, prepared, tmp_path / "emb", "image", SynthesizeConfig(max_steps=1, batch_size=4), progress=False)
-    plain, _, _ = build_training_set(prepared, tmp_path / "emb", a, AlignConfig(templates=1))
-    echo, counts, _ = build_training_set(prepared, tmp_path / "emb", a, AlignConfig(templates=1, echo=True))
-    assert len(plain) == len(echo) and counts["sea_template"] + counts["benign_template"] > 0
-    phrase = {r["id"]: r["key_phrase"] for r in prepared}
-    n_media = 0
-    for p, e in zip(plain, echo):
-        assert p.kind == e.kind and p.item.prompt == e.item.prompt
-        if e.item.mm is None:  # typed rows: unchanged (the text-only baseline trains on the same objective)
-            assert e.item.target == p.item.target and e.rejected == p.rejected
-            continue
-        n_media += 1
-        rid = next(i for i, ph in phrase.items() if e.item.target.startswith(f"The image says '{ph}'. "))
-        assert e.item.target == f"The image says '{phrase[rid]}'. " + p.item.target
-        if p.rejected:  # DPO's rejected answer reads first too
-            assert e.rejected == f"The image says '{phrase[rid]}'. " + p.rejected
-    assert n_media == counts["sea"] + counts["sea_template"] + counts["benign_media"] + counts["benign_template"]
-    # and the loss changes: the echoed targets are longer
-    lo = [a.target_loss([x.item for x in ex if x.item.mm is not None], reduction="sum") for ex in (plain, echo)]
-    assert float(lo[1].sum()) > float(lo[0].sum())

@@ -169,9 +169,11 @@ def default_and(synthesized, prepared, **opts):
 
 
 def test_align_benign_repeat_weighs_benign_examples(synthesized, prepared):
+    from sea_align.config import AlignExperimental
     from sea_align.stages.align import build_training_set
 
-    emb, a, (ex1, c1, _), (ex3, c3, _) = default_and(synthesized, prepared, benign_repeat=3)
+    three = AlignExperimental(benign_repeat=3)
+    emb, a, (ex1, c1, _), (ex3, c3, _) = default_and(synthesized, prepared, experimental=three)
     assert c3["benign_media"] == 3 * c1["benign_media"] > 0 and c3["benign_text"] == 3 * c1["benign_text"] > 0
     assert c3["sea"] == c1["sea"] and c3["text"] == c1["text"]
     kinds = lambda ex: sorted(e.kind for e in ex)  # noqa: E731
@@ -180,26 +182,7 @@ def test_align_benign_repeat_weighs_benign_examples(synthesized, prepared):
         and kinds(ex3).count("benign_text") == c3["benign_text"]
     )
     with pytest.raises(DataError, match="benign_repeat"):
-        build_training_set(prepared, emb, a, AlignConfig(benign_repeat=0))
-
-
-def test_align_replay_asks_benign_embeddings_their_auxiliary_questions(synthesized, prepared):
-    from sea_align.stages.align import build_training_set
-
-    emb, a, (ex0, c0, _), (ex2, c2, _) = default_and(synthesized, prepared, replay=2)
-    assert c0["replay_media"] == 0 and c2["replay_media"] == 2 * c0["benign_media"] > 0
-    assert len(ex2) == len(ex0) + c2["replay_media"]
-    benign = [r for r in prepared if not r["harmful"]]
-    media = {id(e.item.mm): e.item for e in ex2 if e.kind == "benign_media"}
-    replay = [e.item for e in ex2 if e.kind == "replay_media"]
-    # the pairs synthesis optimised each benign embedding for, on that same embedding; harmful rows get none
-    assert [(x.prompt, x.target) for x in replay] == [
-        (p["prompt"], p["target"]) for r in benign for p in r["aux"]["image"][:2]
-    ]
-    assert all(id(x.mm) in media and x.modality == "image" for x in replay)
-    assert "The image says 'bake bread'." in [x.target for x in replay]
-    with pytest.raises(DataError, match="replay"):
-        build_training_set(prepared, emb, a, AlignConfig(replay=-1))
+        build_training_set(prepared, emb, a, AlignConfig(experimental=AlignExperimental(benign_repeat=0)))
 
 
 def test_align_templates_put_harmful_and_benign_embeddings_under_the_same_templates(synthesized, prepared):
@@ -229,31 +212,6 @@ def test_align_templates_put_harmful_and_benign_embeddings_under_the_same_templa
     assert template_items(dict(rows[0], form="whole"), media, pool, 3) == []
     with pytest.raises(DataError, match="templates"):
         build_training_set(prepared, emb, a, AlignConfig(templates=-1))
-
-
-def test_align_text_view_writes_the_phrase_where_the_media_goes(synthesized, prepared):
-    from sea_align.stages.align import build_training_set
-
-    emb, a, (ex0, c0, _), (ex1, c1, _) = default_and(synthesized, prepared, text_view=True)
-    assert c0["sea_view"] == c0["benign_view"] == 0
-    assert c1["sea_view"] == c1["sea"] == 2 and c1["benign_view"] == c1["benign_media"] == 1
-    assert len(ex1) == len(ex0) + 3
-    pairs = [
-        (e, v)
-        for e, v in zip(
-            [e for e in ex1 if e.kind in ("sea", "benign_media")],
-            [e for e in ex1 if e.kind in ("sea_view", "benign_view")],
-        )
-    ]
-    for e, v in pairs:  # same text, target and shape; the slots now hold the phrase's token embeddings
-        assert (v.item.prompt, v.item.target) == (e.item.prompt, e.item.target)
-        assert v.item.mm.shape == e.item.mm.shape and not torch.equal(v.item.mm, e.item.mm)
-    bread = next(v.item.mm for e, v in pairs if e.kind == "benign_media")
-    ids = a.tokenizer(" bake bread", add_special_tokens=False)["input_ids"]  # synthesis' init_text: {phrase}
-    want = a.embed_tokens(torch.tensor(ids)).float()
-    assert torch.allclose(bread[: len(ids)].float(), want, atol=1e-5)
-    assert not ex0[0].item.mm[: len(ids)].float().allclose(want, atol=1e-3)  # the embedding is not the text
-    assert build_training_set(prepared, emb, a, AlignConfig(text_view=True, text_only=True))[1]["sea_view"] == 0
 
 
 def test_align_text_only_and_dpo(prepared, tmp_path):

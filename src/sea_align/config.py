@@ -53,9 +53,12 @@ class PrepareConfig:
         "rules",
         "key-phrase extractor: rules (offline) or openai (any OpenAI-compatible chat endpoint)",
         ("rules", "openai"),
+        brief="key-phrase extractor",
     )
     openai_base_url: str = opt(
-        "https://api.openai.com/v1", "openai extractor: the endpoint (the key comes from OPENAI_API_KEY only)"
+        "https://api.openai.com/v1",
+        "openai extractor: the endpoint (the key comes from OPENAI_API_KEY only)",
+        brief="openai extractor: the endpoint",
     )
     openai_model: str = opt("gpt-4o-mini", "openai extractor: the model name")
     limit: int = opt(0, "use only the first N harmful rows (0 = all)", ge=0)
@@ -63,27 +66,75 @@ class PrepareConfig:
         -1,
         "benign rows used: -1 = as many as `limit` (all when limit is 0), 0 = all, N = the first N",
         ge=-1,
+        brief="benign rows used (-1 = as many as limit)",
     )
     whole_request: bool = opt(
         False,
         "also a row per request whose phrase is the WHOLE request (`<id>#whole`): its "
         "embedding carries all of it and alignment pairs it with no text (Audio_only form)",
+        brief="also the whole request as a row",
     )
-    format: str = opt("", 'reader of `data` (docs/sources.md); "" = detected from the file', _formats)
+    format: str = opt(
+        "",
+        'reader of `data` (docs/sources.md); "" = detected from the file',
+        _formats,
+        brief='reader of the data ("" = detected)',
+    )
     label: str = opt(
         "",
         'label of rows whose file gives none (chat, ShareGPT): benign or harmful; "" = decided by the answer '
         "(a refusal makes the row harmful; rows whose answer helps are left out)",
         _labels,
+        brief="label of rows whose file gives none",
     )
     allow_unsafe_answers: bool = opt(
-        False, "keep harmful rows whose answer is not a refusal (otherwise an error naming them); the report says so"
+        False,
+        "keep harmful rows whose answer is not a refusal (otherwise an error naming them); the report says so",
+        brief="keep harmful rows answered unsafely",
     )
     answer_judge: str = opt(
         "auto",
         "safety judge that also checks every training answer (unsafe: an error; undecided: left out): auto = "
         "evaluate.judge unless that is the refusal judge, none = the refusal check only",
         _answer_judges,
+        brief="judge that checks the training answers",
+    )
+
+
+@dataclass
+class SynthesizeExperimental:
+    """Synthesis' tuning knobs (`synthesize.experimental.*`): each one's measured effect is in docs/experimental.md."""
+
+    warmup: int = opt(
+        0,
+        "Adam steps over which each sample's lr ramps up linearly (0 = none)",
+        ge=0,
+        brief="per-sample lr warm-up steps",
+    )
+    lr_adapt: list[float] = opt(
+        [],
+        "[up, down, cap]: per-sample step size x up after a step that lowered the "
+        "sample's loss, x down after one that raised it, at most cap x lr ([] = off)",
+        gt=0,
+        brief="[up, down, cap] per-sample step size",
+    )
+    init_steps: int = opt(
+        200,
+        "init text: Adam steps inverting the projector (projector only, cheap)",
+        ge=0,
+        brief="Adam steps inverting the projector",
+    )
+    lowp_weights: bool = opt(
+        True,
+        "with bf16 autocast on a float32 model: a bf16 copy of the LM's Linear weights "
+        "for the loss pass (same results, no per-step cast; costs half the LM's size)",
+        brief="bf16 copy of the LM weights",
+    )
+    attention: str = opt(
+        "auto",
+        "the loss pass's attention kernel: auto (PyTorch's choice) or math",
+        ("auto", "math"),
+        brief="the loss pass's attention kernel",
     )
 
 
@@ -95,115 +146,142 @@ class SynthesizeConfig:
         "encoder",
         "where E lives: encoder (the tower's output; the paper's default) or llm (after the projector)",
         ("encoder", "llm"),
+        brief="where E lives",
     )
     max_steps: int = opt(100, "Adam step cap per sample", ge=1)
-    lr: float = opt(0.1, "Adam learning rate on E, relative: multiplied by the blank embedding's RMS", gt=0)
-    warmup: int = opt(0, "Adam steps over which each sample's lr ramps up linearly (0 = none)", ge=0)
-    lr_adapt: list[float] = opt(
-        [],
-        "[up, down, cap]: per-sample step size x up after a step that lowered the "
-        "sample's loss, x down after one that raised it, at most cap x lr ([] = off)",
+    lr: float = opt(
+        0.1,
+        "Adam learning rate on E, relative: multiplied by the blank embedding's RMS",
         gt=0,
+        brief="Adam lr on E, x the blank's RMS",
     )
-    batch_size: int = opt(8, "samples optimised together; converged ones leave, waiting ones join", ge=1)
+    batch_size: int = opt(
+        8,
+        "samples optimised together; converged ones leave, waiting ones join",
+        ge=1,
+        brief="samples optimised together",
+    )
     stop_loss: float = opt(
         0.05,
         "a sample may stop once its mean target CE is below this and a greedy decode reproduces its targets",
         ge=0,
+        brief="stop a sample below this CE",
     )
-    check_every: int = opt(5, "steps between the greedy decodes that check a sample's targets", ge=1)
-    probe_max_new_tokens: int = opt(24, "tokens decoded by that check", ge=1)
+    probe_max_new_tokens: int = opt(
+        24,
+        "tokens decoded when a finished embedding is verified (its answers to the held-out probes)",
+        ge=1,
+        brief="tokens decoded to verify an embedding",
+    )
     init: str = opt(
         "blank",
         "E's start: blank (the blank item's features; the paper's) or text (projected E "
         "matches the phrase's token embeddings)",
         ("blank", "text"),
+        brief="E's start",
     )
     init_text: str = opt(
         "{phrase}",
         "init text: what is written into the slots; {phrase} = the key phrase, "
         "{targets} = the sample's auxiliary targets joined",
+        brief="init text written into the slots",
     )
-    init_steps: int = opt(200, "init text: Adam steps inverting the projector (projector only, cheap)", ge=0)
     autocast: str = opt(
         "none",
         "bf16: the loss pass's matmuls in bfloat16 (E, Adam and the checks stay float32); "
         "auto: bf16 where the hardware has native bf16",
         ("none", "bf16", "auto"),
+        brief="bf16 loss pass",
     )
-    lowp_weights: bool = opt(
-        True,
-        "with bf16 autocast on a float32 model: a bf16 copy of the LM's Linear weights "
-        "for the loss pass (same results, no per-step cast; costs half the LM's size)",
+    blank_seconds: float = opt(
+        2.0,
+        "audio: length of the silent clip (sets the number of slots)",
+        gt=0,
+        brief="audio: seconds of the silent clip",
     )
-    attention: str = opt("auto", "the loss pass's attention kernel: auto (PyTorch's choice) or math", ("auto", "math"))
-    blank_seconds: float = opt(2.0, "audio: length of the silent clip (sets the number of slots)", gt=0)
     blank_frames: int = opt(8, "video: frames of the black clip", ge=1)
-    blank_size: int = opt(0, "image/video: side in pixels of the blank item (0 = the processor's default)", ge=0)
+    blank_size: int = opt(
+        0,
+        "image/video: side in pixels of the blank item (0 = the processor's default)",
+        ge=0,
+        brief="image/video: blank side in pixels",
+    )
     seed: int = opt(0, "random seed of synthesis", ge=0)
+    experimental: SynthesizeExperimental = opt(
+        SynthesizeExperimental,
+        "the optimiser's tuning knobs (docs/experimental.md; `sea synthesize --help-experimental`)",
+    )
+
+
+@dataclass
+class AlignExperimental:
+    """Alignment's research knobs (`align.experimental.*`), measured and adopted by no preset; each one's
+    measured effect is in docs/experimental.md."""
+
+    consistency: float = opt(
+        0.0,
+        "weight of the consistency term: KL(frozen model on the typed request || aligned model on the media form) "
+        "on the answer tokens of every embedding example, harmful and benign: read the media as its text; 0 = off",
+        ge=0,
+        brief="weight of the media-vs-typed KL term",
+    )
+    benign_repeat: int = opt(
+        1,
+        "each benign example (media and text) this many times per epoch: weighs helpfulness up",
+        ge=1,
+        brief="each benign example this many times",
+    )
 
 
 @dataclass
 class AlignConfig:
     """LoRA safety alignment on the synthetic embeddings and the typed requests (`sea align`)."""
 
-    method: str = opt("auto", "sft, dpo, or auto (dpo when every row has `rejected`)", ("auto", "sft", "dpo"))
-    text_only: bool = opt(False, "train the textual-alignment baseline (no embeddings) on the same data")
-    include_text: bool = opt(True, "add the text-only samples to the SEA mix")
-    benign: int = opt(-1, "benign samples with synthetic embeddings (-1 = as many as harmful ones)", ge=-1)
-    benign_repeat: int = opt(
-        1, "each benign example (media and text) this many times per epoch: weighs helpfulness up", ge=1
+    method: str = opt(
+        "auto",
+        "sft, dpo, or auto (dpo when every row has `rejected`)",
+        ("auto", "sft", "dpo"),
+        brief="objective; auto: dpo given `rejected`",
+    )
+    text_only: bool = opt(
+        False,
+        "train the textual-alignment baseline (no embeddings) on the same data",
+        brief="train the text-only baseline",
+    )
+    include_text: bool = opt(True, "add the text-only samples to the SEA mix", brief="also train on the typed requests")
+    benign: int = opt(
+        -1,
+        "benign samples with synthetic embeddings (-1 = as many as harmful ones)",
+        ge=-1,
+        brief="benign embeddings (-1 = as harmful)",
     )
     prefix: str = opt(
         "The {media} shows a phrase of {article} {ptype}.",
         "text put before the request of an embedding sample; {media}, {article} and {ptype} are filled in per row",
+        brief="text before the request",
     )
     epochs: int = opt(3, "passes over the training set", ge=1)
     lr: float = opt(2.0e-4, "LoRA learning rate", gt=0)
     batch_size: int = opt(4, "training examples per step", ge=1)
-    lora_r: int = opt(8, "LoRA rank: higher = more capacity and memory", ge=1)
-    lora_alpha: int = opt(16, "LoRA scaling numerator (the update is scaled by alpha / r)", ge=1)
+    lora_r: int = opt(8, "LoRA rank: higher = more capacity and memory", ge=1, brief="LoRA rank")
+    lora_alpha: int = opt(
+        16, "LoRA scaling numerator (the update is scaled by alpha / r)", ge=1, brief="LoRA scaling numerator"
+    )
     lora_dropout: float = opt(0.0, "dropout on the LoRA input", ge=0, lt=1)
     lora_targets: list[str] = opt(["q_proj", "k_proj", "v_proj", "o_proj"], "LLM modules that get a LoRA")
     dpo_beta: float = opt(0.1, "dpo: the KL strength beta", gt=0)
     retain: float = opt(
-        0.0, "weight of the retain term: KL(base || aligned) on the answer tokens of benign examples", ge=0
-    )
-    lead: float = opt(
         0.0,
-        "weight of the lead term: + lead x mean CE of each answer's first `lead_tokens` tokens (SFT), where "
-        "answering or refusing is decided; a long helpful answer otherwise puts 1/64 of its loss there; 0 = off",
+        "weight of the retain term: KL(base || aligned) on the answer tokens of benign examples",
         ge=0,
-    )
-    lead_tokens: int = opt(4, "answer tokens the lead term covers", ge=1)
-    consistency: float = opt(
-        0.0,
-        "weight of the consistency term: KL(frozen model on the typed request || aligned model on the media form) "
-        "on the answer tokens of every embedding example, harmful and benign: read the media as its text; 0 = off",
-        ge=0,
-    )
-    replay: int = opt(
-        0,
-        "per benign embedding, also train on its first N auxiliary pairs (1 = content, 2 = + style), "
-        "answered as the frozen model answers them, so asking about the media keeps working; 0 = off",
-        ge=0,
-        le=2,
+        brief="KL(base||aligned) weight on benign",
     )
     templates: int = opt(
         0,
         "per embedding, also train it under N other request templates (the benign rows' own, "
         "same phrase type): refusal then has to come from what the media says; 0 = off",
         ge=0,
-    )
-    echo: bool = opt(
-        False,
-        "read, then answer: every embedding example's target starts with what the media says (\"The image says "
-        "'<phrase>'.\"), then the response, so the answer follows the phrase as text, where text safety applies",
-    )
-    text_view: bool = opt(
-        False,
-        "per embedding, also a text view of its row: the key phrase's token embeddings "
-        "written where the media goes (no optimisation), same text and target",
+        brief="other templates per embedding",
     )
     seed: int = opt(0, "random seed of alignment", ge=0)
     report_to: str = opt(
@@ -211,6 +289,11 @@ class AlignConfig:
         "tensorboard: loss, lr and gradient norm per step through accelerate's tracker, under "
         '<adapter\'s parent>/tensorboard/<adapter name>; "" = metrics.jsonl only',
         ("",) + TRACKERS,
+        brief='tracker ("" = metrics.jsonl only)',
+    )
+    experimental: AlignExperimental = opt(
+        AlignExperimental,
+        "research terms, measured and not in a preset (docs/experimental.md; `sea align --help-experimental`)",
     )
 
 
@@ -253,15 +336,21 @@ class EvaluateConfig:
 
     bench: list[str] = opt([], "benchmark JSONL files (generic format)")
     build: list[BenchSpec] = opt([], "benchmarks built into DIR/bench/ by `sea run` (items: see below)")
-    judge: str = opt("refusal", "judge name (refusal, openai, hf-classifier; docs/judges.md)")
+    judge: str = opt("refusal", "judge name (refusal, openai, hf-classifier; docs/judges.md)", brief="judge name")
     max_new_tokens: int = opt(48, "greedy decoding length", ge=1)
     batch_size: int = opt(8, "items generated together", ge=1)
-    limit: int = opt(0, "evaluate only the first N items of each benchmark (0 = all)", ge=0)
+    limit: int = opt(
+        0,
+        "evaluate only the first N items of each benchmark (0 = all)",
+        ge=0,
+        brief="first N items per benchmark (0 = all)",
+    )
     device_map: str = opt(
         "",
         "auto: spread a model too large for one GPU over the GPUs (accelerate; pretrained "
         'models only); "" = the whole model on `device`',
         ("", "auto"),
+        brief="auto: spread the model over the GPUs",
     )
 
 
@@ -273,19 +362,26 @@ class RunConfig:
         "sea-tiny-vl",
         "local model directory, hub id or built-in name (sea-tiny-vl, sea-tiny-audio, "
         "smollm2-llava, sea-qwen-vl, sea-qwen-audio, qwen-coder-llava, tiny-random-<family>)",
+        brief="model dir, hub id or built-in",
     )
     modality: str = opt("image", "the media form the model takes and E stands for", ("image", "video", "audio"))
     data: str = opt(
         "",
         "the text safety set: a named set (advbench), our JSONL (instruction, response, ...) or any "
         "format of docs/sources.md",
+        brief="the text safety set (file or named set)",
     )
-    benign_data: str = opt("", "optional benign set (JSONL: instruction, response, key_phrase) for benign embeddings")
     device: str = opt(
         "auto",
         "where the model runs: auto (the GPU when there is one: cuda, then mps, else cpu), cpu, cuda, cuda:N or mps",
+        brief="auto, cpu, cuda, cuda:N or mps",
     )
-    dtype: str = opt("auto", "weights' dtype; auto = bfloat16 on a CUDA card with native bf16, else float32", DTYPES)
+    dtype: str = opt(
+        "auto",
+        "weights' dtype; auto = bfloat16 on a CUDA card with native bf16, else float32",
+        DTYPES,
+        brief="weights' dtype",
+    )
     seed: int = opt(0, "random seed of the run (torch's, before any stage)", ge=0)
     note: str = opt("", "free text copied into the report (e.g. what the evaluation can and cannot show)")
     align_text_baseline: bool = opt(
@@ -296,6 +392,35 @@ class RunConfig:
     synthesize: SynthesizeConfig = opt(SynthesizeConfig, "stage 2, synthesize")
     align: AlignConfig = opt(AlignConfig, "stage 3, align")
     evaluate: EvaluateConfig = opt(EvaluateConfig, "stage 4, evaluate")
+
+
+_GONE = "removed: measured and adopted by no preset (docs/experimental.md says what it did)"
+# Keys that left the config: where each one went, or why it went. A config that still sets one fails with
+# a line that says so, not with a bare "unknown key".
+RETIRED = {
+    "benign_data": "removed: it was never read",
+    "synthesize.check_every": "removed: it was never read",
+    "align.lead": _GONE,
+    "align.lead_tokens": _GONE,
+    "align.echo": _GONE,
+    "align.text_view": _GONE,
+    "align.replay": _GONE,
+    **{f"synthesize.{k}": f"moved to synthesize.experimental.{k}" for k in SynthesizeExperimental.__dataclass_fields__},
+    **{f"align.{k}": f"moved to align.experimental.{k}" for k in AlignExperimental.__dataclass_fields__},
+}
+
+
+def check_retired(data: dict[str, Any], where: str = "config") -> None:
+    """A DataError naming the first key of `data` (a config tree) that left the config, and where it went."""
+    for name, why in RETIRED.items():
+        node: Any = data
+        for part in name.split("."):
+            node = node.get(part, _MISSING) if isinstance(node, dict) else _MISSING
+        if node is not _MISSING:
+            raise DataError(f"{where}: '{name}' {why}")
+
+
+_MISSING = object()
 
 
 def config_keys(cls: type = RunConfig, prefix: str = "") -> Iterator[Key]:
@@ -407,6 +532,7 @@ def load_config(path: str | None, overrides: list[str] = (), flags: dict[str, An
     data = apply_overrides(data, list(overrides))
     for key, value in (flags or {}).items():
         _set(data, key, value, f"option for '{key}'")
+    check_retired(data, str(path) if path else "config")
     cfg = from_dict(RunConfig, data)
     cfg = _expand_paths(cfg, base_dir)
     _validate(cfg)
@@ -425,7 +551,6 @@ def _expand_paths(cfg: RunConfig, base_dir: Path | None) -> RunConfig:
         return os.path.expanduser(s)
 
     cfg.data = expand(cfg.data)
-    cfg.benign_data = expand(cfg.benign_data)
     cfg.evaluate.bench = [expand(b) for b in cfg.evaluate.bench]
     for spec in cfg.evaluate.build:
         spec.source, spec.fallback = expand(spec.source), expand(spec.fallback)
@@ -445,10 +570,11 @@ def default_shared_dir() -> Path:
 
 def _validate(cfg: RunConfig) -> None:
     check_choices(cfg)  # choices and the ranges declared beside each field
-    up_down_cap = cfg.synthesize.lr_adapt
+    up_down_cap = cfg.synthesize.experimental.lr_adapt
     if up_down_cap and (len(up_down_cap) != 3 or not up_down_cap[1] < 1 <= up_down_cap[0] <= up_down_cap[2]):
         raise DataError(
-            f"config: 'synthesize.lr_adapt' must be [up >= 1, down < 1, cap >= up] or [], got {up_down_cap}"
+            f"config: 'synthesize.experimental.lr_adapt' must be [up >= 1, down < 1, cap >= up] or [], "
+            f"got {up_down_cap}"
         )
     _validate_runtime(cfg)
 

@@ -50,11 +50,15 @@ def opt(
     gt: float | None = None,
     le: float | None = None,
     lt: float | None = None,
+    brief: str = "",
 ) -> Any:
     """A config field: its default (a list is copied per instance, a dataclass type is a section), its help
-    (`--help`, docs/config.md), where the values are fixed its choices (a callable: a registry), and for a
-    number its range (`ge`/`gt` below, `le`/`lt` above), checked when a config loads."""
+    (docs/config.md; `--help` shows `brief`, a few words, when the help is longer), where the values are fixed
+    its choices (a callable: a registry), and for a number its range (`ge`/`gt` below, `le`/`lt` above),
+    checked when a config loads."""
     meta: dict[str, Any] = {"help": help, **({"choices": choices} if choices is not None else {})}
+    if brief:
+        meta["brief"] = brief
     if (ge, gt, le, lt) != (None,) * 4:
         meta["range"] = Range(gt if ge is None else ge, lt if le is None else le, gt is not None, lt is not None)
     if isinstance(default, list):
@@ -75,6 +79,11 @@ class Key:
     @property
     def help(self) -> str:
         return self.field.metadata.get("help", "")
+
+    @property
+    def brief(self) -> str:
+        """The few words `--help` shows (the help itself when it declares none)."""
+        return self.field.metadata.get("brief") or self.help
 
     @property
     def default(self) -> Any:

@@ -29,7 +29,24 @@ class Parser(argparse.ArgumentParser):
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Appends '(default: X)' unless the help already says it or there is nothing to show."""
+    """Appends '(default: X)' unless the help already says it or there is nothing to show; the help column
+    starts late enough that an option and its few words share a line."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24, width: int | None = None):
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        if isinstance(action, argparse.BooleanOptionalAction):  # --[no-]name, not "--name, --no-name"
+            return "--[no-]" + action.option_strings[0][2:]
+        return super()._format_action_invocation(action)
+
+    def _format_usage(self, usage: str | None, actions: Any, groups: Any, prefix: str | None) -> str:
+        """A stage command's usage: its required options, then [options] [KEY=VALUE ...]."""
+        if usage is None and any(a.dest.startswith(CFG) for a in actions):
+            must = [a for a in actions if a.required and a.option_strings]
+            args = " ".join(f"{a.option_strings[0]} {a.metavar or a.dest.upper()}" for a in must)
+            usage = f"{self._prog} {args} [options] [KEY=VALUE ...]".replace("  ", " ")
+        return super()._format_usage(usage, actions, groups, prefix)
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
@@ -81,7 +98,7 @@ CHECKS = {"device": (device_spec, "DEVICE"), "evaluate.judge": (judge_name, "NAM
 
 def option_kind(key: Key) -> dict[str, Any] | None:
     """add_argument's type/action/choices/metavar for a config entry; None: not on a command line."""
-    metavar = key.name.rsplit(".", 1)[-1].upper()
+    metavar = {int: "N", float: "X"}.get(key.type, "TEXT")
     if key.name in CHECKS:
         return {"type": CHECKS[key.name][0], "metavar": CHECKS[key.name][1]}
     if key.type is bool:
@@ -89,7 +106,7 @@ def option_kind(key: Key) -> dict[str, Any] | None:
     if key.type in (int, float):
         return {"type": key.type, "metavar": metavar}
     if key.type == list[str]:
-        return {"action": "append", "metavar": metavar}
+        return {"action": "append", "metavar": "NAME"}
     if key.type == list[float]:
         return {"type": floats, "metavar": "A,B,..."}
     if key.type is not str:
@@ -105,28 +122,75 @@ def flag_of(key: Key) -> str:
     return "--" + key.name.rsplit(".", 1)[-1].replace("_", "-")
 
 
+EXPERIMENTAL = "experimental"  # the sub-section of a stage's research knobs (`align.experimental.*`)
+
+
 def takes(keys: Sequence[str], key: Key) -> bool:
     """Whether a command whose config options are `keys` (entries or whole sections) has one for `key`."""
     return (key.name in keys or key.name.rsplit(".", 1)[0] in keys) and option_kind(key) is not None
 
 
+def experimental_keys(keys: Sequence[str]) -> list[Key]:
+    """The research knobs of the sections in `keys` (`S.experimental.*` for each section S)."""
+    return [k for k in config_keys() if takes([f"{s}.{EXPERIMENTAL}" for s in keys], k)]
+
+
 def config_options(p: argparse.ArgumentParser, keys: Sequence[str], shown: dict[str, str] | None = None) -> None:
     """An option for each config entry in `keys` (a section name: each of its entries a command line can hold),
-    named after the field (`synthesize.max_steps` -> --max-steps), with the field's help, type, choices and
-    default; `shown` replaces a shown default (a command whose default is not the config's)."""
+    named after the field (`synthesize.max_steps` -> --max-steps), with the field's brief help, type, choices
+    and default; `shown` replaces a shown default (a command whose default is not the config's). A section's
+    research knobs (`experimental`) are options too, shown only by `--help-experimental`."""
     for key in config_keys():
         if takes(keys, key):
             config_option(p, key, option_kind(key), (shown or {}).get(key.name))
+    knobs = experimental_keys(keys)
+    for key in knobs:
+        config_option(p, key, option_kind(key), hidden=True)
+    if knobs:
+        p.add_argument(
+            "--help-experimental",
+            action=_ShowExperimental,
+            knobs=knobs,
+            help="list the research knobs and exit",
+        )
 
 
-def config_option(p: argparse.ArgumentParser, key: Key, kw: dict[str, Any], shown: str | None = None) -> None:
-    """`--<field>` sets config entry `key`; its help is the field's, with the default, choices and key."""
+def config_option(
+    p: argparse.ArgumentParser, key: Key, kw: dict[str, Any], shown: str | None = None, hidden: bool = False
+) -> None:
+    """`--<field>` sets config entry `key`; its help is the field's brief, with the default and choices."""
+    text = f"{key.brief} (default: {shown or show(key.default)}{_more(key, kw)})".replace("%", "%%")
+    p.add_argument(flag_of(key), dest=CFG + key.name, default=None, help=argparse.SUPPRESS if hidden else text, **kw)
+
+
+def _more(key: Key, kw: dict[str, Any]) -> str:
     choices = [c or "''" for c in key.choices() or []]
     more = f"; one of {', '.join(choices)}" if "metavar" in kw and choices else ""
-    more += "; repeatable" if kw.get("action") == "append" else ""
-    more += f"; {key.range}" if key.range else ""
-    text = f"{key.help} (default: {shown or show(key.default)}{more}; config key {key.name})"
-    p.add_argument(flag_of(key), dest=CFG + key.name, default=None, help=text.replace("%", "%%"), **kw)
+    return more + ("; repeatable" if kw.get("action") == "append" else "")
+
+
+class _ShowExperimental(argparse.Action):
+    """`--help-experimental`: each research knob of the command, its option, config key, default, range and
+    full help; then exit."""
+
+    def __init__(self, option_strings: list[str], dest: str, knobs: list[Key], help: str | None = None):
+        super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0, help=help)
+        self.knobs = knobs
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        import textwrap
+
+        lines = [
+            f"{parser.prog}: research knobs. Each was measured and is adopted by no preset unless the preset sets",
+            "it; what each one did is in docs/experimental.md. Set one as an option, as KEY=VALUE or in YAML.",
+            "",
+        ]
+        for k in self.knobs:
+            kw = option_kind(k) or {}
+            rng = f"; {k.range}" if k.range else ""
+            lines.append(f"  {flag_of(k)}  (config key {k.name}; default: {show(k.default)}{_more(k, kw)}{rng})")
+            lines += textwrap.wrap(k.help, 100, initial_indent="      ", subsequent_indent="      ")
+        parser.exit(0, "\n".join(lines) + "\n")
 
 
 def config_flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -140,15 +204,14 @@ def add_config_source(p: argparse.ArgumentParser, required: bool = False) -> Non
         "--config",
         required=required,
         default=None,
-        help="YAML file or preset name (tiny, default, video, ...)"
-        + ("" if required else " (default: none, the built-in defaults)"),
+        help="YAML file or preset (tiny, default, ...)" + ("" if required else " (default: none)"),
     )
     p.add_argument(
         "overrides",
         nargs="*",
         default=[],
         metavar="KEY=VALUE",
-        help="config overrides, e.g. synthesize.max_steps=20 (options given as flags win)",
+        help="config overrides, e.g. align.epochs=2",
     )
 
 

@@ -162,7 +162,7 @@ def _add_bench_align(bs: argparse._SubParsersAction) -> None:
         "--consistency",
         type=float,
         default=None,
-        help=f"{config_key('align.consistency').help} (default: the preset's)",
+        help=f"{config_key('align.experimental.consistency').help} (default: the preset's)",
     )
     q.add_argument("--batch-size", type=int, default=None, help="examples per step (default: the preset's)")
     q.add_argument("--device", default="auto", type=device_spec, metavar="DEVICE", help=config_key("device").help)
@@ -213,7 +213,7 @@ def _add_bench_engine(q: argparse.ArgumentParser) -> None:
     q.add_argument(
         "--attention",
         default=None,
-        choices=_choices("attention"),
+        choices=_choices("experimental.attention"),
         help="ours: loss-pass attention kernel (default: the preset's)",
     )
     q.add_argument("--no-lowp-weights", action="store_true", help="ours: let autocast cast the weights per call")

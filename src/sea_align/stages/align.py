@@ -7,7 +7,8 @@ Training samples (all chat-formatted by the model's adapter):
   benign:     [P(E_benign)] + prefix + detoxified benign instruction -> helpful response
               (and its text form), so the model does not learn "refuse every image"
 `--text-only` trains the textual-alignment baseline: the text samples alone, same data, same budget.
-The examples are `records.Example`s; an embedding's template, replay and text-view variants: examples.py.
+The examples are `records.Example`s; an embedding's template variants: examples.py. The loss, one class per
+term (CE or DPO, retain KL, consistency KL): losses.py.
 SFT by default; DPO when every harmful row has `rejected` (or align.method=dpo).
 Crash safety: training runs in `ADAPTER.partial` with a checkpoint (LoRA weights + AdamW state,
 safetensors) at every epoch end and at most every SEA_ALIGN_CKPT_SECONDS (default 60); a rerun
@@ -16,6 +17,7 @@ resumes from it with the same batch order (the loop: align_loop.py).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -25,24 +27,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from sea_align.config import AlignConfig
 from sea_align.models.base import Item, ModelAdapter
 from sea_align.runtime.distributed import Dist, dist_state, place, shard
 from sea_align.runtime.io import DataError, atomic_write_json, set_default_modes
 from sea_align.stages.align_loop import CKPT, Loop, fingerprint, resume, train
-from sea_align.stages.examples import (
-    MediaItems,
-    echoed,
-    replay_items,
-    template_pool,
-    text_viewer,
-    typed,
-    variants,
-)
+from sea_align.stages.examples import MediaItems, template_pool, typed, variants
+from sea_align.stages.losses import StepLoss, build_terms
 from sea_align.stages.modelcard import collect, write_card
-from sea_align.stages.records import EXAMPLE_KINDS, HARMFUL_KINDS, RETAIN_KINDS, Example, validate_prepared
+from sea_align.stages.records import EXAMPLE_KINDS, HARMFUL_KINDS, Example, validate_prepared
 
 log = logging.getLogger(__name__)
 
@@ -61,38 +55,39 @@ def build_training_set(
     rows: list[dict[str, Any]], emb_dir: str | Path | None, adapter: ModelAdapter, cfg: AlignConfig
 ) -> tuple[list[Example], dict[str, int], str | None]:
     """Training examples, counts per kind (+ rows without an embedding), and the modality used."""
-    for key, low in (("benign_repeat", 1), ("replay", 0), ("templates", 0)):
-        if getattr(cfg, key) < low:
-            raise DataError(f"align.{key}: {getattr(cfg, key)} (must be >= {low})")
+    for key, value, low in (
+        ("experimental.benign_repeat", cfg.experimental.benign_repeat, 1),
+        ("templates", cfg.templates, 0),
+    ):
+        if value < low:
+            raise DataError(f"align.{key}: {value} (must be >= {low})")
     rows = validate_prepared(rows, "align")
     if not cfg.text_only and not emb_dir:
         raise DataError("align: --embeddings is required unless --text-only")
-    media = None if cfg.text_only else MediaItems(adapter, emb_dir, cfg.echo)
+    media = None if cfg.text_only else MediaItems(adapter, emb_dir)
     harmful = [r for r in rows if r.get("harmful", True)]
     benign = [r for r in rows if not r.get("harmful", True)]
     n_benign = len(benign) if cfg.benign < 0 else min(cfg.benign, len(benign))
     if not harmful:
         raise DataError("align: the prepared data has no harmful rows")
     pool = template_pool(rows)
-    view = text_viewer(adapter, media.modality, media.meta) if cfg.text_view and media else None
+    repeat = cfg.experimental.benign_repeat
     examples: list[Example] = []
     for r in harmful:
         it = media.item(r) if media else None
         if it is not None:
             rej = r.get("rejected")
-            rej = echoed(media.modality, r, rej) if rej and cfg.echo else rej  # DPO: both answers read first
             examples.append(Example(it, "sea", rej, typed=typed(r, it)))
-            examples += variants(r, it, pool, view, cfg.templates, "sea", rej)
+            examples += variants(r, it, pool, cfg.templates, "sea", rej)
         if r.get("form") != "whole" and (cfg.text_only or cfg.include_text):  # a whole row's typed form: its base's
             examples.append(Example(Item(r["instruction"], target=r["response"]), "text", r.get("rejected")))
     for r in benign[:n_benign]:
         it = media.item(r) if media else None
         if it is not None:
-            examples += [Example(it, "benign_media", typed=typed(r, it))] * cfg.benign_repeat
-            examples += [Example(x, "replay_media") for x in replay_items(r, it, cfg.replay)]
-            examples += variants(r, it, pool, view, cfg.templates, "benign", None)
+            examples += [Example(it, "benign_media", typed=typed(r, it))] * repeat
+            examples += variants(r, it, pool, cfg.templates, "benign", None)
         if r.get("form") != "whole":
-            examples += [Example(Item(r["instruction"], target=r["response"]), "benign_text")] * cfg.benign_repeat
+            examples += [Example(Item(r["instruction"], target=r["response"]), "benign_text")] * repeat
     counts = {k: sum(e.kind == k for e in examples) for k in EXAMPLE_KINDS}
     return examples, {**counts, "missing_embedding": media.missing if media else 0}, media.modality if media else None
 
@@ -114,127 +109,6 @@ def lora_model(adapter: ModelAdapter, cfg: AlignConfig):
     if n_train == 0:
         raise DataError(f"align: no LoRA target matched {cfg.lora_targets} in the language model")
     return peft_model
-
-
-def retain_kl(
-    adapter: ModelAdapter, peft_model: Any, items: list[Item], ref_items: list[Item] | None = None
-) -> torch.Tensor:
-    """Per-item KL(base || aligned) over the answer tokens, mean over each item's tokens [k]: the base
-    distribution comes from the same model with the LoRA switched off (no gradient), on `ref_items`
-    when given (each with the same target as its item), else on the items themselves."""
-    logits, _, rows = adapter.target_logits(items)
-    idx = list(range(len(items)))
-    return _answer_kl(adapter, peft_model, logits, rows, idx, ref_items if ref_items is not None else items)
-
-
-def consistency_kl(adapter: ModelAdapter, peft_model: Any, items: list[Item], typed: list[Item]) -> torch.Tensor:
-    """Per-item KL(frozen model on the typed request || aligned model on the media item) over the shared
-    answer tokens, mean over each item's tokens [k]: the aligned model should answer the media as the
-    frozen model answers its text, whatever that answer is (refusal or help)."""
-    return retain_kl(adapter, peft_model, items, ref_items=typed)
-
-
-def _answer_kl(
-    adapter: ModelAdapter, peft_model: Any, logits: torch.Tensor, rows: torch.Tensor, idx: list[int], refs: list[Item]
-) -> torch.Tensor:
-    """KL(frozen model on `refs` || the aligned `logits`) per item of `idx` [len(idx)], mean over its answer
-    tokens. `logits`/`rows` are an aligned `target_logits` pass over a batch that holds the items `idx`;
-    `refs[j]` carries item `idx[j]`'s target (so both passes score the same answer tokens)."""
-    with torch.no_grad(), peft_model.disable_adapter():
-        ref, _, ref_rows = adapter.target_logits(refs)
-    pos = torch.cat([torch.nonzero(rows == i, as_tuple=True)[0] for i in idx])
-    owner = torch.tensor(idx, device=rows.device)[ref_rows] if len(ref_rows) else ref_rows
-    if pos.numel() != ref.shape[0] or not torch.equal(rows[pos], owner):
-        raise ValueError("align: an item's answer tokens differ in number between the aligned and reference passes")
-    mine = F.log_softmax(logits[pos], -1)
-    kl = F.kl_div(mine, F.log_softmax(ref, -1), log_target=True, reduction="none").sum(-1)
-    return _per_item_mean(kl, ref_rows, len(idx))
-
-
-def _per_item_mean(values: torch.Tensor, rows: torch.Tensor, k: int) -> torch.Tensor:
-    """Mean of per-token `values` over each item's tokens (`rows[t]` = token t's item) [k]."""
-    zeros = values.new_zeros(k)
-    return zeros.index_add(0, rows, values) / zeros.index_add(0, rows, torch.ones_like(values)).clamp(min=1)
-
-
-def _lead_mean(ce: torch.Tensor, rows: torch.Tensor, k: int, n_tokens: int) -> torch.Tensor:
-    """Mean CE over each item's first `n_tokens` answer tokens [k] (an item's tokens are contiguous)."""
-    idx = torch.arange(len(rows), device=rows.device)
-    first = torch.full((k,), len(rows), device=rows.device).scatter_reduce(0, rows, idx, reduce="amin")
-    head = (idx - first[rows]) < n_tokens
-    return _per_item_mean(ce[head], rows[head], k)
-
-
-def _item_losses(
-    adapter: ModelAdapter,
-    batch: list[Example],
-    method: str,
-    beta: float,
-    retain: float = 0.0,
-    peft_model: Any = None,
-    consistency: float = 0.0,
-    lead: tuple[float, int] = (0.0, 4),
-) -> torch.Tensor:
-    """Per-example loss [k]: mean target CE (SFT) or the DPO loss, plus `retain` x KL(base || aligned)
-    on benign examples' answers and `consistency` x `consistency_kl` on embedding examples with a typed
-    form. One aligned pass serves the CE and both KL terms (the frozen references run without gradient).
-    DPO scores chosen and rejected in one forward pass (one pass per step also keeps gradient hooks simple
-    under data parallelism)."""
-    if method != "dpo":
-        items = [b.item for b in batch]
-        on = peft_model is not None
-        keep = [i for i, b in enumerate(batch) if b.kind in RETAIN_KINDS] if on and retain > 0 else []
-        both = [i for i, b in enumerate(batch) if b.typed is not None] if on and consistency > 0 else []
-        if not keep and not both and not lead[0]:
-            return adapter.target_loss(items)
-        logits, labels, rows = adapter.target_logits(items)
-        ce = F.cross_entropy(logits, labels, reduction="none")
-        losses = _per_item_mean(ce, rows, len(items))
-        if lead[0]:
-            losses = losses + lead[0] * _lead_mean(ce, rows, len(items), lead[1])
-        for w, idx, refs in (
-            (retain, keep, [items[i] for i in keep]),
-            (consistency, both, [batch[i].typed for i in both]),
-        ):
-            if idx:
-                kl = _answer_kl(adapter, peft_model, logits, rows, idx, refs)  # type: ignore[arg-type]
-                losses = losses.index_add(0, torch.tensor(idx, device=losses.device), w * kl.to(losses.dtype))
-        return losses
-    chosen = [b.item for b in batch]
-    rejected = [Item(b.item.prompt, b.item.modality, b.item.mm, b.item.meta, target=b.rejected) for b in batch]
-    lp = adapter.target_loss(chosen + rejected, reduction="sum").neg()
-    pc, pr = lp[: len(batch)], lp[len(batch) :]
-    rc = torch.tensor([b.ref_logps[0] for b in batch], device=pc.device)
-    rr = torch.tensor([b.ref_logps[1] for b in batch], device=pc.device)
-    return -F.logsigmoid(beta * ((pc - rc) - (pr - rr)))
-
-
-class StepLoss(torch.nn.Module):
-    """A training step's per-example losses as ONE module forward (embedding lookup, decoder, lm_head at
-    the target positions, loss). FSDP gathers the weights it shards only inside the forward of a module
-    it wraps, and the adapter calls those three parts separately; sharding this module covers them all.
-    Without FSDP, calling it is calling `_item_losses`."""
-
-    def __init__(
-        self,
-        adapter: ModelAdapter,
-        peft_model: torch.nn.Module,
-        method: str,
-        beta: float,
-        retain: float = 0.0,
-        consistency: float = 0.0,
-        lead: tuple[float, int] = (0.0, 4),
-    ):
-        super().__init__()
-        self.peft_model = peft_model  # the only submodule: the whole (LoRA-injected) model
-        present = {type(m).__name__ for m in peft_model.modules()}  # HF lists classes a model may not have
-        self._no_split_modules = sorted(present & set(getattr(adapter.model, "_no_split_modules", None) or ()))
-        self.__dict__["adapter"] = adapter  # plain attribute, not registered
-        self.method, self.beta, self.retain, self.consistency, self.lead = method, beta, retain, consistency, lead
-
-    def forward(self, batch: list[Example]) -> torch.Tensor:
-        a = (self.adapter, batch, self.method, self.beta, self.retain, self.peft_model, self.consistency, self.lead)
-        return _item_losses(*a)
 
 
 def read_json_or_none(path: Path) -> dict[str, Any] | None:
@@ -310,8 +184,6 @@ def run_align(
         place(adapter, dist)
     examples, counts, modality = build_training_set(rows, emb_dir, adapter, cfg)
     method, examples = _choose_method(cfg.method, examples)
-    if method == "dpo" and (cfg.retain > 0 or cfg.consistency > 0):
-        log.warning("align: retain and consistency are SFT terms; ignored with method dpo")
     peft_model, named, step_loss, opt, examples = _lora_training(adapter, cfg, method, examples, dist)
     tmp = out_dir.with_name(out_dir.name + ".partial")
     fp = fingerprint(cfg, method, examples)
@@ -338,7 +210,7 @@ def run_align(
             "resumed_at_step": start,
             "processes": dist.world,
             "fingerprint": fp,
-            "config": cfg.__dict__,
+            "config": dataclasses.asdict(cfg),
         }
         _publish(peft_model, tmp, out_dir, base_model, summary)
     dist.barrier()
@@ -357,8 +229,7 @@ def _lora_training(
     named = {n: p for n, p in peft_model.named_parameters() if p.requires_grad}
     if method == "dpo":
         examples = _dpo_reference(adapter, peft_model, examples)
-    lead = (cfg.lead, cfg.lead_tokens)
-    step_loss: torch.nn.Module = StepLoss(adapter, peft_model, method, cfg.dpo_beta, cfg.retain, cfg.consistency, lead)
+    step_loss: torch.nn.Module = StepLoss(adapter, peft_model, build_terms(cfg, method))
     opt = torch.optim.AdamW(list(named.values()), lr=cfg.lr, weight_decay=0.0)
     if dist.fsdp:
         step_loss = shard(dist, step_loss, opt)

@@ -8,6 +8,7 @@ epoch end and at most every SEA_ALIGN_CKPT_SECONDS (default 60); a rerun resumes
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -36,7 +37,7 @@ CKPT = "checkpoint.safetensors"  # in ADAPTER.partial while training; not part o
 
 def fingerprint(cfg: AlignConfig, method: str, examples: list[Example]) -> str:
     """What a checkpoint must match to be resumed: the config, the method and the training set."""
-    h = hashlib.sha256(json.dumps([cfg.__dict__, method], sort_keys=True, default=str).encode())
+    h = hashlib.sha256(json.dumps([dataclasses.asdict(cfg), method], sort_keys=True, default=str).encode())
     for e in examples:
         it = e.item
         h.update(f"{e.kind}|{it.prompt}|{it.target}|{e.rejected}".encode())
@@ -149,7 +150,7 @@ def train(loop: Loop, start: int, desc: str, progress: bool, tracker_dir: Path) 
     """All epochs' steps after `start`, with the tracker `cfg.report_to` (for the adapter `tracker_dir`)
     open on the main process -> (step, last loss; after a resume with nothing left, the last logged one)."""
     cfg, dist = loop.cfg, loop.dist
-    tracker = open_tracker(cfg.report_to, tracker_dir, cfg.__dict__) if dist.is_main else None
+    tracker = open_tracker(cfg.report_to, tracker_dir, dataclasses.asdict(cfg)) if dist.is_main else None
     try:
         step, loss_val = _epochs(loop, start, desc, progress, tracker)
     finally:

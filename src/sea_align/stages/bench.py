@@ -102,11 +102,11 @@ def bench_synthesize(
         "lr": cfg.lr,
         "autocast": synth.cfg.autocast,
         "stop_loss": cfg.stop_loss,
-        "warmup": cfg.warmup,
-        "lr_adapt": cfg.lr_adapt,
+        "warmup": cfg.experimental.warmup,
+        "lr_adapt": cfg.experimental.lr_adapt,
         "chunk": chunk,
-        "attention": cfg.attention,
-        "lowp_weights": cfg.lowp_weights,
+        "attention": cfg.experimental.attention,
+        "lowp_weights": cfg.experimental.lowp_weights,
         "media_pass": "once per sample, shared by its pairs",
     }
     naive = {
@@ -149,8 +149,9 @@ def bench_evaluate(
 
 def naive_step_losses(adapter: ModelAdapter, peft_model: Any, batch: list, retain: float, consistency: float):
     """Per-example SFT loss with one aligned pass per term: the step as align ran it before the passes
-    were shared (`align._item_losses`), kept as the reference for `bench_align`."""
-    from sea_align.stages.align import RETAIN_KINDS, consistency_kl, retain_kl
+    were shared (`losses.item_losses`), kept as the reference for `bench_align`."""
+    from sea_align.stages.losses import consistency_kl, retain_kl
+    from sea_align.stages.records import RETAIN_KINDS
 
     losses = adapter.target_loss([b.item for b in batch])
     keep = [i for i, b in enumerate(batch) if b.kind in RETAIN_KINDS] if retain > 0 else []
@@ -170,7 +171,8 @@ def bench_align(
     """`steps` SFT steps (forward + backward) of ours and the naive step on the same batches and weights,
     interleaved (each goes first every other step); the LoRA then takes an AdamW step on our gradients, so
     later steps see a moved adapter. Dropout off in both: losses and gradients agree up to float order."""
-    from sea_align.stages.align import _item_losses, lora_model
+    from sea_align.stages.align import lora_model
+    from sea_align.stages.losses import build_terms, item_losses
 
     torch.manual_seed(cfg.seed)
     peft = lora_model(adapter, cfg)
@@ -179,12 +181,13 @@ def bench_align(
     opt = torch.optim.AdamW(params, lr=cfg.lr)
     order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
     t_ours = t_naive = d_loss = d_grad = 0.0
+    terms, consistency = build_terms(cfg, "sft"), cfg.experimental.consistency
 
     def ours(batch: list) -> torch.Tensor:
-        return _item_losses(adapter, batch, "sft", cfg.dpo_beta, cfg.retain, peft, cfg.consistency)
+        return item_losses(adapter, batch, terms, peft)
 
     def naive(batch: list) -> torch.Tensor:
-        return naive_step_losses(adapter, peft, batch, cfg.retain, cfg.consistency)
+        return naive_step_losses(adapter, peft, batch, cfg.retain, consistency)
 
     for s in tqdm(range(steps), desc="bench align", disable=not progress):
         batch = [examples[order[(s * cfg.batch_size + j) % len(order)]] for j in range(cfg.batch_size)]
@@ -197,7 +200,7 @@ def bench_align(
         for p, g in zip(params, g_o):
             p.grad = g
         opt.step()
-    setting = {"batch_size": cfg.batch_size, "retain": cfg.retain, "consistency": cfg.consistency, "steps": steps}
+    setting = {"batch_size": cfg.batch_size, "retain": cfg.retain, "consistency": consistency, "steps": steps}
     return {
         "ratio": t_naive / t_ours,
         "max_loss_diff": d_loss,
@@ -225,8 +228,10 @@ def run_align_cli(args: argparse.Namespace) -> int:
     from sea_align.stages.records import read_prepared
 
     cfg = load_config(args.config).align
-    flags = {"retain": args.retain, "consistency": args.consistency, "batch_size": args.batch_size}
+    flags = {"retain": args.retain, "batch_size": args.batch_size}
     cfg = replace(cfg, **{k: v for k, v in flags.items() if v is not None})
+    if args.consistency is not None:
+        cfg = replace(cfg, experimental=replace(cfg.experimental, consistency=args.consistency))
     if args.steps < 1:
         raise DataError(f"--steps: {args.steps} (must be >= 1)")
     rows = read_prepared(args.data)
@@ -269,17 +274,21 @@ def bench_config(args: argparse.Namespace) -> SynthesizeConfig:
         "init_text": args.init_text,
         "autocast": args.autocast,
         "stop_loss": args.stop_loss,
+    }
+    tuning = {
         "warmup": args.warmup,
         "attention": args.attention,
         "lr_adapt": None if args.lr_adapt is None else _floats(args.lr_adapt, "--lr-adapt"),
     }
-    cfg = replace(
+    exp = replace(cfg.experimental, **{k: v for k, v in tuning.items() if v is not None})
+    exp = replace(exp, lowp_weights=exp.lowp_weights and not args.no_lowp_weights)
+    return replace(
         cfg,
         **{k: v for k, v in flags.items() if v is not None},
         max_steps=args.max_steps,
         probe_max_new_tokens=args.max_new_tokens,
+        experimental=exp,
     )
-    return replace(cfg, lowp_weights=cfg.lowp_weights and not args.no_lowp_weights)
 
 
 def run_cli(args: argparse.Namespace) -> int:

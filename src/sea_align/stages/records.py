@@ -146,14 +146,11 @@ EXAMPLE_KINDS = (
     "text",
     "benign_media",
     "benign_text",
-    "replay_media",
     "sea_template",
     "benign_template",
-    "sea_view",
-    "benign_view",
 )
-HARMFUL_KINDS = ("sea", "sea_template", "sea_view", "text")  # the examples whose target is a refusal
-RETAIN_KINDS = ("benign_media", "benign_text", "replay_media", "benign_template", "benign_view")
+HARMFUL_KINDS = ("sea", "sea_template", "text")  # the examples whose target is a refusal
+RETAIN_KINDS = ("benign_media", "benign_text", "benign_template")
 
 
 @dataclass(frozen=True, eq=False)

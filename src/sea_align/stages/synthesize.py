@@ -18,6 +18,7 @@ into one `index.jsonl` at the end.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -84,8 +85,9 @@ class Synthesizer:
         check_choices(cfg, "synthesize.")  # init, autocast, attention (a config built in code is not checked yet)
         if cfg.init == "text" and not ("{phrase}" in cfg.init_text or "{targets}" in cfg.init_text):
             raise DataError(f"synthesize.init_text: '{cfg.init_text}' has neither {{phrase}} nor {{targets}}")
-        if cfg.lr_adapt and (len(cfg.lr_adapt) != 3 or not cfg.lr_adapt[1] < 1 <= cfg.lr_adapt[0] <= cfg.lr_adapt[2]):
-            raise DataError(f"synthesize.lr_adapt: {cfg.lr_adapt} must be [up >= 1, down < 1, cap >= up], or []")
+        ada = cfg.experimental.lr_adapt
+        if ada and (len(ada) != 3 or not ada[1] < 1 <= ada[0] <= ada[2]):
+            raise DataError(f"synthesize.experimental.lr_adapt: {ada} must be [up >= 1, down < 1, cap >= up], or []")
         if cfg.autocast == "auto":
             cfg = replace(cfg, autocast=bf16_native(adapter.device))
         self.a, self.modality, self.cfg = adapter, modality, cfg
@@ -145,7 +147,7 @@ class Synthesizer:
             return target
         E = self.x0[None].repeat(len(texts), 1, 1).requires_grad_(True)
         opt = torch.optim.Adam([E], lr=0.05 * self.scale)
-        for _ in range(self.cfg.init_steps):
+        for _ in range(self.cfg.experimental.init_steps):
             # per-sample mean, summed: each sample's gradient does not depend on who shares the batch
             loss = (a.to_llm(self.modality, E, self.meta, "encoder").float() - target).pow(2).mean((1, 2)).sum()
             opt.zero_grad()
@@ -159,9 +161,9 @@ class Synthesizer:
         cfg, stack = self.cfg, ExitStack()
         if cfg.autocast == "bf16":
             stack.enter_context(torch.autocast(self.a.device.type, dtype=torch.bfloat16))
-            if cfg.lowp_weights:
+            if cfg.experimental.lowp_weights:
                 stack.enter_context(self.a.low_precision_weights(torch.bfloat16))
-        if cfg.attention == "math":
+        if cfg.experimental.attention == "math":
             stack.enter_context(sdpa_kernel(SDPBackend.MATH))
         return stack
 
@@ -200,7 +202,13 @@ class Synthesizer:
             torch.where(finite, loss, torch.zeros_like(loss)).sum().backward()
             loss = loss.detach()
             # a sample that converged at this step keeps the E that was scored (it is leaving)
-            st.step(loss, match & finite & (loss <= cfg.stop_loss), cfg.lr * self.scale, cfg.warmup, cfg.lr_adapt)
+            st.step(
+                loss,
+                match & finite & (loss <= cfg.stop_loss),
+                cfg.lr * self.scale,
+                cfg.experimental.warmup,
+                cfg.experimental.lr_adapt,
+            )
             dt = (time.perf_counter() - t0) / max(1, len(slots))
             leave = []
             for i, s in enumerate(slots):
@@ -276,7 +284,7 @@ def _meta(synth: Synthesizer, model_name: str) -> dict[str, Any]:
         "blank_meta": synth.meta,  # read back by embstore.blank_meta
         "init": cfg.init,
         "token_rms": round(float(synth.a.embed_tokens.weight.float().pow(2).mean().sqrt()), 5),
-        "config": cfg.__dict__,
+        "config": dataclasses.asdict(cfg),
     }
 
 
