@@ -1,7 +1,7 @@
 """The `sea` command: a thin layer over the stage functions (`run_<stage>`). It owns the console.
 
 Building the parser imports no torch, so `sea --help` and `sea <stage> --help` answer at once: the
-stage and bench parsers (cli/stages.py, cli/bench.py) are import-light, and so is every plugin's
+stage and tool parsers (cli/stages.py, cli/tools.py) are import-light, and so is every plugin's
 `add_cli(subparsers)`, found through the "sea_align.commands" entry points (e.g. `sea organism`)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 from importlib.metadata import EntryPoint, entry_points
 
 from sea_align import __version__
-from sea_align.cli import bench, stages
+from sea_align.cli import stages, tools
 from sea_align.cli.args import Parser, add_logging, finish
 
 log = logging.getLogger(__name__)
@@ -21,13 +21,13 @@ PLUGIN_GROUP = "sea_align.commands"  # entry point name = command, value = its a
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The whole `sea` parser: the stage and bench commands, then each installed plugin's."""
+    """The whole `sea` parser: the stage and tool commands, then each installed plugin's."""
     ap = Parser(prog="sea", description="SEA: multimodal safety alignment from text-only data")
     ap.add_argument("--version", action="version", version=f"sea-align {__version__}")
     add_logging(ap, top=True)
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     stages.add_cli(sub)
-    bench.add_cli(sub)
+    tools.add_cli(sub)
     seen = set()
     for ep in entry_points(group=PLUGIN_GROUP):
         if ep.name not in seen:  # the same package found twice on the path registers once

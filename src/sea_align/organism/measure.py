@@ -42,9 +42,9 @@ def va_dir(path: str | Path | None = None) -> Path:
 
 
 def va_items(per_scenario: int, seed: int = 0, modality: str = "video", path: str | Path | None = None) -> list[dict]:
-    """VA-SafetyBench questions with a recoverable key phrase (`sources.bench.recover_phrase` of Text_only
+    """VA-SafetyBench questions with a recoverable key phrase (`sources.releases.recover_phrase` of Text_only
     vs the TYPO question, or the KPT one for audio), `per_scenario` per scenario file, seeded."""
-    from sea_align.sources.bench import recover_phrase
+    from sea_align.sources.releases import recover_phrase
 
     sub, col = ("Video_questions", "TYPO") if modality == "video" else ("Audio_questions", "KPT")
     items = []
