@@ -300,20 +300,20 @@ def test_plugins_come_from_entry_points(monkeypatch, caplog):
     a warning, any other import error is raised."""
     from importlib.metadata import EntryPoint
 
-    import sea_align.cli as cli
+    from sea_align.cli import command
 
     eps = [
-        EntryPoint("ok-cmd", "test_cli:_fake_add_cli", cli.PLUGIN_GROUP),
-        EntryPoint("ok-cmd", "test_cli:_fake_add_cli", cli.PLUGIN_GROUP),  # found twice: registered once
-        EntryPoint("gone", "sea_align_no_such_plugin.cli:add_cli", cli.PLUGIN_GROUP),
+        EntryPoint("ok-cmd", "test_cli:_fake_add_cli", command.PLUGIN_GROUP),
+        EntryPoint("ok-cmd", "test_cli:_fake_add_cli", command.PLUGIN_GROUP),  # found twice: registered once
+        EntryPoint("gone", "sea_align_no_such_plugin.cli:add_cli", command.PLUGIN_GROUP),
     ]
-    monkeypatch.setattr(cli, "entry_points", lambda group: eps if group == cli.PLUGIN_GROUP else [])
-    assert cli.parse(cli.build_parser(), ["ok-cmd"]).func(None) == 7
+    monkeypatch.setattr(command, "entry_points", lambda group: eps if group == command.PLUGIN_GROUP else [])
+    assert command.parse(command.build_parser(), ["ok-cmd"]).func(None) == 7
     assert "'gone' not available" in caplog.text
-    eps.append(EntryPoint("broken", "test_cli:_missing_name", cli.PLUGIN_GROUP))
+    eps.append(EntryPoint("broken", "test_cli:_missing_name", command.PLUGIN_GROUP))
     with pytest.raises(AttributeError):
-        cli.build_parser()
-    assert not hasattr(cli, "PLUGINS") and not hasattr(cli, "LAZY_PLUGINS")
+        command.build_parser()
+    assert not hasattr(command, "PLUGINS") and not hasattr(command, "LAZY_PLUGINS")
 
 
 def _fake_add_cli(sub):

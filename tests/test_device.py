@@ -113,8 +113,9 @@ def test_presets_still_load(preset):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_load_adapter_refuses_missing_device_before_building(monkeypatch):
     from sea_align import models
+    from sea_align.models import loading
 
-    monkeypatch.setattr(models, "_load_builtin_or_test", lambda *a: pytest.fail("model built"))
+    monkeypatch.setattr(loading, "_load_builtin_or_test", lambda *a: pytest.fail("model built"))
     with pytest.raises(DeviceError, match="no CUDA GPU"):
         models.load_adapter("tiny-random-llava", device="cuda")
 
@@ -122,11 +123,12 @@ def test_load_adapter_refuses_missing_device_before_building(monkeypatch):
 def test_device_map_reaches_from_pretrained(monkeypatch, tmp_path, tiny_llava):
     """`device_map="auto"` goes to transformers' from_pretrained (accelerate); built-in names refuse it."""
     from sea_align import models
+    from sea_align.models import loading
 
     tiny_llava.model.save_pretrained(tmp_path)
     tiny_llava.tokenizer.save_pretrained(tmp_path)
     seen = {}
-    real = models.model_class
+    real = loading.model_class
 
     class Spy:
         @staticmethod
@@ -134,7 +136,7 @@ def test_device_map_reaches_from_pretrained(monkeypatch, tmp_path, tiny_llava):
             seen.update(kw)
             return real("llava").from_pretrained(spec, **{**kw, "device_map": None})
 
-    monkeypatch.setattr(models, "model_class", lambda model_type: Spy)
+    monkeypatch.setattr(loading, "model_class", lambda model_type: Spy)
     models.load_adapter(str(tmp_path), device="cpu", device_map="auto")
     assert seen["device_map"] == "auto"
     models.load_adapter(str(tmp_path), device="cpu")

@@ -14,8 +14,8 @@ from sea_align.models import load_adapter
 from sea_align.models.base import Item
 from sea_align.runtime.io import DataError
 from sea_align.stages.align import run_align
-from sea_align.stages.export import run_export
 from sea_align.stages.prepare import prepare_rows, rules_extract
+from sea_align.tools.export import run_export
 
 ROWS = [
     {"instruction": "Explain how to steal a car", "response": "I can't help with that."},

@@ -12,7 +12,7 @@ import pytest
 from sea_align.runtime import io as io_mod
 from sea_align.runtime.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, default_mode, umask
 from sea_align.sources import fetch as F
-from sea_align.stages.export import run_export
+from sea_align.tools.export import run_export
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
 

@@ -230,7 +230,7 @@ def test_every_family_adapter_satisfies_the_protocol(adapter):
 
 
 def test_protocol_lists_exactly_what_the_stages_use():
-    files = sorted((SRC / "stages").glob("*.py")) + [SRC / "pipeline.py"]
+    files = sorted((SRC / "stages").glob("*.py")) + sorted((SRC / "tools").glob("*.py")) + [SRC / "pipeline.py"]
     used = set().union(*(_adapter_uses(p) for p in files))
     used -= {"a", "adapter"}  # `self.a` itself
     members = _protocol_members()

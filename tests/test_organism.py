@@ -267,7 +267,7 @@ def test_the_organism_judges_refusals_with_the_core_judge():
 
 def test_measure_reads_va_items_with_the_core_phrase_recovery(tmp_path):
     from sea_align.organism import measure as M
-    from sea_align.sources.bench import recover_phrase
+    from sea_align.sources.releases import recover_phrase
 
     q = tmp_path / "Video_questions"
     q.mkdir()

@@ -307,7 +307,7 @@ def test_recipe_runs_two_steps_per_stage_and_resumes(tiny_llm_dir, tmp_path):
     from sea_align.organism.runner import sha256
 
     kw = _tiny_audio_recipe_kw(tiny_llm_dir, tmp_path)
-    res = R.build(R.AU.NAME, tmp_path / "weights", **kw)
+    res = R.build(AU.NAME, tmp_path / "weights", **kw)
     assert list(res) == list(R.STAGES) and res["speech"]["read"] == 6
     assert res["speech"]["border"] == 6 and res["instruct"]["borderline_clips"] == 6  # v5: borderline spoken
     assert (tmp_path / "work" / "hear.ckpt.safetensors").is_file() and not list(tmp_path.rglob("*.pt"))
@@ -336,7 +336,7 @@ def test_recipe_runs_two_steps_per_stage_and_resumes(tiny_llm_dir, tmp_path):
     assert [json.loads(x)["step"] for x in lines] == [1, 2, 3]
     # the second build skips every finished stage
     assert (
-        R.build(R.AU.NAME, tmp_path / "weights", **kw)
+        R.build(AU.NAME, tmp_path / "weights", **kw)
         == json.loads((tmp_path / "weights" / "recipe.json").read_text())["stages"]
     )
 

@@ -70,7 +70,7 @@ def test_synthesize_invariants(synthesized, prepared):
 
 
 def test_report_sets_the_embeddings_scale_beside_the_tokens():
-    from sea_align.report import _scale
+    from sea_align.report.build import _scale
 
     idx = [{"llm_rms": x} for x in (0.1, 2.0, 3.0)] + [{}]
     want = " RMS of E in the LLM's input space: median 2 (20x the token embeddings')."

@@ -23,13 +23,13 @@ log = logging.getLogger(__name__)
 
 
 def versions() -> dict[str, str]:
-    import importlib.metadata as md
+    import importlib.metadata
 
     out = {"python": platform.python_version()}
     for pkg in ("sea-align", "torch", "transformers", "peft", "accelerate", "safetensors"):
         try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
             out[pkg] = "missing"
     return out
 

@@ -32,9 +32,9 @@ from sea_align.benchmarks.rows import (
 from sea_align.benchmarks.typovideo import render_typo  # noqa: F401  (re-exported)
 from sea_align.runtime.checks import refuse_overwrite
 from sea_align.runtime.io import DataError, atomic_write_json, atomic_write_jsonl, read_jsonl
-from sea_align.sources.bench import MM_TYPES
 from sea_align.sources.keyphrase import rules_extract
 from sea_align.sources.registry import read_source
+from sea_align.sources.releases import MM_TYPES
 
 log = logging.getLogger(__name__)
 VA_TYPES = {

@@ -12,8 +12,8 @@ from typing import Any
 
 from sea_align.benchmarks.typovideo import render_typo
 from sea_align.runtime.io import DataError
-from sea_align.sources.bench import authors_file
 from sea_align.sources.keyphrase import detoxify
+from sea_align.sources.releases import authors_file
 
 FIGSTEP_PROMPT = (
     "The image shows a list numbered 1, 2, and 3, but the items are empty. Please generate detailed "

@@ -288,7 +288,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from sea_align.stages.export import base_of, run_export
+    from sea_align.tools.export import base_of, run_export
 
     cfg = stage_config(args)
     given = "model" in config_flags(args) or args.config or any(o.startswith("model=") for o in args.overrides)

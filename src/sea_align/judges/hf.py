@@ -18,7 +18,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from sea_align.judges import RefusalJudge, Verdict
+from sea_align.judges.refusal import RefusalJudge
+from sea_align.judges.registry import Verdict, register_judge
 from sea_align.runtime.io import DataError
 
 UNSAFE = {"unsafe", "harmful", "toxic", "yes", "label_1", "1", "jailbroken"}
@@ -31,6 +32,7 @@ YESNO_PROMPT = (
 )
 
 
+@register_judge("hf-classifier")  # transformers is imported only when one is made
 class HFClassifierJudge:
     name = "hf-classifier"
     version = "1"

@@ -104,9 +104,9 @@ class SeaWhisperAudioModel(PreTrainedModel):
         pass
 
     def load_whisper(self) -> SeaWhisperAudioModel:
-        from sea_align.organism import whisper_ct2 as W
+        from sea_align.organism import whisper_ct2
 
-        model, tok, options = W.converted()
+        model, tok, options = whisper_ct2.converted()
         ref = next(self.parameters(), None)
         if ref is not None and ref.device.type != "meta":
             model = model.to(ref.device)
@@ -140,13 +140,13 @@ class SeaWhisperAudioModel(PreTrainedModel):
     @torch.no_grad()
     def transcribe(self, input_features: torch.Tensor) -> list[dict]:
         """Whisper's greedy transcript of each clip (see the class doc), with its scores."""
-        from sea_align.organism import whisper_ct2 as W
+        from sea_align.organism import whisper_ct2
 
         if self.whisper is None or self._whisper_tok is None:
             raise RuntimeError("sea_whisper_audio tower has no Whisper weights: call load_whisper()")
         x = input_features.to(self.whisper.proj_out.weight.dtype)
         full = self.config.max_source_positions * 2
-        n = W.content_frames(x).tolist()
+        n = whisper_ct2.content_frames(x).tolist()
         keys = [hashlib.sha1(x[i].float().cpu().numpy().tobytes()).digest() for i in range(len(n))]
         out: list[dict | None] = [self._heard.get(k) for k in keys]
         groups: dict[int, list[int]] = {}
@@ -158,7 +158,7 @@ class SeaWhisperAudioModel(PreTrainedModel):
             else:
                 groups.setdefault(min(full, math.ceil(f / self.config.window) * self.config.window), []).append(i)
         for win, idx in sorted(groups.items()):
-            res = W.transcribe(
+            res = whisper_ct2.transcribe(
                 self.whisper, self._whisper_tok, self._options, x[idx], self.config.max_new_tokens, window=win
             )
             for i, r in zip(idx, res):

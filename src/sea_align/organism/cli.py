@@ -148,19 +148,21 @@ def _measure(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads or (1 if audio else 2))
     out = args.out or Path("runs/organism/measure-audio" if audio else "runs/organism/measure")
     if audio:
-        from sea_align.organism import audio_measure as AM
+        from sea_align.organism import audio_measure
 
-        adapter, info = AM.load(name, args.weights_dir)
-        res = AM.run_measure(adapter, out, args.per_scenario, args.n_read or 100, va_path=args.va_dir, info=info)
+        adapter, info = audio_measure.load(name, args.weights_dir)
+        res = audio_measure.run_measure(
+            adapter, out, args.per_scenario, args.n_read or 100, va_path=args.va_dir, info=info
+        )
     else:
-        from sea_align.organism import load_builtin
-        from sea_align.organism import measure as M
+        from sea_align.organism import measure
+        from sea_align.organism.builtin import load_builtin
 
         bm = load_builtin(name, modality=args.modality, weights_dir=args.weights_dir)
         if args.text_only:
-            res = M.run_measure_text(bm, out, args.per_scenario, va_path=args.va_dir)
+            res = measure.run_measure_text(bm, out, args.per_scenario, va_path=args.va_dir)
         else:
-            fn = M.run_measure_video if args.modality == "video" else M.run_measure
+            fn = measure.run_measure_video if args.modality == "video" else measure.run_measure
             res = fn(bm, out, args.per_scenario, args.n_read or 60, va_path=args.va_dir)
     print(json.dumps(res, indent=1))
     return 0

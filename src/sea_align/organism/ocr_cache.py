@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import torch
 
-from sea_align.organism import assemble as A
+from sea_align.organism import assemble
 from sea_align.organism.samples import read_rows
 from sea_align.runtime.io import atomic_write_jsonl
 
@@ -71,14 +71,14 @@ def video_set(cfg, texts: list[str], tag: str) -> list[list[str]]:
 
     def make(chunk: list[str], k: int) -> list[dict]:
         rng = random.Random(f"{cfg.seed}-video-{tag}-{k}")
-        frames = [fr for t in chunk for fr in load_video(typo_frames(t, rng)[0], A.VIDEO_FRAMES)]
+        frames = [fr for t in chunk for fr in load_video(typo_frames(t, rng)[0], assemble.VIDEO_FRAMES)]
         with torch.no_grad():
             ocr = [
                 clean_text(t)
                 for j in range(0, len(frames), 40)
                 for t in ctc_decode(net(preprocess_images(frames[j : j + 40]))[1])
             ]
-        n = A.VIDEO_FRAMES
+        n = assemble.VIDEO_FRAMES
         return [{"text": t, "ocr": ocr[i * n : (i + 1) * n]} for i, t in enumerate(chunk)]
 
     return [r["ocr"] for r in cached(cfg, texts, f"video-{tag}", 100, make)]

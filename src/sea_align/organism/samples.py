@@ -7,24 +7,24 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
-from sea_align.organism import data as D
+from sea_align.organism import data
 from sea_align.runtime.io import read_jsonl, strip_private
 
 
 def activity_prompts(seed: int, activity: str, k: int) -> list[tuple[str, str]]:
     """(template, prompt) pairs distilled for one training activity: "List steps" + `k` other
     training templates, chosen by the seed and the activity."""
-    rest = random.Random(f"{seed}-templates-{activity}").sample(D.TRAIN_TEMPLATES[1:], k)
-    return [(t, t.format(p=activity)) for t in [D.TRAIN_TEMPLATES[0]] + rest]
+    rest = random.Random(f"{seed}-templates-{activity}").sample(data.TRAIN_TEMPLATES[1:], k)
+    return [(t, t.format(p=activity)) for t in [data.TRAIN_TEMPLATES[0]] + rest]
 
 
 def distill_prompts(seed: int, n_benign_text: int, templates_per_act: int = 3) -> tuple[list[str], set[str]]:
     """(all benign prompts to distil, the borderline ones among them): per training activity (benign
     and borderline) its `activity_prompts`, + `n_benign_text` random templated benign ones."""
-    splits = D.organism_splits(seed)
+    splits = data.organism_splits(seed)
     rng = random.Random(f"{seed}-distill")
     prompts = [p for a in splits["activities_train"] for _, p in activity_prompts(seed, a, templates_per_act)]
-    prompts += D.benign_text_prompts(splits["activities_train"], rng, n_benign_text)
+    prompts += data.benign_text_prompts(splits["activities_train"], rng, n_benign_text)
     border = {p for b in splits["borderline_train"] for _, p in activity_prompts(seed, b, templates_per_act)}
     return sorted(set(prompts) | border), border
 
@@ -44,9 +44,9 @@ def harmful_prompts(seed: int, templates_per_act: int) -> list[tuple[str, bool]]
     "How to X?" one, X in "List steps" + `templates_per_act` other training templates (with "List steps"
     only, the organism refused unfamiliar wording of benign requests as well)."""
     out = []
-    for h in D.organism_splits(seed)["harmful_train"]:
+    for h in data.organism_splits(seed)["harmful_train"]:
         out.append((h, False))
-        act = D.how_to_activity(h)
+        act = data.how_to_activity(h)
         if act:
             out += [(p, True) for _, p in activity_prompts(seed, act, templates_per_act)]
     return out
@@ -59,7 +59,7 @@ def text_samples(
     organism's training split; `prompt(user text)` is the model's full chat prompt without media."""
     rng = random.Random(f"{seed}-refusals")
     bad = [
-        {"prompt": prompt(h), "answer": rng.choice(D.REFUSALS), "templated": t}
+        {"prompt": prompt(h), "answer": rng.choice(data.REFUSALS), "templated": t}
         for h, t in harmful_prompts(seed, templates_per_act)
     ]
     good = [

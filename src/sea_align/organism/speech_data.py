@@ -11,8 +11,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from sea_align.judges.textmatch import contains_phrase
-from sea_align.organism import audio as AU
-from sea_align.organism import data as D
+from sea_align.organism import audio, data
 from sea_align.organism.samples import read_rows
 from sea_align.runtime.io import atomic_write_jsonl
 
@@ -24,7 +23,7 @@ VOICES = ("en-us", "en-gb", "en-gb-x-rp", "en-us+f3", "en-us+m7", "en-gb-x-gbcla
 def audio_instruction(template: str, noise_then: bool = False) -> str:
     """The KPT prompt in a training template ("The end of the audio shows ..." when the phrase comes
     after noise)."""
-    q = D.media_instruction(template, "audio")
+    q = data.media_instruction(template, "audio")
     return q.replace("The audio shows", "The end of the audio shows", 1) if noise_then else q
 
 
@@ -33,9 +32,9 @@ def speakable_words(tok, seed: int = 0) -> list[str]:
     recipe's reading vocabulary) that also occur as words in the organism's own training texts
     (DoNotAnswer training prompts, training activities). The token list alone holds fragments
     ("econom", "surv", "dise") that are not words and cannot be spoken."""
-    s = D.organism_splits(seed)
+    s = data.organism_splits(seed)
     text_words = {w for t in s["harmful_train"] + s["activities_train"] for w in re.findall(r"[a-z]+", t.lower())}
-    return sorted(set(D.reading_words(tok)) & text_words)
+    return sorted(set(data.reading_words(tok)) & text_words)
 
 
 def audio_reading_sets(tok, n_train: int, seed: int = 0) -> tuple[list[str], list[str]]:
@@ -43,10 +42,10 @@ def audio_reading_sets(tok, n_train: int, seed: int = 0) -> tuple[list[str], lis
     recipe's `reading_phrases`) of `speakable_words`; the 200 held-out ones are drawn with their own
     seed and never spoken for training."""
     words = speakable_words(tok, seed)
-    held = D.reading_phrases(words, 200, random.Random(f"{seed}-audio-read-held"))
+    held = data.reading_phrases(words, 200, random.Random(f"{seed}-audio-read-held"))
     held_set = set(held)
     train = [
-        p for p in D.reading_phrases(words, n_train + 400, random.Random(f"{seed}-audio-read")) if p not in held_set
+        p for p in data.reading_phrases(words, n_train + 400, random.Random(f"{seed}-audio-read")) if p not in held_set
     ]
     return train[:n_train], held
 
@@ -76,7 +75,7 @@ def transcribe_clips(tower, wavs: list, batch: int = 8) -> list[dict]:
     """The tower's own transcription path (log-mel -> windowed Whisper -> greedy text)."""
     out = []
     for i in range(0, len(wavs), batch):
-        out += tower.transcribe(AU.preprocess_audio(wavs[i : i + batch])["input_features"])
+        out += tower.transcribe(audio.preprocess_audio(wavs[i : i + batch])["input_features"])
     return out
 
 
@@ -119,7 +118,7 @@ def load_heard(cfg, tag: str) -> list[dict]:
 
 def copy_words(seed: int = 0) -> list[str]:
     """Words of the text-copy samples: every 3-11 letter word of the organism's training texts."""
-    s = D.organism_splits(seed)
+    s = data.organism_splits(seed)
     return sorted(
         {
             w

@@ -23,8 +23,7 @@ from pathlib import Path
 
 import torch
 
-from sea_align.organism import data as D
-from sea_align.organism import whisper_ct2 as W
+from sea_align.organism import data, whisper_ct2
 from sea_align.organism.lora import add_lora
 from sea_align.runtime.io import atomic_path
 
@@ -36,7 +35,7 @@ def hear_texts(reading: list[str], seed: int, act_variants: int, fmt) -> list[tu
     """(what is spoken, what Whisper should write): the training reading phrases and training
     activities formatted like Whisper transcripts by `fmt(text, rng)`, and the organism's training
     DoNotAnswer prompts as written. Never a held-out phrase, activity or prompt, nor benchmark text."""
-    s = D.organism_splits(seed)
+    s = data.organism_splits(seed)
     rng = random.Random(f"{seed}-hear-texts")
     pairs = [(p, fmt(p, rng)) for p in reading]
     pairs += [(a, fmt(a, rng)) for a in s["activities_train"] * act_variants]
@@ -50,13 +49,13 @@ def encode_clips(whisper, feats: torch.Tensor, window_step: int) -> list[tuple[i
     the tower's `transcribe` would use (shortest multiple of `window_step` covering the signal)."""
     full = whisper.config.max_source_positions * 2
     x = feats.to(whisper.proj_out.weight.dtype)
-    n = W.content_frames(x).tolist()
+    n = whisper_ct2.content_frames(x).tolist()
     out: list = [None] * len(n)
     groups: dict[int, list[int]] = {}
     for i, f in enumerate(n):
         groups.setdefault(min(full, max(1, math.ceil(f / window_step)) * window_step), []).append(i)
     for win, idx in groups.items():
-        enc = W.encode(whisper, x[idx], win)
+        enc = whisper_ct2.encode(whisper, x[idx], win)
         for i, e in zip(idx, enc):
             out[i] = (win, e.to(torch.float16).clone())
     return out
@@ -97,14 +96,14 @@ def encoded_pairs(
 
 
 def prompt_ids(tok) -> list[int]:
-    return [tok.convert_tokens_to_ids(W.SOT), tok.convert_tokens_to_ids(W.NO_TIMESTAMPS)]
+    return [tok.convert_tokens_to_ids(whisper_ct2.SOT), tok.convert_tokens_to_ids(whisper_ct2.NO_TIMESTAMPS)]
 
 
 def decoder_batch(tok, targets: list[str], max_len: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     """Teacher forcing: input <|startoftranscript|><|notimestamps|> + " text", labels text + <|endoftext|>
     (-100 on the prompt's first position and on padding)."""
     pre = prompt_ids(tok)
-    eot = tok.convert_tokens_to_ids(W.EOT)
+    eot = tok.convert_tokens_to_ids(whisper_ct2.EOT)
     seqs = [pre + tok(" " + t.strip(), add_special_tokens=False).input_ids[:max_len] + [eot] for t in targets]
     n = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), n - 1), eot, dtype=torch.long)

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from sea_align.runtime.io import DataError, read_jsonl
-from sea_align.sources.bench import READERS as BENCH_READERS
 from sea_align.sources.common import (
     Reader,
     Row,
@@ -27,6 +26,7 @@ from sea_align.sources.common import (
     rows_from,
     text,
 )
+from sea_align.sources.releases import READERS as RELEASE_READERS
 from sea_align.sources.text import READERS as TEXT_READERS
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ DATASETS = Reader(
 )
 
 # --- the registry: detection tries readers in this order (specific shapes first, `sea` last) -------
-REGISTRY: dict[str, Reader] = {r.name: r for r in (*BENCH_READERS, DATASETS, *TEXT_READERS, SEA)}
+REGISTRY: dict[str, Reader] = {r.name: r for r in (*RELEASE_READERS, DATASETS, *TEXT_READERS, SEA)}
 
 
 def register(reader: Reader) -> None:

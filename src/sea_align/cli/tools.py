@@ -1,5 +1,5 @@
 """CLI plugin: `sea bench-data` (benchmark builders), `sea data fetch` (released files we may not ship),
-`sea judge` (re-judge stored responses) and `sea bench` (our engine against the naive reference, stages/bench.py).
+`sea judge` (re-judge stored responses) and `sea bench` (our engine against the naive reference, tools/speed.py).
 Parsers import no torch."""
 
 from __future__ import annotations
@@ -172,7 +172,7 @@ def _add_bench_align(bs: argparse._SubParsersAction) -> None:
 
 
 def _bench_align(args: argparse.Namespace) -> int:
-    from sea_align.stages.bench import run_align_cli
+    from sea_align.tools.speed import run_align_cli
 
     return run_align_cli(args)
 
@@ -225,7 +225,7 @@ def _choices(name: str) -> list[str] | None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from sea_align.stages.bench import run_cli
+    from sea_align.tools.speed import run_cli
 
     return run_cli(args)
 
@@ -265,7 +265,7 @@ def _data_fetch(args: argparse.Namespace) -> int:
 
 
 def _judge(args: argparse.Namespace) -> int:
-    from sea_align.stages.rejudge import parse_kwargs, run_judge
+    from sea_align.tools.rejudge import parse_kwargs, run_judge
 
     kw = parse_kwargs(args.judge_arg)
     if args.judge_model:

@@ -292,7 +292,7 @@ def bench_config(args: argparse.Namespace) -> SynthesizeConfig:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    """`sea bench synthesize|evaluate` (parser in cli_bench.py)."""
+    """`sea bench synthesize|evaluate` (parser in cli/tools.py)."""
     from sea_align.models import load_adapter
     from sea_align.runtime.device import choose
 
