@@ -87,7 +87,9 @@ def _add_synthesize(sub: argparse._SubParsersAction) -> None:
 def _add_align(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("align", help="LoRA safety alignment with the synthetic embeddings")
     p.add_argument("--data", required=True, help="prepared.jsonl (from `sea prepare`)")
-    p.add_argument("--embeddings", default=None, metavar="DIR", help="embeddings directory (not with --text-only)")
+    p.add_argument(
+        "--embeddings", default=None, metavar="DIR", help="embeddings directory (default: none; not with --text-only)"
+    )
     p.add_argument("--out", required=True, help="adapter directory (PEFT format)")
     _common(p, "align")
     p.set_defaults(func=_align)
