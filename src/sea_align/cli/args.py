@@ -190,7 +190,8 @@ class _ShowExperimental(argparse.Action):
             rng = f"; {k.range}" if k.range else ""
             lines.append(f"  {flag_of(k)}  (config key {k.name}; default: {show(k.default)}{_more(k, kw)}{rng})")
             lines += textwrap.wrap(k.help, 100, initial_indent="      ", subsequent_indent="      ")
-        parser.exit(0, "\n".join(lines) + "\n")
+        print("\n".join(lines))  # to stdout, as --help
+        parser.exit(0)
 
 
 def config_flags(args: argparse.Namespace) -> dict[str, Any]:
