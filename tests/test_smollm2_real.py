@@ -42,3 +42,11 @@ def test_real_llm_reads_synthetic_embeddings(tmp_path):
     blank = a.to_llm("image", a.blank("image"))
     ans = a.generate([Item(q, "image", blank) for q in PROBE_Q["image"]], max_new_tokens=24)
     assert not any(contains_phrase(p, x) for p in phrases.values() for x in ans)
+
+
+def test_the_shell_loads_to_the_same_weights_every_time():
+    from sea_align.models import load_adapter
+
+    first, second = (load_adapter("smollm2-llava").model.state_dict() for _ in range(2))
+    assert first.keys() == second.keys()
+    assert [k for k in first if not torch.equal(first[k], second[k])] == []

@@ -22,6 +22,7 @@ def build_smollm2_llava(dtype: torch.dtype = torch.float32, seed: int = 0, llm_d
     if tok.convert_tokens_to_ids("<image>") in (None, tok.unk_token_id):
         tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
     lm = AutoModelForCausalLM.from_pretrained(d, dtype=dtype)
+    torch.manual_seed(seed)  # the new `<image>` row is drawn at random: the same one at every load
     lm.resize_token_embeddings(len(tok), mean_resizing=False)
     clip = dict(
         model_type="clip_vision_model",
