@@ -7,6 +7,7 @@ import torch
 
 from conftest import write_jsonl
 from sea_align.config import AlignConfig, EvaluateConfig, SynthesizeConfig
+from sea_align.config import SynthesizeExperimental as Tuning
 from sea_align.models import load_adapter
 from sea_align.runtime.io import DataError
 from sea_align.stages.align import run_align
@@ -93,7 +94,8 @@ def test_synthesize_rejects_other_shape(synthesized, prepared):
 
 
 @pytest.mark.parametrize(
-    "opts", [{}, {"init": "text", "init_text": "{targets}", "warmup": 3, "lr_adapt": [1.2, 0.5, 3.0]}]
+    "opts",
+    [{}, {"init": "text", "init_text": "{targets}", "experimental": Tuning(warmup=3, lr_adapt=[1.2, 0.5, 3.0])}],
 )
 def test_batch_size_does_not_change_embeddings(tmp_path, prepared, opts):
     """Samples are independent: the batch only shares compute (same E whatever the batch size), also
@@ -401,7 +403,9 @@ def test_text_init_writes_the_phrase_where_the_media_goes(tiny_llava, space):
     the rest of the media positions stay as the blank projects."""
     from sea_align.stages import synthesize as S
 
-    s = S.Synthesizer(tiny_llava, "image", SynthesizeConfig(init="text", space=space, init_steps=300))
+    s = S.Synthesizer(
+        tiny_llava, "image", SynthesizeConfig(init="text", space=space, experimental=Tuning(init_steps=300))
+    )
     ids = tiny_llava.tokenizer(" steal a car", add_special_tokens=False)["input_ids"]
     want = tiny_llava.embed_tokens(torch.tensor(ids)).float()
     E = s.text_init(["steal a car"])[0]
@@ -425,7 +429,7 @@ def test_synthesis_options_are_checked(tiny_llava):
     with pytest.raises(DataError, match="synthesize.autocast"):
         Synthesizer(tiny_llava, "image", SynthesizeConfig(autocast="fp8"))
     assert Synthesizer(tiny_llava, "image", SynthesizeConfig(autocast="auto")).cfg.autocast in ("bf16", "none")
-    with pytest.raises(DataError, match="synthesize.lr_adapt"):
-        Synthesizer(tiny_llava, "image", SynthesizeConfig(lr_adapt=[0.5, 1.2, 3.0]))
-    with pytest.raises(DataError, match="synthesize.attention"):
-        Synthesizer(tiny_llava, "image", SynthesizeConfig(attention="flash3"))
+    with pytest.raises(DataError, match="synthesize.experimental.lr_adapt"):
+        Synthesizer(tiny_llava, "image", SynthesizeConfig(experimental=Tuning(lr_adapt=[0.5, 1.2, 3.0])))
+    with pytest.raises(DataError, match="synthesize.experimental.attention"):
+        Synthesizer(tiny_llava, "image", SynthesizeConfig(experimental=Tuning(attention="flash3")))
