@@ -263,3 +263,44 @@ def test_align_killed_between_summary_and_rename_publishes_without_the_checkpoin
     res = _finished_before(tmp, out, "fp1", dist_state())
     assert res is not None and res.n_train == 4 and out.is_dir() and not tmp.exists()
     assert (out / "train_summary.json").is_file() and not (out / CKPT).exists()
+
+
+def _lora_like() -> tuple[dict[str, torch.nn.Parameter], torch.optim.Optimizer]:
+    params = {"a": torch.nn.Parameter(torch.zeros(3, 2)), "b": torch.nn.Parameter(torch.zeros(2))}
+    return params, torch.optim.AdamW(list(params.values()), lr=0.1)
+
+
+def test_a_checkpoint_of_another_config_leaks_nothing_into_the_fresh_start(tmp_path):
+    """A checkpoint whose fingerprint differs (another config or data) is not resumed AND not loaded: the
+    fresh run starts from its own initial weights and an empty optimizer, not from the old run's."""
+    from sea_align.runtime.checkpoint import save_checkpoint
+    from sea_align.stages.align_loop import CKPT, _resume_main
+
+    old, old_opt = _lora_like()
+    sum(p.sum() for p in old.values()).backward()
+    old_opt.step()  # trained: non-zero weights and AdamW moments
+    tmp = tmp_path / "adapter.partial"
+    tmp.mkdir()
+    save_checkpoint(tmp / CKPT, old, old_opt, {"step": 72, "fingerprint": "old-config"})
+
+    fresh, fresh_opt = _lora_like()
+    assert _resume_main(tmp, "new-config", fresh, fresh_opt) == 0
+    assert all(torch.count_nonzero(p) == 0 for p in fresh.values())
+    assert fresh_opt.state_dict()["state"] == {}
+    assert not (tmp / CKPT).exists()
+
+    save_checkpoint(tmp / CKPT, old, old_opt, {"step": 72, "fingerprint": "same"})
+    assert _resume_main(tmp, "same", fresh, fresh_opt) == 72  # the matching one resumes, weights and all
+    assert torch.equal(fresh["a"], old["a"]) and len(fresh_opt.state_dict()["state"]) == 2
+
+
+def test_a_damaged_checkpoint_loads_nothing(tmp_path):
+    """A checkpoint with a parameter of the wrong shape raises before any weight is copied."""
+    from sea_align.runtime.checkpoint import load_checkpoint, save_checkpoint
+
+    other = {"a": torch.nn.Parameter(torch.ones(3, 2)), "b": torch.nn.Parameter(torch.ones(5))}
+    save_checkpoint(tmp_path / "c.safetensors", other, torch.optim.AdamW(list(other.values())), {"step": 1})
+    params, opt = _lora_like()
+    with pytest.raises(ValueError, match="parameter b"):
+        load_checkpoint(tmp_path / "c.safetensors", params, opt)
+    assert torch.count_nonzero(params["a"]) == 0

@@ -31,17 +31,37 @@ def save_checkpoint(
         crash_point("align.ckpt_tmp")
 
 
-def load_checkpoint(path: Path, params: dict[str, torch.nn.Parameter], opt: torch.optim.Optimizer) -> dict[str, Any]:
+def checkpoint_info(path: Path) -> dict[str, Any]:
+    """A checkpoint's `info` (step, fingerprint, ...) from its metadata alone, without reading a tensor."""
     with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata()
+        return json.loads((f.metadata() or {})["info"])
+
+
+def load_checkpoint(
+    path: Path, params: dict[str, torch.nn.Parameter], opt: torch.optim.Optimizer, fingerprint: str | None = None
+) -> dict[str, Any]:
+    """Load a checkpoint into `params` and `opt`; -> its `info`. With `fingerprint`, a checkpoint whose
+    info holds another one is not loaded (its info is still returned): weights trained under another
+    config must not leak into a fresh start. Every tensor is read and checked before any is copied, so a
+    damaged file raises with `params` and `opt` untouched."""
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+        info = json.loads(meta["info"])
+        if fingerprint is not None and info.get("fingerprint") != fingerprint:
+            return info
         tensors = {k: f.get_tensor(k) for k in f.keys()}
-    with torch.no_grad():
-        for n, p in params.items():
-            p.copy_(tensors[f"param.{n}"].to(p.device))
+    for n, p in params.items():
+        t = tensors.get(f"param.{n}")
+        if t is None or t.shape != p.shape:
+            raise ValueError(f"{path}: parameter {n} is {'missing' if t is None else tuple(t.shape)}")
     state: dict[int, dict[str, torch.Tensor]] = {}
     for k, v in tensors.items():
         if k.startswith("opt."):
             _, idx, name = k.split(".", 2)
             state.setdefault(int(idx), {})[name] = v
-    opt.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
-    return json.loads(meta["info"])
+    groups = json.loads(meta["param_groups"])
+    opt.load_state_dict({"state": state, "param_groups": groups})  # validates before it sets anything
+    with torch.no_grad():
+        for n, p in params.items():
+            p.copy_(tensors[f"param.{n}"].to(p.device))
+    return info

@@ -62,7 +62,7 @@ def _resume_main(tmp: Path, fp: str, params, opt) -> int:
     ckpt = tmp / CKPT
     if ckpt.is_file():
         try:
-            info = load_checkpoint(ckpt, params, opt)
+            info = load_checkpoint(ckpt, params, opt, fingerprint=fp)  # loads nothing unless fp matches
         except Exception as e:  # damaged or from another version: train from scratch
             log.warning("align: ignoring checkpoint %s (%s)", ckpt, type(e).__name__)
             info = {}
