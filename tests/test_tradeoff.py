@@ -85,3 +85,19 @@ def test_tradeoff_attack_missing_names_it(tmp_path, attack):
     run = fake_run(tmp_path, "r", "m", {"base": (0.5, 0.1)})
     with pytest.raises(DataError, match=f"attack '{attack}' ASR"):
         collect([run], attack=attack)
+
+
+def test_labels_of_nearby_points_do_not_share_a_line():
+    from sea_align.report.tradeoff import Point, _label_offsets
+
+    def pt(run, refusal, asr):
+        return Point(run, "aligned", "g", asr, None, refusal, None, None)
+
+    points = [pt("a", 0.39, 0.07), pt("b", 0.50, 0.10), pt("c", 0.45, 0.08), pt("far", 0.90, 0.90)]
+    offs = _label_offsets(points)
+    per_pt = 110 / 280
+    lines = [100 * p.asr + o * per_pt for p, o in zip(points, offs)]
+    for i in range(3):
+        for j in range(i):
+            assert abs(lines[i] - lines[j]) >= 3, (offs, lines)
+    assert offs[0] == offs[3] == 3  # a lone point keeps the default place

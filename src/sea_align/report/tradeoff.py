@@ -79,6 +79,25 @@ def _err(v: float, ci: list[float] | None) -> list[float]:
     return [100 * (v - ci[0]), 100 * (ci[1] - v)]
 
 
+def _label_offsets(points: list[Point]) -> list[int]:
+    """Vertical label offsets (points), so that labels of nearby points do not overprint: each label takes
+    the first of 3, 11, -5, 19, -13, ... points above its marker whose line is clear (3 percentage points) of
+    every earlier label that starts within 30 points of x (a 6-point font is ~2.5 points of the axis)."""
+    per_pt = 110 / 280  # axis percentage points per typographic point at the chart's size
+    placed: list[tuple[float, float]] = []  # (x, y of the label's line), in axis units
+    out = []
+    for p in points:
+        x, y = 100 * p.refusal, 100 * p.asr
+        near = [b for a, b in placed if abs(x - a) < 30]
+        for k in range(12):
+            off = 3 + 8 * ((k + 1) // 2) * (1 if k % 2 else -1) if k else 3
+            if all(abs(y + off * per_pt - b) >= 3 for b in near):
+                break
+        out.append(off)
+        placed.append((x, y + off * per_pt))
+    return out
+
+
 def chart(path: Path, points: list[Point], title: str) -> Path:
     plt = charts._plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
@@ -97,7 +116,8 @@ def chart(path: Path, points: list[Point], title: str) -> Path:
             capsize=2,
             markersize=7,
         )
-        ax.annotate(f"{p.run} {LABEL.get(p.arm, p.arm)}", (100 * p.refusal, 100 * p.asr), fontsize=6, xytext=(4, 3),
+    for p, dy in zip(points, _label_offsets(points)):
+        ax.annotate(f"{p.run} {LABEL.get(p.arm, p.arm)}", (100 * p.refusal, 100 * p.asr), fontsize=6, xytext=(4, dy),
                     textcoords="offset points")  # fmt: skip
     for g, c in colours.items():  # legend: one entry per colour, one per marker
         ax.plot([], [], "o", color=c, label=g)
