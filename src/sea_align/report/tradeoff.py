@@ -90,7 +90,7 @@ def _label_offsets(points: list[Point]) -> list[int]:
         x, y = 100 * p.refusal, 100 * p.asr
         near = [b for a, b in placed if abs(x - a) < 30]
         for k in range(12):
-            off = 3 + 8 * ((k + 1) // 2) * (1 if k % 2 else -1) if k else 3
+            off = 3 + 8 * ((k + 1) // 2) * (1 if k % 2 else -1)  # 3, 11, -5, 19, -13, ...
             if all(abs(y + off * per_pt - b) >= 3 for b in near):
                 break
         out.append(off)

@@ -31,12 +31,6 @@ def save_checkpoint(
         crash_point("align.ckpt_tmp")
 
 
-def checkpoint_info(path: Path) -> dict[str, Any]:
-    """A checkpoint's `info` (step, fingerprint, ...) from its metadata alone, without reading a tensor."""
-    with safe_open(str(path), framework="pt") as f:
-        return json.loads((f.metadata() or {})["info"])
-
-
 def load_checkpoint(
     path: Path, params: dict[str, torch.nn.Parameter], opt: torch.optim.Optimizer, fingerprint: str | None = None
 ) -> dict[str, Any]:
@@ -59,8 +53,7 @@ def load_checkpoint(
         if k.startswith("opt."):
             _, idx, name = k.split(".", 2)
             state.setdefault(int(idx), {})[name] = v
-    groups = json.loads(meta["param_groups"])
-    opt.load_state_dict({"state": state, "param_groups": groups})  # validates before it sets anything
+    opt.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})  # checks, then sets
     with torch.no_grad():
         for n, p in params.items():
             p.copy_(tensors[f"param.{n}"].to(p.device))

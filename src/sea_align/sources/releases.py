@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,18 @@ def _va_detect(path: Path) -> bool:
     return "Text_only" in (_first_item(path) or {})
 
 
+def _keyed_rows(files: list[Path], row: Callable[[Path, str, Any], Row]) -> list[Row]:
+    """`row(file, key, item)` for every item of JSON files that each hold one object keyed by item id (the
+    layout of VA-SafetyBench's and MM-SafetyBench's question files)."""
+    out = []
+    for f in files:
+        data = load_json(f)
+        if not isinstance(data, dict):
+            raise DataError(f"{f}: expected a JSON object keyed by item id")
+        out += [row(f, str(key), q) for key, q in data.items()]
+    return out
+
+
 def va_items(qdir: str | Path, modality: str = "video") -> list[Row]:
     """VA-SafetyBench questions (a folder with Video_questions/ and Audio_questions/, a folder of scenario
     files, or one file): id `<scenario>/<key>`, the key phrase recovered from Text_only."""
@@ -75,13 +88,7 @@ def va_items(qdir: str | Path, modality: str = "video") -> list[Row]:
     files = [qdir] if qdir.is_file() else sorted((sub if sub.is_dir() else qdir).glob("*.json"))
     if not files:
         raise DataError(f"{qdir}: no VA-SafetyBench question files (*.json) found")
-    out = []
-    for f in files:
-        data = load_json(f)
-        if not isinstance(data, dict):
-            raise DataError(f"{f}: expected a JSON object keyed by item id")
-        out += [_va_row(f, str(key), q) for key, q in data.items()]
-    return out
+    return _keyed_rows(files, _va_row)
 
 
 def _va_row(f: Path, key: str, q: Any) -> Row:
@@ -127,13 +134,7 @@ def mm_items(path: Path, modality: str = "video") -> list[Row]:
     files = [path] if path.is_file() else sorted(_mm_dir(path).glob("*.json"))
     if not files:
         raise DataError(f"{path}: no MM-SafetyBench question files (<NN-Scenario>.json) found")
-    out = []
-    for f in files:
-        data = load_json(f)
-        if not isinstance(data, dict):
-            raise DataError(f"{f}: expected a JSON object keyed by item id")
-        out += [_mm_row(f, str(key), q) for key, q in data.items()]
-    return out
+    return _keyed_rows(files, _mm_row)
 
 
 def _mm_row(f: Path, key: str, q: Any) -> Row:
