@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from sea_align.cli.stages import embeddings_modality
-from sea_align.config import load_config
+from sea_align.config_load import load_config
 from sea_align.judges import get_judge
 from sea_align.models import load_adapter
 from sea_align.models.base import Item

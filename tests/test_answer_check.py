@@ -10,7 +10,8 @@ import pytest
 
 from conftest import write_jsonl
 from sea_align import PKG_DATA
-from sea_align.config import PrepareConfig, load_config
+from sea_align.config import PrepareConfig
+from sea_align.config_load import load_config
 from sea_align.judges import JUDGES, Verdict
 from sea_align.report.training_data import training_data_blocks
 from sea_align.runtime.io import DataError, read_jsonl

@@ -44,7 +44,7 @@ def test_bench_synthesize_options_reach_our_engine(tmp_path, capsys):
 
 
 def test_bench_runs_the_presets_engine_unless_a_flag_says_otherwise(tmp_path):
-    from sea_align.config import load_config
+    from sea_align.config_load import load_config
 
     syn = load_config("default").synthesize
     out = tmp_path / "b.json"

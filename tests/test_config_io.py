@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from sea_align.config import load_config
+from sea_align.config_load import load_config
 from sea_align.runtime.io import DataError, atomic_path, read_jsonl
 
 

@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
-from sea_align.config import BenchSpec, config_keys, load_config
+from sea_align.config import BenchSpec, config_keys
 from sea_align.config_keys import Range
+from sea_align.config_load import load_config
 from sea_align.runtime.io import DataError
 
 NUMERIC = (int, float, list[float])
@@ -74,7 +75,7 @@ def test_lr_adapt_shape():
 
 
 def test_every_preset_is_in_range():
-    from sea_align.config import PRESET_DIR
+    from sea_align.config_load import PRESET_DIR
 
     for preset in sorted(PRESET_DIR.glob("*.yaml")):
         load_config(str(preset))

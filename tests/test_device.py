@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from sea_align.config import load_config
+from sea_align.config_load import load_config
 from sea_align.runtime.device import DeviceError, Machine, check_spec, choose, resolve_device, resolve_dtype
 from sea_align.runtime.io import DataError
 

@@ -11,7 +11,7 @@ import pytest
 from conftest import shared_data
 from sea_align.benchmarks.build import build_configured_benches
 from sea_align.cli import main
-from sea_align.config import load_config
+from sea_align.config_load import load_config
 from sea_align.runtime.io import DataError, read_jsonl
 from sea_align.sources import fetch as F
 from sea_align.sources.registry import detect_format

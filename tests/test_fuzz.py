@@ -15,7 +15,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from sea_align.config import EvaluateConfig, PrepareConfig, RunConfig, load_config
+from sea_align.config import EvaluateConfig, PrepareConfig, RunConfig
+from sea_align.config_load import load_config
 from sea_align.models.media import check_media, load_audio, load_image, load_video
 from sea_align.runtime.io import DataError, read_jsonl
 from sea_align.stages.evaluate import run_evaluate

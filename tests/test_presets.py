@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from sea_align.config import PRESET_DIR, RETIRED, load_config, to_dict
+from sea_align.config import to_dict
+from sea_align.config_load import PRESET_DIR, RETIRED, load_config
 from sea_align.runtime.io import DataError
 
 RECORDED = json.loads((Path(__file__).parent / "fixtures" / "presets_resolved.json").read_text(encoding="utf-8"))

@@ -434,7 +434,7 @@ def test_format_override(tmp_path):
 
 
 def test_config_format_is_checked():
-    from sea_align.config import load_config
+    from sea_align.config_load import load_config
 
     cfg = load_config("tiny", ["prepare.format=harmbench"])
     assert cfg.prepare.format == "harmbench" and "harmbench" in formats()

@@ -6,7 +6,8 @@ import importlib.util
 import pytest
 
 from sea_align.cli import main
-from sea_align.config import AlignConfig, load_config
+from sea_align.config import AlignConfig
+from sea_align.config_load import load_config
 from sea_align.models import load_adapter
 from sea_align.runtime import tracking
 from sea_align.runtime.io import DataError

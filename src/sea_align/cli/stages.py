@@ -149,7 +149,7 @@ def command_line(args: argparse.Namespace) -> str:
 # ----- commands -------------------------------------------------------------------------------------
 def stage_config(args: argparse.Namespace) -> RunConfig:
     """The command's config: --config (default: none), key=value overrides, then its own options."""
-    from sea_align.config import load_config
+    from sea_align.config_load import load_config
 
     return load_config(args.config, args.overrides, flags=config_flags(args))
 

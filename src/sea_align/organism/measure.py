@@ -35,8 +35,8 @@ log = logging.getLogger(__name__)
 
 def va_dir(path: str | Path | None = None) -> Path:
     """VA-SafetyBench's question folders (Video_questions/, Audio_questions/): `path`, else under the
-    project's shared data folder (`config.default_shared_dir()`, $SEA_SHARED overrides it)."""
-    from sea_align.config import default_shared_dir
+    project's shared data folder (`config_load.default_shared_dir()`, $SEA_SHARED overrides it)."""
+    from sea_align.config_load import default_shared_dir
 
     return Path(path) if path else default_shared_dir() / "data" / "va-safetybench"
 

@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from sea_align.config import AlignConfig, SynthesizeConfig, load_config
+from sea_align.config import AlignConfig, SynthesizeConfig
+from sea_align.config_load import load_config
 from sea_align.judges.textmatch import contains_phrase
 from sea_align.models.base import Item, ModelAdapter
 from sea_align.runtime.io import DataError, atomic_write_json
