@@ -35,7 +35,8 @@ def rows_of(d: Path) -> list[dict]:
 def check_generic(d: Path) -> list[dict]:
     rows = load_bench(d / "bench.jsonl")  # the evaluate loader: ids unique, media files exist
     for r in rows:
-        assert {"id", "category", "prompt", "media", "harmful", "attack", "key_phrase"} <= set(r)
+        assert {"id", "category", "prompt", "media", "harmful", "attack", "key_phrase", "request"} <= set(r)
+        assert r["key_phrase"] in r["request"]  # the request in words: what a judge reads for a media item
     return rows
 
 

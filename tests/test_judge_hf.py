@@ -108,8 +108,8 @@ def test_seq_classifier_random_weights_give_a_verdict_per_item(tmp_path):
 
 def test_causal_classifier_parses_generated_verdict(tmp_path, monkeypatch):
     forced = tiny_llama(tmp_path / "g1", "causal", silence=True)
-    monkeypatch.setenv("SEA_JUDGE_MODEL_PATH", forced)  # path from the environment
-    j = get_judge("hf-classifier", max_new_tokens=2)
+    monkeypatch.setenv("SEA_JUDGE_MODEL_PATH", str(tmp_path / "elsewhere"))  # the environment is not read
+    j = get_judge("hf-classifier", model=forced, max_new_tokens=2)
     assert j.config["kind"] == "causal"
     v = j.judge(SAMPLES)
     assert [x.unsafe for x in v[:2]] == [True, True] and v[0].raw.startswith("unsafe")
@@ -122,8 +122,8 @@ def test_causal_classifier_parses_generated_verdict(tmp_path, monkeypatch):
 
 
 def test_missing_model_path_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.delenv("SEA_JUDGE_MODEL_PATH", raising=False)
-    with pytest.raises(DataError, match="SEA_JUDGE_MODEL_PATH"):
+    monkeypatch.setenv("SEA_JUDGE_MODEL_PATH", str(tmp_path))  # not a setting: judge_arg is
+    with pytest.raises(DataError, match="--judge-arg model=PATH"):
         get_judge("hf-classifier")
     with pytest.raises(DataError, match="not a local model directory"):
         get_judge("hf-classifier", model=str(tmp_path / "nope"))

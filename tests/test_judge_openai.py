@@ -69,8 +69,7 @@ def server(monkeypatch):
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     ChatServer.calls = []
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
-    monkeypatch.setenv("SEA_JUDGE_BASE_URL", f"http://127.0.0.1:{srv.server_address[1]}/v1")
-    monkeypatch.setenv("SEA_JUDGE_MODEL", "judge-test-model")
+    srv.url = f"http://127.0.0.1:{srv.server_address[1]}/v1"  # settings are arguments, never the environment
     yield srv
     srv.shutdown()
     srv.server_close()
@@ -126,7 +125,9 @@ def test_parse_label():
 
 
 def test_openai_judge_planted_failures_are_unscored(server):
-    j = get_judge("openai", timeout=0.4, retries=1, backoff=0.01, workers=4)
+    j = get_judge(
+        "openai", base_url=server.url, model="judge-test-model", timeout=0.4, retries=1, backoff=0.01, workers=4
+    )
     samples = planted_samples()
     t = time.perf_counter()
     verdicts = j.judge(samples)
@@ -196,6 +197,10 @@ def test_sea_judge_cli_rejudges_and_reruns_only_unscored(server, tmp_path, capsy
         "--judge",
         "openai",
         "--judge-arg",
+        f"base_url={server.url}",
+        "--judge-arg",
+        "model=judge-test-model",
+        "--judge-arg",
         "timeout=0.4",
         "--judge-arg",
         "retries=0",
@@ -215,3 +220,11 @@ def test_sea_judge_cli_rejudges_and_reruns_only_unscored(server, tmp_path, capsy
     assert main(args) == 0  # rerun: only the 4 unscored items are asked again
     assert len(ChatServer.calls) - n_calls == 4
     assert len({(r["bench"], r["id"]) for r in read_jsonl_tolerant(ev / "samples.openai.jsonl")}) == 10
+
+
+def test_openai_judge_reads_no_settings_from_the_environment(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
+    monkeypatch.setenv("SEA_JUDGE_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("SEA_JUDGE_MODEL", "from-the-environment")
+    j = get_judge("openai")
+    assert j.config["model"] == "gpt-4o-mini" and j.config["base_url"] == "https://api.openai.com/v1"

@@ -329,7 +329,12 @@ class EvaluateConfig:
 
     bench: list[str] = opt([], "benchmark JSONL files (generic format)")
     build: list[BenchSpec] = opt([], "benchmarks built into DIR/bench/ by `sea run` (items: see below)")
-    judge: str = opt("refusal", "judge name (refusal, openai, hf-classifier; docs/judges.md)", brief="judge name")
+    judge: str = opt("refusal", "judge name (refusal, harm, openai, hf-classifier; docs/judges.md)", brief="judge name")
+    judge_arg: list[str] = opt(
+        [],
+        "the judge's settings, KEY=VALUE each (harm: model=DIR|NAME, base_url=URL, batch_size=N; docs/judges.md)",
+        brief="judge setting KEY=VALUE",
+    )
     max_new_tokens: int = opt(48, "greedy decoding length", ge=1)
     batch_size: int = opt(8, "items generated together", ge=1)
     limit: int = opt(

@@ -225,6 +225,7 @@ def _bench_rows(
             "harmful": bool(r.get("harmful", harmful)),
             "key_phrase": r["key_phrase"],
             "phrase_type": r["phrase_type"],
+            "request": r["instruction"],  # what the media carries, in words: what a judge reads as the request
             "id": r["id"],
             "kind": _row_kind(r, harmful, kind),
         }

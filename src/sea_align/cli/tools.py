@@ -14,6 +14,7 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     _add_bench_data(sub)
     _add_data(sub)
     _add_judge(sub)
+    _add_agreement(sub)
     _add_bench(sub)
 
 
@@ -110,6 +111,15 @@ def _add_judge(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tag", default=None, help="file suffix (default: the judge name)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_judge)
+
+
+def _add_agreement(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("judge-agreement", help="how often a judge agrees with answers labelled by hand")
+    p.add_argument("labels", help="JSONL of labelled answers: response, harmful, label (comply|refuse), request")
+    p.add_argument("--judge", required=True, type=judge_name, metavar="NAME", help=config_key("evaluate.judge").help)
+    p.add_argument("--judge-arg", action="append", default=[], metavar="KEY=VALUE", help="judge setting (repeatable)")
+    p.add_argument("--out", default=None, help="JSON file for the rates and every row's verdict (default: none)")
+    p.set_defaults(func=_agreement)
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
@@ -264,10 +274,23 @@ def _data_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
-def _judge(args: argparse.Namespace) -> int:
-    from sea_align.tools.rejudge import parse_kwargs, run_judge
+def _agreement(args: argparse.Namespace) -> int:
+    from sea_align.judges import judge_kwargs
+    from sea_align.runtime.io import atomic_write_json
+    from sea_align.tools.agreement import TABLE_HEAD, agreement, table_row
 
-    kw = parse_kwargs(args.judge_arg)
+    res = agreement(args.labels, args.judge, judge_kwargs(args.judge_arg))
+    if args.out:
+        atomic_write_json(args.out, res)
+    print(TABLE_HEAD + "\n" + table_row(args.judge, res))
+    return 0
+
+
+def _judge(args: argparse.Namespace) -> int:
+    from sea_align.judges import judge_kwargs
+    from sea_align.tools.rejudge import run_judge
+
+    kw = judge_kwargs(args.judge_arg)
     if args.judge_model:
         kw["model"] = args.judge_model
     if args.judge_base_url:

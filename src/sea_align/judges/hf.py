@@ -13,7 +13,6 @@ judge refusals); their raw text says so.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -47,11 +46,11 @@ class HFClassifierJudge:
         unsafe_labels: str | None = None,
         device: str = "cpu",
     ):
-        path = model or path or os.environ.get("SEA_JUDGE_MODEL_PATH")
+        path = model or path
         if not path:
             raise DataError(
-                "judge 'hf-classifier' needs a local model directory: --judge-model PATH "
-                "or the environment variable SEA_JUDGE_MODEL_PATH"
+                "judge 'hf-classifier' needs a local model directory: --judge-arg model=PATH "
+                "(evaluate.judge_arg in a config)"
             )
         if not Path(path).is_dir():
             raise DataError(f"judge 'hf-classifier': {path} is not a local model directory")

@@ -84,8 +84,8 @@ class OpenAIJudge:
         self.key = os.environ.get("OPENAI_API_KEY")
         if not self.key:
             raise DataError("judge 'openai' needs the environment variable OPENAI_API_KEY")
-        self.model = model or os.environ.get("SEA_JUDGE_MODEL") or "gpt-4o-mini"
-        self.base_url = base_url or os.environ.get("SEA_JUDGE_BASE_URL") or "https://api.openai.com/v1"
+        self.model = model or "gpt-4o-mini"  # settings come from evaluate.judge_arg / --judge-arg only
+        self.base_url = base_url or "https://api.openai.com/v1"
         self.timeout, self.retries, self.backoff = float(timeout), int(retries), float(backoff)
         self.workers, self.max_tokens = max(1, int(workers)), int(max_tokens)
         self.prompt, self.refusal_prompt = prompt, refusal_prompt

@@ -37,7 +37,30 @@ def register_judge(name: str):
     return deco
 
 
+def judge_kwargs(pairs: list[str]) -> dict[str, Any]:
+    """['timeout=30', 'model=x'] -> {'timeout': 30, 'model': 'x'} (JSON values parsed: numbers, true/false)."""
+    import json
+
+    from sea_align.runtime.io import DataError
+
+    out: dict[str, Any] = {}
+    for p in pairs:
+        if "=" not in p:
+            raise DataError(f"judge setting {p!r}: expected KEY=VALUE")
+        k, v = p.split("=", 1)
+        try:
+            out[k.strip().replace("-", "_")] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k.strip().replace("-", "_")] = v
+    return out
+
+
 def get_judge(name: str, **kwargs: Any) -> Judge:
     if name not in JUDGES:
         raise ValueError(f"unknown judge '{name}' (known: {', '.join(sorted(JUDGES))})")
-    return JUDGES[name](**kwargs)
+    try:
+        return JUDGES[name](**kwargs)
+    except TypeError as e:  # an unknown setting: one line naming it
+        from sea_align.runtime.io import DataError
+
+        raise DataError(f"judge '{name}': {e}".replace("__init__() ", "")) from None

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sea_align.organism.pinned import QWEN25_CODER_15B, Pin, ensure
+from sea_align.organism.pinned import QWEN25_CODER_05B, QWEN25_CODER_15B, Pin, ensure
 
 
 @dataclass(frozen=True)
@@ -54,3 +54,16 @@ def base_llm_dir(base: Base) -> Path:
         return smollm2_dir()
     out = cache_root() / base.cache_name
     return out if is_converted(out) else converted_llm_dir(base.cache_name, ensure(base.pin))
+
+
+def qwen15_dir() -> Path:
+    """Qwen2.5-Coder-1.5B-Instruct as a plain HF folder (the `harm` judge's default model)."""
+    return base_llm_dir(QWEN15)
+
+
+def qwen05_dir() -> Path:
+    """Qwen2.5-Coder-0.5B-Instruct as a plain HF folder (a smaller, faster `harm` judge)."""
+    from sea_align.organism.cache import cache_root, converted_llm_dir, is_converted
+
+    out = cache_root() / "qwen2.5-coder-0.5b-instruct"
+    return out if is_converted(out) else converted_llm_dir(out.name, ensure(QWEN25_CODER_05B))

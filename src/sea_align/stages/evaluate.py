@@ -20,7 +20,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from sea_align.config import EvaluateConfig
-from sea_align.judges import get_judge
+from sea_align.judges import get_judge, judge_kwargs
 from sea_align.models.base import Item, ModelAdapter
 from sea_align.models.media import check_media
 from sea_align.runtime.faults import crash_point
@@ -37,8 +37,9 @@ from sea_align.stages.records import validate_eval_record
 
 log = logging.getLogger(__name__)
 # optional bench fields copied into each sample record: `kind` (harmful | benign | borderline | reading)
-# splits rates by what the item is; `expect` is the text a reading item's answer must contain
-PASS_THROUGH = ("kind", "expect")
+# splits rates by what the item is; `expect` is the text a reading item's answer must contain; `request` is
+# the request in words (for a media item, what the image, video or clip carries), which the `harm` judge reads
+PASS_THROUGH = ("kind", "expect", "request")
 
 
 @dataclass
@@ -217,7 +218,7 @@ def run_evaluate(
     out_dir = Path(out_dir)
     benches = [bench] if isinstance(bench, (str, Path)) else list(bench)
     rows = _load_rows(adapter, benches, cfg.limit)
-    j = get_judge(cfg.judge)
+    j = get_judge(cfg.judge, **judge_kwargs(cfg.judge_arg))
     dist = dist_state()
     place(adapter, dist)
     out_dir.mkdir(parents=True, exist_ok=True)  # only now: a bad input writes nothing
@@ -236,7 +237,7 @@ def run_evaluate(
     if dist.is_main:
         _merge_rank_files(samples_path, order)
         extra = {
-            "judge": {"name": j.name, "version": j.version},
+            "judge": {"name": j.name, "version": j.version, **getattr(j, "config", {})},
             "generation": {
                 "do_sample": False,
                 "max_new_tokens": cfg.max_new_tokens,

@@ -190,6 +190,7 @@ class EvalRecord(TypedDict, total=False):
     response: str
     kind: str  # optional, from the benchmark: harmful | benign | varied | borderline | reading
     expect: str  # optional: the text a reading item's answer must contain
+    request: str  # optional: the request in words (a media item: what the media carries); the harm judge reads it
     refused: bool | None  # None = unscored
     unsafe: bool | None  # None = unscored, or a harmless item
     judge: str
@@ -206,7 +207,13 @@ EVAL_REQUIRED: dict[str, type | tuple[type, ...]] = {
     "response": str,
     "judge": str,
 }
-EVAL_OPTIONAL: dict[str, type | tuple[type, ...]] = {"attack": str, "refused": bool, "unsafe": bool, "judge_raw": str}
+EVAL_OPTIONAL: dict[str, type | tuple[type, ...]] = {
+    "attack": str,
+    "refused": bool,
+    "unsafe": bool,
+    "judge_raw": str,
+    "request": str,
+}
 
 
 def validate_eval_record(rec: dict[str, Any], where: str) -> EvalRecord:

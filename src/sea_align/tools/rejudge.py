@@ -30,20 +30,6 @@ class JudgeResult:
     summary: dict[str, Any]
 
 
-def parse_kwargs(pairs: list[str]) -> dict[str, Any]:
-    """['timeout=30', 'model=x'] -> {'timeout': 30, 'model': 'x'} (numbers and true/false parsed)."""
-    out: dict[str, Any] = {}
-    for p in pairs:
-        if "=" not in p:
-            raise DataError(f"--judge-arg {p!r}: expected KEY=VALUE")
-        k, v = p.split("=", 1)
-        try:
-            out[k.strip().replace("-", "_")] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k.strip().replace("-", "_")] = v
-    return out
-
-
 def scored(s: dict[str, Any]) -> bool:
     return (s.get("unsafe") if s.get("harmful", True) else s.get("refused")) is not None
 
