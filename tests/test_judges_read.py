@@ -205,6 +205,8 @@ def test_harm_judge_on_a_local_server(monkeypatch):
 
 
 def test_harm_judge_bad_settings_fail_in_one_line(tmp_path):
+    with pytest.raises(DataError, match="needs its model"):
+        get_judge("harm")
     with pytest.raises(DataError, match="neither a local directory nor a known judge model"):
         get_judge("harm", model=str(tmp_path / "nope"))
     with pytest.raises(DataError, match="unexpected keyword argument 'colour'"):
@@ -223,3 +225,27 @@ def test_judge_settings_come_from_the_config(tmp_path):
     kw = judge_kwargs(cfg.evaluate.judge_arg)
     assert kw == {"base_url": "http://127.0.0.1:9/v1", "retries": 0}
     assert get_judge(cfg.evaluate.judge, **kw).config["base_url"] == "http://127.0.0.1:9/v1"
+
+
+# --- agreement with answers labelled by hand ------------------------------------------------------------
+LABELLED = Path(__file__).parent / "fixtures" / "judges" / "labelled.jsonl"
+
+
+def test_labelled_set_is_what_docs_say_and_reads_cleanly():
+    from sea_align.tools.agreement import read_labels
+
+    rows = read_labels(LABELLED)
+    sizes = {r["source"].split("/")[0] for r in rows}
+    arms = {r["source"].split("/")[1] for r in rows}
+    assert len(rows) >= 300 and {"135m", "1.5b"} <= sizes and {"base", "aligned", "text_only"} <= arms
+    assert {True, False} == {r["harmful"] for r in rows} and {"comply", "refuse"} == {r["label"] for r in rows}
+
+
+def test_keyword_judge_agreement_with_hand_labels_holds():
+    """The keyword judge's agreement on the labelled answers (docs/judges.md). A change of its rules that loses
+    agreement on these real answers fails here; the floor sits just below what was measured."""
+    from sea_align.tools.agreement import agreement
+
+    res = agreement(LABELLED, "refusal")
+    assert res["all"]["agreement"]["rate"] >= AGREEMENT_FLOOR, res["all"]["agreement"]
+    assert res["harmful"]["compliances_caught"]["rate"] >= CAUGHT_FLOOR, res["harmful"]["compliances_caught"]

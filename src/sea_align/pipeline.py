@@ -179,7 +179,7 @@ def _prepare(cfg: RunConfig, prepared: Path, benches: list[str], man: Manifest) 
     """prepared.jsonl, unless there; a named set is materialised disjoint from this run's evaluation phrases."""
     from sea_align.sources.named import NAMED, materialise
     from sea_align.stages.answer_check import describe
-    from sea_align.stages.prepare import answer_judge, run_prepare
+    from sea_align.stages.prepare import answer_judge, answer_judge_arg, run_prepare
 
     if prepared.is_file():
         return
@@ -189,7 +189,7 @@ def _prepare(cfg: RunConfig, prepared: Path, benches: list[str], man: Manifest) 
         held = [r.get("key_phrase", "") for b in benches for r in read_jsonl(b)]
         data, dropped = materialise(data, prepared.parent / "safety_set.jsonl", held)
         pcfg = replace(cfg.prepare, format="sea")  # materialised as our own JSONL
-    res = run_prepare(data, prepared, pcfg, judge=answer_judge(cfg))
+    res = run_prepare(data, prepared, pcfg, judge=answer_judge(cfg), judge_arg=answer_judge_arg(cfg))
     for level, line in describe(res.checks):
         log.log(level, "prepare: %s", line)
     left_out = res.checks["left_out"]

@@ -181,7 +181,7 @@ def _progress(args: argparse.Namespace) -> bool:
 def _prepare(args: argparse.Namespace) -> int:
     from sea_align.sources.named import NAMED, materialise
     from sea_align.stages.answer_check import describe
-    from sea_align.stages.prepare import answer_judge, run_prepare
+    from sea_align.stages.prepare import answer_judge, answer_judge_arg, run_prepare
 
     cfg = stage_config(args)
     if not cfg.data:
@@ -190,7 +190,7 @@ def _prepare(args: argparse.Namespace) -> int:
     if data in NAMED:  # `sea run` also drops rows overlapping its evaluation phrases; here there are none
         data = str(materialise(data, Path(args.out).with_suffix(".source.jsonl"))[0])
         pcfg = replace(pcfg, format="sea")
-    res = run_prepare(data, args.out, pcfg, judge=answer_judge(cfg))
+    res = run_prepare(data, args.out, pcfg, judge=answer_judge(cfg), judge_arg=answer_judge_arg(cfg))
     print(f"prepared {res.n} rows ({res.n_harmful} harmful, {res.n_benign} benign) -> {res.path}")
     for _, line in describe(res.checks):
         print(line)

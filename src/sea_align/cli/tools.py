@@ -117,7 +117,13 @@ def _add_agreement(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("judge-agreement", help="how often a judge agrees with answers labelled by hand")
     p.add_argument("labels", help="JSONL of labelled answers: response, harmful, label (comply|refuse), request")
     p.add_argument("--judge", required=True, type=judge_name, metavar="NAME", help=config_key("evaluate.judge").help)
-    p.add_argument("--judge-arg", action="append", default=[], metavar="KEY=VALUE", help="judge setting (repeatable)")
+    p.add_argument(
+        "--judge-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="judge setting, repeatable (default: none)",
+    )
     p.add_argument("--out", default=None, help="JSON file for the rates and every row's verdict (default: none)")
     p.set_defaults(func=_agreement)
 

@@ -7,9 +7,9 @@ answer. A harmful item is `unsafe` when the answer gives real help toward the re
 A harmless item is judged for over-refusal with a second rubric: `refused` or `answered`.
 
 Two backends, chosen by the settings (`evaluate.judge_args`, or `--judge-arg KEY=VALUE`; never the environment):
-- in-process (default): a local Hugging Face causal LM with a chat template, `model=` a directory or the name
-  of a judge model a plugin provides (`sea_align.judge_models` entry points: the built-ins' own
-  `qwen2.5-coder-1.5b`). One forward pass per item: the verdict is the more likely of the two label words as
+- in-process: a local Hugging Face causal LM with a chat template, `model=` a directory or the name of a judge
+  model a plugin provides (`sea_align.judge_models` entry points: the built-ins' own `qwen2.5-coder-1.5b` and
+  `qwen2.5-coder-0.5b`; measured too weak to judge, docs/judges.md: use a real judge model). One forward pass per item: the verdict is the more likely of the two label words as
   the answer's first token; when the two together hold less than `min_mass` of the probability, the model
   meant something else and the item is unscored.
 - a server: `base_url=` any OpenAI-compatible chat endpoint (a local vLLM, llama.cpp or Ollama server),
@@ -87,7 +87,7 @@ class HarmJudge:
 
     def __init__(
         self,
-        model: str = "qwen2.5-coder-1.5b",
+        model: str = "",
         base_url: str = "",
         api_key_env: str = "",
         batch_size: int = 8,
@@ -111,6 +111,11 @@ class HarmJudge:
         if api_key_env and not self.api_key:
             raise DataError(f"judge 'harm': api_key_env={api_key_env} names an unset environment variable")
         self.seconds, self.items = 0.0, 0
+        if not model and not base_url:
+            raise DataError(
+                "judge 'harm' needs its model: judge_arg model=DIR (a local instruct model, or a judge-model name such "
+                "as qwen2.5-coder-1.5b) or base_url=URL (+ model=NAME) of an OpenAI-compatible server"
+            )
         if base_url:
             self.model_name = model
             self.config = {"backend": "server", "base_url": base_url, "model": model, "screen": self.screen}

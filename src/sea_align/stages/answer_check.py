@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from sea_align.judges import get_judge, is_refusal
+from sea_align.judges import get_judge, is_refusal, judge_kwargs
 from sea_align.runtime.io import DataError
 
 log = logging.getLogger(__name__)
@@ -113,10 +113,10 @@ def check_answers(rows: list[dict[str, Any]], source: str, allow_unsafe_answers:
     return out
 
 
-def judge_answers(check: AnswerCheck, source: str, judge: str) -> AnswerCheck:
+def judge_answers(check: AnswerCheck, source: str, judge: str, judge_arg: list[str] | tuple = ()) -> AnswerCheck:
     """The configured safety judge on every kept answer: unsafe is an error for all such rows, labelled or
     not; unscored leaves the row out (never trained on)."""
-    verdicts = get_judge(judge).judge(
+    verdicts = get_judge(judge, **judge_kwargs(list(judge_arg))).judge(
         [{"prompt": r["instruction"], "response": r["response"], "harmful": True} for r in check.kept]
     )
     kept, unsafe = [], []

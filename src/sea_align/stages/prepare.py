@@ -156,6 +156,11 @@ def answer_judge(run_cfg: Any) -> str:
     return "" if name in ("none", "refusal") else name
 
 
+def answer_judge_arg(run_cfg: Any) -> list[str]:
+    """The settings of that judge: evaluate.judge_arg when it is the evaluation's judge (none otherwise)."""
+    return list(run_cfg.evaluate.judge_arg) if answer_judge(run_cfg) == run_cfg.evaluate.judge else []
+
+
 def sidecars(out: str | Path) -> tuple[Path, Path]:
     """(rows left out, the check's counts) beside prepared.jsonl: `<stem>.left_out.jsonl`, `<stem>.checks.json`."""
     out = Path(out)
@@ -171,9 +176,16 @@ def _limit(rows: list[dict[str, Any]], cfg: PrepareConfig) -> list[dict[str, Any
     return (harm[: cfg.limit] if cfg.limit else harm) + (ben[:nb] if nb else ben)
 
 
-def run_prepare(data: str | Path, out: str | Path, cfg: PrepareConfig | None = None, judge: str = "") -> PrepareResult:
+def run_prepare(
+    data: str | Path,
+    out: str | Path,
+    cfg: PrepareConfig | None = None,
+    judge: str = "",
+    judge_arg: list[str] | tuple[str, ...] = (),
+) -> PrepareResult:
     """prepared.jsonl from the text safety set `data`, after the answer check (stages/answer_check.py; `judge`:
-    a safety judge that also checks the answers). Rows left out and the check's counts go beside it."""
+    a safety judge that also checks the answers, with its settings `judge_arg`). Rows left out and the check's
+    counts go beside it."""
     cfg = cfg or PrepareConfig()
     if cfg.extractor not in EXTRACTORS:
         raise DataError(f"unknown extractor '{cfg.extractor}' (known: {', '.join(EXTRACTORS)})")
@@ -183,7 +195,7 @@ def run_prepare(data: str | Path, out: str | Path, cfg: PrepareConfig | None = N
     check = check_answers(rows, str(data), cfg.allow_unsafe_answers)
     check.keep(_limit(check.kept, cfg))
     if judge:
-        check = judge_answers(check, str(data), judge)
+        check = judge_answers(check, str(data), judge, judge_arg)
     if not check.kept:
         left = check.counts()["left_out"]
         reasons = ", ".join(f"{n} {why}" for why, n in left.items()) or "no rows"
