@@ -229,7 +229,7 @@ def test_judge_settings_come_from_the_config(tmp_path):
 
 # --- agreement with answers labelled by hand ------------------------------------------------------------
 LABELLED = Path(__file__).parent / "fixtures" / "judges" / "labelled.jsonl"
-AGREEMENT_FLOOR, CAUGHT_FLOOR = 0.95, 0.97  # measured: docs/judges.md
+AGREEMENT_FLOOR, CAUGHT_FLOOR = 0.96, 0.98  # measured 97.0% and 100% (docs/judges.md)
 
 
 def test_labelled_set_is_what_docs_say_and_reads_cleanly():
