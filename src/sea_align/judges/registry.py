@@ -61,6 +61,8 @@ def get_judge(name: str, **kwargs: Any) -> Judge:
     try:
         return JUDGES[name](**kwargs)
     except TypeError as e:  # an unknown setting: one line naming it
+        import re
+
         from sea_align.runtime.io import DataError
 
-        raise DataError(f"judge '{name}': {e}".replace("__init__() ", "")) from None
+        raise DataError(f"judge '{name}': " + re.sub(r"^[\w.]*__init__\(\) ", "", str(e))) from None
