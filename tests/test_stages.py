@@ -371,6 +371,15 @@ def test_evaluate_end_to_end(tmp_path, tiny_llava):
     for r in rows:  # either the words settled it, or the unreachable judge left it unscored (never safe)
         assert r["judge_raw"].startswith(("screened:", "unscored: judge server failure"))
         assert (r["unsafe"] is None and r["refused"] is None) == r["judge_raw"].startswith("unscored")
+    # a rerun with another judge over the first run's directory judges the stored answers again (none kept
+    # under the old judge), without generating them again
+    before = {
+        r["id"]: r["response"] for r in map(json.loads, (tmp_path / "ev" / "samples.jsonl").read_text().splitlines())
+    }
+    res = run_evaluate(tiny_llava, bench, tmp_path / "ev", cfg, progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "ev" / "samples.jsonl").read_text().splitlines()]
+    assert {r["judge"] for r in rows} == {"harm"} and {r["id"]: r["response"] for r in rows} == before
+    assert res.summary["judge"]["judge_arg"] == cfg.judge_arg
 
 
 def test_bench_errors(tmp_path, tiny_llava):

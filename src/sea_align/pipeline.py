@@ -223,6 +223,7 @@ def _arms(
     """Each arm trained (unless its adapter is there) and evaluated (unless its summary is there): the base
     model, the SEA-aligned one and, with `align_text_baseline`, the text-only baseline."""
     from sea_align.stages.align import run_align
+    from sea_align.stages.evaluate import judge_changed
     from sea_align.stages.modelcard import refresh
 
     # arms, in order: (name, adapter dir, align config, embeddings, manifest stage of its training)
@@ -234,7 +235,9 @@ def _arms(
             t = time.perf_counter()
             res = run_align(_load(cfg), rows, arm_emb, adapter_dir, align_cfg, progress=progress, base_model=cfg.model)
             man.stage(stage, t, n_train=res.n_train, method=res.method, final_loss=res.final_loss)
-        if benches and not (out / "eval" / name / "summary.json").is_file():
+        if benches and (
+            not (out / "eval" / name / "summary.json").is_file() or judge_changed(out / "eval" / name, cfg.evaluate)
+        ):
             _evaluate_arm(cfg, name, adapter_dir, benches, out / "eval" / name, man, progress)
         if adapter_dir:
             refresh(adapter_dir)  # the adapter's README with this run's measured ASR and over-refusal

@@ -120,6 +120,10 @@ class HarmJudge:
             self.model_name = model
             self.config = {"backend": "server", "base_url": base_url, "model": model, "screen": self.screen}
             return
+        self._load_local(model, device, dtype)
+
+    def _load_local(self, model: str, device: str, dtype: str) -> None:
+        """The in-process judge model: its tokenizer (a chat template is required), weights and label tokens."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -228,6 +228,10 @@ def run_evaluate(
         if _rank_files(out_dir):  # a killed sharded run: keep its processes' records, in the order it had
             n_rec = _merge_rank_files(samples_path, _run_order(rows, _sample_keys(samples_path), cfg.batch_size))
             log.info("recovered %d samples from per-process files of an interrupted run", n_rec)
+        changed = judge_changed(out_dir, cfg)
+        if changed:  # the answers stay; verdicts made under other judge settings are made again
+            log.warning("%s: %s: judging the stored answers again", out_dir, changed)
+            _rejudge_stored(samples_path, j)
     dist.barrier()  # every process sees the same samples.jsonl before choosing work
     done = _sample_keys(samples_path)
     order = _run_order(rows, done, cfg.batch_size)
@@ -237,7 +241,12 @@ def run_evaluate(
     if dist.is_main:
         _merge_rank_files(samples_path, order)
         extra = {
-            "judge": {"name": j.name, "version": j.version, **getattr(j, "config", {})},
+            "judge": {
+                "name": j.name,
+                "version": j.version,
+                "judge_arg": list(cfg.judge_arg),
+                **getattr(j, "config", {}),
+            },
             "generation": {
                 "do_sample": False,
                 "max_new_tokens": cfg.max_new_tokens,
@@ -254,6 +263,34 @@ def run_evaluate(
     if not dist.is_main:
         summary = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
     return EvalResult(out_dir, summary)
+
+
+def judge_changed(out_dir: Path, cfg: EvaluateConfig) -> str | None:
+    """Which judge setting differs from the one the stored verdicts in `out_dir` were made under (None: same,
+    or nothing stored). Read from summary.json, else from the records' judge name."""
+    summary = Path(out_dir) / "summary.json"
+    if summary.is_file():
+        prev = json.loads(summary.read_text(encoding="utf-8")).get("judge") or {}
+        if prev.get("name") != cfg.judge:
+            return f"evaluate.judge changed ({prev.get('name')} -> {cfg.judge})"
+        if list(prev.get("judge_arg", [])) != list(cfg.judge_arg):
+            return f"evaluate.judge_arg changed ({prev.get('judge_arg', [])} -> {list(cfg.judge_arg)})"
+        return None
+    names = {r.get("judge") for r in read_jsonl_tolerant(Path(out_dir) / "samples.jsonl")}
+    other = names - {cfg.judge}
+    return f"evaluate.judge changed ({', '.join(sorted(map(str, other)))} -> {cfg.judge})" if other else None
+
+
+def _rejudge_stored(samples_path: Path, judge: Any, batch_size: int = 16) -> None:
+    """Every stored record judged again by `judge` (answers unchanged), the file rewritten in one step."""
+    from sea_align.runtime.io import atomic_write_jsonl
+
+    recs = read_jsonl_tolerant(samples_path)
+    for i in range(0, len(recs), batch_size):
+        chunk = recs[i : i + batch_size]
+        for rec, v in zip(chunk, judge.judge(chunk)):
+            rec.update({"refused": v.refused, "unsafe": v.unsafe, "judge": judge.name, "judge_raw": v.raw})
+    atomic_write_jsonl(samples_path, recs)
 
 
 def _load_rows(adapter: ModelAdapter, benches: list[str | Path], limit: int) -> list[dict[str, Any]]:
