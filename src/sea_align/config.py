@@ -295,7 +295,12 @@ class DistillConfig:
     """Benign targets = the teacher's own greedy answers to the typed requests (`sea run` only)."""
 
     enabled: bool = opt(False, "self-distillation: benign targets are the teacher's own greedy answers")
-    teacher: str = opt("", 'model that answers ("" = the run\'s model, i.e. the base model itself)')
+    teacher: str = opt(
+        "",
+        'model that answers: "" = the run\'s model itself (a built-in whose text safety is a LoRA of ours: its '
+        'LLM from before that stage, organism/builtin.py TEACHERS), "self" = the run\'s model always, or a model',
+        brief='model that answers ("" = the model itself)',
+    )
     max_new_tokens: int = opt(64, "length of the teacher's answers", ge=1)
     batch_size: int = opt(16, "requests answered together", ge=1)
 

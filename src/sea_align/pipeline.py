@@ -1,6 +1,8 @@
 """`sea run`: prepare -> synthesize -> align -> evaluate (base and aligned) -> report, in one run
-directory, resumable: a stage whose output exists is not redone. Writes `config.yaml` (resolved)
-and `manifest.json` (seed, versions, git SHA, decoding, hardware, time per stage)."""
+directory, resumable: a stage whose output exists and was made under the same settings is not redone
+(`fingerprints.json`, runtime/fingerprint.py: other settings make it and the stages that read it run
+again, with one line naming the change). Writes `config.yaml` (resolved) and `manifest.json` (seed,
+versions, git SHA, decoding, hardware, time per stage)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from typing import Any
 import yaml
 
 from sea_align.config import RunConfig, to_dict
+from sea_align.runtime.fingerprint import Fingerprints, digest, file_digest, flat
 from sea_align.runtime.io import DataError, atomic_write_json, atomic_write_text, read_jsonl, read_jsonl_tolerant
 
 log = logging.getLogger(__name__)
@@ -113,14 +116,26 @@ def _evaluate_arm(
     man.stage(f"evaluate_{name}", t, asr=res.summary["asr"], over_refusal=res.summary["refusal_rate_harmless"])
 
 
-def _distill(cfg: RunConfig, rows: list[dict[str, Any]], path: Path, man: Manifest, progress: bool):
+def teacher_of(cfg: RunConfig) -> str:
+    """The model whose answers become the benign targets: `distill.teacher` when set ("self" = the run's
+    model); else the built-in's own teacher where it has one (a built-in whose text safety is a LoRA of ours
+    answers with its LLM from before that stage), else the run's model itself: a user's own model is its
+    own teacher, whichever preset they start from."""
+    from sea_align.organism.builtin import TEACHERS
+
+    t = cfg.distill.teacher
+    if t == "self":
+        return cfg.model
+    return t or TEACHERS.get(cfg.model, cfg.model)
+
+
+def _distill(cfg: RunConfig, teacher: str, rows: list[dict[str, Any]], path: Path, man: Manifest, progress: bool):
     """Benign targets = the teacher's own answers (docs/stages.md, distill); generated once, resumable."""
     from sea_align.stages.distill import apply, run_distill
 
     have = {d["id"] for d in read_jsonl_tolerant(path)}
     if any(not r.get("harmful", True) and (r.get("base_id") or r["id"]) not in have for r in rows):
         t = time.perf_counter()
-        teacher = cfg.distill.teacher or cfg.model
         from sea_align.models import load_adapter
 
         ad = load_adapter(teacher, dtype=cfg.dtype, device=cfg.device)
@@ -145,13 +160,21 @@ def run_pipeline(cfg: RunConfig, out: str | Path, progress: bool = True, command
     man = Manifest(out, cfg)
     man.data.update(device=device, dtype=dtype, **({"command": command} if command else {}))
     man.save()
-    benches = build_configured_benches(cfg, out / "bench")
+    fp = Fingerprints(out)
+    benches = build_configured_benches(cfg, out / "bench", fp)
+    fp.claim("prepare", _prepare_settings(cfg, benches), [out / n for n in PREPARE_OUTPUTS])
     _prepare(cfg, out / "prepared.jsonl", benches, man)
     rows = read_prepared(out / "prepared.jsonl", cfg.modality)  # a resumed run's file: errors name its line
+    common = {"model": cfg.model, "modality": cfg.modality, "dtype": dtype, "seed": cfg.seed}
     if cfg.distill.enabled:
-        rows = _distill(cfg, rows, out / "distilled.jsonl", man, progress)
+        teacher = teacher_of(cfg)
+        fp.claim("distill", {**common, **_after(fp, "prepare"), **flat(to_dict(cfg.distill), "distill."),
+                             "distill.teacher": teacher}, [out / "distilled.jsonl"])  # fmt: skip
+        rows = _distill(cfg, teacher, rows, out / "distilled.jsonl", man, progress)
+    fp.claim("synthesize", {**common, **_after(fp, "prepare"), **flat(to_dict(cfg.synthesize), "synthesize.")},
+             [out / "embeddings"])  # fmt: skip
     _synthesize(cfg, rows, out / "embeddings", man, progress)
-    _arms(cfg, out, rows, benches, man, progress)
+    _arms(cfg, out, rows, benches, man, progress, fp, common)
     t = time.perf_counter()
     run_report(out)
     man.stage("report", t)
@@ -162,12 +185,16 @@ def _preflight(cfg: RunConfig) -> tuple[str, str]:
     """What can fail before any work, fails now: no data, an unavailable device (returns the chosen
     (device, dtype)), configured benchmark data that is missing with no fallback, a tracker not installed."""
     from sea_align.benchmarks.build import configured_source
+    from sea_align.plan import check_memory
     from sea_align.runtime.device import choose
     from sea_align.runtime.tracking import check
 
+    if not cfg.model:
+        raise DataError("config: 'model' is required (your model's directory or hub id: model=DIR)")
     if not cfg.data:
         raise DataError("config: 'data' (the text safety set) is required")
     device, dtype = choose(cfg.device, cfg.dtype)
+    check_memory(cfg, device, dtype)
     for k, spec in enumerate(cfg.evaluate.build):
         if not spec.fallback:
             configured_source(spec, k)
@@ -205,6 +232,29 @@ def _prepare(cfg: RunConfig, prepared: Path, benches: list[str], man: Manifest) 
     )
 
 
+PREPARE_OUTPUTS = ("prepared.jsonl", "prepared.checks.json", "prepared.left_out.jsonl", "safety_set.jsonl")
+
+
+def _after(fp: Fingerprints, *stages: str) -> dict[str, str]:
+    """The digests of the stages a stage reads (a stage made again makes its readers run again)."""
+    return {f"after.{s}": fp.digest_of(s) for s in stages if fp.digest_of(s)}
+
+
+def _prepare_settings(cfg: RunConfig, benches: list[str]) -> dict[str, Any]:
+    """What shapes prepared.jsonl: the data (a file's digest too), the prepare settings, the answer check's
+    judge and, for a named set, the evaluation phrases it is kept disjoint from."""
+    from sea_align.sources.named import NAMED
+    from sea_align.stages.prepare import answer_judge, answer_judge_arg
+
+    s = {"data": cfg.data, "data.sha256": file_digest(cfg.data), "modality": cfg.modality, "seed": cfg.seed}
+    s.update(flat(to_dict(cfg.prepare), "prepare."))
+    s["prepare.answer_judge"] = answer_judge(cfg)
+    s["prepare.answer_judge_arg"] = answer_judge_arg(cfg)
+    if cfg.data in NAMED:
+        s["held_out_phrases"] = digest({"p": sorted(r.get("key_phrase", "") for b in benches for r in read_jsonl(b))})
+    return s
+
+
 def _synthesize(cfg: RunConfig, rows: list[dict[str, Any]], emb: Path, man: Manifest, progress: bool) -> None:
     """The embeddings directory, unless done.json says it is complete."""
     from sea_align.stages.synthesize import run_synthesize
@@ -218,7 +268,14 @@ def _synthesize(cfg: RunConfig, rows: list[dict[str, Any]], emb: Path, man: Mani
 
 
 def _arms(
-    cfg: RunConfig, out: Path, rows: list[dict[str, Any]], benches: list[str], man: Manifest, progress: bool
+    cfg: RunConfig,
+    out: Path,
+    rows: list[dict[str, Any]],
+    benches: list[str],
+    man: Manifest,
+    progress: bool,
+    fp: Fingerprints,
+    common: dict[str, Any],
 ) -> None:
     """Each arm trained (unless its adapter is there) and evaluated (unless its summary is there): the base
     model, the SEA-aligned one and, with `align_text_baseline`, the text-only baseline."""
@@ -230,7 +287,15 @@ def _arms(
     arms = [("base", None, None, None, None), ("aligned", out / "adapter", cfg.align, out / "embeddings", "align")]
     if cfg.align_text_baseline:
         arms.append(("text_only", out / "adapter_text", replace(cfg.align, text_only=True), None, "align_text_only"))
+    ev = {"evaluate.max_new_tokens": cfg.evaluate.max_new_tokens, "evaluate.limit": cfg.evaluate.limit}
+    ev["benches"] = [fp.digest_of(f"bench:{Path(b).parent.name}") or file_digest(b) for b in benches]
     for name, adapter_dir, align_cfg, arm_emb, stage in arms:
+        if adapter_dir:
+            ups = ("prepare", "distill") + (("synthesize",) if arm_emb else ())
+            settings = {**common, **_after(fp, *ups), **flat(to_dict(align_cfg), "align.")}
+            settings.pop("align.report_to", None)
+            fp.claim(stage, settings, [adapter_dir, adapter_dir.with_name(adapter_dir.name + ".partial")])
+        fp.claim(f"evaluate_{name}", {**common, **(_after(fp, stage) if stage else {}), **ev}, [out / "eval" / name])
         if adapter_dir and not (adapter_dir / "adapter_config.json").is_file():
             t = time.perf_counter()
             res = run_align(_load(cfg), rows, arm_emb, adapter_dir, align_cfg, progress=progress, base_model=cfg.model)

@@ -163,6 +163,17 @@ def build(
     return out_dir / "bench.jsonl"
 
 
+def count_items(
+    name: str, source: str | Path = "", limit: int = 0, seed: int = 0, types: list[str] | None = None, fmt: str = ""
+) -> int:
+    """How many rows `build` would write, without rendering any media (`sea run --plan`)."""
+    form, harmful, kind, types = _resolve(name, None, types)
+    rows = _items(name, source, harmful, "audio" if form.endswith("audio") else "video", fmt, limit, seed)
+    types = _attack_types(name, form, types, None)
+    plan = media_plan(form, types, None, rows) if form in VA_TYPES else single_plan(form, types, None)
+    return len(_bench_rows(form, rows, plan, None, harmful, kind)[0])
+
+
 def _resolve(name: str, form: str | None, types: list[str] | None) -> tuple[str, bool, str, list[str] | None]:
     """(builder, harmful, item kind, types) of benchmark `name`: a harmful builder, or a harmless set
     (`benign` in `form`, default text; `<kind>-<form>`)."""
@@ -312,14 +323,22 @@ def configured_source(spec, k: int) -> tuple[str, str | None]:
     return spec.fallback, src
 
 
-def build_configured_benches(cfg, root: Path) -> list[str]:
+def build_configured_benches(cfg, root: Path, fingerprints=None) -> list[str]:
     """Build the benchmarks listed in `evaluate.build` (once) and return every bench file to evaluate.
-    Every source is checked before anything is built."""
+    Every source is checked before anything is built. With `fingerprints` (a run's `Fingerprints`), a bench
+    built under other settings is built again."""
+    import dataclasses
+
     files = list(cfg.evaluate.bench)
     sources = [configured_source(spec, k) for k, spec in enumerate(cfg.evaluate.build)]
     for k, (spec, (src, missing)) in enumerate(zip(cfg.evaluate.build, sources)):
         types = list(getattr(spec, "types", []) or [])
         d = root / (f"{k:02d}-{spec.name}" + "".join(f"-{t.lower()}" for t in types))
+        if fingerprints is not None:
+            from sea_align.runtime.fingerprint import flat
+
+            settings = {**flat(dataclasses.asdict(spec), "build."), "build.source_read": str(src)}
+            fingerprints.claim(f"bench:{d.name}", settings, [d])
         if not (d / "bench.jsonl").is_file():
             build(spec.name, d, src, spec.limit, spec.seed, types=types or None, fmt=spec.format)
             if missing:

@@ -109,6 +109,12 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="prepare -> synthesize -> align -> evaluate -> report (resumable)")
     p.add_argument("--out", required=True, help="run directory (resumable: finished stages are not redone)")
+    p.add_argument(
+        "--plan",
+        action="store_true",
+        help="print the stages, row and item counts, the memory the model needs and a time estimate, then exit "
+        "(no model loads)",
+    )
     _common(p, "run", required=True)
     p.set_defaults(func=_run)
 
@@ -283,6 +289,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from sea_align.pipeline import run_pipeline
 
+    if args.plan:
+        from sea_align.plan import make_plan, render
+
+        print(render(make_plan(stage_config(args))))
+        return 0
     man = run_pipeline(stage_config(args), args.out, progress=_progress(args), command=command_line(args))
     print(json.dumps({k: v.get("seconds") for k, v in man["stages"].items()}))
     print(f"report: {Path(args.out) / 'report.md'}")

@@ -134,6 +134,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     for what, text in (
         ("synthesize", "synthesis: batched, early-stopping engine vs one sample at a time"),
         ("evaluate", "evaluation: batched greedy generation vs one item at a time"),
+        ("dtype", "evaluation in float32 vs a lower dtype: seconds per item and the verdicts' agreement"),
     ):
         q = bs.add_parser(what, help=text)
         q.add_argument("--model", required=True, help="model name or directory (as `sea synthesize --model`)")
@@ -157,6 +158,10 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--device", default="auto", type=device_spec, metavar="DEVICE", help=config_key("device").help)
         q.add_argument("--dtype", default="auto", choices=config_key("dtype").choices(), help=config_key("dtype").help)
         _add_bench_engine(q)
+        if what == "dtype":
+            q.add_argument(
+                "--low", default="bfloat16", choices=["bfloat16", "float16"], help="the dtype timed against float32"
+            )
         q.set_defaults(func=_bench)
     _add_bench_align(bs)
 

@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     from sea_align.models.registry import BuiltModel
 
 BUILTIN_NAMES = ("sea-tiny-vl", "sea-tiny-audio", "smollm2-llava", "sea-qwen-vl", "qwen-coder-llava", "sea-qwen-audio")
+# The teacher of a built-in's benign targets (distill.teacher ""): the 135M built-ins' text safety is a LoRA of
+# ours that also refuses borderline requests typed, so their LLM from before that stage answers; a built-in
+# not named here (the Qwen ones, whose text safety is Qwen's own) answers for itself, as a user's model does.
+TEACHERS = {"sea-tiny-vl": "smollm2-llava", "sea-tiny-audio": "smollm2-llava"}
 
 
 def register() -> None:

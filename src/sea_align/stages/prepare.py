@@ -173,6 +173,15 @@ def _limit(rows: list[dict[str, Any]], cfg: PrepareConfig) -> list[dict[str, Any
     harm = [r for r in rows if r["harmful"]]
     ben = [r for r in rows if not r["harmful"]]
     nb = cfg.limit if cfg.benign_limit < 0 else cfg.benign_limit
+    for what, have, n, key in (
+        ("harmful", harm, cfg.limit, "limit"),
+        ("benign", ben, nb, "limit" if cfg.benign_limit < 0 else "benign_limit"),
+    ):
+        if n and len(have) > n:
+            log.warning(
+                "prepare: training on the first %d of the set's %d %s rows (prepare.%s=%d; 0 = all)",
+                n, len(have), what, key, n,
+            )  # fmt: skip
     return (harm[: cfg.limit] if cfg.limit else harm) + (ben[:nb] if nb else ben)
 
 
