@@ -26,6 +26,16 @@ def test_bench_evaluate_identical_outputs(tmp_path):
     assert res["identical_outputs"] is True and {"s_per_sample"} <= set(res["ours"])
 
 
+def test_bench_dtype_times_both_and_compares_verdicts(tmp_path):
+    out = tmp_path / "d.json"
+    assert bench("dtype", 3, "--batch-size", "2", "--max-new-tokens", "4", "--out", str(out), "--quiet") == 0
+    res = json.loads(out.read_text())
+    assert res["n_items"] == 6 and res["reference"] == "float32"  # 3 images + the 3 requests typed
+    assert res["float32"]["verdicts_agree"] == 1.0 and res["float32"]["identical_outputs"] == 6
+    assert 0 <= res["bfloat16"]["verdicts_agree"] <= 1 and res["bfloat16"]["s_per_item"] > 0
+    assert isinstance(res["bf16_native"], bool)
+
+
 def test_bench_synthesize_options_reach_our_engine(tmp_path, capsys):
     out = tmp_path / "b.json"
     opts = ["--chunk", "2", "--warmup", "2", "--lr-adapt", "1.1,0.7,3", "--attention", "math", "--stop-loss", "0.2"]

@@ -70,6 +70,30 @@ def test_auto_dtype_is_bf16_only_where_native(device, machine, want):
     assert resolve_dtype("auto", device, machine) == want
 
 
+BF16_CPU = Machine(cpu_bf16=True)
+
+
+@pytest.mark.parametrize(
+    "machine,params,want",
+    [
+        (BF16_CPU, 1_785_594_081, "bfloat16"),  # sea-qwen-vl: measured faster, same verdicts
+        (BF16_CPU, 138_961_633, "bfloat16"),  # sea-tiny-vl
+        (BF16_CPU, 61_856, "float32"),  # a tiny random test model: not measured, stays float32
+        (BF16_CPU, None, "float32"),  # unknown size
+        (CPU, 1_785_594_081, "float32"),  # an AVX2-only CPU emulates bf16: slower
+    ],
+)
+def test_auto_dtype_on_a_cpu_is_bf16_only_where_native_and_measured_faster(machine, params, want):
+    assert resolve_dtype("auto", "cpu", machine, params) == want
+
+
+def test_auto_dtype_reads_the_size_of_a_named_model():
+    assert choose("cpu", "auto", BF16_CPU, model="sea-qwen-vl") == ("cpu", "bfloat16")
+    assert choose("cpu", "auto", BF16_CPU, model="tiny-random-llava") == ("cpu", "float32")
+    assert choose("cpu", "auto", CPU, model="sea-qwen-vl") == ("cpu", "float32")
+    assert choose("cpu", "float32", BF16_CPU, model="sea-qwen-vl") == ("cpu", "float32")
+
+
 def test_explicit_dtype_wins():
     assert choose("auto", "float32", CUDA_BF16) == ("cuda:0", "float32")
     assert choose("cpu", "bfloat16", CPU) == ("cpu", "bfloat16")

@@ -381,7 +381,8 @@ class RunConfig:
     )
     dtype: str = opt(
         "auto",
-        "weights' dtype; auto = bfloat16 on a CUDA card with native bf16, else float32",
+        "weights' dtype; auto = bfloat16 on a CUDA card with native bf16 or, for a model of 100M+ "
+        "parameters, on a CPU with AVX512-BF16/AMX; else float32",
         DTYPES,
         brief="weights' dtype",
     )

@@ -193,7 +193,7 @@ def _preflight(cfg: RunConfig) -> tuple[str, str]:
         raise DataError("config: 'model' is required (your model's directory or hub id: model=DIR)")
     if not cfg.data:
         raise DataError("config: 'data' (the text safety set) is required")
-    device, dtype = choose(cfg.device, cfg.dtype)
+    device, dtype = choose(cfg.device, cfg.dtype, model=cfg.model)
     check_memory(cfg, device, dtype)
     for k, spec in enumerate(cfg.evaluate.build):
         if not spec.fallback:

@@ -160,7 +160,7 @@ def make_plan(cfg: RunConfig) -> Plan:
     """What `sea run` with `cfg` will do, its memory and its time, without loading the model."""
     from sea_align.runtime.device import choose
 
-    device, dtype = choose(cfg.device, cfg.dtype)
+    device, dtype = choose(cfg.device, cfg.dtype, model=cfg.model)
     params, params_from = param_count(cfg.model)
     memory, what = device_memory(device)
     p = Plan(cfg.model, device, dtype, params, params_from, memory, what)

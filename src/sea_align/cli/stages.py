@@ -164,7 +164,7 @@ def _runtime(cfg: RunConfig) -> tuple[str, str]:
     """(device, dtype) for this machine; an unavailable device is a one-line error before any model loads."""
     from sea_align.runtime.device import choose
 
-    device, dtype = choose(cfg.device, cfg.dtype)
+    device, dtype = choose(cfg.device, cfg.dtype, model=cfg.model)
     log.info("device %s, dtype %s", device, dtype)
     return device, dtype
 

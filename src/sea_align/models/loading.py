@@ -30,7 +30,7 @@ def load_adapter(
 ) -> BaseAdapter:
     """Resolve `spec`, load model + tokenizer onto `device` (auto|cpu|cuda|cuda:N|mps), wrap in the family
     adapter; optionally load a PEFT adapter. A dtype of "auto" is resolved for the device."""
-    device, dtype = _placement(device, dtype)
+    device, dtype = _placement(device, dtype, spec)
     dt = DTYPES[dtype] if isinstance(dtype, str) else dtype
     builtin = spec.startswith("tiny-random-") or is_builtin(spec)
     if device_map and builtin:
@@ -49,13 +49,13 @@ def load_adapter(
     return adapter
 
 
-def _placement(device: str, dtype: str | torch.dtype) -> tuple[str, str | torch.dtype]:
-    """(device, dtype) resolved for this machine; an unavailable device is a one-line DeviceError."""
+def _placement(device: str, dtype: str | torch.dtype, spec: str) -> tuple[str, str | torch.dtype]:
+    """(device, dtype) resolved for this machine and model; an unavailable device is a one-line DeviceError."""
     from sea_align.runtime.device import choose
 
     if isinstance(dtype, torch.dtype):
         return choose(device, "float32")[0], dtype
-    return choose(device, dtype)
+    return choose(device, dtype, model=spec)
 
 
 def _load_builtin_or_test(spec: str, dt: torch.dtype, modality: str | None) -> BaseAdapter:

@@ -3,8 +3,11 @@
 `probe()` asks torch what is there (a `Machine`); `resolve_device` / `resolve_dtype` decide from a
 `Machine` alone, so the choice is testable on a CPU-only machine by passing a made-up one.
 - device `auto`: the GPU when there is one (CUDA, then Apple MPS), else the CPU.
-- dtype `auto`: bfloat16 where the device computes it natively (a CUDA card with bf16, compute
-  capability 8.0+), else float32 (the CPU default: bf16 on most CPUs is emulated and slower).
+- dtype `auto`: bfloat16 where the device computes it natively: a CUDA card with bf16 (compute
+  capability 8.0+), or a CPU with AVX512-BF16 or AMX for a model of at least `CPU_BF16_MIN_PARAMS`
+  parameters, where it was measured faster with the same verdicts (`sea bench dtype`, docs/results.md,
+  "Speed"); else float32 (bf16 on an AVX2-only CPU is emulated and slower; the tiny random test models
+  stay float32).
 Under a multi-process launch (WORLD_SIZE > 1) `auto` and `cuda` mean this process's card, cuda:LOCAL_RANK.
 This module imports no torch until `probe()` is called: the CLI validates flags with it before any model loads.
 """
@@ -33,6 +36,7 @@ class Machine:
     cuda_count: int = 0  # CUDA devices torch sees
     cuda_bf16: bool = False  # the CUDA card computes bfloat16 natively
     mps: bool = False  # Apple Metal backend available
+    cpu_bf16: bool = False  # the CPU computes bfloat16 natively (AVX512-BF16 or AMX)
     local_rank: int | None = None  # this process's rank on its node under a multi-process launch
 
 
@@ -54,7 +58,13 @@ def probe() -> Machine:
         if int(os.environ.get("WORLD_SIZE", "1")) > 1 and os.environ.get("LOCAL_RANK", "").isdigit()
         else None
     )
-    return Machine(cuda_count=n, cuda_bf16=bool(n and torch.cuda.is_bf16_supported()), mps=mps, local_rank=rank)
+    return Machine(
+        cuda_count=n,
+        cuda_bf16=bool(n and torch.cuda.is_bf16_supported()),
+        mps=mps,
+        local_rank=rank,
+        cpu_bf16=bf16_native("cpu") == "bf16",
+    )
 
 
 def resolve_device(spec: str, m: Machine) -> str:
@@ -82,20 +92,44 @@ def _cuda(spec: str, m: Machine) -> str:
     return spec
 
 
-def resolve_dtype(spec: str, device: str, m: Machine) -> str:
-    """`auto` -> bfloat16 on a CUDA card with native bf16, else float32; an explicit dtype is kept."""
+CPU_BF16_MIN_PARAMS = 100_000_000  # measured faster in bf16 at 135M and 1.5B (the built-ins); smaller: not measured
+
+
+def resolve_dtype(spec: str, device: str, m: Machine, params: int | None = None) -> str:
+    """`auto` -> bfloat16 on a CUDA card with native bf16, or on a CPU with native bf16 for a model of at
+    least CPU_BF16_MIN_PARAMS parameters (`params`; None = unknown); else float32. An explicit dtype is kept."""
     if spec not in DTYPES:
         raise DeviceError(f"dtype {spec!r}: expected one of {', '.join(DTYPES)}")
     if spec != "auto":
         return spec
-    return "bfloat16" if device.startswith("cuda") and m.cuda_bf16 else "float32"
+    if device.startswith("cuda"):
+        return "bfloat16" if m.cuda_bf16 else "float32"
+    if device == "cpu" and m.cpu_bf16 and params is not None and params >= CPU_BF16_MIN_PARAMS:
+        return "bfloat16"
+    return "float32"
 
 
-def choose(device: str = "auto", dtype: str = "auto", machine: Machine | None = None) -> tuple[str, str]:
-    """(device, dtype) for this machine (probed unless given)."""
+def _params(model: str | None) -> int | None:
+    """The model's parameter count where it can be known without loading it (plan.param_count)."""
+    if not model:
+        return None
+    try:
+        from sea_align.plan import param_count
+
+        return param_count(model)[0]
+    except Exception:  # noqa: BLE001 - unknown size: auto keeps float32 on the CPU
+        return None
+
+
+def choose(
+    device: str = "auto", dtype: str = "auto", machine: Machine | None = None, model: str | None = None
+) -> tuple[str, str]:
+    """(device, dtype) for this machine (probed unless given); `model` (a name or directory) lets `auto`
+    pick bf16 on a CPU with native bf16 for a model large enough to gain from it."""
     m = machine if machine is not None else probe()
     dev = resolve_device(device, m)
-    return dev, resolve_dtype(dtype, dev, m)
+    params = _params(model) if dtype == "auto" and dev == "cpu" and m.cpu_bf16 else None
+    return dev, resolve_dtype(dtype, dev, m, params)
 
 
 def bf16_native(device: str = "cpu") -> str:

@@ -269,7 +269,7 @@ def run_align_cli(args: argparse.Namespace) -> int:
     if args.steps < 1:
         raise DataError(f"--steps: {args.steps} (must be >= 1)")
     rows = read_prepared(args.data)
-    device, dtype = choose(args.device, args.dtype)
+    device, dtype = choose(args.device, args.dtype, model=args.model)
     a = load_adapter(args.model, dtype=dtype, device=device)
     examples, counts, modality = build_training_set(rows, args.embeddings, a, cfg)
     res = bench_align(a, examples, cfg, args.steps, progress=not args.quiet)
@@ -330,7 +330,7 @@ def run_cli(args: argparse.Namespace) -> int:
     from sea_align.models import load_adapter
     from sea_align.runtime.device import bf16_native, choose
 
-    device, dtype = choose(args.device, args.dtype)
+    device, dtype = choose(args.device, args.dtype, model=args.model)
     if args.what == "dtype":
         dtype = "float32"
     a = load_adapter(args.model, dtype=dtype, device=device)
