@@ -11,6 +11,7 @@ from conftest import FIXTURES
 from sea_align import plan
 from sea_align.benchmarks.build import build, count_items
 from sea_align.config_load import load_config
+from sea_align.runtime import modelsize
 from sea_align.runtime.io import DataError
 
 ENV_OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
@@ -87,8 +88,8 @@ def test_safetensors_params_reads_headers(tmp_path):
 
     save_file({"a": torch.zeros(3, 4), "b": torch.zeros(5)}, str(tmp_path / "model-1.safetensors"))
     save_file({"c": torch.zeros(2, 2, 2)}, str(tmp_path / "model-2.safetensors"))
-    assert plan.safetensors_params(tmp_path) == 12 + 5 + 8
-    assert plan.param_count(str(tmp_path)) == (25, "its safetensors files")
+    assert modelsize.safetensors_params(tmp_path) == 12 + 5 + 8
+    assert modelsize.param_count(str(tmp_path)) == (25, "its safetensors files")
 
 
 def test_rates_scale_by_size_and_say_so(monkeypatch):

@@ -121,12 +121,12 @@ def teacher_of(cfg: RunConfig) -> str:
     model); else the built-in's own teacher where it has one (a built-in whose text safety is a LoRA of ours
     answers with its LLM from before that stage), else the run's model itself: a user's own model is its
     own teacher, whichever preset they start from."""
-    from sea_align.organism.builtin import TEACHERS
+    from sea_align.models.registry import builtin_teacher
 
     t = cfg.distill.teacher
     if t == "self":
         return cfg.model
-    return t or TEACHERS.get(cfg.model, cfg.model)
+    return t or builtin_teacher(cfg.model) or cfg.model
 
 
 def _distill(cfg: RunConfig, teacher: str, rows: list[dict[str, Any]], path: Path, man: Manifest, progress: bool):

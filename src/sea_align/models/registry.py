@@ -69,6 +69,13 @@ def builtin_names() -> tuple[str, ...]:
     return tuple(sorted(_builtins()))
 
 
+def builtin_teacher(name: str) -> str | None:
+    """The model that answers a built-in's benign requests in distillation, where its loader names one
+    (the loader's `teachers` attribute, {name: teacher}); None: the model answers for itself."""
+    ep = _builtins().get(name.split(":")[0])
+    return getattr(ep.load(), "teachers", {}).get(name) if ep is not None else None
+
+
 def is_builtin(spec: str) -> bool:
     """`spec` names a built-in model ("NAME" or "NAME:VARIANT"; the loader reads the variant)."""
     return spec.split(":")[0] in _builtins()

@@ -79,3 +79,6 @@ def load_builtin(
     from sea_align.organism.assemble import load_vl
 
     return load_vl(dtype, wdir, llm_dir, modality, name=name, base=base)
+
+
+load_builtin.teachers = TEACHERS  # read by models.registry.builtin_teacher (through the entry point)

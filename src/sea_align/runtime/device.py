@@ -110,11 +110,11 @@ def resolve_dtype(spec: str, device: str, m: Machine, params: int | None = None)
 
 
 def _params(model: str | None) -> int | None:
-    """The model's parameter count where it can be known without loading it (plan.param_count)."""
+    """The model's parameter count where it can be known without loading it (modelsize.param_count)."""
     if not model:
         return None
     try:
-        from sea_align.plan import param_count
+        from sea_align.runtime.modelsize import param_count
 
         return param_count(model)[0]
     except Exception:  # noqa: BLE001 - unknown size: auto keeps float32 on the CPU
