@@ -101,3 +101,16 @@ def test_rates_scale_by_size_and_say_so(monkeypatch):
     assert "scaled by size from sea-qwen-vl" in how
     monkeypatch.setattr(plan, "_device_class", lambda device: "cuda")
     assert plan.stage_rates("sea-qwen-vl", None, "image", "cuda:0") == (None, "no rate measured on cuda yet")
+
+
+def test_own_model_preset_plans_every_row_with_the_model_as_teacher(tmp_path, monkeypatch):
+    from sea_align.pipeline import teacher_of
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "va-safetybench").symlink_to(FIXTURES / "va-safetybench")  # made-up rows, any machine
+    monkeypatch.setenv("SEA_SHARED", str(tmp_path))
+    cfg = load_config("own-image", ["model=tiny-random-llava", f"data={FIXTURES / 'own_safety.jsonl'}"])
+    p = plan.make_plan(cfg)
+    assert p.work["rows"] == (40, 40, 10, 10) and p.work["distill"] == 10 and p.work["embeddings"] == 50
+    assert teacher_of(cfg) == "tiny-random-llava"
+    assert "prepare:    40 of 40 harmful rows, 10 of 10 benign rows" in plan.render(p)
