@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -136,3 +137,21 @@ def test_openai_extractor_against_local_server(tmp_path, monkeypatch):
         ("steal a car", "activity", "rules-fallback"),
     ]
     assert res.n_fallback == 1
+
+
+def test_a_subset_of_the_rows_is_said_in_one_line(tmp_path, caplog):
+    import logging
+
+    from sea_align.config import PrepareConfig
+    from sea_align.stages.prepare import run_prepare
+
+    data = Path(__file__).parent / "fixtures" / "own_safety.jsonl"  # 40 harmful + 10 benign rows
+    with caplog.at_level(logging.WARNING, logger="sea_align.stages.prepare"):
+        run_prepare(data, tmp_path / "all.jsonl", PrepareConfig(limit=0))
+        assert not caplog.records
+        run_prepare(data, tmp_path / "some.jsonl", PrepareConfig(limit=24, benign_limit=4))
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line == (
+        "prepare: training on the first 24 of the set's 40 harmful rows and 4 of the set's 10 benign rows "
+        "(prepare.limit=24, prepare.benign_limit=4; 0 = all)"
+    )

@@ -173,15 +173,20 @@ def _limit(rows: list[dict[str, Any]], cfg: PrepareConfig) -> list[dict[str, Any
     harm = [r for r in rows if r["harmful"]]
     ben = [r for r in rows if not r["harmful"]]
     nb = cfg.limit if cfg.benign_limit < 0 else cfg.benign_limit
-    for what, have, n, key in (
-        ("harmful", harm, cfg.limit, "limit"),
-        ("benign", ben, nb, "limit" if cfg.benign_limit < 0 else "benign_limit"),
-    ):
-        if n and len(have) > n:
-            log.warning(
-                "prepare: training on the first %d of the set's %d %s rows (prepare.%s=%d; 0 = all)",
-                n, len(have), what, key, n,
-            )  # fmt: skip
+    cut = [
+        (f"{n} of the set's {len(have)} {what} rows", f"prepare.{key}={n}")
+        for what, have, n, key in (
+            ("harmful", harm, cfg.limit, "limit"),
+            ("benign", ben, nb, "limit" if cfg.benign_limit < 0 else "benign_limit"),
+        )
+        if n and len(have) > n
+    ]
+    if cut:  # one line: a preset that trains on a subset of the user's rows says so
+        log.warning(
+            "prepare: training on the first %s (%s; 0 = all)",
+            " and ".join(c[0] for c in cut),
+            ", ".join(dict.fromkeys(c[1] for c in cut)),
+        )
     return (harm[: cfg.limit] if cfg.limit else harm) + (ben[:nb] if nb else ben)
 
 
