@@ -373,7 +373,8 @@ def run_cli(args: argparse.Namespace) -> int:
                 res["bf16_native"] = bf16_native(device) == "bf16"
             else:
                 res = bench_evaluate(a, items, bs, args.max_new_tokens, progress=not args.quiet)
-                res["ours"]["preset"] = args.config
+    if "ours" in res:
+        res["ours"]["preset"] = args.config
     res.update(
         {"model": args.model, "modality": modality, "n": len(rows), "peak_rss_gb": peak_rss_gb(), "hardware": hw}
     )
