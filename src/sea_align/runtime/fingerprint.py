@@ -62,8 +62,9 @@ def _show(v: Any) -> str:
 
 
 def changed(old: dict[str, Any], new: dict[str, Any]) -> str:
-    """The first difference, in words: "prepare.limit 24 -> 40", "after.prepare (prepare ran again)"."""
-    for k in sorted(set(old) | set(new)):
+    """The first difference, in words: "prepare.limit 24 -> 40", else "prepare was made again" (a stage's
+    own settings are named before the stages it reads)."""
+    for k in sorted(set(old) | set(new), key=lambda k: (k.startswith("after."), k)):
         if old.get(k, "<unset>") != new.get(k, "<unset>"):
             if k.startswith("after."):
                 return f"{k[len('after.') :]} was made again"
