@@ -168,11 +168,10 @@ def run_pipeline(cfg: RunConfig, out: str | Path, progress: bool = True, command
     common = {"model": cfg.model, "modality": cfg.modality, "dtype": dtype, "seed": cfg.seed}
     if cfg.distill.enabled:
         teacher = teacher_of(cfg)
-        fp.claim("distill", {**common, **_after(fp, "prepare"), **flat(to_dict(cfg.distill), "distill."),
-                             "distill.teacher": teacher}, [out / "distilled.jsonl"])  # fmt: skip
+        settings = {**_settings(fp, common, "distill", cfg.distill, "prepare"), "distill.teacher": teacher}
+        fp.claim("distill", settings, [out / "distilled.jsonl"])
         rows = _distill(cfg, teacher, rows, out / "distilled.jsonl", man, progress)
-    fp.claim("synthesize", {**common, **_after(fp, "prepare"), **flat(to_dict(cfg.synthesize), "synthesize.")},
-             [out / "embeddings"])  # fmt: skip
+    fp.claim("synthesize", _settings(fp, common, "synthesize", cfg.synthesize, "prepare"), [out / "embeddings"])
     _synthesize(cfg, rows, out / "embeddings", man, progress)
     _arms(cfg, out, rows, benches, man, progress, fp, common)
     t = time.perf_counter()
@@ -240,6 +239,11 @@ def _after(fp: Fingerprints, *stages: str) -> dict[str, str]:
     return {f"after.{s}": fp.digest_of(s) for s in stages if fp.digest_of(s)}
 
 
+def _settings(fp: Fingerprints, common: dict[str, Any], section: str, cfg: Any, *reads: str) -> dict[str, Any]:
+    """A stage's fingerprint settings: the run's common ones, the digests of the stages it reads, its section."""
+    return {**common, **_after(fp, *reads), **flat(to_dict(cfg), f"{section}.")}
+
+
 def _prepare_settings(cfg: RunConfig, benches: list[str]) -> dict[str, Any]:
     """What shapes prepared.jsonl: the data (a file's digest too), the prepare settings, the answer check's
     judge and, for a named set, the evaluation phrases it is kept disjoint from."""
@@ -292,7 +296,7 @@ def _arms(
     for name, adapter_dir, align_cfg, arm_emb, stage in arms:
         if adapter_dir:
             ups = ("prepare", "distill") + (("synthesize",) if arm_emb else ())
-            settings = {**common, **_after(fp, *ups), **flat(to_dict(align_cfg), "align.")}
+            settings = _settings(fp, common, "align", align_cfg, *ups)
             settings.pop("align.report_to", None)
             fp.claim(stage, settings, [adapter_dir, adapter_dir.with_name(adapter_dir.name + ".partial")])
         fp.claim(f"evaluate_{name}", {**common, **(_after(fp, stage) if stage else {}), **ev}, [out / "eval" / name])
