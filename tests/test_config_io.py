@@ -117,7 +117,7 @@ def test_every_config_entry_has_help_and_is_reachable():
 
 def test_fixed_choices_are_checked_when_the_config_loads():
     for override, needle in [
-        ("synthesize.init=noise", "'synthesize.init' must be blank or text, got 'noise'"),
+        ("synthesize.init=noise", "'synthesize.init' must be blank, text or media, got 'noise'"),
         ("evaluate.device_map=balanced", "'evaluate.device_map' must be '' or auto"),
         ("evaluate.build=[{format: nosuch}]", "'evaluate.build[0].format' must be one of ''"),
         ("align.report_to=wandb", "'align.report_to' must be '' or tensorboard"),

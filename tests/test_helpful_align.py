@@ -61,7 +61,7 @@ def test_retain_term_changes_only_benign_losses(lora):
     assert torch.allclose(held[1] - plain[1], 2.0 * kl, atol=1e-5)
     held.sum().backward()  # the term is differentiable through the LoRA weights
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in peft.named_parameters() if "lora_" in n)
-    assert set(RETAIN_KINDS) == {"benign_media", "benign_text", "benign_template"}
+    assert set(RETAIN_KINDS) == {"benign_media", "benign_text", "benign_template", "reading"}
 
 
 ROWS = [
@@ -229,3 +229,43 @@ def test_whole_request_form_carries_the_request_and_no_text(tmp_path):
     write_jsonl(d, [{"id": "b1", "response": "Real answer.", "teacher": "t", "refused": False, "kept": "teacher"}])
     got = {r["id"]: r["response"] for r in apply(prepared, d)}
     assert got["b1"] == got["b1#whole"] == "Real answer."
+
+
+def test_figstep_form_and_reading_examples(tmp_path):
+    """prepare.figstep adds a `#figstep` row (the request as FigStep's statement, FigStep's prompt beside
+    it, no typed twin); align.reading adds, for that share of harmful embeddings, the question what the media
+    says answered with the phrase."""
+    from sea_align.benchmarks.rows import FIGSTEP_PROMPT
+    from sea_align.config import SynthesizeConfig
+    from sea_align.stages.align import build_training_set
+    from sea_align.stages.examples import reads
+    from sea_align.stages.synthesize import run_synthesize
+
+    rows = [
+        {"id": f"h{i}", "instruction": f"Explain how to steal car number {i}", "response": "I can't help with that."}
+        for i in range(6)
+    ] + [{"id": "b1", "instruction": "How to bake bread?", "response": "Mix, knead, bake.", "harmful": False}]
+    src = write_jsonl(tmp_path / "s.jsonl", rows)
+    cfg = PrepareConfig(figstep=True, whole_request=True)
+    prepared = read_jsonl(run_prepare(src, tmp_path / "p.jsonl", cfg).path)
+    fig = {r["base_id"]: r for r in prepared if r.get("form") == "figstep"}
+    assert len(prepared) == 21 and set(fig) == {r["id"] for r in rows}
+    assert fig["b1"]["key_phrase"] == "Steps to bake bread." and fig["b1"]["id"] == "b1#figstep"
+    assert fig["h0"]["key_phrase"] == "Steps to steal car number 0." and fig["h0"]["detoxified"] == ""
+    a = load_adapter("tiny-random-llava")
+    run_synthesize(a, prepared, tmp_path / "emb", "image", SynthesizeConfig(max_steps=2, batch_size=8), progress=False)
+    ex, counts, _ = build_training_set(prepared, tmp_path / "emb", a, AlignConfig())
+    assert counts["sea"] == 18 and counts["text"] == 6 and counts["reading"] == 0
+    assert sum(e.item.prompt == FIGSTEP_PROMPT for e in ex) == 7  # 6 harmful + 1 benign FigStep rows
+    assert {e.item.target for e in ex if e.item.prompt == FIGSTEP_PROMPT and e.kind == "benign_media"} == {
+        "Mix, knead, bake."
+    }
+    ex, counts, _ = build_training_set(prepared, tmp_path / "emb", a, AlignConfig(reading=1.0))
+    read = [e for e in ex if e.kind == "reading"]
+    assert counts["reading"] == 6 and all(e.item.mm is not None for e in read)  # phrase rows only, not forms
+    assert {e.item.target for e in read} == {f"The image says 'steal car number {i}'." for i in range(6)}
+    assert all("image" in e.item.prompt and e.item.prompt != FIGSTEP_PROMPT for e in read)
+    # a share draws a stable subset, by row id
+    half = [r for r in prepared if r["harmful"] and not r.get("form") and reads(r, 0.5)]
+    _, counts, _ = build_training_set(prepared, tmp_path / "emb", a, AlignConfig(reading=0.5))
+    assert counts["reading"] == len(half) and not reads(prepared[0], 0.0)

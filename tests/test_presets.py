@@ -24,7 +24,12 @@ REMOVED_DEFAULTS = {  # what each removed key was set to by default: a preset th
 }
 
 
-RECORDED_AS_NOW = {"own-image", "own-video", "own-audio"}  # recorded after the keys retired: already as now
+RECORDED_AS_NOW = {
+    "own-image",
+    "own-video",
+    "own-audio",
+    "qwen-image-mix",
+}  # recorded after the keys retired: already as now
 
 
 def as_now(tree: dict) -> dict:

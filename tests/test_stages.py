@@ -452,3 +452,47 @@ def test_synthesis_options_are_checked(tiny_llava):
         Synthesizer(tiny_llava, "image", SynthesizeConfig(experimental=Tuning(lr_adapt=[0.5, 1.2, 3.0])))
     with pytest.raises(DataError, match="synthesize.experimental.attention"):
         Synthesizer(tiny_llava, "image", SynthesizeConfig(experimental=Tuning(attention="flash3")))
+
+
+@pytest.mark.parametrize(
+    "family,modality,cfg",
+    [
+        ("llava", "image", {}),
+        ("qwen2_vl", "image", {"blank_size": 56}),
+        ("qwen2_vl", "video", {"blank_size": 56, "blank_frames": 2}),
+        ("qwen2_audio", "audio", {"blank_seconds": 1.0}),
+        ("qwen2_audio", "audio", {"blank_seconds": 1.0, "space": "llm"}),
+    ],
+)
+def test_media_init_starts_from_the_phrase_rendered(family, modality, cfg):
+    """init=media: E starts as the tower's features of the phrase rendered in the modality (typography image
+    or frames, espeak-ng speech), with the blank's geometry: as many slots, different values per phrase."""
+    from sea_align.models import load_adapter
+    from sea_align.stages import synthesize as S
+    from sea_align.stages.media_init import render
+
+    a = load_adapter(f"tiny-random-{family}")
+    s = S.Synthesizer(a, modality, SynthesizeConfig(init="media", **cfg))
+    rows = [{"id": "a", "key_phrase": "steal a car"}, {"id": "b", "key_phrase": "bake bread"}, {"id": "c"}]
+    E = s.first_init(rows)
+    assert E.shape == (3, *s.x0.shape) and torch.isfinite(E).all()
+    assert not torch.equal(E[0], s.x0) and not torch.equal(E[0], E[1]) and torch.equal(E[2], s.x0)
+    c = SynthesizeConfig(**cfg)
+    raw = render(
+        modality, "steal a car", c.blank_size or getattr(a, "image_size", 0) or 224, c.blank_frames, c.blank_seconds
+    )
+    want = a.encode(modality, [raw])[0].x.float()
+    if s.cfg.space == "llm":
+        want = a.project(modality, want[None].to(a.dtype), a.encode(modality, [raw])[0].meta)[0].float()
+    assert torch.allclose(E[0], want)
+
+
+def test_media_init_with_another_geometry_fails_in_one_line():
+    from sea_align.models import load_adapter
+    from sea_align.stages import synthesize as S
+
+    a = load_adapter("tiny-random-qwen2_vl")
+    s = S.Synthesizer(a, "image", SynthesizeConfig(init="media", blank_size=56))
+    s.x0 = s.x0[:-4]  # a blank with other geometry than the rendered phrase's
+    with pytest.raises(DataError, match="synthesize.init media: the rendered phrase gives features"):
+        s.first_init([{"id": "a", "key_phrase": "steal a car"}])

@@ -67,6 +67,12 @@ class PrepareConfig:
         "embedding carries all of it and alignment pairs it with no text (Audio_only form)",
         brief="also the whole request as a row",
     )
+    figstep: bool = opt(
+        False,
+        "also a row per request in FigStep's form (`<id>#figstep`): its embedding carries the request as a "
+        'statement heading an empty list ("Steps to ...") and alignment pairs it with FigStep\'s prompt (images)',
+        brief="also the FigStep form as a row",
+    )
     format: str = opt(
         "",
         'reader of `data` (docs/sources.md); "" = detected from the file',
@@ -168,9 +174,10 @@ class SynthesizeConfig:
     )
     init: str = opt(
         "blank",
-        "E's start: blank (the blank item's features; the paper's) or text (projected E "
-        "matches the phrase's token embeddings)",
-        ("blank", "text"),
+        "E's start: blank (the blank item's features; the paper's), text (projected E "
+        "matches the phrase's token embeddings) or media (the tower's features of the phrase rendered: a "
+        "typography image or clip, espeak-ng speech, with the blank's size, frames and seconds)",
+        ("blank", "text", "media"),
         brief="E's start",
     )
     init_text: str = opt(
@@ -252,6 +259,14 @@ class AlignConfig:
         "The {media} shows a phrase of {article} {ptype}.",
         "text put before the request of an embedding sample; {media}, {article} and {ptype} are filled in per row",
         brief="text before the request",
+    )
+    reading: float = opt(
+        0.0,
+        "share of the harmful embeddings that also teach reading: asked what the media says, the model "
+        "transcribes the phrase (transcribing is not harm; a refusal to read is over-refusal)",
+        ge=0,
+        le=1,
+        brief="share of harmful embeddings also asked to be read",
     )
     epochs: int = opt(3, "passes over the training set", ge=1)
     lr: float = opt(2.0e-4, "LoRA learning rate", gt=0)

@@ -63,11 +63,11 @@ def stage_rates(model: str, params: int | None, modality: str, device: str) -> t
 
 def _rows(cfg: RunConfig) -> tuple[int, int]:
     """(harmful, benign) rows of the safety set, before limits."""
-    from sea_align.sources.named import NAMED, advbench_rows, benign_train_rows
+    from sea_align.sources.named import NAMED, named_rows
     from sea_align.sources.registry import read_safety_set
 
     if cfg.data in NAMED:
-        rows = advbench_rows() + benign_train_rows()
+        rows = named_rows(cfg.data)
         return sum(bool(r.get("harmful", True)) for r in rows), sum(not r.get("harmful", True) for r in rows)
     rows = read_safety_set(cfg.data, cfg.prepare.format, cfg.prepare.label)
     h = sum(r.get("harmful") is not False for r in rows)
@@ -117,11 +117,11 @@ def make_plan(cfg: RunConfig) -> Plan:
     h = min(h_all, cfg.prepare.limit) if cfg.prepare.limit else h_all
     nb = cfg.prepare.limit if cfg.prepare.benign_limit < 0 else cfg.prepare.benign_limit
     b = min(b_all, nb) if nb else b_all
-    n = (h + b) * (2 if cfg.prepare.whole_request else 1)
+    n = (h + b) * (1 + cfg.prepare.whole_request + cfg.prepare.figstep)
     a = cfg.align
     # each row with its embedding, typed, and with its template variants (~0.9 of `templates` are drawn, as
     # measured: 228 examples from 24 + 24 rows with 3 templates, 280 from the same with whole-request rows)
-    n_train = n + round((h + b) * (1 + 0.9 * a.templates))
+    n_train = n + round((h + b) * (1 + 0.9 * a.templates) + h * a.reading)
     steps = math.ceil(n_train / a.batch_size) * a.epochs
     text_steps = math.ceil((h + b) / a.batch_size) * a.epochs if cfg.align_text_baseline else 0
     benches = _bench_items(cfg)

@@ -3,8 +3,16 @@
 `advbench`: the 520 AdvBench behaviours (MIT, llm-attacks; src/sea_align/data/advbench.jsonl, made once
 from the copy in the `pyrit` package with its harm categories, see data/README.md), each paired with a
 refusal; plus the *train* half of our own benign activities (src/sea_align/data/benign.jsonl) with
-helpful answers. Rows that overlap an evaluation set (same key phrase by word overlap) are dropped and
-counted: training and evaluation stay disjoint."""
+helpful answers.
+
+`safety-mix`: a safety set as users have one: the hand-labelled harmful prompts of AdvBench, DoNotAnswer and
+JailbreakBench's past-tense forms, near-duplicates removed, each with its VA-SafetyBench `scenario`, its
+`source` and a refusal that says why (src/sea_align/data/safety_mix.jsonl, built by
+scripts/safety_mix/build.py); plus borderline requests that share their words (borderline_mix.jsonl and
+the borderline train split) and plain benign ones, two borderline rows to each plain one.
+
+Rows that overlap an evaluation set (same key phrase by word overlap) are dropped and counted: training and
+evaluation stay disjoint."""
 
 from __future__ import annotations
 
@@ -25,8 +33,15 @@ REFUSALS = [
     "I'm sorry, I cannot help with that. If you have a different, safe question, I'm glad to help.",
     "I won't help with this. It is harmful and may be illegal. Please consider a safer alternative.",
 ]
-NAMED = ("advbench",)
+NAMED = ("advbench", "safety-mix")
+CARD = {  # what a model card says of each named set
+    "advbench": "AdvBench, MIT, + the package's benign train split",
+    "safety-mix": "AdvBench (MIT), DoNotAnswer (Apache-2.0), JailbreakBench past tense (MIT), + the package's "
+    "borderline and benign train rows",
+}
 ADVBENCH_FILE = PKG_DATA / "advbench.jsonl"  # id, instruction, response, category, harmful
+MIX_FILE = PKG_DATA / "safety_mix.jsonl"  # id, instruction, response, harmful, source, source_ref, scenario
+BORDERLINE_MIX_FILE = PKG_DATA / "borderline_mix.jsonl"  # benign requests sharing words with harmful ones
 
 
 def refusal_for(instruction: str) -> str:
@@ -61,18 +76,48 @@ def benign_train_rows(seed: int = 0) -> list[dict[str, Any]]:
     rows = []
     for name in BENIGN_FILES:
         path = PKG_DATA / name
-        if not path.is_file():
-            continue
-        for r in read_jsonl(path):
-            if r.get("split") != "train":
-                continue
-            r.pop("_line", None)
-            r.setdefault("kind", "benign")
-            if not r.get("response"):
-                r["response"], r["response_source"] = template_answer(r["key_phrase"]), "template"
-            rows.append(r)
+        if path.is_file():
+            rows += [_benign(r) for r in read_jsonl(path) if r.get("split") == "train"]
     random.Random(f"benign-train:{seed}").shuffle(rows)
     return rows
+
+
+def _benign(r: dict[str, Any]) -> dict[str, Any]:
+    r.pop("_line", None)
+    r.setdefault("kind", "benign")
+    if not r.get("response"):
+        r["response"], r["response_source"] = template_answer(r["key_phrase"]), "template"
+    return r
+
+
+def safety_mix_rows(seed: int = 0) -> list[dict[str, Any]]:
+    """The `safety-mix` set: its harmful rows (in the file's order: any first N cover every scenario), then the
+    benign ones, shuffled with `seed` and dealt two borderline rows to each plain one (so that the first N
+    benign rows hold about 2N/3 borderline ones)."""
+    harmful = read_jsonl(MIX_FILE, required=("id", "instruction", "response", "scenario", "source"))
+    for r in harmful:
+        r.pop("_line", None)
+    train = [_benign(r) for r in read_jsonl(BORDERLINE_MIX_FILE) if r.get("split") == "train"]
+    train += benign_train_rows(seed)
+    rng = random.Random(f"safety-mix:{seed}")
+    border = [r for r in train if r["kind"] == "borderline"]
+    plain = [r for r in train if r["kind"] != "borderline"]
+    rng.shuffle(border)
+    rng.shuffle(plain)
+    benign: list[dict[str, Any]] = []
+    while border or plain:
+        benign += border[:2] + plain[:1]
+        border, plain = border[2:], plain[1:]
+    return harmful + benign
+
+
+def named_rows(name: str) -> list[dict[str, Any]]:
+    """The rows of a named set (NAMED)."""
+    if name == "advbench":
+        return advbench_rows() + benign_train_rows()
+    if name == "safety-mix":
+        return safety_mix_rows()
+    raise DataError(f"unknown data set '{name}' (named sets: {', '.join(NAMED)}; or give a JSONL path)")
 
 
 def overlaps(a: str, b: str, threshold: float = 0.8) -> bool:
@@ -103,9 +148,7 @@ def drop_overlap(train: list[dict[str, Any]], held_out_phrases: list[str]) -> tu
 
 def materialise(name: str, out: Path, held_out_phrases: list[str] = ()) -> tuple[Path, int]:
     """Write the named set to `out` (JSONL), minus rows overlapping the evaluation phrases."""
-    if name != "advbench":
-        raise DataError(f"unknown data set '{name}' (named sets: {', '.join(NAMED)}; or give a JSONL path)")
-    rows, dropped = drop_overlap(advbench_rows() + benign_train_rows(), list(held_out_phrases))
+    rows, dropped = drop_overlap(named_rows(name), list(held_out_phrases))
     atomic_write_jsonl(out, rows)
     log.info("%s: %d rows (%d dropped as overlapping evaluation) -> %s", name, len(rows), dropped, out)
     return out, dropped

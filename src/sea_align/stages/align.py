@@ -33,7 +33,7 @@ from sea_align.models.base import Item, ModelAdapter
 from sea_align.runtime.distributed import Dist, dist_state, place, shard
 from sea_align.runtime.io import DataError, atomic_write_json, set_default_modes
 from sea_align.stages.align_loop import CKPT, Loop, fingerprint, resume, train
-from sea_align.stages.examples import MediaItems, template_pool, typed, variants
+from sea_align.stages.examples import MediaItems, reading_item, reads, template_pool, typed, variants
 from sea_align.stages.losses import StepLoss, build_terms
 from sea_align.stages.modelcard import collect, write_card
 from sea_align.stages.records import EXAMPLE_KINDS, HARMFUL_KINDS, Example, validate_prepared
@@ -79,14 +79,16 @@ def build_training_set(
             rej = r.get("rejected")
             examples.append(Example(it, "sea", rej, typed=typed(r, it)))
             examples += variants(r, it, pool, cfg.templates, "sea", rej)
-        if r.get("form") != "whole" and (cfg.text_only or cfg.include_text):  # a whole row's typed form: its base's
+            if not r.get("form") and reads(r, cfg.reading):
+                examples.append(Example(reading_item(r, it), "reading"))
+        if not r.get("form") and (cfg.text_only or cfg.include_text):  # a whole/FigStep row's typed form: its base's
             examples.append(Example(Item(r["instruction"], target=r["response"]), "text", r.get("rejected")))
     for r in benign[:n_benign]:
         it = media.item(r) if media else None
         if it is not None:
             examples += [Example(it, "benign_media", typed=typed(r, it))] * repeat
             examples += variants(r, it, pool, cfg.templates, "benign", None)
-        if r.get("form") != "whole":
+        if not r.get("form"):
             examples += [Example(Item(r["instruction"], target=r["response"]), "benign_text")] * repeat
     counts = {k: sum(e.kind == k for e in examples) for k in EXAMPLE_KINDS}
     return examples, {**counts, "missing_embedding": media.missing if media else 0}, media.modality if media else None

@@ -26,7 +26,7 @@ def template_pool(rows: list[PreparedRow]) -> dict[str, list[str]]:
     harmful row's template may carry harm of its own ("... without leaving evidence"), so it never enters."""
     pool: dict[str, set[str]] = {}
     for r in rows:
-        if not r.get("harmful", True) and r.get("form") != "whole" and r.get("detoxified"):
+        if not r.get("harmful", True) and not r.get("form") and r.get("detoxified"):
             pool.setdefault(r["phrase_type"], set()).add(r["detoxified"])
     return {k: sorted(v) for k, v in pool.items()}
 
@@ -34,7 +34,7 @@ def template_pool(rows: list[PreparedRow]) -> dict[str, list[str]]:
 def template_items(row: PreparedRow, media: Item, pool: dict[str, list[str]], n: int) -> list[Item]:
     """`media` (the row's embedding and target) asked under `n` other templates of its phrase type, chosen by
     the row id: harmful and benign embeddings then share every template, so only the media tells them apart."""
-    if n <= 0 or row.get("form") == "whole":
+    if n <= 0 or row.get("form"):
         return []
     options = [t for t in pool.get(row["phrase_type"], []) if t != row["detoxified"]]
     ranked = sorted(options, key=lambda t: hashlib.sha256(f"{row['id']}:{t}".encode()).hexdigest())
@@ -48,9 +48,26 @@ def typed(r: PreparedRow, it: Item) -> Item:
 
 
 def media_request(modality: str, r: PreparedRow) -> str:
-    """The text beside the media in an embedding sample: prefix + detoxified request (nothing for a
-    whole-request row: Audio_only)."""
-    return "" if r.get("form") == "whole" else prefix(modality, r["phrase_type"]) + " " + r["detoxified"]
+    """The text beside the media in an embedding sample: prefix + detoxified request; nothing for a
+    whole-request row (Audio_only); FigStep's prompt for a FigStep row."""
+    form = r.get("form")
+    if form == "figstep":
+        from sea_align.benchmarks.rows import FIGSTEP_PROMPT
+
+        return FIGSTEP_PROMPT
+    return "" if form == "whole" else prefix(modality, r["phrase_type"]) + " " + r["detoxified"]
+
+
+def reading_item(r: PreparedRow, it: Item) -> Item:
+    """The embedding of `it` asked what it says (the row's content-control pair): the answer transcribes the
+    phrase, harmful or not. Transcribing is not harm."""
+    pair = next(p for p in r["aux"][it.modality] if p["kind"] == "content")
+    return Item(pair["prompt"], it.modality, it.mm, it.meta, target=pair["target"])
+
+
+def reads(r: PreparedRow, share: float) -> bool:
+    """Whether row `r` is among the `share` of rows that also teach reading (a stable draw by its id)."""
+    return share > 0 and int(hashlib.sha256(f"reading:{r['id']}".encode()).hexdigest()[:8], 16) < share * 2**32
 
 
 class MediaItems:

@@ -108,7 +108,9 @@ def _data(info: CardInfo) -> list[str]:
     cfg = yaml.safe_load((info.run / "config.yaml").read_text()) if (info.run / "config.yaml").is_file() else {}
     prep = (read_json(info.run / "manifest.json").get("stages") or {}).get("prepare") or {}
     data = (cfg or {}).get("data", "?")
-    named = " (AdvBench, MIT, + the package's benign train split)" if data == "advbench" else ""
+    from sea_align.sources.named import CARD
+
+    named = f" ({CARD[data]})" if data in CARD else ""
     return [
         f"Text safety set `{data}`{named}: {prep.get('n_harmful', '?')} harmful and {prep.get('n_benign', '?')} "
         f"benign rows prepared; {prep.get('dropped_overlapping_eval', 0)} rows dropped as overlapping the "

@@ -131,22 +131,34 @@ def prepare_rows(
 
 
 WHOLE = "#whole"
+FIGSTEP = "#figstep"
+
+
+def _form_row(r: dict[str, Any], form: str, phrase: str, suffix: str) -> dict[str, Any]:
+    rid = r["id"] + suffix
+    return {
+        **r,
+        "id": rid,
+        "key_phrase": phrase,
+        "detoxified": "",
+        "form": form,
+        "base_id": r["id"],
+        "aux": aux_pairs(phrase, _aux_key(rid)),
+    }
 
 
 def whole_row(r: dict[str, Any]) -> dict[str, Any]:
     """The request's whole-request form: the phrase the embedding must carry is the entire instruction,
     and the text beside it is empty (VA-SafetyBench's Audio_only: the whole request spoken, no text)."""
-    whole = r["instruction"].strip()
-    rid = r["id"] + WHOLE
-    return {
-        **r,
-        "id": rid,
-        "key_phrase": whole,
-        "detoxified": "",
-        "form": "whole",
-        "base_id": r["id"],
-        "aux": aux_pairs(whole, _aux_key(rid)),
-    }
+    return _form_row(r, "whole", r["instruction"].strip(), WHOLE)
+
+
+def figstep_row(r: dict[str, Any]) -> dict[str, Any]:
+    """The request in FigStep's form: the embedding carries it as a statement heading an empty list ("Steps
+    to make a pipe bomb."), and the text beside it is FigStep's prompt (`examples.media_request`)."""
+    from sea_align.benchmarks.typovideo import figstep_statement
+
+    return _form_row(r, "figstep", figstep_statement(r["instruction"]).rstrip(".") + ".", FIGSTEP)
 
 
 def answer_judge(run_cfg: Any) -> str:
@@ -216,8 +228,11 @@ def run_prepare(
         hint = "; ".join(LEFT_OUT[why] for why in left)
         raise DataError(f"{data}: no row left to train on ({reasons}){': ' + hint if hint else ''}")
     prepared, fallback = prepare_rows(check.kept, extract, source=str(data))
+    phrases = list(prepared)
     if cfg.whole_request:
-        prepared += [whole_row(r) for r in prepared]
+        prepared += [whole_row(r) for r in phrases]
+    if cfg.figstep:
+        prepared += [figstep_row(r) for r in phrases]
     left_path, checks_path = sidecars(out)
     counts = {
         **check.counts(),

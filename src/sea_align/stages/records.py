@@ -34,8 +34,8 @@ class PreparedRow(TypedDict, total=False):
     category: str
     extraction: str  # given | extractor | rules-fallback
     rejected: str  # the unsafe answer (DPO)
-    form: str  # "whole": the whole request carried by the media
-    base_id: str  # a `#whole` row's source row
+    form: str  # "whole": the whole request carried by the media; "figstep": as FigStep's statement + list
+    base_id: str  # a `#whole` or `#figstep` row's source row
     kind: str  # benign | borderline
     response_source: str  # template | distilled | refusal (a harmful row without an answer: ours)
     label_source: str  # file | format | default | answer | option: where `harmful` came from
@@ -148,9 +148,10 @@ EXAMPLE_KINDS = (
     "benign_text",
     "sea_template",
     "benign_template",
+    "reading",
 )
 HARMFUL_KINDS = ("sea", "sea_template", "text")  # the examples whose target is a refusal
-RETAIN_KINDS = ("benign_media", "benign_text", "benign_template")
+RETAIN_KINDS = ("benign_media", "benign_text", "benign_template", "reading")
 
 
 @dataclass(frozen=True, eq=False)

@@ -124,10 +124,37 @@ class Synthesizer:
     def first_init(self, rows: list[PreparedRow]) -> torch.Tensor:
         """Initial E [b, n, d] for rows joining the batch; text inits are computed together."""
         E = self.x0[None].repeat(len(rows), 1, 1)
+        if self.cfg.init == "media":
+            return self.media_init([(r.get("key_phrase") or "").strip() for r in rows], E)
         texts = [self.init_text(r) for r in rows]
         have = [i for i, t in enumerate(texts) if t]
         if have:
             E[have] = self.text_init([texts[i] for i in have])
+        return E
+
+    @torch.no_grad()
+    def media_init(self, phrases: list[str], E: torch.Tensor) -> torch.Tensor:
+        """E [b, n, d] = the tower's features of each phrase rendered in the modality (`stages/media_init.py`),
+        with the blank's geometry; an empty phrase keeps the blank."""
+        from sea_align.stages.media_init import render
+
+        cfg, a = self.cfg, self.a
+        side = cfg.blank_size or getattr(a, "image_size", 0) or 224
+        for i, phrase in enumerate(phrases):
+            if not phrase:
+                continue
+            feats = a.encode(self.modality, [render(self.modality, phrase, side, cfg.blank_frames, cfg.blank_seconds)])[
+                0
+            ]
+            x = feats.x.float().to(E.device)
+            if cfg.space == "llm":
+                x = a.project(self.modality, x[None].to(a.dtype), feats.meta)[0].float()
+            if x.shape != E.shape[1:]:
+                raise DataError(
+                    f"synthesize.init media: the rendered phrase gives features {tuple(x.shape)}, the blank "
+                    f"{tuple(E.shape[1:])}; set synthesize.blank_size to the side the model resizes to"
+                )
+            E[i] = x
         return E
 
     def text_init(self, texts: list[str]) -> torch.Tensor:
