@@ -110,3 +110,33 @@ def test_bench_align_shared_pass_matches_the_pass_per_term_step(tmp_path, capsys
     assert res["max_loss_diff"] < 1e-4 and res["max_grad_diff"] < 1e-4  # the same step, computed two ways
     assert main(["bench", "align", *args, "--steps", "0", "--out", str(tmp_path / "z.json"), "--quiet"]) == 2
     assert "--steps: 0" in capsys.readouterr().err and not (tmp_path / "z.json").exists()
+
+
+def test_bench_synthesize_against_the_preset_as_it_is(tmp_path):
+    """--reference preset: ours (the flags) against our engine with the preset's own setting, in one run, with
+    the same step cap; no naive engine."""
+    from sea_align.config_load import load_config
+
+    syn = load_config("default").synthesize
+    out = tmp_path / "b.json"
+    assert (
+        bench(
+            "synthesize",
+            2,
+            "--max-steps",
+            "2",
+            "--init",
+            "media",
+            "--reference",
+            "preset",
+            "--out",
+            str(out),
+            "--quiet",
+        )
+        == 0
+    )
+    res = json.loads(out.read_text())
+    assert "naive" not in res and res["ratio"] > 0
+    assert res["ours"]["init"] == "media" and res["reference"]["init"] == syn.init != "media"
+    assert res["reference"]["max_steps"] == res["ours"]["max_steps"] == 2
+    assert res["reference"]["preset"] == "default as it is" and 0 <= res["reference"]["verified_rate"] <= 1

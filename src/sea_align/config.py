@@ -385,7 +385,7 @@ class RunConfig:
     modality: str = opt("image", "the media form the model takes and E stands for", ("image", "video", "audio"))
     data: str = opt(
         "",
-        "the text safety set: a named set (advbench), our JSONL (instruction, response, ...) or any "
+        "the text safety set: a named set (advbench, safety-mix), our JSONL (instruction, response, ...) or any "
         "format of docs/sources.md",
         brief="the text safety set (file or named set)",
     )

@@ -158,6 +158,15 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--device", default="auto", type=device_spec, metavar="DEVICE", help=config_key("device").help)
         q.add_argument("--dtype", default="auto", choices=config_key("dtype").choices(), help=config_key("dtype").help)
         _add_bench_engine(q)
+        if what == "synthesize":
+            q.add_argument(
+                "--reference",
+                default="naive",
+                choices=["naive", "preset"],
+                help="what ours is timed against: naive (one sample at a time, blank start, every step) or preset "
+                "(our engine with the --config preset's setting as it is, same --max-steps and --max-new-tokens: "
+                "what the flags change, measured in one run)",
+            )
         if what == "dtype":
             q.add_argument(
                 "--low", default="bfloat16", choices=["bfloat16", "float16"], help="the dtype timed against float32"
