@@ -214,6 +214,7 @@ def test_stage_options_are_generated_from_the_config():
         "run": ["--out", "o", "--config", "tiny"],
         "align": ["--data", "d", "--out", "o"],
         "evaluate": ["--out", "o"],
+        "attack": ["--bench", "b", "--out", "o"],
         "export": ["--adapter", "a", "--out", "o"],
     }
     for cmd, keys in OPTIONS.items():
@@ -245,7 +246,8 @@ def test_stage_options_are_generated_from_the_config():
             elif k.type == list[str]:
                 argv, value = [cmd, *required[cmd], a.option_strings[0], "x", a.option_strings[0], "y"], ["x", "y"]
             else:
-                value = {"device": "cpu", "evaluate.judge": "openai"}.get(k.name, "some-value")
+                judges = {"evaluate.judge": "openai", "attack.judge": "openai"}
+                value = {"device": "cpu", **judges}.get(k.name, "some-value")
                 argv = [cmd, *required[cmd], a.option_strings[0], value]
             node = stage_config(parse(build_parser(), argv))
             for part in k.name.split("."):

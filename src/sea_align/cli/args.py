@@ -93,7 +93,11 @@ def floats(text: str) -> list[float]:
 
 
 # Config keys whose form a function checks as the arguments are parsed (a registry, not a fixed list).
-CHECKS = {"device": (device_spec, "DEVICE"), "evaluate.judge": (judge_name, "NAME")}
+CHECKS = {
+    "device": (device_spec, "DEVICE"),
+    "evaluate.judge": (judge_name, "NAME"),
+    "attack.judge": (judge_name, "NAME"),
+}
 
 
 def option_kind(key: Key) -> dict[str, Any] | None:

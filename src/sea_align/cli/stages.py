@@ -1,4 +1,4 @@
-"""The stage sub-commands (prepare, synthesize, align, evaluate) and `run`, `report`.
+"""The stage sub-commands (prepare, synthesize, align, evaluate), `attack`, and `run`, `report`.
 
 Each stage command reads its settings as `sea run` does: `--config FILE|preset`, then `key=value`
 overrides, then its own options (which win). The options that set a config entry are generated from the
@@ -29,13 +29,14 @@ OPTIONS = {
     "synthesize": ("model", "modality", "synthesize", "device", "dtype"),
     "align": ("model", "align", "device", "dtype"),
     "evaluate": ("model", "evaluate", "device", "dtype"),
+    "attack": ("model", "attack", "device", "dtype"),
     "run": ("align.report_to", "device", "dtype"),
     "export": ("model", "device", "dtype"),
 }
 
 
 def add_cli(sub: argparse._SubParsersAction) -> None:
-    for add in (_add_prepare, _add_synthesize, _add_align, _add_evaluate, _add_run, _add_export):
+    for add in (_add_prepare, _add_synthesize, _add_align, _add_evaluate, _add_attack, _add_run, _add_export):
         add(sub)
     p = sub.add_parser("report", help="write report.md, PNG charts and report.html for a run directory")
     p.add_argument("dir", help="a run directory (what `sea run --out` wrote)")
@@ -104,6 +105,20 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     )
     _common(p, "evaluate")
     p.set_defaults(func=_evaluate)
+
+
+def _add_attack(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "attack", help="white-box attack on the media input: attack success against the perturbation budget"
+    )
+    p.add_argument("--bench", required=True, help="benchmark JSONL: its harmful items with media are attacked")
+    p.add_argument("--adapter", default=None, help="PEFT adapter directory (default: none, the base model)")
+    p.add_argument("--out", required=True, help="attack directory (attack.jsonl, inputs/, summary.json; resumable)")
+    p.add_argument(
+        "--label", default="", help="the arm's name in rows and reports (default: base, or the adapter's folder)"
+    )
+    _common(p, "attack")
+    p.set_defaults(func=_attack)
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
@@ -283,6 +298,25 @@ def _evaluate(args: argparse.Namespace) -> int:
         f"n={s['n']} scored={s['n_scored']} unscored={s['n_unscored']} ASR={s['asr']} "
         f"over-refusal={s['refusal_rate_harmless']} -> {res.out_dir / 'summary.json'}"
     )
+    return 0
+
+
+def _attack(args: argparse.Namespace) -> int:
+    from sea_align.stages.attack import attack_modality, attack_rows, check_attack, run_attack
+
+    cfg = stage_config(args)
+    refuse_overwrite(args.out, args.bench, args.adapter)
+    modality = attack_modality(args.bench, attack_rows(args.bench, cfg.attack.limit))
+    check_attack(cfg.attack, modality)  # before the model loads
+    rt = _runtime(cfg)
+    ad = _load(cfg, rt, modality, args.adapter)
+    res = run_attack(
+        ad, args.bench, args.out, cfg.attack, cfg.model, args.adapter, args.label, rt[1], progress=_progress(args)
+    )
+    s = res.summary
+    for p in s["per_eps"]:
+        print(f"eps={p['eps']:g}: ASR={p['asr']} {p['ci95']} n={p['n']} unscored={p['n_unscored']}")
+    print(f"{s['arm']}: budget to 50% ASR {s['budget_50']} ({s['eps_unit']}) -> {res.out_dir / 'summary.json'}")
     return 0
 
 

@@ -59,6 +59,8 @@ class ModelAdapter(Protocol):
         self, modality: str, x: torch.Tensor | Features, meta: dict[str, Any] | None = None, space: str = "encoder"
     ) -> torch.Tensor: ...
     def media_items(self, modality: str, media: Sequence[Any], prompts: Sequence[str]) -> list[Item]: ...
+    def pixel_start(self, modality: str, media: Any | None) -> tuple[torch.Tensor, dict[str, Any]]: ...
+    def pixel_encode(self, modality: str, x: torch.Tensor, meta: dict[str, Any]) -> torch.Tensor: ...
     def reference_scale(self, modality: str) -> float: ...
     def build(self, items: Sequence[Item], prefix: int = 0) -> Batch: ...
     def hidden_states(self, batch: Batch) -> torch.Tensor: ...
@@ -116,6 +118,18 @@ class BaseAdapter(LayoutMixin, ForwardMixin):
 
     def project(self, modality: str, x: torch.Tensor, meta: dict[str, Any]) -> torch.Tensor:
         raise NotImplementedError
+
+    def pixel_start(self, modality: str, media: Any | None) -> tuple[torch.Tensor, dict[str, Any]]:
+        """One image's pixels in [0, 1] as the tower sees them before normalisation ([3, H, W]: resized and
+        cropped as the family's processor does; `media` None = the blank image) and its encoder meta: the
+        start of a white-box attack on pixels (`stages/attack.py`). Only families whose path from pixels to
+        the tower is differentiable have one."""
+        raise ModelError(f"model family '{self.family}' has no differentiable path from image pixels to its tower")
+
+    def pixel_encode(self, modality: str, x: torch.Tensor, meta: dict[str, Any]) -> torch.Tensor:
+        """Encoder features [n, d] of pixels `x` ([3, H, W] in [0, 1], from `pixel_start`), with gradients:
+        the family's normalisation and tower applied differentiably."""
+        raise ModelError(f"model family '{self.family}' has no differentiable path from image pixels to its tower")
 
     # ----- shared -------------------------------------------------------------------------------
     @property

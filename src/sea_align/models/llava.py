@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from sea_align.models.base import BaseAdapter, Features
+from sea_align.models.base import BaseAdapter, Features, ModelError
 from sea_align.models.media import CLIP_MEAN, CLIP_STD, clip_pixels, load_image
 
 LLAVA15_TEMPLATE = (
@@ -78,6 +78,31 @@ class LlavaAdapter(BaseAdapter):
 
     def project(self, modality: str, x: torch.Tensor, meta: dict[str, Any]) -> torch.Tensor:
         return self.core.multi_modal_projector(x)
+
+    def pixel_start(self, modality: str, media: Any | None) -> tuple[torch.Tensor, dict[str, Any]]:
+        """[3, crop, crop] in [0, 1]: `pixels` without the mean/std step (the same resize, crop and x/255)."""
+        self._check_pixel_path(modality)
+        image = load_image(media) if media is not None else Image.new("RGB", (self.image_size,) * 2, "white")
+        x = clip_pixels([image], self.resize_side, self.image_size, (0.0,) * 3, (1.0,) * 3, self.resample)
+        return torch.from_numpy(x[0]), {}
+
+    def pixel_encode(self, modality: str, x: torch.Tensor, meta: dict[str, Any]) -> torch.Tensor:
+        self._check_pixel_path(modality)
+        mean = x.new_tensor(self.mean)[:, None, None]
+        std = x.new_tensor(self.std)[:, None, None]
+        return self.tower(((x - mean) / std)[None])[0]
+
+    def _check_pixel_path(self, modality: str) -> None:
+        """Images only, through the CLIP preprocessing we own: a built-in's own (`processors["image"]`, an OCR
+        reader's) is not differentiable."""
+        self.check_modality(modality)
+        if modality != "image":
+            raise ModelError(f"model family '{self.family}': pixel attacks take images, not {modality}")
+        if callable(self.processors.get("image")):
+            raise ModelError(
+                f"model family '{self.family}' here preprocesses images its own way (an OCR reader), "
+                "not differentiably: no path from pixels to the tower"
+            )
 
 
 def _side(v: Any, default: int) -> int:

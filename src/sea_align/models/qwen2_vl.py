@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sea_align.models.base import BaseAdapter, Features, Item
+from sea_align.models.base import BaseAdapter, Features, Item, ModelError
 from sea_align.models.media import (
     CLIP_MEAN,
     CLIP_STD,
@@ -92,6 +92,40 @@ class Qwen2VLAdapter(BaseAdapter):
             frames, self.patch, self.merge, self.temporal, self.bounds[modality], self.image_size, *self.norm[modality]
         )
 
+    def pixel_start(self, modality: str, media: Any | None) -> tuple[torch.Tensor, dict[str, Any]]:
+        """[3, H, W] in [0, 1] at the processor's dynamic resolution (`pixels` without mean/std, patches undone)."""
+        self._check_pixel_path(modality)
+        s = self.image_size or BLANK_SIDE
+        image = load_image(media) if media is not None else Image.new("RGB", (s, s), "white")
+        pv, grid = qwen_patches(
+            [image],
+            self.patch,
+            self.merge,
+            self.temporal,
+            self.bounds["image"],
+            self.image_size,
+            (0.0,) * 3,
+            (1.0,) * 3,
+        )
+        frames = unpatchify(torch.from_numpy(pv), grid, self.patch, self.merge, self.temporal)  # [T, 3, H, W]
+        return frames[0].clone(), {"grid": grid}
+
+    def pixel_encode(self, modality: str, x: torch.Tensor, meta: dict[str, Any]) -> torch.Tensor:
+        """The image fills one temporal patch (T copies, as `qwen_patches` repeats it), normalised per channel,
+        cut into the processor's patch layout, then the ViT (window order undone for 2.5)."""
+        self._check_pixel_path(modality)
+        mean, std = (x.new_tensor(v)[:, None, None] for v in self.norm["image"])
+        frames = ((x - mean) / std)[None].expand(self.temporal, -1, -1, -1)
+        pv = patchify(frames, self.patch, self.merge, self.temporal)
+        grid_t = torch.tensor([list(meta["grid"])])
+        h = self.visual(pv.to(self.device, self.dtype), grid_thw=grid_t).last_hidden_state
+        return self._unwindow(h, grid_t) if self.windowed else h
+
+    def _check_pixel_path(self, modality: str) -> None:
+        self.check_modality(modality)
+        if modality != "image":
+            raise ModelError(f"model family '{self.family}': pixel attacks take images, not {modality}")
+
     def _unwindow(self, x: torch.Tensor, grid_t: torch.Tensor) -> torch.Tensor:
         from transformers.vision_utils import get_vision_window_index
 
@@ -132,3 +166,25 @@ class Qwen2VLAdapter(BaseAdapter):
 
 def _norm(cfg: dict[str, Any]) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(cfg.get("image_mean", CLIP_MEAN)), tuple(cfg.get("image_std", CLIP_STD))
+
+
+# [t, h/m, w/m, m, m, 3, T, P, P] <-> [t, T, 3, h/m, m, P, w/m, m, P]: `qwen_patches`' layout and its inverse
+_TO_PATCHES = (0, 3, 6, 4, 7, 2, 1, 5, 8)
+_FROM_PATCHES = (0, 6, 5, 1, 3, 7, 2, 4, 8)
+
+
+def patchify(frames: torch.Tensor, patch: int, merge: int, temporal: int) -> torch.Tensor:
+    """[t*T, 3, H, W] -> [t*h*w, 3*T*P*P], the layout of `qwen_patches` (merge groups contiguous), in torch so
+    that gradients reach the pixels."""
+    n, c, H, W = frames.shape
+    t, gh, gw = n // temporal, H // patch, W // patch
+    x = frames.reshape(t, temporal, c, gh // merge, merge, patch, gw // merge, merge, patch).permute(*_TO_PATCHES)
+    return x.reshape(t * gh * gw, c * temporal * patch * patch)
+
+
+def unpatchify(pv: torch.Tensor, grid: Sequence[int], patch: int, merge: int, temporal: int) -> torch.Tensor:
+    """The inverse of `patchify`: [t*h*w, 3*T*P*P] with grid (t, h, w) -> [t*T, 3, H, W]."""
+    t, gh, gw = grid
+    c = pv.shape[1] // (temporal * patch * patch)
+    x = pv.reshape(t, gh // merge, gw // merge, merge, merge, c, temporal, patch, patch).permute(*_FROM_PATCHES)
+    return x.reshape(t * temporal, c, gh * patch, gw * patch)

@@ -2,8 +2,9 @@
 base, text-only alignment and SEA. Every input may be missing (a partial run still gets a report).
 
 Reads: manifest.json, config.yaml (note), prepared.checks.json (the answer check), embeddings/index.jsonl
-+ meta.json, adapter/metrics.jsonl and adapter_text/metrics.jsonl (training loss), and for each arm
-eval/<arm>/summary.json, samples.jsonl, and re-judged summary.<judge>.json / samples.<judge>.jsonl. Also
++ meta.json, adapter/metrics.jsonl and adapter_text/metrics.jsonl (training loss), for each arm
+eval/<arm>/summary.json, samples.jsonl, and re-judged summary.<judge>.json / samples.<judge>.jsonl, and
+attack/<arm>/summary.json (`sea attack`; attack.py). Also
 writes report_metrics.json (numbers computed here: over-refusal per form, reading, helpfulness agreement
 with base, alignment loss; docs/report.md).
 Every rate is shown with its 95% Wilson score interval (`stats.wilson`). The metric tables are in
@@ -19,6 +20,7 @@ from typing import Any
 
 from sea_align.judges.stats import mean, wilson
 from sea_align.report import charts
+from sea_align.report.attack import attack_blocks
 from sea_align.report.helpful import form_of, helpfulness, helpfulness_blocks, load_samples
 from sea_align.report.html import Lit, to_html, to_markdown
 from sea_align.report.tables import ARMS, LABEL, cell, fill_summary, load_summaries, read_json, result_blocks
@@ -154,6 +156,7 @@ def run_report(run: str | Path) -> Path:
         + _synthesis(run, cdir)
         + loss_blocks
         + result_blocks(sums, run, cdir, helpfulness_blocks(helpful))
+        + attack_blocks(run, cdir)
         + ex_blocks
         + _benches(run)
     )

@@ -226,3 +226,23 @@ def alignment_loss(path: Path, logs: dict[str, list[dict[str, Any]]], labels: di
     if lo > 0 and hi / lo > 10:  # log scale only when the losses span a decade
         ax.set_yscale("log")
     return _finish(plt, fig, ax, path, "training step", "training loss (per batch)", "Alignment loss (LoRA training)")
+
+
+def attack_curves(path: Path, curves: dict[str, list[dict[str, Any]]], xlabel: str) -> Path | None:
+    """ASR against the attack budget, one line per arm (curves[arm] = summary.json `per_eps`), the 95% Wilson
+    interval as a band; budgets with nothing scored are left out of the line."""
+    series = {a: [p for p in pts if p.get("asr") is not None] for a, pts in curves.items()}
+    series = {a: pts for a, pts in series.items() if pts}
+    if not series:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for arm, pts in series.items():
+        x = [p["eps"] for p in pts]
+        (line,) = ax.plot(x, [100 * p["asr"] for p in pts], marker="o", color=COLORS.get(arm), label=arm)
+        lo = [100 * (p["ci95"][0] if p["ci95"][0] is not None else p["asr"]) for p in pts]
+        hi = [100 * (p["ci95"][1] if p["ci95"][1] is not None else p["asr"]) for p in pts]
+        ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15, lw=0)
+    ax.axhline(50, color="#999", lw=0.8, ls="--")
+    ax.set_ylim(-3, 103)
+    return _finish(plt, fig, ax, path, xlabel, "attack success (%)", "White-box attack: ASR against the budget")
