@@ -467,8 +467,10 @@ def test_fuzz_numeric_options(key, value):
         else f"{key.name}={json.dumps(given_value)}"
     )
     fits = (key.type is not int or isinstance(value, int)) and key.range.holds(value)
-    if key.type == list[float]:
+    if key.name.endswith("lr_adapt"):
         fits = fits and 0.7 < 1 <= value <= 3.0  # [up, down, cap]
+    elif key.type == list[float]:
+        fits = fits and key.range.holds(0.7) and key.range.holds(3.0)  # every value in range (attack.eps)
     with tempfile.TemporaryDirectory() as d, contextlib.redirect_stdout(io.StringIO()):
         out = Path(d) / "out" / "prepared.jsonl"
         argv = ["prepare", "--data", str(PKG_DATA / "tiny_safety.jsonl"), "--out", str(out), ov]

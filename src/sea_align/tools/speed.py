@@ -411,7 +411,7 @@ def run_cli(args: argparse.Namespace) -> int:
                 res = bench_evaluate(a, items, bs, args.max_new_tokens, progress=not args.quiet)
     if "ours" in res:
         res["ours"]["preset"] = args.config
-    if "reference" in res:
+    if isinstance(res.get("reference"), dict):  # --reference preset (bench dtype's "reference" names a dtype)
         res["reference"]["preset"] = f"{args.config} as it is"
     res.update(
         {"model": args.model, "modality": modality, "n": len(rows), "peak_rss_gb": peak_rss_gb(), "hardware": hw}
