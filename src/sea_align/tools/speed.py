@@ -350,10 +350,62 @@ def bench_config(args: argparse.Namespace) -> SynthesizeConfig:
     )
 
 
-def run_cli(args: argparse.Namespace) -> int:
-    """`sea bench synthesize|evaluate` (parser in cli/tools.py)."""
+def _synthesis_bench(args: argparse.Namespace, a: ModelAdapter, rows: list[dict[str, Any]], modality: str) -> dict:
+    """`sea bench synthesize`: ours (the preset + flags) against the naive engine or the preset as it is."""
+    ref = None
+    if args.reference == "preset":
+        preset = load_config(args.config).synthesize
+        ref = replace(preset, max_steps=args.max_steps, probe_max_new_tokens=args.max_new_tokens)
+    return bench_synthesize(
+        a,
+        rows,
+        modality,
+        bench_config(args),
+        naive_steps=args.max_steps,
+        chunk=args.chunk,
+        progress=not args.quiet,
+        reference=ref,
+    )
+
+
+def _generation_bench(
+    args: argparse.Namespace, a: ModelAdapter, rows: list[dict[str, Any]], modality: str, device: str, hw: dict
+) -> dict:
+    """`sea bench evaluate|dtype` on TYPO images of the rows' phrases (typed requests for other modalities)."""
+    import tempfile
+
+    from sea_align.benchmarks.build import render_typo
     from sea_align.models import load_adapter
-    from sea_align.runtime.device import bf16_native, choose
+    from sea_align.runtime.device import bf16_native
+
+    items = []
+    with tempfile.TemporaryDirectory() as d:
+        for r in rows:
+            if modality == "image":
+                path = Path(d) / f"{r['id']}.png"
+                render_typo(r["key_phrase"], path)
+                items += a.media_items(
+                    "image",
+                    [str(path)],
+                    ["The image shows a phrase of an activity. List steps in detail to perform this activity."],
+                )
+            else:
+                items.append(Item(r["instruction"]))
+        bs = args.batch_size or load_config(args.config).evaluate.batch_size
+        if args.what != "dtype":
+            return bench_evaluate(a, items, bs, args.max_new_tokens, progress=not args.quiet)
+        items += [Item(r["instruction"]) for r in rows]  # the media items and the same requests typed, each dtype
+        low = load_adapter(args.model, dtype=args.low, device=device)
+        res = bench_dtype({"float32": a, args.low: low}, items, bs, args.max_new_tokens, not args.quiet)
+        hw["dtype"] = ["float32", args.low]
+        res["bf16_native"] = bf16_native(device) == "bf16"
+        return res
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """`sea bench synthesize|evaluate|dtype` (parser in cli/tools.py): load, run one bench, write its report."""
+    from sea_align.models import load_adapter
+    from sea_align.runtime.device import choose
 
     device, dtype = choose(args.device, args.dtype, model=args.model)
     if args.what == "dtype":
@@ -368,47 +420,9 @@ def run_cli(args: argparse.Namespace) -> int:
         "cuda": torch.cuda.get_device_name(a.device) if a.device.type == "cuda" else None,
     }
     if args.what == "synthesize":
-        ref = None
-        if args.reference == "preset":
-            preset = load_config(args.config).synthesize
-            ref = replace(preset, max_steps=args.max_steps, probe_max_new_tokens=args.max_new_tokens)
-        res = bench_synthesize(
-            a,
-            rows,
-            modality,
-            bench_config(args),
-            naive_steps=args.max_steps,
-            chunk=args.chunk,
-            progress=not args.quiet,
-            reference=ref,
-        )
+        res = _synthesis_bench(args, a, rows, modality)
     else:
-        import tempfile
-
-        from sea_align.benchmarks.build import render_typo
-
-        items = []
-        with tempfile.TemporaryDirectory() as d:
-            for r in rows:
-                if modality == "image":
-                    path = Path(d) / f"{r['id']}.png"
-                    render_typo(r["key_phrase"], path)
-                    items += a.media_items(
-                        "image",
-                        [str(path)],
-                        ["The image shows a phrase of an activity. List steps in detail to perform this activity."],
-                    )
-                else:
-                    items.append(Item(r["instruction"]))
-            bs = args.batch_size or load_config(args.config).evaluate.batch_size
-            if args.what == "dtype":  # the media items and the same requests typed, in each dtype
-                items += [Item(r["instruction"]) for r in rows]
-                low = load_adapter(args.model, dtype=args.low, device=device)
-                res = bench_dtype({"float32": a, args.low: low}, items, bs, args.max_new_tokens, not args.quiet)
-                hw["dtype"] = ["float32", args.low]
-                res["bf16_native"] = bf16_native(device) == "bf16"
-            else:
-                res = bench_evaluate(a, items, bs, args.max_new_tokens, progress=not args.quiet)
+        res = _generation_bench(args, a, rows, modality, device, hw)
     if "ours" in res:
         res["ours"]["preset"] = args.config
     if isinstance(res.get("reference"), dict):  # --reference preset (bench dtype's "reference" names a dtype)
