@@ -142,3 +142,32 @@ def test_own_model_presets_use_every_row_and_need_a_model(preset, tmp_path):
     with pytest.raises(DataError, match="'model' is required"):
         run_pipeline(load_config(preset, ["data=x.jsonl"]), tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_setting_added_at_its_default_keeps_what_an_older_run_made(tmp_path):
+    """A run recorded before `prepare.figstep` existed, resumed by a package that has it at its default
+    (False), keeps its outputs; set to anything else, the stage runs again."""
+    f = tmp_path / "out.jsonl"
+    f.write_text("x")
+    Fingerprints(tmp_path).claim("prepare", {"prepare.limit": 24}, [f])
+    defaults = {"prepare.limit": 0, "prepare.figstep": False}
+    assert Fingerprints(tmp_path, defaults).claim("prepare", {"prepare.limit": 24, "prepare.figstep": False}, [f])
+    assert f.exists()
+    # the record is unchanged, so what read it (after.prepare) still matches
+    assert Fingerprints(tmp_path).data["prepare"]["settings"] == {"prepare.limit": 24}
+    assert not Fingerprints(tmp_path, defaults).claim("prepare", {"prepare.limit": 24, "prepare.figstep": True}, [f])
+    assert not f.exists()
+
+
+def test_a_pipeline_resumed_after_an_upgrade_redoes_nothing(tmp_path):
+    """The run's own defaults reach the record check: a record lacking one of today's settings at its
+    default is the same run."""
+    from sea_align.config import RunConfig, to_dict
+    from sea_align.runtime.fingerprint import flat, same_but_new_defaults
+
+    d = flat(to_dict(RunConfig()))
+    new = {k: v for k, v in d.items() if k.startswith("prepare.")}
+    old = {k: v for k, v in new.items() if k != "prepare.figstep"}
+    assert "prepare.figstep" in new and same_but_new_defaults(old, new, d)
+    assert not same_but_new_defaults(old, {**new, "prepare.figstep": True}, d)
+    assert not same_but_new_defaults({**old, "prepare.limit": -5}, new, d)

@@ -160,7 +160,7 @@ def run_pipeline(cfg: RunConfig, out: str | Path, progress: bool = True, command
     man = Manifest(out, cfg)
     man.data.update(device=device, dtype=dtype, **({"command": command} if command else {}))
     man.save()
-    fp = Fingerprints(out)
+    fp = Fingerprints(out, defaults=flat(to_dict(type(cfg)())))
     benches = build_configured_benches(cfg, out / "bench", fp)
     fp.claim("prepare", _prepare_settings(cfg, benches), [out / n for n in PREPARE_OUTPUTS])
     _prepare(cfg, out / "prepared.jsonl", benches, man)

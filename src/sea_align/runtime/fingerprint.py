@@ -74,11 +74,29 @@ def changed(old: dict[str, Any], new: dict[str, Any]) -> str:
     return ""
 
 
-class Fingerprints:
-    """The run's record of each stage's settings (RUN/fingerprints.json)."""
+def same_but_new_defaults(old: dict[str, Any], new: dict[str, Any], defaults: dict[str, Any]) -> bool:
+    """True when `old` and `new` differ only in settings one of them lacks, each at its default: a run made
+    before a setting existed was made as its default makes it now (a new setting's default keeps the old
+    behaviour), so upgrading the package does not make a resumed run redo its stages."""
+    missing = object()
+    for k in set(old) | set(new):
+        a, b = old.get(k, missing), new.get(k, missing)
+        if a is missing or b is missing:
+            if (b if a is missing else a) != defaults.get(k, missing):
+                return False
+        elif a != b:
+            return False
+    return True
 
-    def __init__(self, run_dir: str | Path):
+
+class Fingerprints:
+    """The run's record of each stage's settings (RUN/fingerprints.json). `defaults`: every setting's
+    default, flattened as the settings are ("prepare.figstep": False); a record lacking a setting that is
+    at its default now still matches."""
+
+    def __init__(self, run_dir: str | Path, defaults: dict[str, Any] | None = None):
         self.path = Path(run_dir) / FILE
+        self.defaults = defaults or {}
         self.data: dict[str, dict[str, Any]] = json.loads(self.path.read_text()) if self.path.is_file() else {}
 
     def digest_of(self, stage: str) -> str:
@@ -90,6 +108,10 @@ class Fingerprints:
         True when outputs that are there were kept (the stage's own resume then decides what is left)."""
         present = [p for p in map(Path, outputs) if p.exists()]
         rec = self.data.get(stage)
+        if rec is not None and rec.get("digest") != digest(settings):
+            if same_but_new_defaults(rec.get("settings", {}), settings, self.defaults):
+                # the record stays as it is: its digest is what the stages that read this one recorded
+                return bool(present)
         kept = bool(present)
         if present and rec is None:
             log.warning("%s: keeping %s, made before settings were recorded; recording them now", stage, present[0])
