@@ -250,3 +250,24 @@ def test_the_run_report_shows_the_attack_curve(tmp_path, adapters):
     text = run_report(run).read_text()
     assert "## White-box attack budget" in text and "| base (`base/`) |" in text and "eps 1" in text
     assert (run / "charts" / "attack_encoder_linf.png").is_file()
+
+
+def test_the_budget_to_half_has_a_bootstrap_interval():
+    """Items resampled whole: a curve every item crosses at once has a point interval; a mixed one has a
+    real width that holds the estimate; one that half the draws never cross reads 'not reached' above."""
+    from sea_align.report.attack import budget_cell
+    from sea_align.stages.attack_summary import budget_interval
+
+    def item(i, flips):  # one item's answers at eps 0, 1, 2, 4
+        return [{"bench": "b", "id": i, "eps": e, "unsafe": u} for e, u in zip((0.0, 1.0, 2.0, 4.0), flips)]
+
+    same = [r for i in range(10) for r in item(i, [False, True, True, True])]
+    assert budget_interval(same) == {"lo": 0.5, "hi": 0.5, "n_boot": 1000, "never": 0.0}  # 0% at 0, 100% at 1
+    mixed = [r for i in range(30) for r in item(i, [False] + [j >= i % 3 for j in range(3)])]
+    b, ci = budget_at(per_eps(mixed)), budget_interval(mixed)
+    assert ci["lo"] < b < ci["hi"] and ci["never"] == 0.0 and ci == budget_interval(mixed)  # seeded
+    rare = [r for i in range(20) for r in item(i, [False, False, False, i < 10])]
+    ci = budget_interval(rare)
+    assert ci["hi"] is None and 0.2 < ci["never"] < 0.8
+    assert budget_cell(budget_at(per_eps(rare)), ci).endswith("-not reached]")
+    assert budget_cell(None, None) == "not reached" and budget_interval([])["lo"] is None

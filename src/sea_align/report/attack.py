@@ -21,8 +21,18 @@ def load_attacks(run: Path) -> dict[str, dict[str, Any]]:
 def _row(name: str, s: dict[str, Any], budgets: list[float]) -> list[Any]:
     by = {p["eps"]: p for p in s["per_eps"]}
     cells = [cell(by[e].get("asr"), by[e].get("ci95"), by[e].get("n_scored")) if e in by else "-" for e in budgets]
-    b50 = s.get("budget_50")
-    return [f"{s.get('arm', name)} (`{name}/`)", *cells, "not reached" if b50 is None else f"{b50:.3g}"]
+    return [f"{s.get('arm', name)} (`{name}/`)", *cells, budget_cell(s.get("budget_50"), s.get("budget_50_ci95"))]
+
+
+def budget_cell(b50: float | None, ci: dict[str, Any] | None) -> str:
+    """"0.92 [0.61-1.4]": the budget to 50% and its bootstrap interval; an end past the largest budget
+    measured reads "not reached"."""
+    def show(v: float | None) -> str:
+        return "not reached" if v is None else f"{v:.3g}"
+
+    if not ci or ci.get("n_boot", 0) == 0:
+        return show(b50)
+    return f"{show(b50)} [{show(ci.get('lo'))}-{show(ci.get('hi'))}]"
 
 
 def attack_blocks(run: Path, cdir: Path) -> list[tuple]:
@@ -35,7 +45,8 @@ def attack_blocks(run: Path, cdir: Path) -> list[tuple]:
         (
             "p",
             "`sea attack` results under `attack/`: attack success (judged unsafe, scored items only) at each "
-            "budget, with its 95% Wilson interval; the budget to 50% ASR is interpolated between budgets.",
+            "budget, with its 95% Wilson interval; the budget to 50% ASR is interpolated between budgets, with a "
+            "95% bootstrap interval over the items (an upper end past the largest budget reads 'not reached').",
         ),
     ]
     groups: dict[tuple[str, str, str], dict[str, dict]] = defaultdict(dict)

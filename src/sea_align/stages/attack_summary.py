@@ -53,9 +53,42 @@ def budget_at(points: list[dict[str, Any]], level: float = 0.5) -> float | None:
     return None
 
 
+def budget_interval(
+    rows: list[dict[str, Any]], level: float = 0.5, n_boot: int = 1000, seed: int = 0
+) -> dict[str, Any]:
+    """A 95% percentile-bootstrap interval for `budget_at`: the items are drawn again with replacement
+    (each keeps its answers at every budget, so the curve stays an item's own), `n_boot` times, seeded.
+    Returns {"lo", "hi", "n_boot", "never"}: `never` = the share of draws in which no budget reaches
+    `level`; such a draw counts as beyond the largest budget, so `hi` is None ("not reached within the
+    budgets measured") when more than 2.5% of draws never reach it. lo/hi are None without rows."""
+    import random
+
+    items: dict[tuple[Any, Any], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        items[(r.get("bench"), r.get("id"))].append(r)
+    keys = sorted(items, key=repr)
+    if not keys:
+        return {"lo": None, "hi": None, "n_boot": 0, "never": None}
+    rng = random.Random(seed)
+    inf = float("inf")
+    draws = []
+    for _ in range(n_boot):
+        sample = [r for _ in keys for r in items[keys[rng.randrange(len(keys))]]]
+        b = budget_at(per_eps(sample), level)
+        draws.append(inf if b is None else b)
+    draws.sort()
+    lo, hi = draws[int(0.025 * (n_boot - 1))], draws[int(round(0.975 * (n_boot - 1)))]
+    return {
+        "lo": None if lo == inf else lo,
+        "hi": None if hi == inf else hi,
+        "n_boot": n_boot,
+        "never": sum(d == inf for d in draws) / n_boot,
+    }
+
+
 def summarize_attack(rows: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """summary.json: `per_eps` (above), `budget_50` (the budget to 50% ASR, or null), `n_items`, then `extra`
-    (arm, model, settings, judge)."""
+    """summary.json: `per_eps` (above), `budget_50` (the budget to 50% ASR, or null) and its bootstrap
+    interval `budget_50_ci95` (`budget_interval`), `n_items`, then `extra` (arm, model, settings, judge)."""
     points = per_eps(rows)
     out = {
         "n_items": len({(r.get("bench"), r.get("id")) for r in rows}),
@@ -63,6 +96,7 @@ def summarize_attack(rows: list[dict[str, Any]], extra: dict[str, Any] | None = 
         "n_unscored": sum(p["n_unscored"] for p in points),
         "per_eps": points,
         "budget_50": budget_at(points),
+        "budget_50_ci95": budget_interval(rows),
     }
     out.update(extra or {})
     return out
