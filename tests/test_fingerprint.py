@@ -171,3 +171,47 @@ def test_a_pipeline_resumed_after_an_upgrade_redoes_nothing(tmp_path):
     assert "prepare.figstep" in new and same_but_new_defaults(old, new, d)
     assert not same_but_new_defaults(old, {**new, "prepare.figstep": True}, d)
     assert not same_but_new_defaults({**old, "prepare.limit": -5}, new, d)
+
+
+def test_a_run_recorded_before_a_setting_existed_resumes_without_redoing(made, tmp_path, caplog):
+    """fingerprints.json as a package without `prepare.figstep` wrote it: every stage is kept."""
+    out = tmp_path / "run"
+    shutil.copytree(made, out)
+    from sea_align.runtime.fingerprint import digest
+
+    rec = json.loads((out / "fingerprints.json").read_text())
+    del rec["prepare"]["settings"]["prepare.figstep"]
+    for _ in rec:  # every digest as that package computed it, and every stage's record of what it read
+        for stage, r in rec.items():
+            for k in [k for k in r["settings"] if k.startswith("after.")]:
+                r["settings"][k] = rec[k[len("after.") :]]["digest"]
+            r["digest"] = digest(r["settings"])
+    assert rec["distill"]["settings"]["after.prepare"] != json.loads((made / "fingerprints.json").read_text())[
+        "prepare"
+    ]["digest"]
+    (out / "fingerprints.json").write_text(json.dumps(rec))
+    before = _stamps(out)
+    with caplog.at_level(logging.WARNING, logger="sea_align.runtime.fingerprint"):
+        run_pipeline(load_config("tiny", RUN), out, progress=False)
+    assert _stamps(out) == before
+    assert [r.getMessage() for r in caplog.records if r.name == "sea_align.runtime.fingerprint"] == []
+
+
+def test_arms_runs_only_the_arms_named(made, tmp_path):
+    """`arms=[text_only]` on a made run adds that arm and touches nothing else; on a new run it makes no
+    embeddings and evaluates no other arm. An unknown arm is one line."""
+    from sea_align.runtime.io import DataError
+
+    out = tmp_path / "run"
+    shutil.copytree(made, out)
+    before = _stamps(out)
+    run_pipeline(load_config("tiny", RUN + ["arms=[text_only]"]), out, progress=False)
+    assert _stamps(out) == before
+    assert (out / "adapter_text" / "adapter_config.json").is_file() and (out / "eval/text_only/summary.json").is_file()
+    fresh = tmp_path / "fresh"
+    run_pipeline(load_config("tiny", RUN + ["arms=[text_only]"]), fresh, progress=False)
+    assert sorted(p.name for p in (fresh / "eval").iterdir()) == ["text_only"]
+    assert not (fresh / "embeddings").exists() and not (fresh / "adapter").exists()
+    with pytest.raises(DataError, match=r"config: 'arms\[0\]' must be one of base, aligned, text_only, got 'sea'"):
+        run_pipeline(load_config("tiny", RUN + ["arms=[sea]"]), tmp_path / "bad", progress=False)
+    assert not (tmp_path / "bad").exists()

@@ -447,6 +447,13 @@ class RunConfig:
     align_text_baseline: bool = opt(
         False, "also train and evaluate the text-only alignment baseline (the paper's comparison)"
     )
+    arms: list[str] = opt(
+        [],
+        "run only these arms, of base, aligned (SEA) and text_only; [] = base and aligned, and text_only with "
+        "align_text_baseline. An arm left out is neither trained nor evaluated (what an earlier run made of it "
+        "stays); without aligned there is no synthesis",
+        brief="only these arms ([] = all configured)",
+    )
     prepare: PrepareConfig = opt(PrepareConfig, "stage 1, prepare")
     distill: DistillConfig = opt(DistillConfig, "self-distilled benign targets")
     synthesize: SynthesizeConfig = opt(SynthesizeConfig, "stage 2, synthesize")

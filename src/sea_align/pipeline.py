@@ -171,13 +171,27 @@ def run_pipeline(cfg: RunConfig, out: str | Path, progress: bool = True, command
         settings = {**_settings(fp, common, "distill", cfg.distill, "prepare"), "distill.teacher": teacher}
         fp.claim("distill", settings, [out / "distilled.jsonl"])
         rows = _distill(cfg, teacher, rows, out / "distilled.jsonl", man, progress)
-    fp.claim("synthesize", _settings(fp, common, "synthesize", cfg.synthesize, "prepare"), [out / "embeddings"])
-    _synthesize(cfg, rows, out / "embeddings", man, progress)
+    if "aligned" in selected_arms(cfg):
+        fp.claim("synthesize", _settings(fp, common, "synthesize", cfg.synthesize, "prepare"), [out / "embeddings"])
+        _synthesize(cfg, rows, out / "embeddings", man, progress)
     _arms(cfg, out, rows, benches, man, progress, fp, common)
     t = time.perf_counter()
     run_report(out)
     man.stage("report", t)
     return man.data
+
+
+ARMS = ("base", "aligned", "text_only")
+
+
+def selected_arms(cfg: RunConfig) -> list[str]:
+    """The arms this run trains and evaluates, in order (`arms`, else base + aligned [+ text_only])."""
+    if cfg.arms:
+        for i, a in enumerate(cfg.arms):
+            if a not in ARMS:
+                raise DataError(f"config: 'arms[{i}]' must be one of {', '.join(ARMS)}, got {a!r}")
+        return [a for a in ARMS if a in cfg.arms]
+    return ["base", "aligned"] + (["text_only"] if cfg.align_text_baseline else [])
 
 
 def _preflight(cfg: RunConfig) -> tuple[str, str]:
@@ -192,6 +206,7 @@ def _preflight(cfg: RunConfig) -> tuple[str, str]:
         raise DataError("config: 'model' is required (your model's directory or hub id: model=DIR)")
     if not cfg.data:
         raise DataError("config: 'data' (the text safety set) is required")
+    selected_arms(cfg)
     device, dtype = choose(cfg.device, cfg.dtype, model=cfg.model)
     check_memory(cfg, device, dtype)
     for k, spec in enumerate(cfg.evaluate.build):
@@ -282,15 +297,18 @@ def _arms(
     common: dict[str, Any],
 ) -> None:
     """Each arm trained (unless its adapter is there) and evaluated (unless its summary is there): the base
-    model, the SEA-aligned one and, with `align_text_baseline`, the text-only baseline."""
+    model, the SEA-aligned one and, with `align_text_baseline`, the text-only baseline (or those `arms` names)."""
     from sea_align.stages.align import run_align
     from sea_align.stages.evaluate import judge_changed
     from sea_align.stages.modelcard import refresh
 
     # arms, in order: (name, adapter dir, align config, embeddings, manifest stage of its training)
-    arms = [("base", None, None, None, None), ("aligned", out / "adapter", cfg.align, out / "embeddings", "align")]
-    if cfg.align_text_baseline:
-        arms.append(("text_only", out / "adapter_text", replace(cfg.align, text_only=True), None, "align_text_only"))
+    every = [
+        ("base", None, None, None, None),
+        ("aligned", out / "adapter", cfg.align, out / "embeddings", "align"),
+        ("text_only", out / "adapter_text", replace(cfg.align, text_only=True), None, "align_text_only"),
+    ]
+    arms = [a for a in every if a[0] in selected_arms(cfg)]
     ev = {"evaluate.max_new_tokens": cfg.evaluate.max_new_tokens, "evaluate.limit": cfg.evaluate.limit}
     ev["benches"] = [fp.digest_of(f"bench:{Path(b).parent.name}") or file_digest(b) for b in benches]
     for name, adapter_dir, align_cfg, arm_emb, stage in arms:

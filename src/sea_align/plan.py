@@ -117,15 +117,18 @@ def make_plan(cfg: RunConfig) -> Plan:
     h = min(h_all, cfg.prepare.limit) if cfg.prepare.limit else h_all
     nb = cfg.prepare.limit if cfg.prepare.benign_limit < 0 else cfg.prepare.benign_limit
     b = min(b_all, nb) if nb else b_all
-    n = (h + b) * (1 + cfg.prepare.whole_request + cfg.prepare.figstep)
+    from sea_align.pipeline import selected_arms
+
+    chosen = selected_arms(cfg)
+    n = (h + b) * (1 + cfg.prepare.whole_request + cfg.prepare.figstep) if "aligned" in chosen else 0
     a = cfg.align
     # each row with its embedding, typed, and with its template variants (~0.9 of `templates` are drawn, as
     # measured: 228 examples from 24 + 24 rows with 3 templates, 280 from the same with whole-request rows)
     n_train = n + round((h + b) * (1 + 0.9 * a.templates) + h * a.reading)
-    steps = math.ceil(n_train / a.batch_size) * a.epochs
-    text_steps = math.ceil((h + b) / a.batch_size) * a.epochs if cfg.align_text_baseline else 0
+    steps = math.ceil(n_train / a.batch_size) * a.epochs if "aligned" in chosen else 0
+    text_steps = math.ceil((h + b) / a.batch_size) * a.epochs if "text_only" in chosen else 0
     benches = _bench_items(cfg)
-    arms = 3 if cfg.align_text_baseline else 2
+    arms = len(chosen)
     items = sum(k for _, k in benches) * arms
     p.work = {
         "rows": (h, h_all, b, b_all),
