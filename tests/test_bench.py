@@ -39,15 +39,11 @@ def test_bench_dtype_times_both_and_compares_verdicts(tmp_path):
 def test_bench_synthesize_options_reach_our_engine(tmp_path, capsys):
     out = tmp_path / "b.json"
     opts = ["--chunk", "2", "--warmup", "2", "--lr-adapt", "1.1,0.7,3", "--attention", "math", "--stop-loss", "0.2"]
+    opts += ["--stop-on", "content"]
     assert bench("synthesize", 3, "--max-steps", "3", *opts, "--out", str(out), "--quiet") == 0
     ours = json.loads(out.read_text())["ours"]
-    assert (ours["chunk"], ours["warmup"], ours["lr_adapt"], ours["attention"], ours["stop_loss"]) == (
-        2,
-        2,
-        [1.1, 0.7, 3.0],
-        "math",
-        0.2,
-    )
+    got = (ours["chunk"], ours["warmup"], ours["lr_adapt"], ours["attention"], ours["stop_loss"], ours["stop_on"])
+    assert got == (2, 2, [1.1, 0.7, 3.0], "math", 0.2, "content")
     assert bench("synthesize", 2, "--lr-adapt", "fast", "--out", str(tmp_path / "c.json"), "--quiet") == 2
     assert "--lr-adapt: 'fast'" in capsys.readouterr().err
     assert not (tmp_path / "c.json").exists()

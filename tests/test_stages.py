@@ -112,6 +112,31 @@ def test_batch_size_does_not_change_embeddings(tmp_path, prepared, opts):
         torch.testing.assert_close(e1[k], e3[k], atol=1e-4, rtol=1e-3)
 
 
+def test_stop_on_content_lets_the_style_pair_go_unreproduced(prepared, monkeypatch):
+    """`experimental.stop_on`: with `all` a sample whose style pair is not reproduced keeps going; with
+    `content` its content pairs alone gate the stop (their mean CE against stop_loss), while the loss that
+    is optimised stays the mean over every pair."""
+    from sea_align.stages import synthesize as S
+
+    a = load_adapter("tiny-random-llava")
+    rows = prepared[:2]
+    kinds = [p["kind"] for r in rows for p in r["aux"]["image"]]
+    assert "style" in kinds and "content" in kinds
+    ce = torch.tensor([0.5 if k == "style" else 0.01 for k in kinds], requires_grad=True)
+    match = torch.tensor([k != "style" for k in kinds])
+    monkeypatch.setattr(a, "target_stats", lambda items, groups=None: (ce * 1.0, match))
+    got = {}
+    for stop_on in ("all", "content"):
+        synth = Synthesizer(a, "image", SynthesizeConfig(experimental=Tuning(stop_on=stop_on)))
+        slots = [S._Slot(r, r["aux"]["image"]) for r in rows]
+        got[stop_on] = synth.loss_and_match(synth.first_init(rows), slots)
+    (loss_all, gated_all, match_all), (loss_c, gated_c, match_c) = got["all"], got["content"]
+    torch.testing.assert_close(loss_all, loss_c)  # the same objective
+    assert loss_all.requires_grad and not match_all.any() and match_c.all()
+    torch.testing.assert_close(gated_all, loss_all.detach())
+    torch.testing.assert_close(gated_c, torch.full((2,), 0.01))
+
+
 @pytest.mark.parametrize("init_text", ["{phrase}", "'{phrase}'", "{targets}"])
 def test_init_text_is_written_into_the_slots(prepared, init_text):
     """`init: text` writes `init_text` ({phrase}: the key phrase, {targets}: the sample's auxiliary targets

@@ -135,6 +135,13 @@ class SynthesizeExperimental:
         ("auto", "math"),
         brief="the loss pass's attention kernel",
     )
+    stop_on: str = opt(
+        "all",
+        "which auxiliary pairs must be reproduced (and under stop_loss) for a sample to stop: all (the "
+        "paper's) or content (the phrase's pairs; the style pairs stay in the loss but do not hold a sample)",
+        ("all", "content"),
+        brief="pairs that gate a sample's stop",
+    )
 
 
 @dataclass

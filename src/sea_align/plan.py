@@ -172,7 +172,7 @@ def render(p: Plan) -> str:
         f"synthesize: {w['embeddings']} embeddings",
         f"align:      about {w['align_steps']} steps (SEA)"
         + (f" + {w['text_steps']} (text-only)" if w["text_steps"] else ""),
-        f"evaluate:   {w['items']} items ({w['arms']} arms x {w['items'] // w['arms']}): "
+        f"evaluate:   {w['items']} items ({w['arms']} arm{'s' if w['arms'] > 1 else ''} x {w['items'] // w['arms']}): "
         + ", ".join(f"{name} {k}" for name, k in w["benches"]),
     ]
     if p.seconds:

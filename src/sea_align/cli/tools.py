@@ -247,6 +247,12 @@ def _add_bench_engine(q: argparse.ArgumentParser) -> None:
         help="ours: loss-pass attention kernel (default: the preset's)",
     )
     q.add_argument("--no-lowp-weights", action="store_true", help="ours: let autocast cast the weights per call")
+    q.add_argument(
+        "--stop-on",
+        default=None,
+        choices=_choices("experimental.stop_on"),
+        help="ours: the pairs that gate a sample's stop (default: the preset's)",
+    )
     q.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

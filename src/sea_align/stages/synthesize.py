@@ -194,20 +194,28 @@ class Synthesizer:
             stack.enter_context(sdpa_kernel(SDPBackend.MATH))
         return stack
 
-    def loss_and_match(self, E: torch.Tensor, slots: list[_Slot]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-sample mean CE over its pairs [B] and 'all pairs reproduced' [B]."""
+    def loss_and_match(self, E: torch.Tensor, slots: list[_Slot]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per sample [B]: mean CE over its pairs (the loss), mean CE over the pairs that gate its stop
+        (`experimental.stop_on`; all of them by default) and 'every gating pair reproduced'."""
         mm = self.a.to_llm(self.modality, E, self.meta, self.cfg.space)
-        items, owner = [], []
+        items, owner, gates = [], [], []
+        every = self.cfg.experimental.stop_on == "all"
         for i, s in enumerate(slots):
             for p in s.pairs:
                 items.append(Item(p["prompt"], self.modality, mm[i], self.meta, target=p["target"]))
                 owner.append(i)
+                gates.append(every or p.get("kind", "content") != "style")
         ce, match = self.a.target_stats(items, groups=owner)  # a sample's pairs share its media pass
         owner_t = torch.tensor(owner, device=ce.device)
-        n = torch.zeros(len(slots), device=ce.device).index_add(0, owner_t, torch.ones_like(ce))
-        loss = torch.zeros(len(slots), device=ce.device, dtype=ce.dtype).index_add(0, owner_t, ce) / n
-        miss = torch.zeros(len(slots), device=ce.device).index_add(0, owner_t, (~match).float())
-        return loss, miss == 0
+        gate = torch.tensor(gates, device=ce.device)
+
+        def per_sample(x: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+            return torch.zeros(len(slots), device=ce.device, dtype=dtype).index_add(0, owner_t, x.to(dtype))
+
+        loss = per_sample(ce, ce.dtype) / per_sample(torch.ones_like(ce))
+        gated = loss.detach() if every else per_sample(torch.where(gate, ce.detach(), 0)) / per_sample(gate).clamp(min=1)
+        miss = per_sample(~match & gate)
+        return loss, gated, miss == 0
 
     def optimise(self, rows: list[PreparedRow], bar: tqdm | None = None):
         """Generator of (slot, E[n, d] cpu float32) as samples finish."""
@@ -223,15 +231,16 @@ class Synthesizer:
             t0 = time.perf_counter()
             st.E.requires_grad_(True)
             with self.loss_context():
-                loss, match = self.loss_and_match(st.E, slots)
+                loss, gated, match = self.loss_and_match(st.E, slots)
             loss = loss.float()
             finite = torch.isfinite(loss)
             torch.where(finite, loss, torch.zeros_like(loss)).sum().backward()
             loss = loss.detach()
+            done = match & finite & (gated.float() <= cfg.stop_loss)
             # a sample that converged at this step keeps the E that was scored (it is leaving)
             st.step(
                 loss,
-                match & finite & (loss <= cfg.stop_loss),
+                done,
                 cfg.lr * self.scale,
                 cfg.experimental.warmup,
                 cfg.experimental.lr_adapt,
@@ -250,7 +259,7 @@ class Synthesizer:
                     else:
                         st.restart(i, self._retry_init(s.retries, s.row.get("id")))
                     continue
-                s.converged = bool(match[i]) and s.loss <= cfg.stop_loss
+                s.converged = bool(done[i])
                 s.steps += not s.converged
                 if s.converged or s.steps >= cfg.max_steps:
                     leave.append(i)

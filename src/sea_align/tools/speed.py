@@ -146,6 +146,7 @@ def _engine_report(
         "lr_adapt": cfg.experimental.lr_adapt,
         "attention": cfg.experimental.attention,
         "lowp_weights": cfg.experimental.lowp_weights,
+        "stop_on": cfg.experimental.stop_on,
         "media_pass": "once per sample, shared by its pairs",
     }
 
@@ -337,6 +338,7 @@ def bench_config(args: argparse.Namespace) -> SynthesizeConfig:
     tuning = {
         "warmup": args.warmup,
         "attention": args.attention,
+        "stop_on": args.stop_on,
         "lr_adapt": None if args.lr_adapt is None else _floats(args.lr_adapt, "--lr-adapt"),
     }
     exp = replace(cfg.experimental, **{k: v for k, v in tuning.items() if v is not None})
