@@ -182,13 +182,14 @@ def test_a_run_recorded_before_a_setting_existed_resumes_without_redoing(made, t
     rec = json.loads((out / "fingerprints.json").read_text())
     del rec["prepare"]["settings"]["prepare.figstep"]
     for _ in rec:  # every digest as that package computed it, and every stage's record of what it read
-        for stage, r in rec.items():
+        for r in rec.values():
             for k in [k for k in r["settings"] if k.startswith("after.")]:
                 r["settings"][k] = rec[k[len("after.") :]]["digest"]
             r["digest"] = digest(r["settings"])
-    assert rec["distill"]["settings"]["after.prepare"] != json.loads((made / "fingerprints.json").read_text())[
-        "prepare"
-    ]["digest"]
+    assert (
+        rec["distill"]["settings"]["after.prepare"]
+        != json.loads((made / "fingerprints.json").read_text())["prepare"]["digest"]
+    )
     (out / "fingerprints.json").write_text(json.dumps(rec))
     before = _stamps(out)
     with caplog.at_level(logging.WARNING, logger="sea_align.runtime.fingerprint"):

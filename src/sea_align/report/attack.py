@@ -25,8 +25,9 @@ def _row(name: str, s: dict[str, Any], budgets: list[float]) -> list[Any]:
 
 
 def budget_cell(b50: float | None, ci: dict[str, Any] | None) -> str:
-    """"0.92 [0.61-1.4]": the budget to 50% and its bootstrap interval; an end past the largest budget
+    """The budget cell, "0.92 [0.61-1.4]": the budget to 50% and its bootstrap interval; an end past the largest budget
     measured reads "not reached"."""
+
     def show(v: float | None) -> str:
         return "not reached" if v is None else f"{v:.3g}"
 

@@ -213,7 +213,9 @@ class Synthesizer:
             return torch.zeros(len(slots), device=ce.device, dtype=dtype).index_add(0, owner_t, x.to(dtype))
 
         loss = per_sample(ce, ce.dtype) / per_sample(torch.ones_like(ce))
-        gated = loss.detach() if every else per_sample(torch.where(gate, ce.detach(), 0)) / per_sample(gate).clamp(min=1)
+        gated = loss.detach()
+        if not every:
+            gated = per_sample(torch.where(gate, ce.detach(), 0)) / per_sample(gate).clamp(min=1)
         miss = per_sample(~match & gate)
         return loss, gated, miss == 0
 
