@@ -78,6 +78,8 @@ def _other_value(key):
     }
     if key.name in special:
         return special[key.name]
+    if key.choices() and key.type == list[str]:  # a list whose items are choices
+        return [key.choices()[-1]]
     if key.choices():
         return next(c for c in reversed(key.choices()) if c != key.default)
     if key.type is bool:

@@ -213,6 +213,5 @@ def test_arms_runs_only_the_arms_named(made, tmp_path):
     run_pipeline(load_config("tiny", RUN + ["arms=[text_only]"]), fresh, progress=False)
     assert sorted(p.name for p in (fresh / "eval").iterdir()) == ["text_only"]
     assert not (fresh / "embeddings").exists() and not (fresh / "adapter").exists()
-    with pytest.raises(DataError, match=r"config: 'arms\[0\]' must be one of base, aligned, text_only, got 'sea'"):
-        run_pipeline(load_config("tiny", RUN + ["arms=[sea]"]), tmp_path / "bad", progress=False)
-    assert not (tmp_path / "bad").exists()
+    with pytest.raises(DataError, match=r"config: 'arms\[0\]' must be base, aligned or text_only, got 'sea'"):
+        load_config("tiny", RUN + ["arms=[sea]"])

@@ -420,6 +420,9 @@ class AttackConfig:
     seed: int = opt(0, "random seed of the restarts' starting points", ge=0)
 
 
+ARMS = ("base", "aligned", "text_only")  # the arms `sea run` can train and evaluate, in order
+
+
 @dataclass
 class RunConfig:
     """A whole run (`sea run`); every stage command reads the same tree."""
@@ -459,6 +462,7 @@ class RunConfig:
         "run only these arms, of base, aligned (SEA) and text_only; [] = base and aligned, and text_only with "
         "align_text_baseline. An arm left out is neither trained nor evaluated (what an earlier run made of it "
         "stays); without aligned there is no synthesis",
+        ARMS,
         brief="only these arms ([] = all configured)",
     )
     prepare: PrepareConfig = opt(PrepareConfig, "stage 1, prepare")
@@ -467,6 +471,13 @@ class RunConfig:
     align: AlignConfig = opt(AlignConfig, "stage 3, align")
     evaluate: EvaluateConfig = opt(EvaluateConfig, "stage 4, evaluate")
     attack: AttackConfig = opt(AttackConfig, "white-box attack on the media input (`sea attack`; `sea run` runs none)")
+
+    def selected_arms(self) -> list[str]:
+        """The arms this run trains and evaluates, in order: `arms`, else base + aligned (+ text_only with
+        `align_text_baseline`)."""
+        if self.arms:
+            return [a for a in ARMS if a in self.arms]
+        return ["base", "aligned"] + (["text_only"] if self.align_text_baseline else [])
 
 
 def config_keys(cls: type = RunConfig, prefix: str = "") -> Iterator[Key]:

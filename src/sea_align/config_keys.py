@@ -208,8 +208,10 @@ def check_choices(node: Any, prefix: str = "") -> None:
                 check_choices(item, f"{key}[{i}].")
         elif "choices" in f.metadata:
             choices = Key(key, f, str).choices() or []
-            if value not in choices:
-                raise DataError(f"config: '{key}' must be {_one_of(choices)}, got {printable(value)!r}")
+            for i, x in enumerate(value if isinstance(value, list) else [value]):  # a list: each item
+                if x not in choices:
+                    where = f"{key}[{i}]" if isinstance(value, list) else key
+                    raise DataError(f"config: '{where}' must be {_one_of(choices)}, got {printable(x)!r}")
         elif "range" in f.metadata:
             _check_range(key, value, f.metadata["range"])
 

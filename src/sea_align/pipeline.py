@@ -171,7 +171,7 @@ def run_pipeline(cfg: RunConfig, out: str | Path, progress: bool = True, command
         settings = {**_settings(fp, common, "distill", cfg.distill, "prepare"), "distill.teacher": teacher}
         fp.claim("distill", settings, [out / "distilled.jsonl"])
         rows = _distill(cfg, teacher, rows, out / "distilled.jsonl", man, progress)
-    if "aligned" in selected_arms(cfg):
+    if "aligned" in cfg.selected_arms():
         fp.claim("synthesize", _settings(fp, common, "synthesize", cfg.synthesize, "prepare"), [out / "embeddings"])
         _synthesize(cfg, rows, out / "embeddings", man, progress)
     _arms(cfg, out, rows, benches, man, progress, fp, common)
@@ -179,19 +179,6 @@ def run_pipeline(cfg: RunConfig, out: str | Path, progress: bool = True, command
     run_report(out)
     man.stage("report", t)
     return man.data
-
-
-ARMS = ("base", "aligned", "text_only")
-
-
-def selected_arms(cfg: RunConfig) -> list[str]:
-    """The arms this run trains and evaluates, in order (`arms`, else base + aligned [+ text_only])."""
-    if cfg.arms:
-        for i, a in enumerate(cfg.arms):
-            if a not in ARMS:
-                raise DataError(f"config: 'arms[{i}]' must be one of {', '.join(ARMS)}, got {a!r}")
-        return [a for a in ARMS if a in cfg.arms]
-    return ["base", "aligned"] + (["text_only"] if cfg.align_text_baseline else [])
 
 
 def _preflight(cfg: RunConfig) -> tuple[str, str]:
@@ -206,7 +193,6 @@ def _preflight(cfg: RunConfig) -> tuple[str, str]:
         raise DataError("config: 'model' is required (your model's directory or hub id: model=DIR)")
     if not cfg.data:
         raise DataError("config: 'data' (the text safety set) is required")
-    selected_arms(cfg)
     device, dtype = choose(cfg.device, cfg.dtype, model=cfg.model)
     check_memory(cfg, device, dtype)
     for k, spec in enumerate(cfg.evaluate.build):
@@ -308,7 +294,8 @@ def _arms(
         ("aligned", out / "adapter", cfg.align, out / "embeddings", "align"),
         ("text_only", out / "adapter_text", replace(cfg.align, text_only=True), None, "align_text_only"),
     ]
-    arms = [a for a in every if a[0] in selected_arms(cfg)]
+    chosen = cfg.selected_arms()
+    arms = [a for a in every if a[0] in chosen]
     ev = {"evaluate.max_new_tokens": cfg.evaluate.max_new_tokens, "evaluate.limit": cfg.evaluate.limit}
     ev["benches"] = [fp.digest_of(f"bench:{Path(b).parent.name}") or file_digest(b) for b in benches]
     for name, adapter_dir, align_cfg, arm_emb, stage in arms:

@@ -117,9 +117,7 @@ def make_plan(cfg: RunConfig) -> Plan:
     h = min(h_all, cfg.prepare.limit) if cfg.prepare.limit else h_all
     nb = cfg.prepare.limit if cfg.prepare.benign_limit < 0 else cfg.prepare.benign_limit
     b = min(b_all, nb) if nb else b_all
-    from sea_align.pipeline import selected_arms
-
-    chosen = selected_arms(cfg)
+    chosen = cfg.selected_arms()
     n = (h + b) * (1 + cfg.prepare.whole_request + cfg.prepare.figstep) if "aligned" in chosen else 0
     a = cfg.align
     # each row with its embedding, typed, and with its template variants (~0.9 of `templates` are drawn, as

@@ -4,6 +4,7 @@ tests can recompute them."""
 
 from __future__ import annotations
 
+import random
 from collections import defaultdict
 from typing import Any
 
@@ -61,8 +62,6 @@ def budget_interval(
     Returns {"lo", "hi", "n_boot", "never"}: `never` = the share of draws in which no budget reaches
     `level`; such a draw counts as beyond the largest budget, so `hi` is None ("not reached within the
     budgets measured") when more than 2.5% of draws never reach it. lo/hi are None without rows."""
-    import random
-
     items: dict[tuple[Any, Any], list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         items[(r.get("bench"), r.get("id"))].append(r)
