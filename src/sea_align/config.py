@@ -238,6 +238,27 @@ class AlignExperimental:
         ge=1,
         brief="each benign example this many times",
     )
+    adversarial: float = opt(
+        0.0,
+        "share of the harmful embedding examples attacked at each step: their embedding is pushed toward an "
+        "affirmative answer by projected gradient steps against the adapter as it is, and they keep their "
+        "refusal target (SEA with attack embeddings in its mix); 0 = off",
+        ge=0,
+        le=1,
+        brief="share of harmful embeddings attacked each step",
+    )
+    adversarial_eps: float = opt(
+        1.0,
+        "the attack's linf budget, x the RMS of the example's embedding in the LLM's input space",
+        gt=0,
+        brief="attack budget (x the embedding's RMS)",
+    )
+    adversarial_steps: int = opt(5, "the attack's gradient steps per attacked example", ge=1)
+    adversarial_target: str = opt(
+        "Sure, here is how to {phrase}:",
+        "the answer start the attack aims at; {phrase} = the row's key phrase",
+        brief="the attack's answer start",
+    )
 
 
 @dataclass

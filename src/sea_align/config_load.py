@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from sea_align import PKG_DIR
-from sea_align.config import AlignExperimental, RunConfig
+from sea_align.config import RunConfig
 from sea_align.config_keys import check_choices, from_dict, printable
 from sea_align.runtime.io import DataError
 
@@ -20,6 +20,7 @@ _MISSING = object()
 
 # the synthesis knobs that moved under `experimental:` (knobs added there since never lived elsewhere)
 _MOVED_SYNTH = ("warmup", "lr_adapt", "init_steps", "lowp_weights", "attention")
+_MOVED_ALIGN = ("consistency", "benign_repeat")
 _GONE = "removed: measured and adopted by no preset (docs/experimental.md says what it did)"
 # Keys that left the config: where each one went, or why it went. A config that still sets one fails with
 # a line that says so, not with a bare "unknown key".
@@ -32,7 +33,7 @@ RETIRED = {
     "align.text_view": _GONE,
     "align.replay": _GONE,
     **{f"synthesize.{k}": f"moved to synthesize.experimental.{k}" for k in _MOVED_SYNTH},
-    **{f"align.{k}": f"moved to align.experimental.{k}" for k in AlignExperimental.__dataclass_fields__},
+    **{f"align.{k}": f"moved to align.experimental.{k}" for k in _MOVED_ALIGN},
 }
 
 

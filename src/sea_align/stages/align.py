@@ -32,6 +32,7 @@ from sea_align.config import AlignConfig
 from sea_align.models.base import Item, ModelAdapter
 from sea_align.runtime.distributed import Dist, dist_state, place, shard
 from sea_align.runtime.io import DataError, atomic_write_json, set_default_modes
+from sea_align.stages.adversary import Adversary, attack_goal
 from sea_align.stages.align_loop import CKPT, Loop, fingerprint, resume, train
 from sea_align.stages.examples import MediaItems, reading_item, reads, template_pool, typed, variants
 from sea_align.stages.losses import StepLoss, build_terms
@@ -77,8 +78,9 @@ def build_training_set(
         it = media.item(r) if media else None
         if it is not None:
             rej = r.get("rejected")
-            examples.append(Example(it, "sea", rej, typed=typed(r, it)))
-            examples += variants(r, it, pool, cfg.templates, "sea", rej)
+            made = [Example(it, "sea", rej, typed=typed(r, it))] + variants(r, it, pool, cfg.templates, "sea", rej)
+            goal = attack_goal(cfg, r)
+            examples += [replace(e, goal=goal) for e in made] if goal else made
             if not r.get("form") and reads(r, cfg.reading):
                 examples.append(Example(reading_item(r, it), "reading"))
         if not r.get("form") and (cfg.text_only or cfg.include_text):  # a whole/FigStep row's typed form: its base's
@@ -195,7 +197,7 @@ def run_align(
     start = resume(tmp, fp, named, opt, dist)
     desc = f"align[{method}{'/text-only' if cfg.text_only else ''}]"
     peft_model.train()
-    loop = Loop(step_loss, opt, named, examples, cfg, dist, tmp, fp)
+    loop = Loop(step_loss, opt, named, examples, cfg, dist, tmp, fp, _adversary(adapter, cfg, dist))
     step, loss_val = train(loop, start, desc, progress, out_dir)
     peft_model.eval()
     secs = time.perf_counter() - t0
@@ -236,6 +238,15 @@ def _lora_training(
     if dist.fsdp:
         step_loss = shard(dist, step_loss, opt)
     return peft_model, named, step_loss, opt, examples
+
+
+def _adversary(adapter: ModelAdapter, cfg: AlignConfig, dist: Dist) -> Adversary | None:
+    """The attacker of `align.experimental.adversarial` (None when off or text-only)."""
+    if cfg.experimental.adversarial <= 0 or cfg.text_only:
+        return None
+    if dist.fsdp:
+        raise DataError("align.experimental.adversarial: not supported under FSDP (run it on one process or DDP)")
+    return Adversary(adapter, cfg, cfg.seed)
 
 
 def _finished_before(tmp: Path, out_dir: Path, fp: str, dist: Dist) -> AlignResult | None:

@@ -108,10 +108,15 @@ def _step(
     params: list[torch.nn.Parameter],
     batch: list[Example],
     dist: Dist,
+    adversary: Any = None,
+    step: int = 0,
 ) -> tuple[float, float]:
-    """One optimiser step on `batch`, this process computing its share -> (the batch's mean loss over all
-    processes, the gradient norm before clipping to 1.0)."""
+    """One optimiser step on `batch`, this process computing its share (attacked first by `adversary`,
+    when given: adversary.py) -> (the batch's mean loss over all processes, the gradient norm before
+    clipping to 1.0)."""
     share = dist.share(batch)
+    if adversary is not None and share:
+        share = adversary(share, step)
     # a process with no example this step still runs one, weighted 0, to keep the collectives aligned
     w = torch.ones(len(share)) if share else torch.zeros(1)
     losses = step_loss(share or batch[:1])
@@ -144,6 +149,7 @@ class Loop:
     dist: Dist
     tmp: Path
     fp: str
+    adversary: Any = None  # align.experimental.adversarial: attacks examples before each step (adversary.py)
 
 
 def train(loop: Loop, start: int, desc: str, progress: bool, tracker_dir: Path) -> tuple[int, float]:
@@ -181,7 +187,7 @@ def _epochs(loop: Loop, start: int, desc: str, progress: bool, tracker: Any) -> 
                     step += 1
                     continue
                 batch = [examples[i] for i in order[b * cfg.batch_size : (b + 1) * cfg.batch_size]]
-                loss_val, grad_norm = _step(loop.step_loss, opt, params, batch, dist)
+                loss_val, grad_norm = _step(loop.step_loss, opt, params, batch, dist, loop.adversary, step)
                 step += 1
                 if dist.is_main:
                     row = {
@@ -191,6 +197,7 @@ def _epochs(loop: Loop, start: int, desc: str, progress: bool, tracker: Any) -> 
                         "lr": opt.param_groups[0]["lr"],
                         "grad_norm": round(grad_norm, 5),
                         "kinds": sorted({e.kind for e in batch}),
+                        **(loop.adversary.last if loop.adversary is not None else {}),
                     }
                     _log_step(loop.tmp, tracker, row)
                     crash_point("align.step")

@@ -157,14 +157,16 @@ RETAIN_KINDS = ("benign_media", "benign_text", "benign_template", "reading")
 @dataclass(frozen=True, eq=False)
 class Example:
     """One training example: `item` (prompt, media, target = the chosen answer), what kind it is, the
-    rejected answer (DPO), once computed the frozen model's summed log-probs of (chosen, rejected), and for
-    an embedding example its request typed (`typed`, the consistency term's reference)."""
+        rejected answer (DPO), once computed the frozen model's summed log-probs of (chosen, rejected), and for
+        an embedding example its request typed (`typed`, the consistency term's reference) and, for a harmful one
+    under `align.experimental.adversarial`, the answer start its attack aims at (`goal`)."""
 
     item: Item
     kind: str
     rejected: str | None = None
     ref_logps: tuple[float, float] | None = None
     typed: Item | None = None  # the same request typed, same target (an embedding example's consistency term)
+    goal: str | None = None  # a harmful embedding example's affirmative answer start (align.experimental.adversarial)
 
     def __post_init__(self) -> None:
         if self.kind not in EXAMPLE_KINDS:
