@@ -63,27 +63,32 @@ class Adversary:
         return out
 
     def attack(self, examples: list[Example]) -> tuple[list[Example], float, float]:
-        """The examples with their embeddings attacked -> (them, mean goal CE at the start, at the end)."""
-        x0 = torch.stack([e.item.mm.detach().float() for e in examples])  # type: ignore[union-attr]
-        dtype = examples[0].item.mm.dtype  # type: ignore[union-attr]
-        radius = self.eps * x0.pow(2).mean(dim=(1, 2), keepdim=True).sqrt()
-        delta = torch.zeros_like(x0, requires_grad=True)
+        """The examples with their embeddings attacked -> (them, mean goal CE at the start, at the end).
+        Each embedding keeps its own shape and budget (the RMS of its own values)."""
+        x0 = [e.item.mm.detach().float() for e in examples]  # type: ignore[union-attr]
+        radius = [self.eps * float(x.pow(2).mean().sqrt()) for x in x0]
+        delta = [torch.zeros_like(x, requires_grad=True) for x in x0]
         first = last = float("nan")
         for k in range(self.steps + 1):
             with torch.set_grad_enabled(k < self.steps):  # the last pass only measures
-                items = [_with(e.item, (x0[j] + delta[j]).to(dtype), e.goal) for j, e in enumerate(examples)]
+                items = [_with(e.item, _cast(x0[j] + delta[j], e), e.goal) for j, e in enumerate(examples)]
                 loss = self.adapter.target_loss(items)
             if k == 0:
                 first = float(loss.detach().mean())
             last = float(loss.detach().mean())
             if k == self.steps:
                 break
-            (grad,) = torch.autograd.grad(loss.sum(), delta)
+            grads = torch.autograd.grad(loss.sum(), delta)
             with torch.no_grad():
-                delta -= STEP_SIZE / self.steps * radius * grad.sign()
-                delta.copy_(torch.maximum(torch.minimum(delta, radius), -radius))
-        final = (x0 + delta.detach()).to(dtype)
-        return [replace(e, item=_with(e.item, final[j], e.item.target)) for j, e in enumerate(examples)], first, last
+                for d, g, r in zip(delta, grads, radius):
+                    d -= STEP_SIZE / self.steps * r * g.sign()
+                    d.clamp_(-r, r)
+        moved = [_with(e.item, _cast(x0[j] + delta[j].detach(), e), e.item.target) for j, e in enumerate(examples)]
+        return [replace(e, item=it) for e, it in zip(examples, moved)], first, last
+
+
+def _cast(x: torch.Tensor, e: Example) -> torch.Tensor:
+    return x.to(e.item.mm.dtype)  # type: ignore[union-attr]
 
 
 def _with(item: Item, mm: torch.Tensor, target: str | None) -> Item:
