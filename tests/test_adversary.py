@@ -100,6 +100,18 @@ def test_align_with_attack_embeddings_logs_them_and_text_only_runs_none(setup, t
     assert logged and not any("adv_n" in r for r in logged)
 
 
+def test_attack_embeddings_refuse_dpo(setup, tmp_path):
+    from sea_align.runtime.io import DataError
+
+    rows, emb = setup
+    a = load_adapter("tiny-random-llava")
+    dpo = [dict(r, rejected="Sure, here is how.") for r in rows]
+    cfg = adv(adversarial=0.5)
+    cfg.method = "dpo"
+    with pytest.raises(DataError, match="adversarial: works with method sft only"):
+        run_align(a, dpo, emb, tmp_path / "d", cfg, progress=False)
+
+
 def test_bad_attack_settings_fail_when_the_config_loads():
     from sea_align.config_load import load_config
     from sea_align.runtime.io import DataError

@@ -197,7 +197,7 @@ def run_align(
     start = resume(tmp, fp, named, opt, dist)
     desc = f"align[{method}{'/text-only' if cfg.text_only else ''}]"
     peft_model.train()
-    loop = Loop(step_loss, opt, named, examples, cfg, dist, tmp, fp, _adversary(adapter, cfg, dist))
+    loop = Loop(step_loss, opt, named, examples, cfg, dist, tmp, fp, _adversary(adapter, cfg, method, dist))
     step, loss_val = train(loop, start, desc, progress, out_dir)
     peft_model.eval()
     secs = time.perf_counter() - t0
@@ -240,10 +240,12 @@ def _lora_training(
     return peft_model, named, step_loss, opt, examples
 
 
-def _adversary(adapter: ModelAdapter, cfg: AlignConfig, dist: Dist) -> Adversary | None:
+def _adversary(adapter: ModelAdapter, cfg: AlignConfig, method: str, dist: Dist) -> Adversary | None:
     """The attacker of `align.experimental.adversarial` (None when off or text-only)."""
     if cfg.experimental.adversarial <= 0 or cfg.text_only:
         return None
+    if method != "sft":  # DPO's reference log-probs are of the clean embedding
+        raise DataError(f"align.experimental.adversarial: works with method sft only, not {method}")
     if dist.fsdp:
         raise DataError("align.experimental.adversarial: not supported under FSDP (run it on one process or DDP)")
     return Adversary(adapter, cfg, cfg.seed)
