@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from sea_align.models.base import Item, ModelAdapter
+from sea_align.models.base import ModelAdapter
 from sea_align.stages.records import Example
 
 ATTACKED_KINDS = ("sea", "sea_template")  # the harmful examples that carry an embedding
@@ -71,7 +71,7 @@ class Adversary:
         first = last = float("nan")
         for k in range(self.steps + 1):
             with torch.set_grad_enabled(k < self.steps):  # the last pass only measures
-                items = [_with(e.item, _cast(x0[j] + delta[j], e), e.goal) for j, e in enumerate(examples)]
+                items = [replace(e.item, mm=_cast(x0[j] + delta[j], e), target=e.goal) for j, e in enumerate(examples)]
                 loss = self.adapter.target_loss(items)
             if k == 0:
                 first = float(loss.detach().mean())
@@ -83,13 +83,9 @@ class Adversary:
                 for d, g, r in zip(delta, grads, radius):
                     d -= STEP_SIZE / self.steps * r * g.sign()
                     d.clamp_(-r, r)
-        moved = [_with(e.item, _cast(x0[j] + delta[j].detach(), e), e.item.target) for j, e in enumerate(examples)]
+        moved = [replace(e.item, mm=_cast(x0[j] + delta[j].detach(), e)) for j, e in enumerate(examples)]
         return [replace(e, item=it) for e, it in zip(examples, moved)], first, last
 
 
 def _cast(x: torch.Tensor, e: Example) -> torch.Tensor:
     return x.to(e.item.mm.dtype)  # type: ignore[union-attr]
-
-
-def _with(item: Item, mm: torch.Tensor, target: str | None) -> Item:
-    return Item(item.prompt, item.modality, mm, item.meta, target=target)
