@@ -114,3 +114,20 @@ def test_own_model_preset_plans_every_row_with_the_model_as_teacher(tmp_path, mo
     assert p.work["rows"] == (40, 40, 10, 10) and p.work["distill"] == 10 and p.work["embeddings"] == 50
     assert teacher_of(cfg) == "tiny-random-llava"
     assert "prepare:    40 of 40 harmful rows, 10 of 10 benign rows" in plan.render(p)
+
+
+def test_stop_on_content_uses_its_own_rate_only_where_measured(monkeypatch):
+    monkeypatch.setattr(plan, "_device_class", lambda device: "cpu")
+    full = plan.make_plan(load_config("qwen-image"))
+    fast = plan.make_plan(load_config("qwen-image", ["synthesize.experimental.stop_on=content"]))
+    n = fast.work["embeddings"]
+    assert n == full.work["embeddings"] > 0
+    row = next(r for r in modelsize.rates()["rates"] if r["model"] == "sea-qwen-vl")
+    assert fast.seconds["synthesize"] == pytest.approx(n * row["s_per_embedding_stop_content"])
+    assert full.seconds["synthesize"] == pytest.approx(n * row["s_per_embedding"])
+    assert "stop_on=content, its measured rate" in plan.render(fast)
+    # a model without its own stop_on=content rate keeps the full-budget rate and says it is an upper bound
+    monkeypatch.setattr(plan, "param_count", lambda model: (2 * row["params"], "test"))
+    other = plan.make_plan(load_config("qwen-image", ["model=/models/x", "synthesize.experimental.stop_on=content"]))
+    assert other.seconds["synthesize"] == pytest.approx(n * 2 * row["s_per_embedding"])
+    assert "an upper bound" in plan.render(other)

@@ -57,6 +57,8 @@ def stage_rates(model: str, params: int | None, modality: str, device: str) -> t
         how += f", x{table['avx2_factor']} for a CPU without native bf16"
     keys = ("s_per_embedding", "s_per_align_step", "s_per_eval_item", "s_per_distill_row")
     out = {k: r[k] * scale for k in keys}
+    if same and "s_per_embedding_stop_content" in r:  # stop_on=content: how soon it stops is the model's own
+        out["s_per_embedding_stop_content"] = r["s_per_embedding_stop_content"] * scale
     out["eval_max_new_tokens"] = r["eval_max_new_tokens"]
     return out, f"{how} ({r['machine']}, {r['date']})"
 
@@ -141,9 +143,19 @@ def make_plan(cfg: RunConfig) -> Plan:
     r, p.rates_from = stage_rates(cfg.model, params, cfg.modality, device)
     if r:
         gen = cfg.evaluate.max_new_tokens / r["eval_max_new_tokens"]
+        per_embedding = r["s_per_embedding"]
+        if cfg.synthesize.experimental.stop_on == "content":
+            # a sample stops once its content pair is reproduced: how soon depends on the model, so only a rate
+            # measured with it counts; otherwise the full-budget rate is an upper bound
+            per_embedding = r.get("s_per_embedding_stop_content", per_embedding)
+            p.work["synth_note"] = (
+                "stop_on=content, its measured rate"
+                if "s_per_embedding_stop_content" in r
+                else "stop_on=content: an upper bound, no rate measured with it for this model"
+            )
         p.seconds = {
             "distill": p.work["distill"] * r["s_per_distill_row"] * cfg.distill.max_new_tokens / 64,
-            "synthesize": n * r["s_per_embedding"],
+            "synthesize": n * per_embedding,
             "align": (steps + text_steps) * r["s_per_align_step"],
             "evaluate": items * r["s_per_eval_item"] * gen,
         }
@@ -167,7 +179,7 @@ def render(p: Plan) -> str:
         + ("" if not (p.weights and p.memory) else "  (does not fit)" if p.weights > p.memory else "  (fits)"),
         f"prepare:    {h} of {h_all} harmful rows, {b} of {b_all} benign rows",
         f"distill:    {w['distill']} benign answers" if w["distill"] else "distill:    off",
-        f"synthesize: {w['embeddings']} embeddings",
+        f"synthesize: {w['embeddings']} embeddings" + (f" ({w['synth_note']})" if w.get("synth_note") else ""),
         f"align:      about {w['align_steps']} steps (SEA)"
         + (f" + {w['text_steps']} (text-only)" if w["text_steps"] else ""),
         f"evaluate:   {w['items']} items ({w['arms']} arm{'s' if w['arms'] > 1 else ''} x {w['items'] // w['arms']}): "
