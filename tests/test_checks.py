@@ -106,3 +106,17 @@ def test_stage_commands_refuse_an_out_that_is_an_input(tmp_path, monkeypatch, ca
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "choose another output path" in err, err
     assert (tmp_path / "d" / "p.jsonl").read_text() == '{"x": 1}\n'
+
+
+def test_every_data_file_in_the_package_ships_in_the_wheel():
+    """A file the package reads at run time (rates for `--plan`, presets, data sets) must match a package-data
+    glob of pyproject.toml, or an installed (non-editable) package cannot find it."""
+    tomllib = pytest.importorskip("tomllib", reason="Python 3.11+ reads pyproject.toml")
+    root = Path(__file__).resolve().parents[1]
+    pkg = root / "src" / "sea_align"
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["sea_align"]
+    shipped = {f for g in globs for f in pkg.glob(g) if f.is_file()}
+    files = {
+        f for f in pkg.rglob("*") if f.is_file() and f.suffix not in (".py", ".pyc") and "__pycache__" not in f.parts
+    }
+    assert sorted(str(f.relative_to(pkg)) for f in files - shipped) == []
