@@ -147,10 +147,11 @@ def make_plan(cfg: RunConfig) -> Plan:
         if cfg.synthesize.experimental.stop_on == "content":
             # a sample stops once its content pair is reproduced: how soon depends on the model, so only a rate
             # measured with it counts; otherwise the full-budget rate is an upper bound
-            per_embedding = r.get("s_per_embedding_stop_content", per_embedding)
+            measured = r.get("s_per_embedding_stop_content")
+            per_embedding = measured or per_embedding
             p.work["synth_note"] = (
                 "stop_on=content, its measured rate"
-                if "s_per_embedding_stop_content" in r
+                if measured
                 else "stop_on=content: an upper bound, no rate measured with it for this model"
             )
         p.seconds = {
