@@ -271,3 +271,18 @@ def test_the_budget_to_half_has_a_bootstrap_interval():
     assert ci["hi"] is None and 0.2 < ci["never"] < 0.8
     assert budget_cell(budget_at(per_eps(rare)), ci).endswith("-not reached]")
     assert budget_cell(None, None) == "not reached" and budget_interval([])["lo"] is None
+
+
+def test_per_category_takes_the_first_items_of_each_category_then_the_limit(tmp_path):
+    bench = _bench(tmp_path, n=5)
+    rows = [json.loads(line) for line in bench.read_text().splitlines()]
+    for r, cat in zip(rows, ["a", "b", "a", "a", "b"]):
+        r["category"] = cat
+    write_jsonl(bench, rows)
+    assert [r["id"] for r in A.attack_rows(bench, per_category=2)] == ["x0", "x1", "x2", "x4"]
+    assert [r["id"] for r in A.attack_rows(bench, limit=3, per_category=1)] == ["x0", "x1"]
+    assert [r["id"] for r in A.attack_rows(bench, limit=3)] == ["x0", "x1", "x2"]
+    # the cap only picks rows: an out dir keeps its settings when it changes
+    cfg = AttackConfig()
+    same = A.attack_settings(replace(cfg, per_category=2), "m", None, "base", "float32", bench)
+    assert same == A.attack_settings(cfg, "m", None, "base", "float32", bench)

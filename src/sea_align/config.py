@@ -437,6 +437,13 @@ class AttackConfig:
     max_new_tokens: int = opt(48, "greedy decoding length of the answer that is judged", ge=1)
     judge: str = opt("refusal", "judge of the answers (as evaluate.judge; docs/judges.md)", brief="judge name")
     judge_arg: list[str] = opt([], "the judge's settings, KEY=VALUE each (as evaluate.judge_arg)")
+    per_category: int = opt(
+        0,
+        "attack at most the first N harmful media items of each category (a VA-SafetyBench scenario), so that a "
+        "small attack set covers every scenario (0 = no cap; applied before limit)",
+        ge=0,
+        brief="at most N items per category (0 = no cap)",
+    )
     limit: int = opt(0, "attack only the first N harmful media items of the benchmark (0 = all)", ge=0)
     seed: int = opt(0, "random seed of the restarts' starting points", ge=0)
 

@@ -306,7 +306,7 @@ def _attack(args: argparse.Namespace) -> int:
 
     cfg = stage_config(args)
     refuse_overwrite(args.out, args.bench, args.adapter)
-    modality = attack_modality(args.bench, attack_rows(args.bench, cfg.attack.limit))
+    modality = attack_modality(args.bench, attack_rows(args.bench, cfg.attack.limit, cfg.attack.per_category))
     check_attack(cfg.attack, modality)  # before the model loads
     rt = _runtime(cfg)
     ad = _load(cfg, rt, modality, args.adapter)

@@ -90,11 +90,21 @@ class AttackResult:
 
 
 # ----- inputs and checks ------------------------------------------------------------------------------
-def attack_rows(bench: str | Path, limit: int = 0) -> list[dict[str, Any]]:
-    """The benchmark's harmful items that carry media (the only ones a media attack can move), first `limit`."""
+def attack_rows(bench: str | Path, limit: int = 0, per_category: int = 0) -> list[dict[str, Any]]:
+    """The benchmark's harmful items that carry media (the only ones a media attack can move): at most the first
+    `per_category` of each category (0 = all), then the first `limit` of those (0 = all), in bench order."""
     rows = [r for r in load_bench(bench) if r["harmful"] and r["media"]]
     if not rows:
         raise DataError(f"{bench}: no harmful item with media to attack")
+    if per_category:
+        seen: dict[str, int] = {}
+        kept = []
+        for r in rows:
+            cat = str(r.get("category", ""))
+            if seen.get(cat, 0) < per_category:
+                seen[cat] = seen.get(cat, 0) + 1
+                kept.append(r)
+        rows = kept
     return rows[:limit] if limit else rows
 
 
@@ -351,8 +361,8 @@ def _row(
 def attack_settings(
     cfg: AttackConfig, model: str, adapter_dir: str | None, label: str, dtype: str, bench: str | Path
 ) -> dict[str, Any]:
-    """What shapes the rows (budgets, limit and batch size do not: they only add or group rows)."""
-    own = {k: v for k, v in asdict(cfg).items() if k not in ("eps", "limit", "batch_size")}
+    """What shapes the rows (budgets, limit, per_category and batch size do not: they only add or group rows)."""
+    own = {k: v for k, v in asdict(cfg).items() if k not in ("eps", "limit", "per_category", "batch_size")}
     ad = Path(adapter_dir).resolve() if adapter_dir else None
     return {
         "model": model,
@@ -394,7 +404,7 @@ def run_attack(
 ) -> AttackResult:
     """Attack every harmful media item of `bench` at every budget of `cfg.eps` not yet in `out_dir/attack.jsonl`,
     judge the answers, then write summary.json. `label` names the arm (default: base, or the adapter's folder)."""
-    rows = attack_rows(bench, cfg.limit)
+    rows = attack_rows(bench, cfg.limit, cfg.per_category)
     for r in rows:
         r["bench"] = str(bench)
     modality = attack_modality(bench, rows)
