@@ -205,6 +205,8 @@ LIST_ITEM = re.compile(r"(^|\n|:\s*)\s*(1[.)]|step 1\b|\* |- )\s*\S+(\s+\S+){3,}
 CODE = re.compile(r"```|^\s*(import |from \w+ import|def |class |for .+:|while .+:|#include|SELECT |<\?php)", re.M)
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 _SENT = re.compile(r"(?<=[.!?])\s+|\n+")
+_ROLES = {"assistant", "user", "system"}
+_LIST_MARK = re.compile(r"(?<!\S)(\d+[.)]|[-*•])(?=\s|$)")
 
 
 def _norm(text: str) -> str:
@@ -235,6 +237,11 @@ def degenerate(text: str) -> str | None:
     letters = len(re.findall(r"[a-z]", t))
     if len(t.strip()) >= 12 and letters / max(1, len(re.sub(r"\s", "", t))) < 0.4:
         return "gibberish (mostly symbols)"
+    if len(words) >= 2 and sum(w in _ROLES for w in words) * 2 >= len(words):
+        return "chat role names (the template leaking, not an answer)"
+    bare = _LIST_MARK.sub("", t).strip()  # list numbers and bullets with nothing in them say nothing
+    if "\n" not in bare and bare.endswith(":") and len(_WORD.findall(bare)) <= 15:
+        return "an opening with nothing after it"
     return None
 
 
