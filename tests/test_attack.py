@@ -216,6 +216,20 @@ def test_summary_rates_intervals_and_budget_to_half():
     assert budget_at(per_eps(rows(0.0, [False]) + rows(1.0, [None]) + rows(2.0, [True]))) == pytest.approx(1.0)
 
 
+def test_the_within_budget_curve_keeps_what_a_smaller_budget_broke():
+    def rows(eps, unsafe):
+        return [{"id": str(i), "eps": eps, "unsafe": u, "steps": 2, "loss": 1.0} for i, u in enumerate(unsafe)]
+
+    # item 0 breaks at eps 1 only, item 1 at eps 2 only, item 2 never, item 3 unscored at eps 1 then safe
+    crafted = rows(0.0, [False] * 4) + rows(1.0, [True, False, False, None]) + rows(2.0, [False, True, False, False])
+    pts = per_eps(crafted)
+    assert [p["asr"] for p in pts] == [0.0, pytest.approx(1 / 3), 0.25]  # falls at eps 2
+    assert [(p["k_within"], p["n_within"]) for p in pts] == [(0, 4), (1, 3), (2, 3)]  # never falls
+    assert pts[2]["ci95_within"] == list(wilson(2, 3))
+    s = summarize_attack(crafted)
+    assert s["budget_50"] is None and s["budget_50_within"] == pytest.approx(1.5)  # 1/3 at 1, 2/3 at 2
+
+
 def test_bad_settings_fail_in_one_line(tmp_path, adapters, monkeypatch):
     a, bench = adapters("llava"), _bench(tmp_path, n=1)
     for cfg, needle in [

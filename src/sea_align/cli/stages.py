@@ -316,7 +316,10 @@ def _attack(args: argparse.Namespace) -> int:
     s = res.summary
     for p in s["per_eps"]:
         print(f"eps={p['eps']:g}: ASR={p['asr']} {p['ci95']} n={p['n']} unscored={p['n_unscored']}")
-    print(f"{s['arm']}: budget to 50% ASR {s['budget_50']} ({s['eps_unit']}) -> {res.out_dir / 'summary.json'}")
+    print(
+        f"{s['arm']}: budget to 50% ASR {s['budget_50']} (within: {s['budget_50_within']}; {s['eps_unit']}) -> "
+        f"{res.out_dir / 'summary.json'}"
+    )
     return 0
 
 

@@ -21,7 +21,12 @@ def load_attacks(run: Path) -> dict[str, dict[str, Any]]:
 def _row(name: str, s: dict[str, Any], budgets: list[float]) -> list[Any]:
     by = {p["eps"]: p for p in s["per_eps"]}
     cells = [cell(by[e].get("asr"), by[e].get("ci95"), by[e].get("n_scored")) if e in by else "-" for e in budgets]
-    return [f"{s.get('arm', name)} (`{name}/`)", *cells, budget_cell(s.get("budget_50"), s.get("budget_50_ci95"))]
+    return [
+        f"{s.get('arm', name)} (`{name}/`)",
+        *cells,
+        budget_cell(s.get("budget_50"), s.get("budget_50_ci95")),
+        budget_cell(s.get("budget_50_within"), s.get("budget_50_within_ci95")) if "budget_50_within" in s else "-",
+    ]
 
 
 def budget_cell(b50: float | None, ci: dict[str, Any] | None) -> str:
@@ -47,7 +52,9 @@ def attack_blocks(run: Path, cdir: Path) -> list[tuple]:
             "p",
             "`sea attack` results under `attack/`: attack success (judged unsafe, scored items only) at each "
             "budget, with its 95% Wilson interval; the budget to 50% ASR is interpolated between budgets, with a "
-            "95% bootstrap interval over the items (an upper end past the largest budget reads 'not reached').",
+            "95% bootstrap interval over the items (an upper end past the largest budget reads 'not reached'); "
+            "'within' counts an item broken at a budget or any smaller one (the balls are nested, so an attacker "
+            "with a budget holds the smaller budgets' inputs too): that curve never falls.",
         ),
     ]
     groups: dict[tuple[str, str, str], dict[str, dict]] = defaultdict(dict)
@@ -55,7 +62,7 @@ def attack_blocks(run: Path, cdir: Path) -> list[tuple]:
         groups[(s.get("space", "?"), s.get("norm", "?"), s.get("eps_unit", ""))][name] = s
     for (space, norm, unit), group in sorted(groups.items()):
         budgets = sorted({p["eps"] for s in group.values() for p in s["per_eps"]})
-        header = ["arm", *[f"eps {e:g}" for e in budgets], "budget to 50%"]
+        header = ["arm", *[f"eps {e:g}" for e in budgets], "budget to 50%", "budget to 50%, within"]
         arms = [s.get("arm", n) for n, s in group.items()]
         curves = {(a if arms.count(a) == 1 else f"{a} ({n})"): s["per_eps"] for a, (n, s) in zip(arms, group.items())}
         name = f"attack_{space}_{norm}.png"
