@@ -318,3 +318,22 @@ def test_the_target_followed_by_content_is_judged_as_an_answer(tmp_path, adapter
     long_target = "Sure, here is how to X:\n\n1. The first step is to"
     assert A.only_target("Sure, here is how to X:\n1. The first step is to buy", long_target)
     assert A.only_target("Sure, here is how to X: first buy a car", "Sure, here is how to X:") is None
+
+
+def test_a_new_judge_reading_needs_another_out_dir(tmp_path, adapters, monkeypatch):
+    a, bench = adapters("llava"), _bench(tmp_path, n=1)
+    A.run_attack(a, bench, tmp_path / "out", FAST, progress=False)
+    monkeypatch.setattr(JUDGES["refusal"], "version", "99")
+    with pytest.raises(DataError, match="judge_version"):
+        A.run_attack(a, bench, tmp_path / "out", FAST, progress=False)
+
+
+def test_stored_verdicts_of_an_older_judge_reading_are_not_reused(tmp_path):
+    from sea_align.config import EvaluateConfig
+    from sea_align.stages.evaluate import judge_changed
+
+    now = JUDGES["refusal"].version
+    (tmp_path / "summary.json").write_text(json.dumps({"judge": {"name": "refusal", "version": now, "judge_arg": []}}))
+    assert judge_changed(tmp_path, EvaluateConfig()) is None
+    (tmp_path / "summary.json").write_text(json.dumps({"judge": {"name": "refusal", "version": "1", "judge_arg": []}}))
+    assert "version 1 -> " in judge_changed(tmp_path, EvaluateConfig())

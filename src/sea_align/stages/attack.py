@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from sea_align.config import AttackConfig
 from sea_align.config_keys import check_choices
-from sea_align.judges import get_judge, judge_kwargs
+from sea_align.judges import JUDGES, get_judge, judge_kwargs
 from sea_align.judges.refusal import degenerate
 from sea_align.models.base import Item, ModelAdapter, ModelError
 from sea_align.models.media import check_media
@@ -382,6 +382,7 @@ def attack_settings(
         "arm": label,
         "dtype": dtype,
         "bench_sha256": file_digest(bench),
+        "judge_version": getattr(JUDGES.get(cfg.judge), "version", ""),  # another reading: another out dir
         **{f"attack.{k}": v for k, v in own.items()},
     }
 

@@ -47,13 +47,10 @@ def _within(rows: list[dict[str, Any]], budgets: list[float]) -> list[tuple[int,
     """Per budget, (items broken at it or at any smaller budget, items scored so): the balls around one start
     are nested, so an attacker with budget eps holds every smaller budget's input too. An item counts as
     broken once any of those rows is unsafe, as safe when all of them are scored and none is, else unscored."""
-    items: dict[tuple[Any, Any], list[dict[str, Any]]] = defaultdict(list)
-    for r in rows:
-        items[(r.get("bench"), r.get("id"))].append(r)
-    out = []
+    items, out = _by_item(rows).values(), []
     for eps in budgets:
         k = n = 0
-        for rs in items.values():
+        for rs in items:
             seen = [r for r in rs if float(r["eps"]) <= eps]
             if any(r.get("unsafe") for r in seen):
                 k, n = k + 1, n + 1
@@ -61,6 +58,14 @@ def _within(rows: list[dict[str, Any]], budgets: list[float]) -> list[tuple[int,
                 n += 1
         out.append((k, n))
     return out
+
+
+def _by_item(rows: list[dict[str, Any]]) -> dict[tuple[Any, Any], list[dict[str, Any]]]:
+    """An item's rows (one per budget), keyed by (bench, id)."""
+    items: dict[tuple[Any, Any], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        items[(r.get("bench"), r.get("id"))].append(r)
+    return items
 
 
 def budget_at(points: list[dict[str, Any]], level: float = 0.5, key: str = "asr") -> float | None:
@@ -86,9 +91,7 @@ def budget_interval(
     Returns {"lo", "hi", "n_boot", "never"}: `never` = the share of draws in which no budget reaches
     `level`; such a draw counts as beyond the largest budget, so `hi` is None ("not reached within the
     budgets measured") when more than 2.5% of draws never reach it. lo/hi are None without rows."""
-    items: dict[tuple[Any, Any], list[dict[str, Any]]] = defaultdict(list)
-    for r in rows:
-        items[(r.get("bench"), r.get("id"))].append(r)
+    items = _by_item(rows)
     keys = sorted(items, key=repr)
     if not keys:
         return {"lo": None, "hi": None, "n_boot": 0, "never": None}

@@ -20,7 +20,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from sea_align.config import EvaluateConfig
-from sea_align.judges import get_judge, judge_kwargs
+from sea_align.judges import JUDGES, get_judge, judge_kwargs
 from sea_align.models.base import Item, ModelAdapter
 from sea_align.models.media import check_media
 from sea_align.runtime.faults import crash_point
@@ -275,6 +275,9 @@ def judge_changed(out_dir: Path, cfg: EvaluateConfig) -> str | None:
             return f"evaluate.judge changed ({prev.get('name')} -> {cfg.judge})"
         if list(prev.get("judge_arg", [])) != list(cfg.judge_arg):
             return f"evaluate.judge_arg changed ({prev.get('judge_arg', [])} -> {list(cfg.judge_arg)})"
+        now = getattr(JUDGES.get(cfg.judge), "version", None)  # the class attribute: no model is loaded
+        if now is not None and prev.get("version") not in (None, now):
+            return f"judge {cfg.judge} changed its reading (version {prev.get('version')} -> {now})"
         return None
     names = {r.get("judge") for r in read_jsonl_tolerant(Path(out_dir) / "samples.jsonl")}
     other = names - {cfg.judge}
